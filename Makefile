@@ -1,0 +1,53 @@
+# Bulk Transcribe — every target sets itself up first (idempotent), so a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= transcripts
+PORT ?= 8501
+APT_PACKAGES := espeak-ng chromium
+
+.PHONY: setup system-deps run run-cli test test-fast test-faults bench bench-quick clean
+
+setup: $(STAMP)
+
+# Debian packages: espeak-ng makes speech fixtures, chromium drives the browser tests. Installed only when missing.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "Please install:$$missing (sudo apt-get install$$missing)"; fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(MAKE) system-deps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The main job on the embedded default: the dashboard on 127.0.0.1 (local Ray, bundled model).
+run: setup
+	$(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
+
+# Headless: transcribe the bundled sample media with the CLI.
+run-cli: setup
+	$(BIN)/bulk-transcribe run ../shared/media --out $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+test-faults: setup
+	$(BIN)/python -m pytest -m slow
+
+bench: setup
+	$(BIN)/python -m benchmarks.run_all
+
+bench-quick: setup
+	$(BIN)/python -m benchmarks.run_all --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

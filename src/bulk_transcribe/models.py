@@ -1,0 +1,202 @@
+"""Plain data that every part of Bulk Transcribe shares.
+
+Stdlib only and picklable: these objects cross process boundaries (Ray actors, the Streamlit server's background
+worker) and land in SQLite, so they hold no handles, locks or clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class VideoStatus(str, Enum):
+    """Where one video stands. Terminal states never change within a run."""
+
+    QUEUED = "queued"
+    DOWNLOADING = "downloading"
+    TRANSCRIBING = "transcribing"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        return self in (VideoStatus.DOWNLOADING, VideoStatus.TRANSCRIBING)
+
+
+TERMINAL_STATUSES = frozenset(
+    {VideoStatus.DONE, VideoStatus.FAILED, VideoStatus.SKIPPED, VideoStatus.CANCELLED}
+)
+
+
+class SourceKind(str, Enum):
+    URL = "url"
+    FILE = "file"
+
+
+def video_id_for(source: str) -> str:
+    """A stable id for a source (normalised URL or absolute path): the key that makes resume work."""
+    return hashlib.sha1(source.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+@dataclass
+class VideoItem:
+    """One video to transcribe, as resolved from the user's inputs.
+
+    `error` is set when the input could not even be resolved (missing file, 404 on a playlist, unsupported URL):
+    such an item is recorded as failed with that reason and never scheduled.
+    """
+
+    source: str
+    kind: SourceKind
+    input: str
+    title: str = ""
+    duration_s: float | None = None
+    video_id: str = ""
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.video_id:
+            self.video_id = video_id_for(self.source)
+        if not self.title:
+            self.title = self.source.rstrip("/").rsplit("/", 1)[-1] or self.source
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] | None = None
+
+
+@dataclass
+class Transcript:
+    """What a transcription returns: enough to write every output format without the model."""
+
+    video_id: str
+    language: str
+    language_probability: float
+    duration_s: float
+    segments: list[Segment]
+    model: str
+    transcribe_s: float = 0.0
+    download_s: float = 0.0
+    worker: str = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    @property
+    def speed_x(self) -> float:
+        """Audio seconds transcribed per second of model time (x real time)."""
+        return self.duration_s / self.transcribe_s if self.transcribe_s > 0 else 0.0
+
+
+class EventKind(str, Enum):
+    """What a ProgressEvent reports. Status-changing kinds map onto VideoStatus."""
+
+    QUEUED = "queued"
+    DOWNLOAD_STARTED = "download_started"
+    DOWNLOAD_PROGRESS = "download_progress"
+    DOWNLOADED = "downloaded"
+    TRANSCRIBE_STARTED = "transcribe_started"
+    TRANSCRIBE_PROGRESS = "transcribe_progress"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    RETRYING = "retrying"
+
+
+@dataclass
+class ProgressEvent:
+    """One thing that happened to one video. Fields that do not apply stay None."""
+
+    video_id: str
+    kind: EventKind
+    time: float = field(default_factory=time.time)
+    worker: str | None = None
+    # Fraction 0..1 of the current stage (download bytes, or transcribed seconds / duration).
+    progress: float | None = None
+    downloaded_bytes: int | None = None
+    total_bytes: int | None = None
+    download_speed: float | None = None  # bytes/s
+    transcribed_s: float | None = None
+    duration_s: float | None = None
+    text: str | None = None  # the latest transcribed line
+    error: str | None = None
+    attempt: int | None = None
+    outputs: dict[str, str] | None = None
+    speed_x: float | None = None
+
+
+@dataclass
+class VideoProgress:
+    """One row of the status table."""
+
+    video_id: str
+    title: str
+    source: str
+    duration_s: float | None
+    status: VideoStatus = VideoStatus.QUEUED
+    worker: str = ""
+    progress: float = 0.0  # of the whole video, 0..1
+    stage_progress: float = 0.0  # of the current stage, 0..1
+    speed_x: float | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    attempts: int = 0
+    error: str | None = None
+    current_text: str = ""
+    downloaded_bytes: int | None = None
+    download_speed: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Snapshot:
+    """Everything a screen needs, computed once, cheap to pickle."""
+
+    run_id: str
+    videos: list[VideoProgress]
+    counts: dict[str, int]
+    audio_total_s: float
+    audio_done_s: float
+    throughput_x: float | None  # audio seconds per wall second since the run started
+    eta_s: float | None
+    started_at: float | None
+    finished_at: float | None
+    mode: str = "sequential"
+    finished: bool = False
+
+    @property
+    def progress(self) -> float:
+        """Global progress weighted by audio seconds; falls back to counts when durations are unknown."""
+        if self.audio_total_s > 0:
+            return min(1.0, self.audio_done_s / self.audio_total_s)
+        total = len(self.videos)
+        return sum(1 for v in self.videos if v.status.is_terminal) / total if total else 0.0
+
+    @property
+    def active(self) -> list[VideoProgress]:
+        return [v for v in self.videos if v.status.is_active]

@@ -1,0 +1,117 @@
+"""Shared fixtures: real speech, real bad files, a real HTTP server. Built once per session."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import media
+from media_server import MediaServer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_MEDIA = (REPO_ROOT / ".." / "shared" / "media").resolve()
+
+# Distinct sentences so a test can tell the clips apart by their transcripts.
+SPEECH_TEXTS = {
+    "weather": "The weather today is sunny with a light breeze from the west.",
+    "library": "Please return the library books before the end of the month.",
+    "garden": "My grandmother grows tomatoes and beans in her small garden.",
+    "train": "The next train to the city leaves at seven in the morning.",
+}
+
+
+@dataclass(frozen=True)
+class SpeechClip:
+    name: str
+    path: Path
+    text: str
+
+
+@pytest.fixture(scope="session")
+def jfk_flac() -> Path:
+    path = SHARED_MEDIA / "jfk.flac"
+    assert path.is_file(), f"shared media missing: {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def jfk_text() -> str:
+    return (SHARED_MEDIA / "jfk.txt").read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    """The folder the media server serves: good speech clips, bad files, an RSS feed and a <video> page."""
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def speech_clips(media_dir) -> dict[str, SpeechClip]:
+    """Short espeak-ng speech clips in several containers (mp3, m4a, ogg/opus, mp4 with a video track)."""
+    suffixes = [".mp3", ".m4a", ".ogg", ".mp4"]
+    clips = {}
+    for (name, text), suffix in zip(SPEECH_TEXTS.items(), suffixes):
+        clips[name] = SpeechClip(name, media.speech(text, media_dir / f"{name}{suffix}"), text)
+    return clips
+
+
+@pytest.fixture(scope="session")
+def bad_media(media_dir, speech_clips) -> dict[str, Path]:
+    """Real bad files, one per failure the pipeline must contain."""
+    bad = media_dir / "bad"
+    bad.mkdir(exist_ok=True)
+    source = speech_clips["weather"].path
+    (bad / "empty.mp4").write_bytes(b"")
+    (bad / "notes.mp4").write_text("this is a text file, not a video\n" * 20)
+    return {
+        "empty": bad / "empty.mp4",
+        "text_as_mp4": bad / "notes.mp4",
+        "truncated": media.truncated_copy(source, bad / "truncated.mp3", 0.02),
+        "corrupt": media.corrupt_copy(speech_clips["garden"].path, bad / "corrupt.m4a"),
+        "no_audio": media.video_without_audio(bad / "no_audio.mp4"),
+        "silence": media.silence(bad / "silence.wav", 3.0),
+    }
+
+
+@pytest.fixture(scope="session")
+def media_server(media_dir, speech_clips) -> MediaServer:
+    server = MediaServer(media_dir).start()
+    _write_feed_and_page(media_dir, server, speech_clips)
+    yield server
+    server.stop()
+
+
+def _write_feed_and_page(media_dir: Path, server: MediaServer, clips: dict[str, SpeechClip]) -> None:
+    """An RSS podcast feed (with itunes:duration) and an HTML page with <video> tags, pointing at the clips."""
+    import av
+
+    items = []
+    for clip in clips.values():
+        with av.open(str(clip.path)) as c:
+            seconds = int(round(c.duration / 1e6))
+        items.append(
+            f"<item><title>{clip.name.title()} episode</title>"
+            f"<enclosure url=\"{server.url(clip.path.name)}\" type=\"audio/mpeg\" length=\"{clip.path.stat().st_size}\"/>"
+            f"<guid>{clip.name}</guid><itunes:duration>{seconds}</itunes:duration></item>"
+        )
+    (media_dir / "feed.rss").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<rss version="2.0" xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel>'
+        "<title>Test podcast</title><link>http://127.0.0.1/</link><description>clips</description>"
+        + "".join(items) + "</channel></rss>"
+    )
+    videos = "".join(
+        f'<video src="{server.url(c.path.name)}" title="{c.name}"></video>' for c in list(clips.values())[:2]
+    )
+    (media_dir / "videos.html").write_text(f"<html><head><title>Clip page</title></head><body>{videos}</body></html>")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_ray_env():
+    """Keep Ray from phoning home or grabbing the whole machine in tests."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    yield

@@ -1,0 +1,141 @@
+"""Real media for tests, made on the spot: speech from espeak-ng, containers encoded with PyAV.
+
+No ffmpeg binary is needed: PyAV's wheels carry the codecs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+def espeak_wav(text: str, path: Path, *, speed: int = 160, voice: str = "en-us") -> Path:
+    """Speak `text` into a WAV file with espeak-ng (a real speech signal the model can transcribe)."""
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is missing: `make setup` installs it (apt-get install espeak-ng)")
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def read_pcm(path: Path) -> tuple[np.ndarray, int]:
+    """Decode any audio file to mono int16 samples with PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        chunks = []
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.int16), SAMPLE_RATE
+
+
+def write_wav(samples: np.ndarray, path: Path, rate: int = SAMPLE_RATE) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype(np.int16).tobytes())
+    return path
+
+
+def encode_audio(samples: np.ndarray, path: Path, *, codec: str, rate: int = SAMPLE_RATE,
+                 with_video: bool = False) -> Path:
+    """Encode mono int16 samples into `path` (container from the suffix), optionally beside a tiny video track."""
+    out_rate = 44100 if codec == "libmp3lame" else (48000 if codec == "libopus" else rate)
+    with av.open(str(path), "w") as container:
+        vstream = None
+        if with_video:
+            vstream = container.add_stream("libx264" if path.suffix in (".mp4", ".mkv") else "mpeg4", rate=5)
+            vstream.width, vstream.height, vstream.pix_fmt = 64, 48, "yuv420p"
+        astream = container.add_stream(codec, rate=out_rate)
+        astream.layout = "mono"
+        resampler = av.AudioResampler(format=astream.format.name if astream.format else "fltp",
+                                      layout="mono", rate=out_rate)
+        block = rate // 10
+        pts = 0
+        for start in range(0, len(samples), block):
+            chunk = samples[start:start + block].astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = pts
+            frame.time_base = Fraction(1, rate)
+            pts += chunk.shape[1]
+            for rf in resampler.resample(frame):
+                for packet in astream.encode(rf):
+                    container.mux(packet)
+        for rf in resampler.resample(None):
+            for packet in astream.encode(rf):
+                container.mux(packet)
+        for packet in astream.encode(None):
+            container.mux(packet)
+        if vstream is not None:
+            seconds = max(1, int(len(samples) / rate))
+            for i in range(seconds * 5):
+                img = np.full((48, 64, 3), (i * 10) % 255, dtype=np.uint8)
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                for packet in vstream.encode(frame):
+                    container.mux(packet)
+            for packet in vstream.encode(None):
+                container.mux(packet)
+    return path
+
+
+def video_without_audio(path: Path, seconds: int = 2) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(seconds * 5):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20 % 255, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def speech(text: str, path: Path, *, speed: int = 160) -> Path:
+    """Speech in whatever container `path` names (.wav, .mp3, .m4a, .ogg/.opus, .flac, .mp4 with video)."""
+    wav = espeak_wav(text, path.with_suffix(".src.wav"), speed=speed)
+    if path.suffix == ".wav":
+        wav.rename(path)
+        return path
+    samples, rate = read_pcm(wav)
+    wav.unlink()
+    codec = {".mp3": "libmp3lame", ".m4a": "aac", ".ogg": "libopus", ".opus": "libopus",
+             ".flac": "flac", ".mp4": "aac", ".mkv": "aac"}[path.suffix]
+    return encode_audio(samples, path, codec=codec, rate=rate, with_video=path.suffix in (".mp4", ".mkv"))
+
+
+def silence(path: Path, seconds: float = 3.0) -> Path:
+    return write_wav(np.zeros(int(seconds * SAMPLE_RATE), np.int16), path)
+
+
+def truncated_copy(src: Path, dst: Path, fraction: float = 0.4) -> Path:
+    """A file cut short mid-stream, the way an interrupted download leaves it."""
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * fraction)])
+    return dst
+
+
+def corrupt_copy(src: Path, dst: Path) -> Path:
+    """Valid header, garbage body: decodes for a moment then breaks."""
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(7)
+    start = min(len(data) // 3, 4096)
+    data[start:] = rng.integers(0, 256, len(data) - start, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst

@@ -1,0 +1,24 @@
+"""The fixtures themselves: real, decodable speech and a server that really misbehaves."""
+
+import urllib.error
+import urllib.request
+
+import av
+import pytest
+
+
+def test_clips_decode_with_audio(speech_clips):
+    for clip in speech_clips.values():
+        with av.open(str(clip.path)) as c:
+            assert c.streams.audio, clip.path
+            assert 1.5 < c.duration / 1e6 < 15
+
+
+def test_server_serves_files_and_errors(media_server, speech_clips):
+    clip = speech_clips["weather"].path.name
+    with urllib.request.urlopen(media_server.url(clip)) as r:
+        assert r.status == 200 and len(r.read()) == speech_clips["weather"].path.stat().st_size
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(media_server.url("status/404"))
+    assert err.value.code == 404
+    assert media_server.count("status/404") == 1
