@@ -26,13 +26,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on the embedded default: the dashboard on 127.0.0.1 (local Ray, bundled model).
-run: setup
-	$(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
+# The main job on the embedded default: transcribe the bundled sample media (bundled model) with the CLI.
+run: run-cli
 
 # Headless: transcribe the bundled sample media with the CLI.
 run-cli: setup
-	$(BIN)/bulk-transcribe run ../shared/media --out $(OUT)
+	$(BIN)/bulk-transcribe run samples --out $(OUT)
 
 test: setup
 	$(BIN)/python -m pytest

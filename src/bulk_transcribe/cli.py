@@ -1,0 +1,313 @@
+"""`bulk-transcribe`: run a batch headless, or show the state of one.
+
+Exit codes: 0 every video done, 1 any video failed (the others still finished), 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from . import __version__
+from .config import (
+    BUNDLED_MODEL,
+    DEFAULT_FORMATS,
+    DEFAULT_WORKERS,
+    PARALLEL_ENV,
+    STATE_DB_NAME,
+    DownloadOptions,
+    RunConfig,
+    TranscribeOptions,
+)
+from .models import Snapshot, VideoStatus
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """'500K', '2M', '1.5G' or plain bytes -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgKMG]?)i?[bB]?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use bytes, or a number with K, M or G)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in DEFAULT_FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s): {', '.join(unknown) or '(none)'}; choose from {','.join(DEFAULT_FORMATS)}"
+        )
+    return formats
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bulk-transcribe",
+        description="Transcribe many videos at once: URLs (videos, playlists, channels, RSS feeds), files, folders.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="transcribe a batch (rerun the same command to resume)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("inputs", nargs="*", metavar="INPUT", help="URL, playlist/channel/feed URL, file or folder")
+    run.add_argument("--input-file", "-i", action="append", default=[], metavar="FILE",
+                     help="text file with one input per line (# comments and blank lines ignored); repeatable")
+    run.add_argument("--out", "-o", default="transcripts", type=Path, help="output folder (holds state for resume)")
+    run.add_argument("--formats", default=",".join(DEFAULT_FORMATS), type=parse_formats,
+                     help="comma-separated transcript formats")
+
+    model = run.add_argument_group("model")
+    model.add_argument("--model", default=BUNDLED_MODEL,
+                       help="'bundled' (tiny.en, offline), a local CTranslate2 folder, or a faster-whisper name")
+    model.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    model.add_argument("--compute-type", default="default", help="int8, float16, ... ('default' picks per device)")
+    model.add_argument("--cpu-threads", type=int, default=0, help="threads per model on CPU (0 = available cores)")
+    model.add_argument("--beam-size", type=_positive_int, default=1)
+    model.add_argument("--language", default=None, help="ISO code such as 'en' (default: detect)")
+    model.add_argument("--vad", action="store_true", help="skip silence with the VAD filter")
+    model.add_argument("--word-timestamps", action="store_true", help="add word timings to the JSON output")
+    model.add_argument("--timeout-factor", type=float, default=0.0,
+                       help="fail a transcription running longer than this x its duration (+60 s); 0 = off")
+
+    dl = run.add_argument_group("download")
+    dl.add_argument("--rate-limit", type=parse_size, default=None, metavar="BYTES",
+                    help="download speed limit per download, e.g. 2M")
+    dl.add_argument("--sleep", type=float, default=0.0, metavar="S", help="minimum pause between downloads")
+    dl.add_argument("--retries", type=int, default=3, help="download retries for transient errors")
+    dl.add_argument("--socket-timeout", type=float, default=30.0, metavar="S")
+    dl.add_argument("--cookies", default=None, metavar="FILE", help="Netscape cookies file for yt-dlp")
+    dl.add_argument("--max-filesize", type=parse_size, default=None, metavar="BYTES",
+                    help="refuse media larger than this")
+    dl.add_argument("--keep-audio", action="store_true", help="keep downloaded audio under OUT/audio")
+    dl.add_argument("--max-attempts", type=_positive_int, default=2, help="attempts per video before it fails")
+
+    par = run.add_argument_group("parallel (Ray)")
+    mode = par.add_mutually_exclusive_group()
+    mode.add_argument("--parallel", dest="parallel", action="store_true", default=False,
+                      help=f"run on Ray actors (the environment variable {PARALLEL_ENV}=0|1 overrides this flag)")
+    mode.add_argument("--sequential", dest="parallel", action="store_false", help="run in this process (default)")
+    par.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help="model-holding workers")
+    par.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPU share per worker (0.5 packs two)")
+    par.add_argument("--ray-address", default=None,
+                     help="join a cluster: auto, HOST:PORT or ray://HOST:10001 (default: embedded local Ray)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no live progress, only the summary")
+
+    status = sub.add_parser("status", help="show the videos and state of a batch")
+    status.add_argument("out", type=Path, help="the batch's output folder")
+    status.add_argument("--run", default=None, help="a run id (default: the latest run)")
+    status.add_argument("--ray-address", default=None, help="read a live parallel run from this cluster")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        inputs=tuple(args.inputs),
+        input_files=tuple(args.input_file),
+        out_dir=args.out,
+        formats=args.formats,
+        download=DownloadOptions(
+            rate_limit=args.rate_limit, sleep_s=args.sleep, retries=args.retries,
+            socket_timeout_s=args.socket_timeout, cookies_file=args.cookies, max_filesize=args.max_filesize,
+            keep_audio=args.keep_audio,
+        ),
+        transcribe=TranscribeOptions(
+            model=args.model, device=args.device, compute_type=args.compute_type, cpu_threads=args.cpu_threads,
+            beam_size=args.beam_size, language=args.language, vad_filter=args.vad,
+            word_timestamps=args.word_timestamps, timeout_factor=args.timeout_factor,
+        ),
+        parallel=args.parallel,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        ray_address=args.ray_address,
+        max_attempts=args.max_attempts,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- rendering
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _bar(fraction: float, width: int = 24) -> str:
+    filled = int(round(max(0.0, min(1.0, fraction)) * width))
+    return "█" * filled + "░" * (width - filled)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def render_table(snapshot: Snapshot, width: int = 120) -> str:
+    """The final summary (and `status`): one line per video, then the totals."""
+    title_w = max(16, width - 78)
+    lines = [f"{'#':>3}  {'title':<{title_w}} {'duration':>8} {'status':<12} {'speed':>7} {'tries':>5}  error"]
+    for n, v in enumerate(snapshot.videos, 1):
+        speed = f"{v.speed_x:.1f}x" if v.speed_x else "-"
+        lines.append(
+            f"{n:>3}  {_shorten(v.title, title_w):<{title_w}} {_clock(v.duration_s):>8} {v.status.value:<12} "
+            f"{speed:>7} {v.attempts:>5}  {_shorten(v.error or '', 60)}"
+        )
+    lines.append(summary_line(snapshot))
+    return "\n".join(lines)
+
+
+def summary_line(snapshot: Snapshot) -> str:
+    counts = snapshot.counts
+    parts = [f"{counts.get(s.value, 0)} {s.value}" for s in VideoStatus if counts.get(s.value, 0)]
+    speed = f", {snapshot.throughput_x:.1f}x real time" if snapshot.throughput_x else ""
+    return (f"{len(snapshot.videos)} videos: {', '.join(parts) or 'none'}; "
+            f"audio {_clock(snapshot.audio_done_s)} / {_clock(snapshot.audio_total_s)}{speed}")
+
+
+class LiveProgress:
+    """Progress bars on a terminal (global + each current video), plain status lines otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._drawn = 0
+        self._seen: dict[str, VideoStatus] = {}
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        if self.tty:
+            self._draw(snapshot)
+        else:
+            self._log_changes(snapshot)
+
+    def _draw(self, snapshot: Snapshot) -> None:
+        width = shutil.get_terminal_size((100, 20)).columns
+        eta = f" ETA {_clock(snapshot.eta_s)}" if snapshot.eta_s else ""
+        lines = [f"{_bar(snapshot.progress)} {snapshot.progress:6.1%}  {summary_line(snapshot)}{eta}"]
+        for v in snapshot.active:
+            lines.append(f"  {_bar(v.progress, 16)} {v.progress:5.0%} {v.status.value:<12} "
+                         f"{_shorten(v.title, 30):<30} {_shorten(v.current_text, max(10, width - 72))}")
+        out = "".join("\x1b[1A\x1b[2K" for _ in range(self._drawn))
+        out += "\n".join(_shorten(line, width - 1) for line in lines) + "\n"
+        self.stream.write(out)
+        self.stream.flush()
+        self._drawn = len(lines)
+
+    def _log_changes(self, snapshot: Snapshot) -> None:
+        for v in snapshot.videos:
+            if self._seen.get(v.video_id) == v.status:
+                continue
+            self._seen[v.video_id] = v.status
+            if v.status == VideoStatus.QUEUED:
+                continue
+            detail = f": {v.error}" if v.status == VideoStatus.FAILED and v.error else ""
+            self.stream.write(f"[{snapshot.progress:6.1%}] {v.status.value:<12} {v.title}{detail}\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .batch import prepare_batch, run_batch
+
+    try:
+        config = config_from_args(args).with_env_overrides()
+    except ValueError as exc:
+        stderr.write(f"bulk-transcribe: error: {exc}\n")
+        return EXIT_USAGE
+    if not config.inputs and not config.input_files:
+        stderr.write("bulk-transcribe: error: give at least one INPUT or --input-file\n")
+        return EXIT_USAGE
+    for path in config.input_files:
+        if not Path(path).is_file():
+            stderr.write(f"bulk-transcribe: error: input file not found: {path}\n")
+            return EXIT_USAGE
+
+    prepared = prepare_batch(config)
+    mode = "parallel" if config.parallel else "sequential"
+    resumed = len(prepared.records) - len(prepared.todo)
+    stdout.write(f"Run {prepared.run_id} ({mode}): {len(prepared.records)} videos, {len(prepared.todo)} to do"
+                 + (f", {resumed} already finished" if resumed else "")
+                 + (f"; {len(prepared.duplicates)} duplicate input(s) ignored" if prepared.duplicates else "")
+                 + "\n")
+    stdout.flush()
+
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    try:
+        live = None if args.quiet else LiveProgress(stdout)
+        result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=cancel)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+    snapshot = prepared.store.snapshot(result.run_id)
+    stdout.write("\n" + render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
+    if result.error:
+        stderr.write(f"bulk-transcribe: the batch stopped: {result.error}\n")
+    stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
+    if cancel.is_set():
+        return EXIT_INTERRUPTED
+    return result.exit_code
+
+
+def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from .batch import attach_snapshot
+    from .session_manager import SessionStore
+
+    db = args.out / STATE_DB_NAME
+    if not db.is_file():
+        stderr.write(f"bulk-transcribe: error: no batch in {args.out} (missing {STATE_DB_NAME})\n")
+        return EXIT_USAGE
+    store = SessionStore(db)
+    runs = store.runs()
+    if not runs:
+        stderr.write(f"bulk-transcribe: error: no runs recorded in {args.out}\n")
+        return EXIT_USAGE
+    run_id = args.run or runs[0].run_id
+    run = store.run(run_id)
+    if run is None:
+        stderr.write(f"bulk-transcribe: error: no run {run_id} in {args.out}\n")
+        return EXIT_USAGE
+    snapshot = attach_snapshot(args.out, run_id, args.ray_address)
+    stdout.write(f"Run {run.run_id} ({run.mode}, {run.status})\n")
+    stdout.write(render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
+    failed = snapshot.counts.get(VideoStatus.FAILED.value, 0)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    if args.command == "run":
+        return cmd_run(args, stdout, stderr)
+    return cmd_status(args, stdout, stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

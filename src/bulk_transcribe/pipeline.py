@@ -1,0 +1,171 @@
+"""One video's journey — fetch, probe, transcribe, deliver — shared by the sequential runner and the Ray workers.
+
+Everything here reports through `emit(ProgressEvent)` and raises `errors.VideoError` subclasses; the runners turn
+those into data (a FAILED event with the reason) so one bad video never stops the batch.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from .config import RunConfig, TranscribeOptions
+from .download import AudioDownloader, FetchedAudio
+from .errors import Cancelled, TranscriptionError, VideoError
+from .models import EventKind, ProgressEvent, Transcript, VideoItem
+from .sources import probe_media
+from .transcribe import Transcriber
+from .writers import write_transcript
+
+Emit = Callable[[ProgressEvent], None]
+ShouldCancel = Callable[[], bool]
+
+PROGRESS_INTERVAL_S = 0.5
+"""Least time between two progress events of one video: keeps actor calls and SQLite writes cheap."""
+
+
+def _never() -> bool:
+    return False
+
+
+class _Throttle:
+    """Lets an event through at most once per interval (the first always passes)."""
+
+    def __init__(self, interval_s: float = PROGRESS_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last = float("-inf")
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            return True
+        return False
+
+
+def safer_options(options: TranscribeOptions) -> TranscribeOptions:
+    """Options for a retry after a runaway decode: VAD drops the silence that feeds repetition loops."""
+    return replace(options, vad_filter=True, beam_size=max(options.beam_size, 1))
+
+
+class VideoProcessor:
+    """Holds one downloader and one loaded model for its whole life (a process, or a Ray actor)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        work_dir: Path,
+        worker: str = "local",
+        *,
+        before_download: Callable[[], None] | None = None,
+        on_rate_limited: Callable[[float], None] | None = None,
+        device_index: int = 0,
+        transcribe_options: TranscribeOptions | None = None,
+    ) -> None:
+        self.config = config
+        self.worker = worker
+        self.options = transcribe_options or config.transcribe
+        self.downloader = AudioDownloader(
+            config.download, Path(work_dir), before_download=before_download, on_rate_limited=on_rate_limited
+        )
+        self.transcriber = Transcriber(self.options, device_index=device_index)
+
+    def fetch(self, item: VideoItem, emit: Emit, should_cancel: ShouldCancel = _never) -> FetchedAudio:
+        emit(ProgressEvent(item.video_id, EventKind.DOWNLOAD_STARTED, worker=self.worker))
+        throttle = _Throttle()
+
+        def on_progress(done: int, total: int | None, speed: float | None) -> None:
+            if throttle.ready():
+                emit(ProgressEvent(
+                    item.video_id, EventKind.DOWNLOAD_PROGRESS, worker=self.worker,
+                    progress=(done / total) if total else None, downloaded_bytes=done, total_bytes=total,
+                    download_speed=speed,
+                ))
+
+        fetched = self.downloader.fetch(item, on_progress=on_progress, should_cancel=should_cancel)
+        emit(ProgressEvent(
+            item.video_id, EventKind.DOWNLOADED, worker=self.worker, progress=1.0,
+            downloaded_bytes=fetched.size_bytes,
+        ))
+        return fetched
+
+    def transcribe(
+        self,
+        item: VideoItem,
+        fetched: FetchedAudio,
+        emit: Emit,
+        should_cancel: ShouldCancel = _never,
+        *,
+        safer: bool = False,
+    ) -> Transcript:
+        # The container's own duration beats the site's estimate, and probing rejects files with no audio early.
+        duration = probe_media(fetched.path) or item.duration_s or 0.0
+        emit(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_STARTED, worker=self.worker, duration_s=duration))
+        throttle = _Throttle()
+
+        def on_progress(transcribed_s: float, duration_s: float, text: str) -> None:
+            if throttle.ready():
+                emit(ProgressEvent(
+                    item.video_id, EventKind.TRANSCRIBE_PROGRESS, worker=self.worker,
+                    progress=(transcribed_s / duration_s) if duration_s else None,
+                    transcribed_s=transcribed_s, duration_s=duration_s, text=text,
+                ))
+
+        options = safer_options(self.options) if safer else self.options
+        transcript = self.transcriber.transcribe(
+            fetched.path, item.video_id, duration_s=duration, options=options,
+            on_progress=on_progress, should_cancel=should_cancel,
+        )
+        transcript.download_s = fetched.download_s
+        transcript.worker = self.worker
+        return transcript
+
+    def process(
+        self, item: VideoItem, emit: Emit, should_cancel: ShouldCancel = _never, *, safer: bool = False
+    ) -> Transcript:
+        fetched = self.fetch(item, emit, should_cancel)
+        try:
+            return self.transcribe(item, fetched, emit, should_cancel, safer=safer)
+        finally:
+            self.downloader.release(fetched)
+
+
+def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcript,
+            attempt: int, worker: str | None = None) -> ProgressEvent:
+    """Write a finished transcript's outputs (on the driver: workers need no shared disk) and return its DONE event.
+
+    Raises VideoError when the outputs cannot be written (disk full, permissions): the video fails, the files that
+    were already there stay intact because every write is atomic.
+    """
+    try:
+        outputs = write_transcript(config.out_dir, folder, item, transcript, config.formats)
+    except OSError as exc:
+        raise VideoError(f"cannot write outputs: {exc.strerror or exc}", retryable=False) from exc
+    return ProgressEvent(
+        item.video_id, EventKind.DONE, worker=worker or transcript.worker, progress=1.0,
+        duration_s=transcript.duration_s, transcribed_s=transcript.duration_s, outputs=outputs,
+        speed_x=transcript.speed_x, attempt=attempt,
+    )
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One clear line for the table and the manifest; unexpected errors keep their type so they can be traced."""
+    if isinstance(exc, VideoError):
+        return exc.reason
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
+    return f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}{where}"
+
+
+def should_retry(exc: BaseException, attempt: int, max_attempts: int) -> bool:
+    if isinstance(exc, Cancelled) or attempt >= max_attempts:
+        return False
+    return exc.retryable if isinstance(exc, VideoError) else False
+
+
+def needs_safer_retry(exc: BaseException) -> bool:
+    """A transcription that ran past its time budget is retried with safer options (see safer_options)."""
+    return isinstance(exc, TranscriptionError)
