@@ -1,0 +1,334 @@
+"""Longest-first, pull-style dispatch of a run's videos to model-holding workers.
+
+`Scheduler` is a plain class (unit-tested without Ray); `cluster.py` wraps it with `ray.remote` as the run's named
+scheduler actor, so another process can read its state or cancel the run. The driver loop in `runner.py` asks it
+for work whenever a worker has room and reports every outcome back.
+
+Why longest-first and pull: with `m` workers that take the next longest video as soon as they are free (Graham's
+LPT list scheduling) the batch ends within `4/3 - 1/(3m)` of the best possible makespan, and a slow or dead worker
+never strands a fixed stripe of the queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import statistics
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..models import SourceKind, VideoItem
+
+DEFAULT_COST_S = 300.0
+"""Cost given to a video whose duration nothing can tell us (and no other video's duration hints at)."""
+
+BYTES_PER_AUDIO_S = 16_000
+"""Rough bytes per second of media (128 kbit/s) used to guess a duration from a file's size."""
+
+
+class TaskState(str, Enum):
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class Task:
+    """The scheduler's view of one video. `workers` records every worker that ran (or was handed) it."""
+
+    item: VideoItem
+    cost: float
+    cost_known: bool
+    seq: int
+    state: TaskState = TaskState.PENDING
+    attempts: int = 0
+    losses: int = 0
+    worker: str | None = None
+    workers: list[str] = field(default_factory=list)
+    not_before: float = 0.0
+    assigned_at: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A video handed to a worker; `attempt` counts from 1."""
+
+    item: VideoItem
+    attempt: int
+    worker: str
+    cost: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the scheduler decided about a failed attempt: try again after `delay_s`, or give up."""
+
+    video_id: str
+    retry: bool
+    attempt: int
+    delay_s: float
+    reason: str
+
+
+def estimate_cost(item: VideoItem, probe: Callable[[Path], float] | None = None) -> float | None:
+    """Seconds of audio in `item`, or None when nothing can tell before downloading it.
+
+    Local files are probed (cheap: PyAV reads the container header); when probing fails the size gives a guess.
+    """
+    if item.duration_s and item.duration_s > 0:
+        return float(item.duration_s)
+    if item.kind == SourceKind.FILE:
+        path = Path(item.source)
+        if probe is not None:
+            try:
+                seconds = probe(path)
+                if seconds and seconds > 0:
+                    return float(seconds)
+            except Exception:  # noqa: BLE001 — a bad file fails later with a clear reason; here it is only a cost
+                pass
+        try:
+            return max(1.0, path.stat().st_size / BYTES_PER_AUDIO_S)
+        except OSError:
+            return None
+    return None
+
+
+class Scheduler:
+    """Hands out videos longest-first to whichever worker asks; retries, re-queues and cancels.
+
+    Worker names are opaque strings. A worker may hold more than one video (`prefetch=True`: the next video's
+    audio downloads while the current one transcribes); a prefetch is only granted to the worker projected to be
+    free first, so committing a video early never changes the longest-first order it would get by pure pull.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 2,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        default_cost_s: float = DEFAULT_COST_S,
+        prefetch_depth: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.default_cost_s = default_cost_s
+        self.prefetch_depth = prefetch_depth
+        self.clock = clock
+        self.tasks: dict[str, Task] = {}
+        self._ready: list[tuple[float, int, str]] = []  # heap of (-cost, seq, video_id)
+        self._delayed: list[tuple[float, int, str]] = []  # heap of (not_before, seq, video_id)
+        self._seq = itertools.count()
+        self._held: dict[str, list[str]] = {}  # worker -> video ids it holds, oldest first
+        self._busy_since: dict[str, float] = {}
+        self._speed = 1.0  # cost units per second of wall time, learned from completions
+        self._speed_samples = 0
+        self.cancelled = False
+
+    # ---- intake ----------------------------------------------------------------------------------------------
+    def add(self, items: Iterable[VideoItem], *, probe: Callable[[Path], float] | None = None,
+            costs: dict[str, float] | None = None) -> None:
+        """Queue videos. Unknown durations are probed first (local files); the rest get the median known cost."""
+        fresh: list[tuple[VideoItem, float | None]] = []
+        for item in items:
+            if item.video_id in self.tasks:
+                continue  # a video is scheduled once per run, however often it was listed
+            cost = (costs or {}).get(item.video_id)
+            fresh.append((item, cost if cost is not None else estimate_cost(item, probe)))
+        known = [c for _, c in fresh if c is not None] + [t.cost for t in self.tasks.values() if t.cost_known]
+        fallback = statistics.median(known) if known else self.default_cost_s
+        for item, cost in fresh:
+            task = Task(item, cost if cost is not None else fallback, cost is not None, next(self._seq))
+            self.tasks[item.video_id] = task
+            self._push_ready(task)
+
+    def _push_ready(self, task: Task) -> None:
+        task.state = TaskState.PENDING
+        task.worker = None
+        heapq.heappush(self._ready, (-task.cost, task.seq, task.item.video_id))
+
+    def _promote_delayed(self) -> None:
+        now = self.clock()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, video_id = heapq.heappop(self._delayed)
+            task = self.tasks[video_id]
+            if task.state == TaskState.PENDING:
+                heapq.heappush(self._ready, (-task.cost, task.seq, video_id))
+
+    # ---- dispatch --------------------------------------------------------------------------------------------
+    def register(self, worker: str) -> None:
+        """A worker joined the rotation (its model is loaded)."""
+        self._held.setdefault(worker, [])
+
+    def next_for(self, worker: str, *, prefetch: bool = False) -> Assignment | None:
+        """The longest ready video for `worker`, or None (nothing ready, cancelled, or prefetch not worth it)."""
+        self.register(worker)
+        if self.cancelled:
+            return None
+        if self._held[worker]:
+            if not prefetch or len(self._held[worker]) > self.prefetch_depth or not self._first_free(worker):
+                return None
+        self._promote_delayed()
+        while self._ready:
+            _, _, video_id = heapq.heappop(self._ready)
+            task = self.tasks[video_id]
+            if task.state != TaskState.PENDING:
+                continue  # stale heap entry
+            now = self.clock()
+            task.state = TaskState.ASSIGNED
+            task.worker = worker
+            task.workers.append(worker)
+            task.attempts += 1
+            task.assigned_at = now
+            if not self._held[worker]:
+                self._busy_since[worker] = now
+            self._held[worker].append(video_id)
+            return Assignment(task.item, task.attempts, worker, task.cost)
+        return None
+
+    def _projected_free(self, worker: str) -> float:
+        """When `worker` should run out of work, from the costs it holds and the speed seen so far."""
+        now = self.clock()
+        held = self._held.get(worker, [])
+        if not held:
+            return now
+        work = sum(self.tasks[v].cost for v in held) / self._speed
+        return max(now, self._busy_since.get(worker, now) + work)
+
+    def _first_free(self, worker: str) -> bool:
+        mine = self._projected_free(worker)
+        return all(mine <= self._projected_free(other) for other in self._held if other != worker)
+
+    def _release(self, video_id: str, worker: str) -> Task:
+        task = self.tasks[video_id]
+        held = self._held.get(worker, [])
+        if video_id in held:
+            was_first = held[0] == video_id
+            held.remove(video_id)
+            if was_first:
+                self._busy_since[worker] = self.clock()
+        return task
+
+    # ---- outcomes --------------------------------------------------------------------------------------------
+    def complete(self, video_id: str, worker: str) -> None:
+        task = self.tasks[video_id]
+        if task.state != TaskState.ASSIGNED or task.worker != worker:
+            return  # a late answer for a video already re-queued elsewhere: the first finisher owns it
+        started = max(task.assigned_at, self._busy_since.get(worker, task.assigned_at))
+        elapsed = self.clock() - started
+        self._release(video_id, worker)
+        task.state = TaskState.DONE
+        if elapsed > 0 and task.cost_known:
+            speed = task.cost / elapsed
+            self._speed_samples += 1
+            self._speed += (speed - self._speed) / self._speed_samples
+
+    def fail(self, video_id: str, worker: str, reason: str, *, retryable: bool = True) -> Outcome:
+        """Record a failed attempt; retry it (later, with back-off) while attempts remain and it may help."""
+        task = self.tasks[video_id]
+        self._release(video_id, worker)
+        task.error = reason
+        if retryable and not self.cancelled and task.attempts < self.max_attempts:
+            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (task.attempts - 1))
+            task.state = TaskState.PENDING
+            task.worker = None
+            task.not_before = self.clock() + delay
+            heapq.heappush(self._delayed, (task.not_before, task.seq, video_id))
+            return Outcome(video_id, True, task.attempts, delay, reason)
+        task.state = TaskState.FAILED
+        return Outcome(video_id, False, task.attempts, 0.0, reason)
+
+    def worker_lost(self, worker: str, *, max_losses: int | None = None) -> list[str]:
+        """Take a dead worker out of rotation and re-queue what it held.
+
+        A death is not the video's fault as a rule (node removed, OOM elsewhere), so it does not use up an attempt;
+        but a video that kills `max_losses` workers (default: max_attempts) is failed so it cannot kill them all.
+        Returns the re-queued ids; `lost_failures()` lists the ones given up.
+        """
+        limit = max_losses if max_losses is not None else self.max_attempts
+        requeued = []
+        for video_id in list(self._held.pop(worker, [])):
+            task = self.tasks[video_id]
+            task.losses += 1
+            task.attempts -= 1
+            if task.losses >= limit + 1 or self.cancelled:
+                task.state = TaskState.FAILED if not self.cancelled else TaskState.CANCELLED
+                task.error = f"worker died {task.losses} times while running it" if not self.cancelled else "cancelled"
+                continue
+            self._push_ready(task)
+            requeued.append(video_id)
+        self._busy_since.pop(worker, None)
+        return requeued
+
+    def cancel(self) -> list[str]:
+        """Stop handing out work; returns the ids that never started (now cancelled). Held ones end on their own."""
+        self.cancelled = True
+        dropped = []
+        for task in self.tasks.values():
+            if task.state == TaskState.PENDING:
+                task.state = TaskState.CANCELLED
+                dropped.append(task.item.video_id)
+        self._ready.clear()
+        self._delayed.clear()
+        return dropped
+
+    def mark_cancelled(self, video_id: str, worker: str | None = None) -> None:
+        if worker is not None:
+            self._release(video_id, worker)
+        self.tasks[video_id].state = TaskState.CANCELLED
+
+    # ---- views -----------------------------------------------------------------------------------------------
+    @property
+    def queue_length(self) -> int:
+        return sum(1 for t in self.tasks.values() if t.state == TaskState.PENDING)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for t in self.tasks.values() if t.state == TaskState.ASSIGNED)
+
+    @property
+    def finished(self) -> bool:
+        """True when every video reached done, failed or cancelled."""
+        return all(t.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED) for t in self.tasks.values())
+
+    def ready_in(self) -> float | None:
+        """Seconds until a backed-off video becomes ready (0 when one is ready now, None when none waits)."""
+        self._promote_delayed()
+        if any(self.tasks[v].state == TaskState.PENDING for _, _, v in self._ready):
+            return 0.0
+        waiting = [nb for nb, _, v in self._delayed if self.tasks[v].state == TaskState.PENDING]
+        return max(0.0, min(waiting) - self.clock()) if waiting else None
+
+    def held_by(self, worker: str) -> list[str]:
+        return list(self._held.get(worker, []))
+
+    def assignments(self) -> dict[str, list[str]]:
+        """video_id -> every worker it was handed to, in order (the last one is who ran it to the end)."""
+        return {v: list(t.workers) for v, t in self.tasks.items()}
+
+    def states(self) -> dict[str, str]:
+        return {v: t.state.value for v, t in self.tasks.items()}
+
+    def summary(self) -> dict[str, object]:
+        """Small and cheap: what the dashboard or `status` prints about the scheduler."""
+        counts: dict[str, int] = {}
+        for t in self.tasks.values():
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+        return {
+            "queue_length": self.queue_length,
+            "in_flight": self.in_flight,
+            "counts": counts,
+            "workers": {w: list(h) for w, h in self._held.items()},
+            "cancelled": self.cancelled,
+            "speed_x": self._speed if self._speed_samples else None,
+        }
