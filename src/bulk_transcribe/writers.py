@@ -1,0 +1,255 @@
+"""Transcript outputs (txt, srt, vtt, json) and the run manifest, each written atomically.
+
+Every file is written to a temporary sibling, flushed to disk and renamed over the target, so a crash, a full
+disk or a bad value never leaves a half-written transcript: readers see the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import config
+from .models import Transcript, VideoItem
+
+MANIFEST_VERSION = 1
+
+
+# --- atomic writes ---------------------------------------------------------------------------------------------
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` so that it is either fully replaced or left as it was.
+
+    The temporary file lives in the same folder (os.replace is only atomic within one file system); it is removed
+    again if anything fails (disk full, a value UTF-8 cannot encode, the target being a folder).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 lets the umask decide the final mode, as a plain open() would (mkstemp forces 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; not every platform lets a folder be opened, which is fine."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- rendering --------------------------------------------------------------------------------------------------
+
+
+def _cues(t: Transcript) -> list[tuple[float, float, str]]:
+    """Segments as subtitle cues: text on one line, empty segments dropped (a blank line ends an SRT cue), times
+    never negative and never running backwards within a cue."""
+    cues = []
+    for seg in t.segments:
+        text = " ".join(seg.text.split())
+        if not text:
+            continue
+        start = max(0.0, seg.start)
+        cues.append((start, max(start, seg.end), text))
+    return cues
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = int(round(max(0.0, seconds) * 1000))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{ms:03d}"
+
+
+def render_txt(t: Transcript) -> str:
+    """Plain text, one line per segment."""
+    return "".join(f"{text}\n" for _, _, text in _cues(t))
+
+
+def render_srt(t: Transcript) -> str:
+    """SubRip: numbered cues from 1, HH:MM:SS,mmm timestamps, a blank line after each cue."""
+    return "".join(
+        f"{i}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n\n"
+        for i, (start, end, text) in enumerate(_cues(t), 1)
+    )
+
+
+def render_vtt(t: Transcript) -> str:
+    """WebVTT: the WEBVTT header, numbered cues, HH:MM:SS.mmm timestamps; &, < and > escaped as the spec asks."""
+    cues = "".join(
+        f"{i}\n{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{html.escape(text, quote=False)}\n\n"
+        for i, (start, end, text) in enumerate(_cues(t), 1)
+    )
+    return "WEBVTT\n\n" + cues
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 3)
+
+
+def transcript_dict(t: Transcript, item: VideoItem, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the JSON output holds, as plain data. `extra` adds top-level keys; its "timings" merge in."""
+    extra = dict(extra or {})
+    timings = {"download_s": _r(t.download_s), "transcribe_s": _r(t.transcribe_s), "speed_x": _r(t.speed_x)}
+    timings.update(extra.pop("timings", None) or {})
+    segments = []
+    for i, seg in enumerate(t.segments):
+        entry: dict[str, Any] = {"id": i, "start": _r(seg.start), "end": _r(seg.end), "text": seg.text.strip()}
+        if seg.words is not None:
+            entry["words"] = [
+                {"start": _r(w.start), "end": _r(w.end), "word": w.word, "probability": _r(w.probability)}
+                for w in seg.words
+            ]
+        segments.append(entry)
+    data: dict[str, Any] = {
+        "video_id": t.video_id,
+        "source": item.source,
+        "input": item.input,
+        "title": item.title,
+        "language": t.language,
+        "language_probability": _r(t.language_probability),
+        "duration": _r(t.duration_s),
+        "model": t.model,
+        "worker": t.worker,
+        "timings": timings,
+        "text": t.text,
+        "segments": segments,
+    }
+    data.update(extra)
+    return data
+
+
+def render_json(t: Transcript, item: VideoItem, extra: dict[str, Any] | None = None) -> str:
+    return json.dumps(transcript_dict(t, item, extra), ensure_ascii=False, indent=2, default=str) + "\n"
+
+
+# --- files ------------------------------------------------------------------------------------------------------
+
+
+def output_folder(out_dir: Path, folder: str) -> Path:
+    """OUT/<folder>, refusing any name that would land outside OUT (or on OUT itself), symlinks included."""
+    root = Path(out_dir).resolve()
+    if not folder or not folder.strip() or Path(folder).is_absolute():
+        raise ValueError(f"output folder name {folder!r} must be a non-empty relative name")
+    target = (root / folder).resolve()
+    if target == root or root not in target.parents:
+        raise ValueError(f"output folder {folder!r} would be written outside {out_dir}")
+    return target
+
+
+def write_transcript(
+    out_dir: Path,
+    folder: str,
+    item: VideoItem,
+    transcript: Transcript,
+    formats: Sequence[str],
+    *,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Write OUT/<folder>/transcript.<fmt> for each format, each atomically; return {fmt: path relative to OUT}.
+
+    `folder` should come from naming.safe_name; it is checked again here because a wrong name would write
+    outside the output folder.
+    """
+    unknown = [f for f in formats if f not in config.SUPPORTED_FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(config.DEFAULT_FORMATS)}")
+    target = output_folder(out_dir, folder)
+    target.mkdir(parents=True, exist_ok=True)
+    root = Path(out_dir).resolve()
+    written: dict[str, str] = {}
+    for fmt in dict.fromkeys(formats):  # keep order, drop repeats
+        if fmt == "json":
+            text = render_json(transcript, item, extra)
+        else:
+            text = {"txt": render_txt, "srt": render_srt, "vtt": render_vtt}[fmt](transcript)
+        path = target / f"transcript.{fmt}"
+        atomic_write_text(path, text)
+        written[fmt] = path.relative_to(root).as_posix()
+    return written
+
+
+def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]]) -> Path:
+    """OUT/manifest.json: one entry per video, as the caller built them, written atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / config.MANIFEST_NAME
+    data = {
+        "version": MANIFEST_VERSION,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "count": len(entries),
+        "videos": list(entries),
+    }
+    # default=str: Paths and other odd values become text; str Enums (VideoStatus) already serialise as values.
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    return path
+
+
+def read_manifest(out_dir: Path) -> list[dict[str, Any]]:
+    """The entries of OUT/manifest.json (empty when there is none yet)."""
+    path = Path(out_dir) / config.MANIFEST_NAME
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text(encoding="utf-8"))["videos"]
+
+
+# --- reading subtitles back -------------------------------------------------------------------------------------
+
+_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})"
+_CUE_TIMES = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
+
+
+def _seconds(h: str | None, m: str, s: str, ms: str) -> float:
+    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+
+def _parse_blocks(text: str, unescape: bool) -> list[tuple[float, float, str]]:
+    cues = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
+        lines = block.strip("\n").split("\n")
+        for i, line in enumerate(lines):
+            match = _CUE_TIMES.match(line)
+            if match:
+                g = match.groups()
+                body = "\n".join(lines[i + 1:]).strip()
+                cues.append((_seconds(*g[:4]), _seconds(*g[4:]), html.unescape(body) if unescape else body))
+                break
+    return cues
+
+
+def parse_srt(text: str) -> list[tuple[float, float, str]]:
+    """(start, end, text) per SubRip cue."""
+    return _parse_blocks(text, unescape=False)
+
+
+def parse_vtt(text: str) -> list[tuple[float, float, str]]:
+    """(start, end, text) per WebVTT cue; raises ValueError when the WEBVTT header is missing."""
+    if not text.lstrip("\ufeff").startswith("WEBVTT"):
+        raise ValueError("not a WebVTT file: it must start with WEBVTT")
+    return _parse_blocks(text, unescape=True)
