@@ -1,0 +1,396 @@
+"""ProgressTracker: turns ProgressEvents into Snapshots that every screen reads.
+
+One plain class serves both modes: the sequential runner holds one in-process, the parallel engine wraps one in
+its progress actor. It has no threads or locks: its callers serialise (a single thread, or an async actor).
+
+The per-video rules live in `advance()` so the SQLite session store applies exactly the same transitions and a
+run rendered from the database looks the same as one rendered live.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .models import EventKind, ProgressEvent, Snapshot, VideoItem, VideoProgress, VideoStatus
+
+DOWNLOAD_SHARE = 0.1
+"""Share of one video's progress bar given to downloading; transcription fills the rest."""
+
+_START_KINDS = {EventKind.DOWNLOAD_STARTED: VideoStatus.DOWNLOADING, EventKind.TRANSCRIBE_STARTED: VideoStatus.TRANSCRIBING}
+_TERMINAL_KINDS = {
+    EventKind.DONE: VideoStatus.DONE,
+    EventKind.FAILED: VideoStatus.FAILED,
+    EventKind.SKIPPED: VideoStatus.SKIPPED,
+    EventKind.CANCELLED: VideoStatus.CANCELLED,
+}
+
+
+def overall_fraction(status: VideoStatus, stage_progress: float) -> float:
+    """Progress of the whole video from its status and the fraction of the current stage."""
+    stage = min(1.0, max(0.0, stage_progress))
+    if status is VideoStatus.DONE:
+        return 1.0
+    if status is VideoStatus.DOWNLOADING:
+        return DOWNLOAD_SHARE * stage
+    if status is VideoStatus.TRANSCRIBING:
+        return DOWNLOAD_SHARE + (1.0 - DOWNLOAD_SHARE) * stage
+    return 0.0
+
+
+@dataclass
+class VideoState:
+    """One video's live row plus what the rules need but the table does not show."""
+
+    progress: VideoProgress
+    transcribe_started_at: float | None = None
+
+
+def advance(state: VideoState, event: ProgressEvent) -> bool:
+    """Apply one event to one video; False (and nothing changed) when the event must be ignored.
+
+    Terminal videos never change (so DONE twice is a no-op and a late progress event cannot resurrect a failed
+    video), and a late download event cannot pull a transcribing video back a stage.
+    """
+    v = state.progress
+    kind = event.kind
+    if v.status.is_terminal:
+        return False
+    if kind in (EventKind.DOWNLOAD_PROGRESS, EventKind.DOWNLOADED) and v.status is VideoStatus.TRANSCRIBING:
+        return False
+
+    t = event.time
+    if event.duration_s is not None and event.duration_s > 0:
+        v.duration_s = event.duration_s
+    if event.worker:
+        v.worker = event.worker
+    if event.attempt is not None:
+        v.attempts = max(v.attempts, event.attempt)
+
+    if kind is EventKind.QUEUED or kind is EventKind.RETRYING:
+        if kind is EventKind.RETRYING:
+            v.attempts = max(v.attempts + 1, event.attempt or 0)
+            v.error = event.error or v.error  # kept so the table says why it is being retried
+        v.status = VideoStatus.QUEUED
+        v.stage_progress = v.progress = 0.0
+        v.worker = ""
+        v.current_text = ""
+        v.speed_x = None
+        v.downloaded_bytes = v.download_speed = None
+        state.transcribe_started_at = None
+        return True
+
+    if kind in _START_KINDS or kind in (EventKind.DOWNLOAD_PROGRESS, EventKind.DOWNLOADED, EventKind.TRANSCRIBE_PROGRESS):
+        _enter_active(state, kind, t)
+        if kind is EventKind.DOWNLOAD_PROGRESS:
+            if event.downloaded_bytes is not None:
+                v.downloaded_bytes = event.downloaded_bytes
+            if event.download_speed is not None:
+                v.download_speed = event.download_speed
+            if event.progress is not None:
+                v.stage_progress = event.progress
+            elif event.downloaded_bytes is not None and event.total_bytes:
+                v.stage_progress = event.downloaded_bytes / event.total_bytes
+        elif kind is EventKind.DOWNLOADED:
+            v.stage_progress = 1.0
+        elif kind is EventKind.TRANSCRIBE_PROGRESS:
+            if event.transcribed_s is not None and v.duration_s:
+                v.stage_progress = event.transcribed_s / v.duration_s
+            elif event.progress is not None:
+                v.stage_progress = event.progress
+            if event.text:
+                v.current_text = event.text
+            if event.speed_x is not None:
+                v.speed_x = event.speed_x
+            elif event.transcribed_s is not None and state.transcribe_started_at is not None:
+                spent = t - state.transcribe_started_at
+                if spent > 0:
+                    v.speed_x = event.transcribed_s / spent
+        v.stage_progress = min(1.0, max(0.0, v.stage_progress))
+        v.progress = overall_fraction(v.status, v.stage_progress)
+        return True
+
+    if kind in _TERMINAL_KINDS:
+        v.status = _TERMINAL_KINDS[kind]
+        v.finished_at = t
+        if v.started_at is not None:
+            v.elapsed_s = max(0.0, t - v.started_at)
+        v.current_text = "" if kind is not EventKind.DONE else v.current_text
+        if kind is EventKind.DONE:
+            v.error = None
+            v.stage_progress = v.progress = 1.0
+            if event.outputs is not None:
+                v.outputs = dict(event.outputs)
+            if event.speed_x is not None:
+                v.speed_x = event.speed_x
+            elif v.duration_s and state.transcribe_started_at is not None and t > state.transcribe_started_at:
+                v.speed_x = v.duration_s / (t - state.transcribe_started_at)
+        elif kind is EventKind.FAILED:
+            v.error = event.error or v.error or "failed (no reason given)"
+        else:
+            v.error = event.error or v.error
+        return True
+
+    return False  # an EventKind this version does not know: ignore rather than guess
+
+
+def _enter_active(state: VideoState, kind: EventKind, t: float) -> None:
+    """Move into the stage `kind` belongs to; a progress event stands in for a start that was lost or throttled."""
+    v = state.progress
+    target = VideoStatus.TRANSCRIBING if kind in (EventKind.TRANSCRIBE_STARTED, EventKind.TRANSCRIBE_PROGRESS) else VideoStatus.DOWNLOADING
+    explicit_start = kind in _START_KINDS
+    if explicit_start or v.status is not target:
+        v.status = target
+        v.stage_progress = 0.0
+        if target is VideoStatus.TRANSCRIBING:
+            state.transcribe_started_at = t
+            v.current_text = ""
+            v.speed_x = None
+        else:
+            state.transcribe_started_at = None
+            v.downloaded_bytes = v.download_speed = None
+    if v.started_at is None:
+        v.started_at = t
+    v.attempts = max(v.attempts, 1)
+
+
+def state_from_row(row: Any, clock: Callable[[], float] = time.time) -> VideoState:
+    """A VideoState from a VideoItem or a stored record (anything with the record's attributes)."""
+    if isinstance(row, VideoItem):
+        failed = row.error is not None
+        vp = VideoProgress(
+            video_id=row.video_id,
+            title=row.title,
+            source=row.source,
+            duration_s=row.duration_s,
+            status=VideoStatus.FAILED if failed else VideoStatus.QUEUED,
+            error=row.error,
+            finished_at=clock() if failed else None,
+        )
+        return VideoState(vp)
+    status = VideoStatus(row.status)
+    vp = VideoProgress(
+        video_id=row.video_id,
+        title=row.title,
+        source=row.source,
+        duration_s=row.duration_s,
+        status=status,
+        worker=row.worker or "",
+        stage_progress=getattr(row, "stage_progress", 0.0) or 0.0,
+        speed_x=row.speed_x,
+        elapsed_s=row.elapsed_s,
+        attempts=row.attempts or 0,
+        error=row.error,
+        current_text=getattr(row, "current_text", "") or "",
+        downloaded_bytes=getattr(row, "downloaded_bytes", None),
+        download_speed=getattr(row, "download_speed", None),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        outputs=dict(row.outputs or {}),
+    )
+    vp.progress = overall_fraction(status, vp.stage_progress)
+    return VideoState(vp, getattr(row, "transcribe_started_at", None))
+
+
+class _Row:
+    __slots__ = ("state", "index", "baseline", "contrib")
+
+    def __init__(self, state: VideoState, index: int, baseline: bool) -> None:
+        self.state = state
+        self.index = index
+        # Done before this run (resumed): counts toward progress, not toward this run's throughput.
+        self.baseline = baseline
+        self.contrib = _ZERO
+
+
+# What one video adds to the aggregates: (duration known, audio done, audio remaining, pending w/o duration).
+_ZERO = (0.0, 0.0, 0.0, 0)
+
+
+def _contribution(row: _Row) -> tuple[float, float, float, int]:
+    v = row.state.progress
+    d = v.duration_s if v.duration_s and v.duration_s > 0 else None
+    if v.status is VideoStatus.DONE:
+        return (d or 0.0, d or 0.0, 0.0, 0)
+    if v.status.is_terminal:
+        return (d or 0.0, 0.0, 0.0, 0)
+    if d is None:
+        return (0.0, 0.0, 0.0, 1)
+    done = d * v.stage_progress if v.status is VideoStatus.TRANSCRIBING else 0.0
+    return (d, done, d - done, 0)
+
+
+class ProgressTracker:
+    """Aggregates events for one run into cheap snapshots.
+
+    Aggregates are kept incrementally; the built Snapshot is cached until the next accepted change, so polling
+    is O(1) and a rebuild copies only the rows that changed (plus the few active ones, whose clocks move).
+    Snapshots are shared read-only: do not mutate them.
+    """
+
+    def __init__(self, run_id: str, mode: str = "sequential", clock: Callable[[], float] = time.time) -> None:
+        self.run_id = run_id
+        self.mode = mode
+        self._clock = clock
+        self._rows: dict[str, _Row] = {}
+        self._frozen: list[VideoProgress] = []  # the last published copy of each row, in input order
+        self._dirty: set[int] = set()
+        self._active: set[int] = set()
+        self._counts = {s.value: 0 for s in VideoStatus}
+        self._audio_total = 0.0
+        self._audio_done = 0.0
+        self._audio_remaining = 0.0
+        self._pending_unknown = 0
+        self._baseline_done = 0.0
+        self._known = 0  # videos with a known duration, for estimating the unknown ones
+        self._first_start: float | None = None
+        self._last_terminal: float | None = None
+        self._finished_at: float | None = None
+        self._marked = False
+        self._version = 0
+        self._cache: Snapshot | None = None
+        self._cache_version = -1
+
+    @property
+    def version(self) -> int:
+        """Bumped on every accepted change; equal versions mean equal snapshots."""
+        return self._version
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, video_id: str) -> VideoProgress | None:
+        row = self._rows.get(video_id)
+        return copy.copy(row.state.progress) if row else None
+
+    def add_videos(self, rows: Iterable[Any]) -> None:
+        """Add VideoItems or stored VideoRecords, in input order; ids already known are left as they are."""
+        for item in rows:
+            if item.video_id in self._rows:
+                continue
+            state = state_from_row(item, self._clock)
+            baseline = (
+                not isinstance(item, VideoItem)
+                and state.progress.status is VideoStatus.DONE
+                and getattr(item, "run_id", self.run_id) != self.run_id
+            )
+            row = _Row(state, len(self._frozen), baseline)
+            self._rows[item.video_id] = row
+            self._frozen.append(state.progress)  # replaced by a copy at the next build (dirty)
+            self._counts[state.progress.status.value] += 1
+            self._account(row)
+            if baseline:
+                self._baseline_done += state.progress.duration_s or 0.0
+            else:
+                self._note_times(state.progress)
+            self._touch(row)
+
+    def apply(self, event: ProgressEvent) -> bool:
+        """Apply one event; returns False when it was ignored (unknown id, or it would undo a terminal state)."""
+        row = self._rows.get(event.video_id)
+        if row is None:
+            return False
+        before = row.state.progress.status
+        if not advance(row.state, event):
+            return False
+        after = row.state.progress.status
+        if after is not before:
+            self._counts[before.value] -= 1
+            self._counts[after.value] += 1
+        self._account(row)
+        self._note_times(row.state.progress)
+        self._touch(row)
+        return True
+
+    def mark_finished(self, at: float | None = None) -> None:
+        """The run is over (all done, or stopped early): freeze the wall clock used for throughput."""
+        self._marked = True
+        self._finished_at = self._clock() if at is None else at
+        self._version += 1
+
+    def snapshot(self) -> Snapshot:
+        if self._cache is not None and self._cache_version == self._version:
+            return self._cache
+        now = self._clock()
+        for index in self._dirty:
+            self._frozen[index] = copy.copy(self._row_at(index).state.progress)
+        self._dirty.clear()
+        for index in self._active:
+            self._frozen[index] = self._live_copy(self._row_at(index), now)
+
+        total = len(self._rows)
+        terminal = sum(self._counts[s.value] for s in VideoStatus if s.is_terminal)
+        finished = self._marked or (total > 0 and terminal == total)
+        finished_at = self._finished_at if self._marked else (self._last_terminal if finished else None)
+        end = finished_at if finished and finished_at is not None else now
+
+        throughput = None
+        if self._first_start is not None and end > self._first_start:
+            throughput = max(0.0, self._audio_done - self._baseline_done) / (end - self._first_start)
+        remaining: float | None = self._audio_remaining
+        if self._pending_unknown:
+            remaining = (
+                self._audio_remaining + self._pending_unknown * self._audio_total / self._known if self._known else None
+            )
+        if finished:
+            eta = 0.0
+        elif throughput and remaining is not None:
+            eta = remaining / throughput
+        else:
+            eta = None
+
+        self._cache = Snapshot(
+            run_id=self.run_id,
+            videos=list(self._frozen),
+            counts=dict(self._counts),
+            audio_total_s=self._audio_total,
+            audio_done_s=min(self._audio_done, self._audio_total),
+            throughput_x=throughput,
+            eta_s=eta,
+            started_at=self._first_start,
+            finished_at=finished_at,
+            mode=self.mode,
+            finished=finished,
+        )
+        self._cache_version = self._version
+        return self._cache
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _row_at(self, index: int) -> _Row:
+        return self._rows[self._frozen[index].video_id]
+
+    def _live_copy(self, row: _Row, now: float) -> VideoProgress:
+        v = copy.copy(row.state.progress)
+        if v.started_at is not None:
+            v.elapsed_s = max(0.0, now - v.started_at)
+        if v.status is VideoStatus.TRANSCRIBING and v.speed_x and v.duration_s:
+            v.eta_s = v.duration_s * (1.0 - v.stage_progress) / v.speed_x
+        return v
+
+    def _account(self, row: _Row) -> None:
+        """Swap this row's old contribution to the sums for its new one."""
+        old, new = row.contrib, _contribution(row)
+        self._audio_total += new[0] - old[0]
+        self._audio_done += new[1] - old[1]
+        self._audio_remaining = max(0.0, self._audio_remaining + new[2] - old[2])
+        self._pending_unknown += new[3] - old[3]
+        self._known += (new[0] > 0) - (old[0] > 0)
+        row.contrib = new
+
+    def _note_times(self, v: VideoProgress) -> None:
+        if v.started_at is not None and (self._first_start is None or v.started_at < self._first_start):
+            self._first_start = v.started_at
+        if v.status.is_terminal and v.finished_at is not None:
+            if self._last_terminal is None or v.finished_at > self._last_terminal:
+                self._last_terminal = v.finished_at
+
+    def _touch(self, row: _Row) -> None:
+        self._dirty.add(row.index)
+        if row.state.progress.status.is_active:
+            self._active.add(row.index)
+        else:
+            self._active.discard(row.index)
+        self._version += 1
