@@ -1,0 +1,516 @@
+"""Audio download with yt-dlp, politely: paced, bounded retries, Retry-After honoured, failures named in one line.
+
+Only this module and `sources.py` import yt_dlp. Audio is fetched as-is (`bestaudio/best`) with no post-processors,
+so no ffmpeg binary is needed: PyAV (through faster-whisper) decodes whatever container arrives.
+
+yt-dlp's own retry loops are switched off (`retries=0` and friends) so that every request the server sees is one
+this module decided to make: the retry count, the back-off and the Retry-After waits live here, where the parallel
+engine can plug a cluster-wide rate limiter in (`before_download`, `on_rate_limited`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http
+import re
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
+
+import yt_dlp
+from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError, UnsupportedRequest
+from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError, unsmuggle_url
+
+from . import errors
+from .config import MEDIA_EXTENSIONS, DownloadOptions
+from .models import SourceKind, VideoItem
+
+ProgressCallback = Callable[[int, "int | None", "float | None"], None]
+
+AUDIO_FORMAT = "bestaudio/best"
+"""Smallest useful download: an audio-only stream where the site has one, else the best combined file."""
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_TOO_LARGE = re.compile(r"larger than max-filesize \((\d+) bytes > (\d+) bytes\)")
+_NOT_RETRIED = frozenset({400, 401, 403, 404, 405, 410, 451})
+
+
+@dataclass
+class FetchedAudio:
+    """Audio on local disk, ready to decode. `temporary` files are deleted (or kept) by `release`."""
+
+    path: Path
+    temporary: bool
+    size_bytes: int
+    download_s: float
+
+
+@dataclass
+class Failure:
+    """What went wrong with one yt-dlp call, classified once so callers decide on retries without string tricks."""
+
+    message: str
+    retryable: bool
+    status: int | None = None
+    retry_after: float | None = None
+    bad_input: bool = False
+    """The input itself is wrong (unsupported URL, page without media): an InputError, never retried."""
+
+    def to_error(self) -> errors.VideoError:
+        if self.bad_input:
+            return errors.InputError(self.message)
+        return errors.DownloadError(self.message, retryable=self.retryable)
+
+
+# --------------------------------------------------------------------------------------------- yt-dlp plumbing
+
+
+class _QuietLogger:
+    """Swallows yt-dlp's chatter (its `quiet` still prints errors to stderr) but remembers it for diagnosis."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def _keep(self, msg: str) -> None:
+        if len(self.messages) < 200:
+            self.messages.append(_ANSI.sub("", str(msg)))
+
+    debug = info = warning = error = _keep
+
+
+def ytdlp_params(options: DownloadOptions, logger: _QuietLogger | None = None, **extra: Any) -> dict[str, Any]:
+    """YoutubeDL params shared by resolution and download: silent, no ffmpeg, no hidden retries."""
+    params: dict[str, Any] = {
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": logger or _QuietLogger(),
+        "color": {"stdout": "no_color", "stderr": "no_color"},
+        "socket_timeout": options.socket_timeout_s,
+        # One request per attempt: this module owns retries, back-off and Retry-After.
+        "retries": 0,
+        "extractor_retries": 0,
+        "fragment_retries": 0,
+        "file_access_retries": 0,
+        "fixup": "never",  # fixups run ffmpeg, which we neither need nor have
+        "postprocessors": [],
+        "cachedir": False,
+        "noplaylist": False,
+        "updatetime": False,
+    }
+    if options.cookies_file:
+        params["cookiefile"] = options.cookies_file
+    params.update(extra)
+    return params
+
+
+def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptions:
+    """yt-dlp writes cookies back into `cookiefile` on exit; hand it a private copy so concurrent workers never
+    race on (or silently rewrite) the user's file."""
+    if not options.cookies_file:
+        return options
+    source = Path(options.cookies_file).expanduser()
+    if not source.is_file():
+        raise errors.InputError(f"cookies file not found: {source}")
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / f"cookies-{uuid.uuid4().hex[:8]}.txt"
+    shutil.copyfile(source, copy)
+    from dataclasses import replace
+
+    return replace(options, cookies_file=str(copy))
+
+
+def is_direct_media_url(url: str) -> bool:
+    """A link straight to a media file: yt-dlp's generic extractor would only confirm it with an extra request."""
+    return Path(unquote(urlsplit(url).path)).suffix.lower() in MEDIA_EXTENSIONS
+
+
+def direct_media_title(url: str) -> str:
+    name = Path(unquote(urlsplit(url).path)).stem
+    return name or url
+
+
+def clean_url(url: str) -> str:
+    """The URL without yt-dlp's smuggled data (RSS entries carry some), scheme and host lower-cased."""
+    url, _ = unsmuggle_url(url.strip())
+    parts = urlsplit(url)
+    return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
+
+
+def _clean_message(text: str) -> str:
+    text = _ANSI.sub("", str(text))
+    text = " ".join(text.split())
+    text = re.sub(r"^(ERROR:\s*)+", "", text)
+    text = re.sub(r"^\[download\]\s*(Got error:\s*)?", "", text)
+    text = re.sub(r"^\[[\w:.-]+\]\s*([^\s:]+:\s+)?", "", text)  # "[generic] id: "
+    text = re.sub(r"\s*\(caused by .*\)\s*$", "", text)
+    text = re.sub(r";\s*please report this issue.*$", "", text, flags=re.I)
+    return text.strip().rstrip(".") or "unknown error"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it wraps: yt-dlp keeps the real cause in `exc_info` or `cause`."""
+    seen: list[BaseException] = []
+    stack: list[Any] = [exc]
+    while stack and len(seen) < 32:
+        e = stack.pop(0)
+        if not isinstance(e, BaseException) or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        info = getattr(e, "exc_info", None)
+        if isinstance(info, tuple) and len(info) > 1:
+            stack.append(info[1])
+        stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__, getattr(e, "reason", None)])
+    return seen
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.port:
+        return f"{parts.hostname}:{parts.port}"
+    return parts.hostname or url
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def classify_error(exc: BaseException, url: str, timeout_s: float) -> Failure:
+    """Map a yt-dlp exception to one clean line and a retry decision.
+
+    yt-dlp wraps everything in `yt_dlp.utils.DownloadError`, whose `exc_info[1]` holds the real error: a
+    `networking.exceptions.HTTPError` (with `.status`, `.response.headers`, `.redirect_loop`), a `TransportError`
+    whose `cause` is the socket/urllib3/requests error, or an `ExtractorError` such as `UnsupportedError`. Typed
+    causes are used first. Only when yt-dlp drops the cause (its HTTP downloader reports exhausted retries as a
+    bare string, e.g. for 5xx or read timeouts during the body) does this fall back to reading the message.
+    """
+    chain = _causes(exc)
+    for e in chain:
+        if isinstance(e, HTTPError):
+            return _http_failure(e.status, url, e.response.headers.get("Retry-After") if e.response else None,
+                                 redirect_loop=e.redirect_loop)
+    for e in chain:
+        if isinstance(e, UnsupportedError):
+            return Failure(f"no media found (unsupported URL or page without video): {url}", False, bad_input=True)
+        if isinstance(e, UnsupportedRequest):
+            return Failure(f"unsupported URL: {url} ({_clean_message(str(e))})", False, bad_input=True)
+    for e in chain:
+        name = type(e).__name__.lower()
+        if isinstance(e, (TimeoutError, socket.timeout)) or "timeout" in name:
+            return Failure(f"timed out after {_seconds(timeout_s)} s: {url}", True)
+        if isinstance(e, ConnectionRefusedError):
+            return Failure(f"cannot connect to {_host_port(url)} (connection refused): {url}", True)
+        if isinstance(e, socket.gaierror):
+            return Failure(f"cannot resolve host {urlsplit(url).hostname}: {url}", True)
+        if isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+            return Failure(f"connection reset by {_host_port(url)}: {url}", True)
+        if isinstance(e, ContentTooShortError):
+            return Failure(f"download cut short ({e.downloaded} of {e.expected} bytes): {url}", True)
+    for e in chain:
+        if isinstance(e, TransportError):
+            text = _clean_message(str(e))
+            if "certificate" in text.lower() or "ssl" in text.lower():
+                return Failure(f"TLS error: {text}: {url}", False)
+            return Failure(f"network error: {text}: {url}", True)
+        if isinstance(e, RequestError):
+            return Failure(f"{_clean_message(str(e))}: {url}", False, bad_input=True)
+    for e in chain:
+        if isinstance(e, ExtractorError) and e.expected:
+            return Failure(f"{_clean_message(e.orig_msg)}: {url}", False, bad_input=True)
+    return _failure_from_text(_clean_message(str(exc)), url, timeout_s)
+
+
+def _http_failure(status: int, url: str, retry_after: str | None = None, *, redirect_loop: bool = False) -> Failure:
+    if redirect_loop or status in (301, 302, 303, 307, 308):
+        return Failure(f"too many redirects: {url}", False, status=status)
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    message = f"HTTP {status} {phrase}: {url}"
+    if status in (429, 503):
+        return Failure(message, True, status=status, retry_after=_parse_retry_after(retry_after))
+    retryable = status >= 500 or status == 408
+    return Failure(message, retryable and status not in _NOT_RETRIED, status=status)
+
+
+def _failure_from_text(text: str, url: str, timeout_s: float) -> Failure:
+    """Last resort for errors yt-dlp reports as bare strings (its downloader's exhausted-retry path)."""
+    match = re.search(r"HTTP Error (\d{3})", text)
+    if match:
+        return _http_failure(int(match.group(1)), url, redirect_loop="redirect loop" in text)
+    lowered = text.lower()
+    if "timed out" in lowered or "timeout" in lowered:
+        return Failure(f"timed out after {_seconds(timeout_s)} s: {url}", True)
+    if "connection refused" in lowered:
+        return Failure(f"cannot connect to {_host_port(url)} (connection refused): {url}", True)
+    if "connection reset" in lowered or "bytes read" in lowered:
+        return Failure(f"connection reset by {_host_port(url)}: {url}", True)
+    if "unsupported url" in lowered:
+        return Failure(f"no media found (unsupported URL or page without video): {url}", False, bad_input=True)
+    return Failure(f"{text}: {url}" if url not in text else text, False)
+
+
+# --------------------------------------------------------------------------------------------- the downloader
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1_000_000:.3g}"
+
+
+class AudioDownloader:
+    """Fetches one video's audio at a time into a unique folder under `work_dir`.
+
+    `before_download()` runs right before every network attempt (the parallel engine's cluster-wide limiter);
+    `on_rate_limited(seconds)` runs when the server asks us to back off (HTTP 429/503), so others can back off too.
+    Kept audio (`keep_audio`) is moved to `work_dir.parent / "audio"` (OUT/audio when work_dir is OUT/.work).
+    """
+
+    def __init__(
+        self,
+        options: DownloadOptions,
+        work_dir: Path,
+        *,
+        before_download: Callable[[], None] | None = None,
+        on_rate_limited: Callable[[float], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.work_dir = Path(work_dir)
+        self.audio_dir = self.work_dir.parent / "audio"
+        self.before_download = before_download
+        self.on_rate_limited = on_rate_limited
+        self._last_start: float | None = None
+        self._params_options: DownloadOptions | None = None
+
+    # -- public
+
+    def fetch(
+        self,
+        item: VideoItem,
+        *,
+        on_progress: ProgressCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> FetchedAudio:
+        if item.error:
+            raise errors.InputError(item.error)
+        if item.kind == SourceKind.FILE:
+            return _local_file(Path(item.source))
+        cancelled = should_cancel or (lambda: False)
+        started = time.monotonic()
+        folder = self.work_dir / f"dl-{item.video_id}-{uuid.uuid4().hex[:8]}"
+        attempts = max(1, self.options.retries)
+        failure: Failure | None = None
+        try:
+            for attempt in range(1, attempts + 1):
+                self._check_cancel(cancelled)
+                self._pace(cancelled)
+                if self.before_download is not None:
+                    self.before_download()
+                self._check_cancel(cancelled)
+                self._last_start = time.monotonic()
+                try:
+                    path = self._download_once(item, folder, on_progress, cancelled)
+                except _TooLarge as big:
+                    raise errors.InputError(self._too_large_message(big.size, item.source)) from None
+                except errors.VideoError:
+                    raise
+                except Exception as exc:  # yt-dlp's DownloadError and anything under it
+                    if isinstance(exc, errors.VideoError):
+                        raise
+                    failure = classify_error(exc, item.source, self.options.socket_timeout_s)
+                    if not failure.retryable or attempt == attempts:
+                        break
+                    self._wait_before_retry(failure, attempt, cancelled)
+                    continue
+                return FetchedAudio(path, True, path.stat().st_size, time.monotonic() - started)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
+        assert failure is not None
+        if failure.retryable and attempts > 1:
+            if failure.status in (429, 503):
+                raise errors.DownloadError(
+                    f"rate limited (HTTP {failure.status}) after {attempts} attempts: {item.source}"
+                )
+            raise errors.DownloadError(f"{failure.message} (after {attempts} attempts)")
+        raise failure.to_error()
+
+    def release(self, fetched: FetchedAudio) -> Path | None:
+        """Delete a temporary download and its folder; with keep_audio, move it to `audio_dir` and return where.
+
+        Local input files (temporary=False) are never touched.
+        """
+        if not fetched.temporary:
+            return None
+        folder = fetched.path.parent
+        kept: Path | None = None
+        if self.options.keep_audio and fetched.path.exists():
+            self.audio_dir.mkdir(parents=True, exist_ok=True)
+            kept = self.audio_dir / fetched.path.name
+            shutil.move(str(fetched.path), kept)
+        if folder.parent == self.work_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            fetched.path.unlink(missing_ok=True)
+        return kept
+
+    # -- internals
+
+    def _download_once(
+        self, item: VideoItem, folder: Path, on_progress: ProgressCallback | None, cancelled: Callable[[], bool]
+    ) -> Path:
+        # A clean folder per attempt: a half-written .part from a failed attempt must not be "resumed" into a
+        # file that mixes two responses.
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        limit = self.options.max_filesize
+
+        def hook(d: dict[str, Any]) -> None:
+            if cancelled():
+                raise errors.Cancelled("cancelled during download")
+            done = int(d.get("downloaded_bytes") or 0)
+            total = d.get("total_bytes") or d.get("total_bytes_estimate")
+            total = int(total) if total else None
+            # Covers sizes learned late (no Content-Length, fragments): stop as soon as the limit is crossed.
+            if limit is not None and ((total is not None and total > limit) or done > limit):
+                raise _TooLarge(total or done)
+            if on_progress is not None:
+                on_progress(done, total, d.get("speed"))
+
+        logger = _QuietLogger()
+        params = ytdlp_params(
+            self._options_with_cookies(),
+            logger,
+            format=AUDIO_FORMAT,
+            outtmpl={"default": str(folder / f"{item.video_id}.%(ext)s")},
+            progress_hooks=[hook],
+            ratelimit=self.options.rate_limit,
+            max_filesize=limit,
+            overwrites=True,
+            continuedl=False,
+        )
+        with yt_dlp.YoutubeDL(params) as ydl:
+            if is_direct_media_url(item.source):
+                # Skip the generic extractor's probing GET: the URL already says what it is.
+                ext = Path(unquote(urlsplit(item.source).path)).suffix.lower().lstrip(".")
+                info = {"id": item.video_id, "title": item.title or item.video_id, "url": item.source, "ext": ext}
+            else:
+                info = ydl.extract_info(item.source, download=False)
+                if info.get("_type") == "playlist" or info.get("entries") is not None:
+                    raise errors.InputError(f"URL is a playlist, not one video (resolve it first): {item.source}")
+                size = _known_size(info)
+                if limit is not None and size is not None and size > limit:
+                    raise _TooLarge(size)
+            result = ydl.process_ie_result(info, download=True)
+        path = _downloaded_path(result, folder)
+        if path is None:
+            for line in logger.messages:
+                match = _TOO_LARGE.search(line)
+                if match:  # yt-dlp read Content-Length and refused before reading the body
+                    raise _TooLarge(int(match.group(1)))
+            raise errors.DownloadError(f"download produced no file: {item.source}")
+        if path.stat().st_size == 0:
+            raise errors.DownloadError(f"downloaded file is empty: {item.source}")
+        return path
+
+    def _options_with_cookies(self) -> DownloadOptions:
+        if self._params_options is None:
+            self._params_options = private_cookie_copy(self.options, self.work_dir)
+        return self._params_options
+
+    def _too_large_message(self, size: int, url: str) -> str:
+        return f"file too large: {_mb(size)} MB > limit {_mb(self.options.max_filesize or 0)} MB: {url}"
+
+    def _pace(self, cancelled: Callable[[], bool]) -> None:
+        """Keep at least `sleep_s` between the starts of this downloader's downloads."""
+        if self._last_start is None or self.options.sleep_s <= 0:
+            return
+        remaining = self._last_start + self.options.sleep_s - time.monotonic()
+        if remaining > 0:
+            _sleep(remaining, cancelled)
+
+    def _wait_before_retry(self, failure: Failure, attempt: int, cancelled: Callable[[], bool]) -> None:
+        if failure.status in (429, 503):
+            wait = failure.retry_after
+            if wait is not None and wait > self.options.max_retry_after_s:
+                raise errors.DownloadError(
+                    f"rate limited (HTTP {failure.status}): server asks to wait {_seconds(round(wait))} s, "
+                    f"more than the {_seconds(self.options.max_retry_after_s)} s allowed: {failure.message.split(': ', 1)[-1]}"
+                )
+            if wait is None:
+                wait = self.options.backoff_s * 2 ** (attempt - 1)
+            if self.on_rate_limited is not None:
+                self.on_rate_limited(wait)
+        else:
+            wait = self.options.backoff_s * 2 ** (attempt - 1)
+        _sleep(wait, cancelled)
+
+    @staticmethod
+    def _check_cancel(cancelled: Callable[[], bool]) -> None:
+        if cancelled():
+            raise errors.Cancelled("cancelled before download")
+
+
+def _sleep(seconds: float, cancelled: Callable[[], bool]) -> None:
+    """Sleep, waking every 0.1 s to honour a cancel."""
+    end = time.monotonic() + seconds
+    while True:
+        if cancelled():
+            raise errors.Cancelled("cancelled while waiting to retry")
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.1, left))
+
+
+def _known_size(info: dict[str, Any]) -> int | None:
+    formats = info.get("requested_formats") or [info]
+    sizes = [f.get("filesize") or f.get("filesize_approx") for f in formats]
+    if not sizes or any(s is None for s in sizes):
+        return None
+    return int(sum(sizes))
+
+
+def _downloaded_path(result: dict[str, Any] | None, folder: Path) -> Path | None:
+    for entry in (result or {}).get("requested_downloads") or []:
+        candidate = entry.get("filepath")
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.endswith((".part", ".ytdl", ".txt"))]
+    return files[0] if len(files) == 1 else None
+
+
+def _local_file(path: Path) -> FetchedAudio:
+    if not path.is_file():
+        raise errors.InputError(f"file not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise errors.MediaError("file is empty")
+    return FetchedAudio(path, False, size, 0.0)
