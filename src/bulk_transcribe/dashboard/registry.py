@@ -1,0 +1,174 @@
+"""The runs this Streamlit server started, shared by every browser tab.
+
+The page keeps one RunRegistry in `st.cache_resource`, so it lives as long as the server process, not as long as
+a browser session: closing the tab or reloading the page leaves the run (a daemon thread here, or Ray actors)
+untouched, and the page finds it again by the run id in the URL. Runs this process did not start (an earlier
+server, the CLI, another dashboard) are read through `batch.attach_snapshot`, from the live progress actor or
+the SQLite store.
+
+Every method returns data or a one-line error; nothing here lets an exception reach the page.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..config import DownloadOptions, RunConfig, TranscribeOptions
+from ..models import Snapshot
+
+
+@dataclass
+class RunEntry:
+    run_id: str
+    out_dir: Path
+    config: RunConfig
+    handle: object | None = None
+    """The batch.BatchHandle when this process runs it."""
+
+    @property
+    def done(self) -> bool:
+        return self.handle is None or bool(getattr(self.handle, "done", True))
+
+    @property
+    def error(self) -> str | None:
+        return getattr(self.handle, "error", None) if self.handle is not None else None
+
+
+@dataclass
+class Outcome:
+    """What a start or retry gave: the run, or the reason there is none."""
+
+    entry: RunEntry | None = None
+    error: str | None = None
+    duplicates: list[str] = field(default_factory=list)
+
+
+class RunRegistry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunEntry] = {}
+
+    # -- starting -----------------------------------------------------------------------------------------------
+    def start(self, config: RunConfig) -> Outcome:
+        """Resolve the inputs (titles, durations) and register them, then start the batch in the background.
+
+        Returns once the run is registered, so the very first snapshot already lists every video as queued.
+        """
+        from .. import batch  # imported on use: the page module stays importable (and fast) without the engine
+
+        try:
+            prepared = batch.prepare_batch(config)
+        except Exception as exc:  # noqa: BLE001 — shown as st.error, never as a traceback
+            return Outcome(error=f"Could not read the inputs: {_one_line(exc)}")
+        try:
+            handle = batch.start_batch(config, prepared)
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(error=f"Could not start the run: {_one_line(exc)}")
+        entry = RunEntry(handle.run_id, Path(config.out_dir), prepared.config, handle)
+        with self._lock:
+            self._runs[entry.run_id] = entry
+        return Outcome(entry=entry, duplicates=list(getattr(prepared, "duplicates", []) or []))
+
+    def retry_failed(self, run_id: str, out_dir: Path) -> Outcome:
+        """Start again over the run's inputs: failed and cancelled videos run again, done ones stay done."""
+        from .. import batch
+
+        entry = self.get(run_id)
+        if entry is not None and not entry.done:
+            return Outcome(error="The run is still going; cancel it or wait for it to finish before retrying.")
+        config = entry.config if entry is not None else config_from_store(out_dir, run_id)
+        if config is None:
+            return Outcome(error=f"Run {run_id} is not in {out_dir}; nothing to retry.")
+        try:
+            handle = batch.retry_failed(config, run_id)
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(error=f"Could not retry: {_one_line(exc)}")
+        new = RunEntry(handle.run_id, Path(config.out_dir), config, handle)
+        with self._lock:
+            self._runs[new.run_id] = new
+        return Outcome(entry=new)
+
+    # -- watching -----------------------------------------------------------------------------------------------
+    def get(self, run_id: str) -> RunEntry | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def entries(self) -> list[RunEntry]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def snapshot(self, run_id: str, out_dir: Path | None = None, ray_address: str | None = None) -> Snapshot | None:
+        """The run's latest state: from our own handle when we run it, otherwise attached from OUT / Ray."""
+        entry = self.get(run_id)
+        if entry is not None and entry.handle is not None:
+            return entry.handle.snapshot()
+        folder = entry.out_dir if entry is not None else out_dir
+        if folder is None:
+            return None
+        from .. import batch
+
+        try:
+            return batch.attach_snapshot(Path(folder), run_id, ray_address)
+        except Exception:  # noqa: BLE001 — a missing or locked store reads as "no such run"
+            return None
+
+    def is_live(self, run_id: str) -> bool:
+        """True while this process is running the batch (its page should keep refreshing)."""
+        entry = self.get(run_id)
+        return entry is not None and entry.handle is not None and not entry.done
+
+    def error(self, run_id: str) -> str | None:
+        entry = self.get(run_id)
+        return entry.error if entry is not None else None
+
+    # -- steering -----------------------------------------------------------------------------------------------
+    def cancel(self, run_id: str) -> bool:
+        entry = self.get(run_id)
+        if entry is None or entry.handle is None or entry.done:
+            return False
+        entry.handle.cancel()
+        return True
+
+
+def config_from_store(out_dir: Path, run_id: str) -> RunConfig | None:
+    """Rebuild a run's config from its store, to retry it after a server restart (this process never held it).
+
+    The stored config is the run's own (its options, formats, mode); if it cannot be read back (an older or
+    newer layout), the run's video sources with default options still let the failed ones run again.
+    """
+    from ..config import STATE_DB_NAME
+    from ..session_manager import SessionStore
+
+    db = Path(out_dir) / STATE_DB_NAME
+    if not db.is_file():
+        return None
+    with SessionStore(db) as store:
+        run = store.run(run_id)
+        if run is None:
+            return None
+        sources = tuple(dict.fromkeys(v.source for v in store.videos(run_id)))
+    try:
+        return _config_from_dict(run.config, Path(out_dir))
+    except (TypeError, ValueError, KeyError):
+        return RunConfig(inputs=sources, out_dir=Path(out_dir)) if sources else None
+
+
+def _config_from_dict(data: dict, out_dir: Path) -> RunConfig:
+    def pick(cls, values: dict) -> dict:
+        names = {f.name for f in fields(cls)}
+        return {k: v for k, v in (values or {}).items() if k in names}
+
+    top = pick(RunConfig, data)
+    for key in ("inputs", "input_files", "formats"):
+        if key in top:
+            top[key] = tuple(top[key])
+    top["download"] = DownloadOptions(**pick(DownloadOptions, data.get("download", {})))
+    top["transcribe"] = TranscribeOptions(**pick(TranscribeOptions, data.get("transcribe", {})))
+    top["out_dir"] = out_dir
+    return RunConfig(**top)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,221 @@
+"""Turn what was typed, uploaded and chosen in the page into a RunConfig, or into clear messages saying why not.
+
+Nothing here raises at the page: problems come back as data (`errors` stop the start, `warnings` name the lines
+that were skipped while the rest goes ahead), so the page shows them with st.error / st.warning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import (
+    BUNDLED_MODEL,
+    DEFAULT_FORMATS,
+    DEFAULT_WORKERS,
+    MEDIA_EXTENSIONS,
+    DownloadOptions,
+    RunConfig,
+    TranscribeOptions,
+)
+from .paths import OutsideRootError, check_url, confine, is_url
+from .settings import DEFAULT_OUTPUT_FOLDER, DashboardSettings
+
+MAX_WORKERS = 64
+"""Upper bound offered for parallel workers (a cluster can have many GPUs; a typo should not ask for 10,000)."""
+
+MAX_SHOWN_PROBLEMS = 8
+"""Skipped lines listed one by one before the rest is summarised as a count."""
+
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+_DOMAIN_LIKE = re.compile(r"^[\w-]+(\.[\w-]+)+(/|$)")
+_RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the settings widgets hold; defaults are what the page shows first."""
+
+    parallel: bool = False
+    workers: int = DEFAULT_WORKERS
+    model: str = BUNDLED_MODEL
+    language: str = ""
+    """Blank = detect."""
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    rate_limit_kib: int = 0
+    """Per-download limit in KiB/s; 0 = unlimited."""
+    pause_s: float = 0.0
+    """Least pause between the starts of two downloads."""
+    ray_address: str = ""
+    """Blank = an embedded local Ray."""
+    output_folder: str = DEFAULT_OUTPUT_FOLDER
+
+
+@dataclass
+class Submission:
+    videos_text: str = ""
+    list_files: list[tuple[str, str]] = field(default_factory=list)
+    """(file name, text) of each uploaded list."""
+    uploaded_paths: list[Path] = field(default_factory=list)
+    """Media already saved by `uploads.save_upload`."""
+    settings: RunSettings = field(default_factory=RunSettings)
+
+
+@dataclass
+class SubmitResult:
+    config: RunConfig | None = None
+    inputs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.errors
+
+
+def input_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, text) of every line that names an input: blanks and `#` comments are dropped."""
+    lines = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            lines.append((number, line))
+    return lines
+
+
+def check_input(line: str, settings: DashboardSettings) -> list[str]:
+    """The input(s) one line stands for: a web URL as is, a local file, or a folder's media files.
+
+    Folders are expanded here rather than by the pipeline so that every file is checked against the media root
+    on its own (a symlink inside an allowed folder must not smuggle in a file from elsewhere).
+    """
+    if is_url(line):
+        return [check_url(line)]
+    try:
+        path = confine(line, settings.input_roots)
+    except FileNotFoundError:
+        if _DOMAIN_LIKE.match(line) and " " not in line and Path(line).suffix.lower() not in MEDIA_EXTENSIONS:
+            raise ValueError(f"not a URL or file (URLs need http:// or https://): {line}") from None
+        raise
+    if path.is_dir():
+        files = []
+        for child in sorted(path.rglob("*")):
+            if child.suffix.lower() not in MEDIA_EXTENSIONS or child.name.startswith(".") or not child.is_file():
+                continue
+            try:
+                files.append(str(confine(child, settings.input_roots)))
+            except (OutsideRootError, FileNotFoundError):
+                continue  # a link leading out of the media root, or a dangling one: not ours to read
+        if not files:
+            raise ValueError(f"no media files in folder {line}")
+        return files
+    return [str(path)]
+
+
+def build_run(submission: Submission, settings: DashboardSettings) -> SubmitResult:
+    result = SubmitResult()
+    sources = [("Videos", submission.videos_text)] + list(submission.list_files)
+    problems: list[str] = []
+    seen: set[str] = set()
+
+    def add(value: str) -> None:
+        if value not in seen:
+            seen.add(value)
+            result.inputs.append(value)
+
+    for origin, text in sources:
+        for number, line in input_lines(text):
+            try:
+                for value in check_input(line, settings):
+                    add(value)
+            except (ValueError, OSError) as exc:
+                problems.append(f"{origin} line {number}: {_one_line(exc)}")
+    for path in submission.uploaded_paths:
+        try:
+            add(str(confine(path, settings.input_roots)))
+        except (ValueError, OSError) as exc:
+            problems.append(f"upload {Path(path).name}: {_one_line(exc)}")
+
+    if problems:
+        shown = problems[:MAX_SHOWN_PROBLEMS]
+        more = len(problems) - len(shown)
+        result.warnings.append(
+            f"Skipped {len(problems)} input line(s): " + "; ".join(shown) + (f"; and {more} more" if more else "")
+        )
+    if not result.inputs:
+        result.errors.append(
+            "Nothing to transcribe: paste video URLs or local paths into Videos (one per line), "
+            "or upload a list file or media files."
+            if not problems else "None of the inputs can be used; see the skipped lines above."
+        )
+
+    config_errors: list[str] = []
+    run_settings = submission.settings
+    out_dir = _output_dir(run_settings.output_folder, settings, config_errors)
+    transcribe = _transcribe_options(run_settings, settings, config_errors)
+    if not 1 <= run_settings.workers <= MAX_WORKERS:
+        config_errors.append(f"Workers must be between 1 and {MAX_WORKERS}.")
+    ray_address = run_settings.ray_address.strip() or None
+    if ray_address and not _RAY_ADDRESS.match(ray_address):
+        config_errors.append(
+            f"Ray address {ray_address!r} is not one of: auto, HOST:PORT, ray://HOST:10001 (or blank for local Ray)."
+        )
+    if run_settings.rate_limit_kib < 0 or run_settings.pause_s < 0:
+        config_errors.append("Rate limit and pause cannot be negative.")
+    result.errors.extend(config_errors)
+    if result.errors:
+        return result
+    try:
+        result.config = RunConfig(
+            inputs=tuple(result.inputs),
+            out_dir=out_dir,
+            formats=tuple(run_settings.formats),
+            download=DownloadOptions(
+                rate_limit=run_settings.rate_limit_kib * 1024 or None,
+                sleep_s=float(run_settings.pause_s),
+            ),
+            transcribe=transcribe,
+            parallel=bool(run_settings.parallel),
+            workers=int(run_settings.workers),
+            ray_address=ray_address,
+        )
+    except ValueError as exc:  # RunConfig's own checks (formats, workers) say what is wrong in one line
+        result.errors.append(_sentence(_one_line(exc)))
+    return result
+
+
+def _output_dir(folder: str, settings: DashboardSettings, errors: list[str]) -> Path:
+    folder = folder.strip() or DEFAULT_OUTPUT_FOLDER
+    try:
+        path = confine(folder, [settings.output_root], must_exist=False)
+    except OutsideRootError:
+        errors.append(f"Output folder {folder!r} must be inside {settings.output_root}.")
+        return settings.output_root / DEFAULT_OUTPUT_FOLDER
+    if path.exists() and not path.is_dir():
+        errors.append(f"Output folder {folder!r} is a file, not a folder.")
+    return path
+
+
+def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: list[str]) -> TranscribeOptions:
+    language = run.language.strip().lower() or None
+    if language and not _LANGUAGE.match(language):
+        errors.append(f"Language {run.language!r} is not an ISO code such as en, de or fr (leave blank to detect).")
+        language = None
+    model = run.model.strip() or BUNDLED_MODEL
+    # A model typed as a path is a local folder: it is read from disk, so it obeys the media root like any input.
+    if model.startswith(("/", ".", "~")):
+        try:
+            model = str(confine(model, settings.input_roots))
+        except (ValueError, OSError) as exc:
+            errors.append(f"Model folder: {_one_line(exc)}.")
+            model = BUNDLED_MODEL
+    return TranscribeOptions(model=model, language=language)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")

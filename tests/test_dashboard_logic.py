@@ -1,0 +1,302 @@
+"""The dashboard's logic without a browser: path confinement, submit checks, uploads, view models, results.
+
+Snapshots come from the real ProgressTracker fed with real events, so the views are tested on what the engine
+actually produces.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bulk_transcribe.config import MANIFEST_NAME
+from bulk_transcribe.dashboard import paths, results, uploads, views
+from bulk_transcribe.dashboard.settings import DashboardSettings
+from bulk_transcribe.dashboard.submit import RunSettings, Submission, build_run, input_lines
+from bulk_transcribe.models import EventKind, ProgressEvent, SourceKind, VideoItem, VideoStatus
+from bulk_transcribe.progress import ProgressTracker
+
+
+@pytest.fixture
+def roots(tmp_path) -> DashboardSettings:
+    media = tmp_path / "media"
+    (media / "talks").mkdir(parents=True)
+    (media / "talks" / "a.mp3").write_bytes(b"ID3 not really audio")
+    (media / "talks" / "b.m4a").write_bytes(b"m4a bytes")
+    (media / "talks" / "notes.txt").write_text("not media")
+    (tmp_path / "secret.mp3").write_bytes(b"outside the media root")
+    out = tmp_path / "out"
+    out.mkdir()
+    return DashboardSettings(media_root=media.resolve(), output_root=out.resolve(),
+                             upload_dir=(media / "uploads").resolve(), max_upload_mb=1)
+
+
+# ---- path confinement ---------------------------------------------------------------------------------------
+
+def test_relative_and_absolute_paths_inside_the_media_root_are_accepted(roots):
+    inside = paths.confine("talks/a.mp3", [roots.media_root])
+    assert inside == roots.media_root / "talks" / "a.mp3"
+    assert paths.confine(str(inside), [roots.media_root]) == inside
+
+
+@pytest.mark.parametrize("escape", ["../secret.mp3", "talks/../../secret.mp3", "/etc/passwd", "/"])
+def test_paths_that_leave_the_media_root_are_refused(roots, escape):
+    with pytest.raises(paths.OutsideRootError):
+        paths.confine(escape, [roots.media_root])
+
+
+def test_a_symlink_inside_the_root_cannot_reach_outside(roots, tmp_path):
+    link = roots.media_root / "innocent.mp3"
+    link.symlink_to(tmp_path / "secret.mp3")
+    with pytest.raises(paths.OutsideRootError):
+        paths.confine("innocent.mp3", [roots.media_root])
+    (roots.media_root / "etc").symlink_to("/etc")
+    with pytest.raises(paths.OutsideRootError):
+        paths.confine("etc/passwd", [roots.media_root])
+
+
+def test_nul_bytes_and_missing_files_are_refused(roots):
+    with pytest.raises(paths.OutsideRootError):
+        paths.confine("talks/a.mp3\x00.txt", [roots.media_root])
+    with pytest.raises(FileNotFoundError):
+        paths.confine("talks/missing.mp3", [roots.media_root])
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://example.com/watch?v=1", True),
+    ("http://127.0.0.1:8000/a.mp3", True),
+    ("file:///etc/passwd", False),
+    ("ftp://example.com/a.mp3", False),
+    ("https:///nohost", False),
+])
+def test_only_web_urls_with_a_host_pass(url, ok):
+    if ok:
+        assert paths.check_url(url) == url
+    else:
+        with pytest.raises(ValueError):
+            paths.check_url(url)
+
+
+# ---- submit -------------------------------------------------------------------------------------------------
+
+def test_an_empty_submission_is_an_error_not_a_run(roots):
+    result = build_run(Submission(videos_text="\n  \n# only a comment\n"), roots)
+    assert not result.ok and result.config is None
+    assert "Nothing to transcribe" in result.errors[0]
+
+
+def test_settings_become_the_run_config(roots):
+    settings = RunSettings(parallel=True, workers=3, model="bundled", language="EN", formats=("txt", "srt"),
+                           rate_limit_kib=200, pause_s=1.5, ray_address="auto", output_folder="batch1")
+    result = build_run(Submission(videos_text="https://example.com/v/1\ntalks/a.mp3\n", settings=settings), roots)
+    assert result.ok, result.errors
+    config = result.config
+    assert config.inputs == ("https://example.com/v/1", str(roots.media_root / "talks" / "a.mp3"))
+    assert config.parallel and config.workers == 3 and config.ray_address == "auto"
+    assert config.formats == ("txt", "srt")
+    assert config.download.rate_limit == 200 * 1024 and config.download.sleep_s == 1.5
+    assert config.transcribe.language == "en" and config.transcribe.model == "bundled"
+    assert config.out_dir == roots.output_root / "batch1"
+
+
+def test_defaults_are_sequential_unlimited_and_detect_language(roots):
+    result = build_run(Submission(videos_text="https://example.com/v/1"), roots)
+    assert result.ok
+    assert not result.config.parallel
+    assert result.config.download.rate_limit is None
+    assert result.config.transcribe.language is None
+    assert result.config.out_dir == roots.output_root / "transcripts"
+
+
+def test_bad_lines_are_skipped_with_their_reason_and_the_rest_goes_ahead(roots):
+    text = "\n".join([
+        "https://example.com/v/1",
+        "/etc/passwd",
+        "../secret.mp3",
+        "file:///etc/shadow",
+        "talks/missing.mp3",
+        "example.com/watch",
+        "https://example.com/v/1",  # duplicate: listed once
+        "talks",  # a folder: its media files, not notes.txt
+    ])
+    result = build_run(Submission(videos_text=text), roots)
+    assert result.ok
+    assert result.config.inputs == (
+        "https://example.com/v/1",
+        str(roots.media_root / "talks" / "a.mp3"),
+        str(roots.media_root / "talks" / "b.m4a"),
+    )
+    warning = result.warnings[0]
+    assert "Skipped 5" in warning
+    for fragment in ("line 2", "outside the allowed media folder", "unsupported URL scheme 'file'",
+                     "no such file", "need http:// or https://"):
+        assert fragment in warning
+
+
+def test_a_folder_with_a_symlink_out_of_the_root_loses_only_that_file(roots, tmp_path):
+    (roots.media_root / "talks" / "sneaky.mp3").symlink_to(tmp_path / "secret.mp3")
+    result = build_run(Submission(videos_text="talks"), roots)
+    assert str(tmp_path / "secret.mp3") not in result.config.inputs
+    assert len(result.config.inputs) == 2
+
+
+def test_list_files_obey_the_same_rules(roots):
+    listing = "# my list\nhttps://example.com/v/2\n/etc/passwd\n\ntalks/b.m4a\n"
+    result = build_run(Submission(list_files=[("list.txt", listing)]), roots)
+    assert result.config.inputs == ("https://example.com/v/2", str(roots.media_root / "talks" / "b.m4a"))
+    assert "list.txt line 3" in result.warnings[0]
+
+
+def test_a_list_of_nothing_but_garbage_is_an_error(roots):
+    result = build_run(Submission(list_files=[("list.txt", "/etc/passwd\nnot a thing\n")]), roots)
+    assert not result.ok
+    assert "None of the inputs can be used" in result.errors[0]
+    assert "Skipped 2" in result.warnings[0]
+
+
+@pytest.mark.parametrize("settings,message", [
+    (RunSettings(output_folder="../../elsewhere"), "must be inside"),
+    (RunSettings(output_folder="/tmp"), "must be inside"),
+    (RunSettings(language="english!"), "not an ISO code"),
+    (RunSettings(ray_address="not an address"), "Ray address"),
+    (RunSettings(formats=()), "at least one output format"),
+    (RunSettings(model="/etc"), "Model folder"),
+    (RunSettings(workers=0), "Workers must be between"),
+])
+def test_bad_settings_are_errors_that_name_the_setting(roots, settings, message):
+    result = build_run(Submission(videos_text="https://example.com/v/1", settings=settings), roots)
+    assert not result.ok
+    assert any(message in e for e in result.errors), result.errors
+
+
+def test_input_lines_skip_blanks_and_comments():
+    assert input_lines("a\n\n  # c\n b \n") == [(1, "a"), (4, "b")]
+
+
+def test_settings_from_env(tmp_path):
+    s = DashboardSettings.from_env({"BULK_TRANSCRIBE_MEDIA_ROOT": "m", "BULK_TRANSCRIBE_MAX_UPLOAD_MB": "7"},
+                                   cwd=tmp_path)
+    assert s.media_root == (tmp_path / "m").resolve() and s.upload_dir == s.media_root / "uploads"
+    assert s.output_root == tmp_path.resolve() and s.max_upload_bytes == 7 * 1024 * 1024
+    with pytest.raises(ValueError, match="whole number"):
+        DashboardSettings.from_env({"BULK_TRANSCRIBE_MAX_UPLOAD_MB": "lots"}, cwd=tmp_path)
+
+
+# ---- uploads ------------------------------------------------------------------------------------------------
+
+def test_uploads_are_capped_typed_and_kept_inside_the_upload_folder(roots):
+    cap = roots.max_upload_bytes
+    with pytest.raises(uploads.UploadError, match="upload limit"):
+        uploads.save_upload("big.mp3", b"x" * (cap + 1), roots.upload_dir, cap)
+    with pytest.raises(uploads.UploadError, match="not a media file"):
+        uploads.save_upload("run.sh", b"rm -rf /", roots.upload_dir, cap)
+    saved = uploads.save_upload("../../etc/evil name.mp3", b"audio", roots.upload_dir, cap)
+    assert paths.within(saved.path, roots.upload_dir) and saved.path.read_bytes() == b"audio"
+    again = uploads.save_upload("evil name.mp3", io.BytesIO(b"audio"), roots.upload_dir, cap)
+    other = uploads.save_upload("evil name.mp3", b"other audio", roots.upload_dir, cap)
+    assert again.path == saved.path and other.path != saved.path and saved.path.read_bytes() == b"audio"
+    # Saved uploads pass the submit checks (they are inside the allowed folders).
+    result = build_run(Submission(uploaded_paths=[saved.path]), roots)
+    assert result.config.inputs == (str(saved.path),)
+
+
+def test_list_uploads_must_be_text(roots):
+    assert uploads.read_list_upload("l.txt", "\ufeffhttps://a.b/c\n".encode(), 100) == "https://a.b/c\n"
+    with pytest.raises(uploads.UploadError, match="not a text file"):
+        uploads.read_list_upload("l.txt", b"\x00\x01\x02", 100)
+    with pytest.raises(uploads.UploadError, match="not UTF-8"):
+        uploads.read_list_upload("l.txt", b"\xff\xfe\xfa caf\xe9", 100)
+
+
+# ---- view models over real tracker snapshots ----------------------------------------------------------------
+
+def _tracker(durations: dict[str, float | None]) -> tuple[ProgressTracker, dict[str, VideoItem]]:
+    items = {name: VideoItem(f"https://example.com/{name}.mp3", SourceKind.URL, name, title=name.title(),
+                             duration_s=d) for name, d in durations.items()}
+    tracker = ProgressTracker("run-1", mode="parallel")
+    tracker.add_videos(items.values())
+    return tracker, items
+
+
+def test_table_rows_cards_and_summary_follow_the_events():
+    tracker, items = _tracker({"long": 30.0, "short": 10.0, "bad": 20.0})
+    ids = {k: v.video_id for k, v in items.items()}
+    for event in [
+        ProgressEvent(ids["long"], EventKind.DOWNLOAD_STARTED, worker="w0"),
+        ProgressEvent(ids["long"], EventKind.TRANSCRIBE_STARTED, worker="w0"),
+        ProgressEvent(ids["long"], EventKind.TRANSCRIBE_PROGRESS, transcribed_s=15.0, text=" Hello there. "),
+        ProgressEvent(ids["short"], EventKind.DOWNLOAD_STARTED, worker="w1"),
+        ProgressEvent(ids["short"], EventKind.DOWNLOAD_PROGRESS, downloaded_bytes=512_000, total_bytes=1_024_000),
+    ]:
+        tracker.apply(event)
+    snap = tracker.snapshot()
+
+    cards = views.cards(snap)
+    assert [c.title for c in cards] == ["Long", "Short"]
+    assert cards[0].stage == "Transcribing" and cards[0].progress == pytest.approx(0.5)
+    assert cards[0].line == "Hello there." and cards[0].worker == "w0"
+    assert cards[1].stage == "Downloading" and cards[1].progress == pytest.approx(0.5)
+
+    rows = {r["Title"]: r for r in views.status_rows(snap)}
+    assert list(rows) == ["Long", "Short", "Bad"]
+    assert rows["Long"]["Status"].endswith("transcribing") and rows["Long"]["Worker"] == "w0"
+    assert rows["Long"]["Duration"] == 30.0 and 0 < rows["Long"]["Progress"] < 1
+
+    tracker.apply(ProgressEvent(ids["bad"], EventKind.FAILED, error="HTTP Error 404: Not Found", attempt=2))
+    tracker.apply(ProgressEvent(ids["short"], EventKind.TRANSCRIBE_STARTED, worker="w1"))
+    tracker.apply(ProgressEvent(ids["short"], EventKind.DONE, outputs={"txt": "Short/transcript.txt"}))
+    snap = tracker.snapshot()
+    s = views.summary(snap)
+    assert (s.done, s.failed, s.remaining, s.active, s.total) == (1, 1, 1, 1, 3)
+    # Weighted by audio seconds: 10 s done + 15 of 30 s transcribing, over 60 s in all (not 1 of 3 videos).
+    assert s.progress == pytest.approx(25 / 60)
+    rows = {r["Title"]: r for r in views.status_rows(snap)}
+    assert rows["Bad"]["Error"] == "HTTP Error 404: Not Found" and rows["Bad"]["Attempts"] == 2
+    assert rows["Short"]["Progress"] == 1.0 and rows["Short"]["ETA"] is None
+
+    frame = views.status_frame(snap)
+    assert list(frame.columns) == list(views.TABLE_COLUMNS)
+    assert frame.loc[0, "Duration"].total_seconds() == 30
+
+
+def test_clock_format():
+    assert views.clock(None) == "–"
+    assert views.clock(65.4) == "1:05"
+    assert views.clock(3723) == "1:02:03"
+
+
+# ---- results ------------------------------------------------------------------------------------------------
+
+def test_results_list_zip_and_refuse_files_outside_the_run(tmp_path):
+    out = tmp_path / "out"
+    tracker, items = _tracker({"one": 5.0, "two": 5.0})
+    for name in ("one", "two"):
+        folder = out / name.title()
+        folder.mkdir(parents=True)
+        (folder / "transcript.txt").write_text(f"text of {name}\n")
+        (folder / "transcript.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+    (tmp_path / "private.txt").write_text("not part of the run")
+    (out / MANIFEST_NAME).write_text(json.dumps([{"title": "One"}]))
+    vid_one, vid_two = items["one"].video_id, items["two"].video_id
+    tracker.apply(ProgressEvent(vid_one, EventKind.DONE,
+                                outputs={"txt": "One/transcript.txt", "srt": "One/transcript.srt"}))
+    # A stored path pointing outside the run must never be served.
+    tracker.apply(ProgressEvent(vid_two, EventKind.DONE, outputs={"txt": str(tmp_path / "private.txt")}))
+    snap = tracker.snapshot()
+
+    files = results.transcript_files(snap, out)
+    assert list(files) == [vid_one]
+    assert [f.format for f in files[vid_one]] == ["txt", "srt"]
+    assert files[vid_one][0].download_name == "One.txt" and files[vid_one][1].mime == "application/x-subrip"
+    assert results.read_file(files[vid_one][0].path, out) == b"text of one\n"
+    with pytest.raises(PermissionError):
+        results.read_file(tmp_path / "private.txt", out)
+
+    with zipfile.ZipFile(io.BytesIO(results.run_zip(snap, out))) as archive:
+        assert sorted(archive.namelist()) == ["One/transcript.srt", "One/transcript.txt", MANIFEST_NAME]
+    assert results.zip_name(snap, out) == "out-run-1.zip"
