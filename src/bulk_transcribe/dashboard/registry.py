@@ -35,6 +35,12 @@ class RunEntry:
     def error(self) -> str | None:
         return getattr(self.handle, "error", None) if self.handle is not None else None
 
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Block until the batch ends (True) or `timeout` passes (False); for scripts and tests, not the page."""
+        if self.handle is None:
+            return True
+        return bool(self.handle.wait(timeout))
+
 
 @dataclass
 class Outcome:

@@ -1,0 +1,105 @@
+"""The working page: submit videos, watch every one of them, collect the transcripts.
+
+Widgets and calls only: checks live in bulk_transcribe.dashboard.submit, the run lives in the shared registry
+(outside this script, so reloads and closed tabs do not touch it), rendering in dashboard.render.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from bulk_transcribe.config import BUNDLED_MODEL, DEFAULT_FORMATS, DEFAULT_WORKERS, MEDIA_EXTENSIONS
+from bulk_transcribe.dashboard import paths, render, uploads
+from bulk_transcribe.dashboard.history import run_query
+from bulk_transcribe.dashboard.settings import DashboardSettings
+from bulk_transcribe.dashboard.submit import MAX_WORKERS, RunSettings, Submission, build_run
+
+st.title("Bulk Transcribe")
+
+try:
+    settings = DashboardSettings.from_env()
+except ValueError as exc:
+    st.error(f"Dashboard settings: {exc}")
+    st.stop()
+registry = render.shared_registry()
+
+# ---- settings (sidebar) -------------------------------------------------------------------------------------
+with st.sidebar:
+    st.header("Settings")
+    parallel = st.toggle("Parallel processing", value=False, help="Run on Ray workers instead of in this process.")
+    workers = st.number_input("Workers", min_value=1, max_value=MAX_WORKERS, value=DEFAULT_WORKERS,
+                              disabled=not parallel, help="Model-holding Ray workers (parallel mode).")
+    model = st.text_input("Model", value=BUNDLED_MODEL,
+                          help="`bundled` (tiny.en, offline), a faster-whisper model name, or a model folder.")
+    language = st.text_input("Language", value="", placeholder="detect", help="ISO code such as en; blank = detect.")
+    formats = st.multiselect("Output formats", list(DEFAULT_FORMATS), default=list(DEFAULT_FORMATS))
+    rate_limit = st.number_input("Download rate limit (KiB/s)", min_value=0, value=0, step=100,
+                                 help="Per download; 0 = unlimited.")
+    pause = st.number_input("Pause between downloads (s)", min_value=0.0, value=0.0, step=0.5)
+    ray_address = st.text_input("Ray address", value="", placeholder="local", disabled=not parallel,
+                                help="Blank starts a local Ray; or auto, HOST:PORT, ray://HOST:10001.")
+    output_folder = st.text_input("Output folder", value=settings.default_output,
+                                  help=f"Inside {settings.output_root}.")
+
+# ---- submit -------------------------------------------------------------------------------------------------
+st.caption("Paste video, playlist, channel or feed URLs, or local paths under "
+           f"`{settings.media_root}`, one per line.")
+videos = st.text_area("Videos", height=140, placeholder="https://www.youtube.com/watch?v=...\nlectures/week1.mp4")
+up_left, up_right = st.columns(2)
+list_file = up_left.file_uploader("List file", type=["txt", "list", "csv"], key="list-file",
+                                  max_upload_size=settings.max_upload_mb, help="One URL or path per line.")
+media_files = up_right.file_uploader("Media files", type=sorted(e.lstrip(".") for e in MEDIA_EXTENSIONS),
+                                     accept_multiple_files=True, key="media-files",
+                                     max_upload_size=settings.max_upload_mb)
+
+if st.button("Start transcription", type="primary", icon=":material/play_arrow:"):
+    problems: list[str] = []
+    list_texts: list[tuple[str, str]] = []
+    if list_file is not None:
+        try:
+            list_texts.append((list_file.name, uploads.read_list_upload(list_file.name, list_file.getvalue(),
+                                                                          settings.max_upload_bytes)))
+        except uploads.UploadError as exc:
+            problems.append(str(exc))
+    saved = []
+    for f in media_files or []:
+        try:
+            saved.append(uploads.save_upload(f.name, f.getvalue(), settings.upload_dir, settings.max_upload_bytes).path)
+        except (uploads.UploadError, OSError) as exc:
+            problems.append(str(exc))
+    submission = Submission(
+        videos_text=videos,
+        list_files=list_texts,
+        uploaded_paths=saved,
+        settings=RunSettings(parallel=parallel, workers=int(workers), model=model, language=language,
+                             formats=tuple(formats), rate_limit_kib=int(rate_limit), pause_s=float(pause),
+                             ray_address=ray_address, output_folder=output_folder),
+    )
+    checked = build_run(submission, settings)
+    for problem in problems:
+        st.warning(problem)
+    for warning in checked.warnings:
+        st.warning(warning)
+    for error in checked.errors:
+        st.error(error)
+    if checked.ok:
+        with st.spinner(f"Resolving {len(checked.inputs)} input(s)…"):
+            outcome = registry.start(checked.config)
+        if outcome.error:
+            st.error(outcome.error)
+        else:
+            st.query_params.from_dict(run_query(outcome.entry.run_id, outcome.entry.out_dir, settings.output_root))
+            if outcome.duplicates:
+                st.info(f"{len(outcome.duplicates)} duplicate input(s) were listed once.")
+
+# ---- monitor ------------------------------------------------------------------------------------------------
+run_id = st.query_params.get("run")
+if run_id:
+    try:
+        out_dir = paths.confine(st.query_params.get("out", settings.default_output), [settings.output_root],
+                                must_exist=False)
+    except ValueError as exc:
+        st.error(f"Cannot open that run: {exc}")
+        st.stop()
+    st.divider()
+    render.run_view(registry, run_id, out_dir, settings.output_root)

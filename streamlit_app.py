@@ -1,0 +1,76 @@
+"""Bulk Transcribe dashboard: entry script and home page.
+
+`make run` serves it (127.0.0.1 only). The working page is pages/02_Bulk_Transcribe.py; logic lives in
+bulk_transcribe.dashboard, so both pages only draw widgets and call into it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from bulk_transcribe.dashboard import render
+from bulk_transcribe.dashboard.cluster_info import cluster_info, resource_rows
+from bulk_transcribe.dashboard.history import TRANSCRIBE_PAGE, recent_runs, run_url, when
+from bulk_transcribe.dashboard.settings import DashboardSettings
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+
+def home() -> None:
+    st.title("Bulk Transcribe")
+    st.markdown(
+        "Transcribe many videos at once. Paste URLs (single videos, playlists, channels, podcast feeds) or local "
+        "files; the tool downloads the audio politely, transcribes it with faster-whisper and writes **txt, srt, "
+        "vtt and json** transcripts. It runs one video at a time in this process by default, or in parallel on "
+        "Ray workers (on this machine or a GPU cluster) when you switch on *Parallel processing*."
+    )
+    st.page_link(transcribe, label="Start a batch", icon=":material/play_circle:")
+
+    try:
+        settings = DashboardSettings.from_env()
+    except ValueError as exc:
+        st.error(f"Dashboard settings: {exc}")
+        return
+    st.subheader("Recent runs")
+    extra = [e.out_dir for e in render.shared_registry().entries()]
+    runs, problems = recent_runs(settings.output_root, extra)
+    for problem in problems:
+        st.warning(f"Could not read runs in {problem}")
+    if runs:
+        st.dataframe(
+            [{
+                "Run": run_url(r.run_id, r.out_dir, settings.output_root),
+                "Name": r.name,
+                "Status": r.status,
+                "Mode": r.mode,
+                "Videos": r.total,
+                "Done": r.counts.get("done", 0) + r.counts.get("skipped", 0),
+                "Failed": r.counts.get("failed", 0),
+                "Started": when(r.created_at),
+                "Finished": when(r.finished_at),
+            } for r in runs],
+            column_config={"Run": st.column_config.LinkColumn("Run", display_text=r"run=([^&]+)")},
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption(f"No runs yet under {settings.output_root}.")
+
+    st.subheader("Ray cluster")
+    info = cluster_info()
+    if info is None:
+        st.caption("Not connected. A parallel run starts a local Ray on this machine, or joins the address you give.")
+    elif info.error:
+        st.error(f"Ray cluster unreachable: {info.error}")
+    else:
+        st.dataframe(resource_rows(info), hide_index=True)
+        if info.dashboard_url:
+            st.link_button("Open the Ray dashboard", info.dashboard_url, icon=":material/open_in_new:")
+
+
+st.set_page_config(page_title="Bulk Transcribe", page_icon=":material/subtitles:", layout="wide")
+transcribe = st.Page(str(PAGES_DIR / "02_Bulk_Transcribe.py"), title="Bulk Transcribe", icon=":material/subtitles:",
+                     url_path=TRANSCRIBE_PAGE)
+st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), transcribe]).run()

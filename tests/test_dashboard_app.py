@@ -1,0 +1,165 @@
+"""The pages through Streamlit's AppTest: submit validation, settings, and the monitor/results of a small real run
+(real yt-dlp download from the local media server, real bundled model, real SQLite store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bulk_transcribe.dashboard import render
+
+REPO = Path(__file__).resolve().parents[1]
+PAGE = str(REPO / "pages" / "02_Bulk_Transcribe.py")
+HOME = str(REPO / "streamlit_app.py")
+TIMEOUT = 120  # a generous ceiling for one script run (the start resolves URLs), not an assertion on speed
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    media, out = tmp_path / "media", tmp_path / "out"
+    media.mkdir()
+    out.mkdir()
+    monkeypatch.setenv("BULK_TRANSCRIBE_MEDIA_ROOT", str(media))
+    monkeypatch.setenv("BULK_TRANSCRIBE_OUTPUT_ROOT", str(out))
+    monkeypatch.delenv("BULK_TRANSCRIBE_PARALLEL", raising=False)
+    return media, out
+
+
+def page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+
+
+def labelled(widgets, label):
+    return next(w for w in widgets if w.label == label)
+
+
+def test_settings_start_with_safe_defaults(roots):
+    at = page().run()
+    assert not at.exception
+    parallel = labelled(at.sidebar.toggle, "Parallel processing")
+    assert parallel.value is False
+    assert labelled(at.sidebar.number_input, "Workers").disabled  # only meaningful in parallel mode
+    assert labelled(at.sidebar.text_input, "Model").value == "bundled"
+    assert labelled(at.sidebar.multiselect, "Output formats").value == ["txt", "srt", "vtt", "json"]
+    assert labelled(at.sidebar.text_input, "Output folder").value == "transcripts"
+    parallel.set_value(True).run()
+    assert not labelled(at.sidebar.number_input, "Workers").disabled
+    assert not labelled(at.sidebar.text_input, "Ray address").disabled
+    assert labelled(at.button, "Start transcription")
+
+
+def test_an_empty_submission_is_a_message_not_a_run(roots):
+    at = page().run()
+    labelled(at.button, "Start transcription").click().run()
+    assert not at.exception
+    assert any("Nothing to transcribe" in e.value for e in at.error)
+    assert "run" not in at.query_params
+    assert not at.dataframe
+
+
+def test_paths_outside_the_media_root_never_reach_the_engine(roots):
+    at = page().run()
+    at.text_area[0].input("/etc/passwd\n../../etc/hosts\n").run()
+    labelled(at.button, "Start transcription").click().run()
+    assert not at.exception
+    assert any("outside the allowed media folder" in w.value for w in at.warning)
+    assert any("None of the inputs can be used" in e.value for e in at.error)
+    assert "run" not in at.query_params
+
+
+def test_bad_settings_are_shown_as_errors(roots):
+    at = page().run()
+    at.text_area[0].input("https://example.com/a.mp3").run()
+    labelled(at.sidebar.text_input, "Output folder").input("../../escape").run()
+    labelled(at.sidebar.text_input, "Language").input("klingon!").run()
+    labelled(at.button, "Start transcription").click().run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "must be inside" in errors and "not an ISO code" in errors
+    assert "run" not in at.query_params
+
+
+def test_a_small_real_run_from_submit_to_results(roots, media_server, speech_clips):
+    media, out = roots
+    weather = speech_clips["weather"]
+    at = page().run()
+    at.text_area[0].input(
+        f"{media_server.url(weather.path.name)}\n{media_server.url('status/404')}\n"
+    ).run()
+    labelled(at.sidebar.multiselect, "Output formats").set_value(["txt", "srt"]).run()
+    labelled(at.button, "Start transcription").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    run_id = at.query_params["run"]
+    assert at.query_params["out"] == "transcripts"
+
+    # The inputs were resolved before the start returned: the table already lists both videos.
+    first = at.dataframe[0].value
+    assert len(first) == 2 and weather.name in first.loc[0, "Title"]
+
+    entry = render.shared_registry().get(run_id)
+    assert entry is not None and entry.wait_done(timeout=TIMEOUT)
+
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    rows = {r["Title"]: r for r in table.to_dict("records")}
+    done = next(r for t, r in rows.items() if weather.name in t)
+    failed = next(r for t, r in rows.items() if weather.name not in t)
+    assert done["Status"].endswith("done") and done["Progress"] == 1.0
+    assert done["Duration"].total_seconds() > 0 and done["Speed"] > 0
+    assert failed["Status"].endswith("failed") and "404" in failed["Error"]
+    assert [m.value for m in at.metric if m.label in ("Done", "Failed", "Remaining")] == ["1", "1", "0"]
+
+    # Results: a zip of the run and each chosen format of the transcript, and the text shown in the page.
+    downloads = [b.label for b in at.get("download_button")]
+    assert "Download all transcripts (zip)" in downloads and ".txt" in downloads and ".srt" in downloads
+    assert ".vtt" not in downloads
+    assert "breeze" in labelled(at.text_area, "Transcript text").value.lower()
+    assert labelled(at.button, "Retry failed")
+
+    # Reopening the URL in a new session (same server) shows the same run.
+    again = page()
+    again.query_params.update({"run": run_id, "out": "transcripts"})
+    again.run()
+    assert not again.exception
+    assert again.dataframe[0].value["Title"].tolist() == table["Title"].tolist()
+
+    # After a server restart the registry is empty: the run is read back from the store in OUT.
+    render.shared_registry.clear()
+    fresh = page()
+    fresh.query_params.update({"run": run_id, "out": "transcripts"})
+    fresh.run()
+    assert not fresh.exception
+    reread = {r["Title"]: r["Status"] for r in fresh.dataframe[0].value.to_dict("records")}
+    assert reread == {t: r["Status"] for t, r in rows.items()}
+
+    # Retry failed: a new run over the same inputs; the done video stays done, the 404 fails again.
+    labelled(fresh.button, "Retry failed").click().run()
+    assert not fresh.exception and not fresh.error
+    retry_id = fresh.query_params["run"]
+    assert retry_id != run_id
+    assert render.shared_registry().get(retry_id).wait_done(timeout=TIMEOUT)
+    fresh.run()
+    statuses = sorted(r["Status"].split()[-1] for r in fresh.dataframe[0].value.to_dict("records"))
+    assert statuses == ["done", "failed"]
+
+    # The home page lists both runs with a link that reopens each.
+    home = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
+    assert not home.exception
+    listed = home.dataframe[0].value
+    assert {run_id, retry_id} <= {link.split("run=")[1].split("&")[0] for link in listed["Run"]}
+
+
+def test_an_unknown_run_in_the_url_is_a_warning(roots):
+    at = page()
+    at.query_params.update({"run": "no-such-run", "out": "transcripts"})
+    at.run()
+    assert not at.exception
+    assert any("was not found" in w.value for w in at.warning)
+    at = page()
+    at.query_params.update({"run": "x", "out": "../../etc"})
+    at.run()
+    assert not at.exception and any("Cannot open that run" in e.value for e in at.error)
