@@ -190,7 +190,8 @@ def state_from_row(row: Any, clock: Callable[[], float] = time.time) -> VideoSta
         finished_at=row.finished_at,
         outputs=dict(row.outputs or {}),
     )
-    vp.progress = overall_fraction(status, vp.stage_progress)
+    # The stored fraction, not a recomputed one: a failed video keeps showing how far it got.
+    vp.progress = row.progress if row.progress is not None else overall_fraction(status, vp.stage_progress)
     return VideoState(vp, getattr(row, "transcribe_started_at", None))
 
 
