@@ -16,8 +16,10 @@ import re
 import shutil
 import socket
 import time
+import tempfile
 import uuid
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
@@ -42,7 +44,10 @@ _NOT_RETRIED = frozenset({400, 401, 403, 404, 405, 410, 451})
 
 @dataclass
 class FetchedAudio:
-    """Audio on local disk, ready to decode. `temporary` files are deleted (or kept) by `release`."""
+    """Audio on local disk, ready to decode. `temporary` files are deleted (or kept) by `release`.
+
+    `download_s` is the wall time of the whole fetch, retries and Retry-After waits included (0 for local files).
+    """
 
     path: Path
     temporary: bool
@@ -120,8 +125,6 @@ def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptio
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / f"cookies-{uuid.uuid4().hex[:8]}.txt"
     shutil.copyfile(source, copy)
-    from dataclasses import replace
-
     return replace(options, cookies_file=str(copy))
 
 
@@ -338,15 +341,13 @@ class AudioDownloader:
                     path = self._download_once(item, folder, on_progress, cancelled)
                 except _TooLarge as big:
                     raise errors.InputError(self._too_large_message(big.size, item.source)) from None
-                except errors.VideoError:
+                except errors.VideoError:  # ours (cancel, too large, playlist): already final
                     raise
-                except Exception as exc:  # yt-dlp's DownloadError and anything under it
-                    if isinstance(exc, errors.VideoError):
-                        raise
+                except Exception as exc:  # yt-dlp's DownloadError and whatever it wraps
                     failure = classify_error(exc, item.source, self.options.socket_timeout_s)
                     if not failure.retryable or attempt == attempts:
                         break
-                    self._wait_before_retry(failure, attempt, cancelled)
+                    self._wait_before_retry(failure, attempt, item.source, cancelled)
                     continue
                 return FetchedAudio(path, True, path.stat().st_size, time.monotonic() - started)
         except BaseException:
@@ -442,7 +443,13 @@ class AudioDownloader:
 
     def _options_with_cookies(self) -> DownloadOptions:
         if self._params_options is None:
-            self._params_options = private_cookie_copy(self.options, self.work_dir)
+            if self.options.cookies_file:
+                # Cookies are secrets: keep the private copy out of OUT and delete it with this downloader.
+                folder = Path(tempfile.mkdtemp(prefix="bt-cookies-"))
+                weakref.finalize(self, shutil.rmtree, folder, True)
+                self._params_options = private_cookie_copy(self.options, folder)
+            else:
+                self._params_options = self.options
         return self._params_options
 
     def _too_large_message(self, size: int, url: str) -> str:
@@ -456,13 +463,18 @@ class AudioDownloader:
         if remaining > 0:
             _sleep(remaining, cancelled)
 
-    def _wait_before_retry(self, failure: Failure, attempt: int, cancelled: Callable[[], bool]) -> None:
+    def _wait_before_retry(self, failure: Failure, attempt: int, url: str, cancelled: Callable[[], bool]) -> None:
+        """Retry-After when the server gives one (429/503), else exponential back-off from `backoff_s`.
+
+        A 429/503 without Retry-After still reports its back-off to `on_rate_limited`: it is a rate signal too.
+        (yt-dlp's file downloader drops the response of a 5xx, so a 503 there backs off exponentially.)
+        """
         if failure.status in (429, 503):
             wait = failure.retry_after
             if wait is not None and wait > self.options.max_retry_after_s:
                 raise errors.DownloadError(
                     f"rate limited (HTTP {failure.status}): server asks to wait {_seconds(round(wait))} s, "
-                    f"more than the {_seconds(self.options.max_retry_after_s)} s allowed: {failure.message.split(': ', 1)[-1]}"
+                    f"more than the {_seconds(self.options.max_retry_after_s)} s allowed: {url}"
                 )
             if wait is None:
                 wait = self.options.backoff_s * 2 ** (attempt - 1)

@@ -18,7 +18,6 @@ import yt_dlp
 from . import errors
 from .config import MEDIA_EXTENSIONS, DownloadOptions
 from .download import (
-    _QuietLogger,
     classify_error,
     clean_url,
     direct_media_title,
