@@ -1,0 +1,155 @@
+"""The cluster-wide download limiter: the plain core with a fake clock, then the real actor shared by real
+downloads (yt-dlp in Ray tasks) against the local media server, counting what the server saw."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from bulk_transcribe.parallel.rate_limit import POLL_S, RateLimitCore
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_core_bounds_concurrent_starts():
+    core = RateLimitCore(max_concurrent=2, clock=FakeClock())
+    assert core.try_start("a") == 0.0
+    assert core.try_start("b") == 0.0
+    assert core.try_start("c") == POLL_S, "a third download waits for a free slot"
+    assert core.try_start("a") == 0.0, "a retry inside a held download does not need a second slot"
+    core.finish("a")
+    assert core.try_start("c") == 0.0
+    assert core.peak == 2 and core.starts == 4
+
+
+def test_core_spaces_starts():
+    clock = FakeClock()
+    core = RateLimitCore(max_concurrent=5, min_interval_s=1.0, clock=clock)
+    assert core.try_start("a") == 0.0
+    clock.t += 0.25
+    assert core.try_start("b") == pytest.approx(0.75)
+    clock.t += 0.75
+    assert core.try_start("b") == 0.0
+
+
+def test_core_shared_back_off_is_capped_and_never_shortened():
+    clock = FakeClock()
+    core = RateLimitCore(max_concurrent=5, max_backoff_s=30.0, clock=clock)
+    core.back_off(10.0)
+    assert core.back_off(2.0) == pytest.approx(10.0), "a shorter Retry-After never cuts an earlier one"
+    assert core.try_start("a") == pytest.approx(10.0)
+    core.back_off(1000.0)
+    assert core.stats()["blocked_for_s"] == pytest.approx(30.0)
+    clock.t += 30.0
+    assert core.try_start("a") == 0.0
+
+
+def test_core_frees_a_dead_workers_slots():
+    core = RateLimitCore(max_concurrent=2, clock=FakeClock())
+    core.try_start("worker-0:v1")
+    core.try_start("worker-1:v2")
+    assert core.finish_all("worker-0:") == 1
+    assert core.try_start("worker-2:v3") == 0.0
+
+
+# ---- the real actor, real downloads ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    from bulk_transcribe.parallel import cluster
+
+    cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
+    # Workers cannot import this test module: ship its helper functions by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    cluster.shutdown()
+
+
+def _download(limiter, name: str, url: str, work_dir: str, retries: int = 1) -> dict:
+    """Runs inside a Ray task: one real AudioDownloader whose hooks go through the shared limiter."""
+    from pathlib import Path
+
+    from bulk_transcribe.config import DownloadOptions
+    from bulk_transcribe.download import AudioDownloader
+    from bulk_transcribe.errors import VideoError
+    from bulk_transcribe.models import SourceKind, VideoItem
+    from bulk_transcribe.parallel.rate_limit import LimiterClient
+
+    client = LimiterClient(limiter, name)
+    marks = {}
+
+    def before():
+        client.before_download()
+        marks.setdefault("start", time.monotonic())
+
+    downloader = AudioDownloader(DownloadOptions(retries=retries, backoff_s=0.1), Path(work_dir),
+                                 before_download=before, on_rate_limited=client.on_rate_limited)
+    item = VideoItem(url, SourceKind.URL, url)
+    with client.holding(item.video_id):
+        try:
+            fetched = downloader.fetch(item)
+            marks["bytes"] = fetched.size_bytes
+            downloader.release(fetched)
+        except VideoError as exc:
+            marks["error"] = exc.reason
+    marks["end"] = time.monotonic()
+    return marks
+
+
+def test_actor_bounds_concurrency_and_spacing_across_processes(ray_local, media_server, speech_clips, tmp_path):
+    ray = ray_local
+    from bulk_transcribe.parallel.rate_limit import RateLimiterActor
+
+    limiter = ray.remote(RateLimiterActor).options(num_cpus=0).remote(2, 0.3)
+    media_server.reset_counts()
+    clips = list(speech_clips.values())
+    task = ray.remote(num_cpus=0)(_download)
+    # num_cpus=0: Ray itself would let all four run at once; only the limiter holds them back.
+    marks = ray.get([task.remote(limiter, f"w{i}", media_server.url(f"slow/{c.path.name}"), str(tmp_path))
+                     for i, c in enumerate(clips)])
+    assert all("error" not in m and m["bytes"] > 0 for m in marks), marks
+    stats = ray.get(limiter.stats.remote())
+    assert stats["starts"] == 4 and stats["peak"] <= 2 and stats["active"] == 0
+    # What the server saw: each clip fetched, and never more than two bodies in flight at once.
+    for c in clips:
+        assert media_server.count(f"slow/{c.path.name}") >= 1
+    spans = sorted((m["start"], m["end"]) for m in marks)
+    for start, _ in spans:
+        overlapping = sum(1 for s, e in spans if s <= start < e)
+        assert overlapping <= 2
+    # Starts are spaced by the limiter's clock (the server's arrival times add the clients' own jitter, which on
+    # a busy machine can bunch two requests granted 0.3 s apart, so they cannot show the spacing).
+    starts = stats["recent_starts"]
+    assert len(starts) == 4
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 0.3, f"download starts closer than the 0.3 s minimum: {gaps}"
+    assert len({p for _, p in media_server.request_log if p.startswith("/slow/")}) == 4
+
+
+def test_a_429_backs_off_everyone(ray_local, media_server, speech_clips, tmp_path):
+    ray = ray_local
+    from bulk_transcribe.parallel.rate_limit import RateLimiterActor
+
+    limiter = ray.remote(RateLimiterActor).options(num_cpus=0).remote(4, 0.0)
+    clip = speech_clips["weather"].path.name
+    media_server.reset_counts()
+    marks = ray.get(ray.remote(num_cpus=0)(_download).remote(
+        limiter, "w0", media_server.url(f"storm429/{clip}"), str(tmp_path), 2))
+    assert "rate limited" in marks["error"]
+    assert media_server.count(f"storm429/{clip}") == 2
+    stats = ray.get(limiter.stats.remote())
+    assert stats["backoffs"] >= 1, "the worker's 429 reached the shared limiter"
+    # While a back-off is in force nobody starts: a fresh Retry-After of 30 s blocks a short wait outright.
+    ray.get(limiter.back_off.remote(30.0))
+    assert ray.get(limiter.start.remote("other", 0.3)) is False
+    assert ray.get(limiter.stats.remote())["starts"] == stats["starts"]
