@@ -332,3 +332,78 @@ class Scheduler:
             "cancelled": self.cancelled,
             "speed_x": self._speed if self._speed_samples else None,
         }
+
+
+class SchedulerActor:
+    """The run's named scheduler actor body (`cluster.py` wraps it with ray.remote): the Scheduler plus a cancel
+    request any process may send, and the queue-length metric for the Ray dashboard."""
+
+    def __init__(self, run_id: str, *, max_attempts: int = 2, backoff_s: float = 1.0) -> None:
+        from .metrics import RunMetrics
+
+        self.run_id = run_id
+        self.scheduler = Scheduler(max_attempts=max_attempts, backoff_s=backoff_s)
+        self.metrics = RunMetrics(run_id)
+        self.cancel_requested = False
+
+    def _gauge(self) -> None:
+        self.metrics.queue_length(self.scheduler.queue_length)
+
+    def add(self, items: list[VideoItem], costs: dict[str, float] | None = None) -> int:
+        from ..sources import probe_media  # this actor runs on the driver's node, where local inputs are
+
+        self.scheduler.add(items, probe=probe_media, costs=costs)
+        self._gauge()
+        return len(self.scheduler.tasks)
+
+    def next_for(self, worker: str, prefetch: bool = False) -> Assignment | None:
+        assignment = self.scheduler.next_for(worker, prefetch=prefetch)
+        if assignment is not None:
+            self._gauge()
+        return assignment
+
+    def complete(self, video_id: str, worker: str) -> None:
+        self.scheduler.complete(video_id, worker)
+
+    def fail(self, video_id: str, worker: str, reason: str, retryable: bool = True) -> Outcome:
+        return self.scheduler.fail(video_id, worker, reason, retryable=retryable)
+
+    def worker_lost(self, worker: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """Re-queued ids, and (id, reason) of the videos given up because they kept killing workers."""
+        before = {v for v, t in self.scheduler.tasks.items() if t.state == TaskState.FAILED}
+        requeued = self.scheduler.worker_lost(worker)
+        given_up = [(v, t.error or "worker died") for v, t in self.scheduler.tasks.items()
+                    if t.state == TaskState.FAILED and v not in before]
+        self._gauge()
+        return requeued, given_up
+
+    def request_cancel(self) -> list[str]:
+        """Anyone may ask (the dashboard, a second CLI); the driver sees it on its next poll."""
+        self.cancel_requested = True
+        return self.cancel()
+
+    def cancel(self) -> list[str]:
+        dropped = self.scheduler.cancel()
+        self._gauge()
+        return dropped
+
+    def mark_cancelled(self, video_id: str, worker: str | None = None) -> None:
+        self.scheduler.mark_cancelled(video_id, worker)
+
+    def poll(self) -> dict[str, object]:
+        """What the driver loop needs each turn, in one call."""
+        return {
+            "cancel_requested": self.cancel_requested,
+            "finished": self.scheduler.finished,
+            "ready_in": self.scheduler.ready_in(),
+            "cancelled_ids": [v for v, t in self.scheduler.tasks.items() if t.state == TaskState.CANCELLED],
+        }
+
+    def assignments(self) -> dict[str, list[str]]:
+        return self.scheduler.assignments()
+
+    def states(self) -> dict[str, str]:
+        return self.scheduler.states()
+
+    def summary(self) -> dict[str, object]:
+        return self.scheduler.summary()
