@@ -393,7 +393,15 @@ class AudioDownloader:
         folder.mkdir(parents=True, exist_ok=True)
         limit = self.options.max_filesize
 
+        first = True
+
         def hook(d: dict[str, Any]) -> None:
+            nonlocal first
+            if first:
+                # Pace from when the server actually answered, not from when we began setting yt-dlp up: the
+                # gap the server sees between two downloads is then never shorter than sleep_s.
+                first = False
+                self._last_start = time.monotonic()
             if cancelled():
                 raise errors.Cancelled("cancelled during download")
             done = int(d.get("downloaded_bytes") or 0)
