@@ -448,6 +448,8 @@ class SessionStore:
         return [
             {
                 "input": r.input,
+                "source": r.source,
+                "video_id": r.video_id,
                 "title": r.title,
                 "duration_s": r.duration_s,
                 "status": r.status.value,

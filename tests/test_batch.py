@@ -1,0 +1,74 @@
+"""Batch orchestration: resolve before run, a handle to poll, resume, retry, the env rollback switch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bulk_transcribe.batch import attach_snapshot, prepare_batch, retry_failed, run_batch, start_batch
+from bulk_transcribe.config import PARALLEL_ENV, RunConfig, TranscribeOptions
+from bulk_transcribe.models import VideoStatus
+
+
+def make_config(out, *inputs, **kw):
+    return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out,
+                     transcribe=TranscribeOptions(cpu_threads=2), **kw)
+
+
+def test_env_variable_overrides_the_flag_both_ways(monkeypatch):
+    base = RunConfig()
+    assert base.parallel is False
+    monkeypatch.setenv(PARALLEL_ENV, "1")
+    assert base.with_env_overrides().parallel is True
+    monkeypatch.setenv(PARALLEL_ENV, "0")
+    assert RunConfig(parallel=True).with_env_overrides().parallel is False
+
+
+def test_prepare_resolves_titles_and_durations_before_running(tmp_path, media_server):
+    config = make_config(tmp_path / "out", media_server.url("feed.rss"))
+    prepared = prepare_batch(config)
+    assert len(prepared.records) == 4
+    assert all(r.title and r.duration_s for r in prepared.records)
+    assert all(r.status == VideoStatus.QUEUED for r in prepared.records)
+
+
+def test_handle_snapshots_while_running_and_resume_skips_done(tmp_path, speech_clips, bad_media):
+    out = tmp_path / "out"
+    config = make_config(out, speech_clips["weather"].path, speech_clips["library"].path, bad_media["empty"])
+    handle = start_batch(config)
+    seen_statuses = set()
+    while not handle.wait(0.1):
+        snap = handle.snapshot()
+        seen_statuses |= {v.status for v in snap.videos}
+        assert len(snap.videos) == 3
+    assert VideoStatus.TRANSCRIBING in seen_statuses
+    final = handle.snapshot()
+    assert final.counts["done"] == 2 and final.counts["failed"] == 1
+    assert handle.result.exit_code == 1
+
+    # The same run read back from the store alone (what a restarted dashboard does).
+    again = attach_snapshot(out, handle.run_id)
+    assert [v.status for v in again.videos] == [v.status for v in final.videos]
+
+    # Rerun: done videos are not processed again, the failed one is retried (and fails again).
+    second = prepare_batch(config)
+    assert [r.status for r in second.records].count(VideoStatus.DONE) == 2
+    assert len(second.todo) == 1
+    result = run_batch(config, prepared=second)
+    assert result.counts["done"] == 2 and result.counts["failed"] == 1
+    entries = json.loads(result.manifest.read_text())
+    assert len(entries["videos"]) == 3 and entries["count"] == 3
+
+
+def test_retry_failed_requeues_only_failed(tmp_path, speech_clips, media_server):
+    out = tmp_path / "out"
+    flaky = media_server.url("status/503")
+    config = make_config(out, speech_clips["garden"].path, flaky, max_attempts=1)
+    first = run_batch(config)
+    assert first.counts["failed"] == 1
+    handle = retry_failed(config, first.run_id)
+    handle.wait()
+    snap = handle.snapshot()
+    assert snap.counts["done"] == 1 and snap.counts["failed"] == 1
+    assert attach_snapshot(out, "no-such-run") is None

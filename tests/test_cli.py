@@ -1,0 +1,167 @@
+"""The CLI end to end: real files, real local-server URLs, the real model, a real SIGKILL."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bulk_transcribe.cli import build_parser, main, parse_size
+from bulk_transcribe.config import STATE_DB_NAME
+from bulk_transcribe.session_manager import SessionStore
+from textmetrics import wer
+
+CLI = [sys.executable, "-m", "bulk_transcribe.cli"]
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def manifest(out_dir: Path) -> dict[str, dict]:
+    """Manifest entries keyed by source (a folder input yields several videos with the same input)."""
+    entries = json.loads((out_dir / "manifest.json").read_text())["videos"]
+    return {e["source"]: e for e in entries}
+
+
+def test_help_lists_every_option():
+    text = build_parser().format_help()
+    assert "run" in text and "status" in text
+    run_help = subprocess.run(CLI + ["run", "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ("--input-file", "--out", "--formats", "--model", "--device", "--compute-type", "--language",
+                 "--rate-limit", "--sleep", "--keep-audio", "--parallel", "--sequential", "--workers"):
+        assert flag in run_help
+
+
+@pytest.mark.parametrize("args", [["run"], ["run", "x", "--formats", "doc"], ["run", "x", "--workers", "0"],
+                                  ["bogus"], ["run", "x", "--input-file", "/no/such/list.txt"]])
+def test_bad_usage_exits_2(args, tmp_path):
+    code, _, err = run_cli(*args, *(["--out", str(tmp_path)] if args[0] == "run" and len(args) > 1 else []))
+    assert code == 2
+    assert err
+
+
+def test_parse_size():
+    assert parse_size("500K") == 500 * 1024
+    assert parse_size("2M") == 2 * 1024**2
+    assert parse_size("1234") == 1234
+
+
+def test_mixed_batch_good_done_bad_failed_with_reasons(tmp_path, jfk_flac, jfk_text, speech_clips, bad_media,
+                                                       media_server):
+    out = tmp_path / "out"
+    good_url = media_server.url(speech_clips["library"].path.name)
+    inputs = {
+        "jfk": str(jfk_flac),
+        "url": good_url,
+        "silence": str(bad_media["silence"]),
+        "missing": str(tmp_path / "nope.mp4"),
+        "empty": str(bad_media["empty"]),
+        "text": str(bad_media["text_as_mp4"]),
+        "no_audio": str(bad_media["no_audio"]),
+        "http404": media_server.url("status/404"),
+        "unreachable": "http://127.0.0.1:9/video.mp4",
+    }
+    code, stdout, _ = run_cli("run", *inputs.values(), "--out", str(out), "--cpu-threads", "2",
+                              "--max-attempts", "1", "--retries", "0", "--quiet")
+    assert code == 1, stdout
+    entries = manifest(out)
+    status = {name: entries[value]["status"] for name, value in inputs.items()}
+    assert status == {
+        "jfk": "done", "url": "done", "silence": "done",
+        "missing": "failed", "empty": "failed", "text": "failed", "no_audio": "failed",
+        "http404": "failed", "unreachable": "failed",
+    }
+    errors = {name: entries[value]["error"].lower() for name, value in inputs.items() if status[name] == "failed"}
+    assert "not found" in errors["missing"]
+    assert "empty" in errors["empty"]
+    assert "not a media file" in errors["text"] or "invalid data" in errors["text"]
+    assert "no audio" in errors["no_audio"]
+    assert "404" in errors["http404"]
+    assert "127.0.0.1:9" in errors["unreachable"] or "refused" in errors["unreachable"]
+
+    jfk = entries[str(jfk_flac)]
+    text = (out / jfk["outputs"]["txt"]).read_text()
+    assert wer(jfk_text, text) <= 0.15
+    assert set(jfk["outputs"]) == {"txt", "srt", "vtt", "json"}
+    assert jfk["duration_s"] == pytest.approx(11.0, abs=0.5)
+    assert jfk["speed_x"] > 0
+    silence = entries[str(bad_media["silence"])]
+    assert (out / silence["outputs"]["txt"]).read_text().strip() == ""
+
+    # The status command reads the same store and exits 1 because some videos failed.
+    code, table, _ = run_cli("status", str(out))
+    assert code == 1
+    assert "done" in table and "failed" in table and "404" in table
+
+
+def test_formats_subset_and_status_of_missing_folder(tmp_path, speech_clips):
+    out = tmp_path / "out"
+    code, _, _ = run_cli("run", str(speech_clips["weather"].path), "--out", str(out), "--formats", "txt,json",
+                         "--cpu-threads", "2", "--quiet")
+    assert code == 0
+    folders = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(folders) == 1
+    assert sorted(p.name for p in folders[0].iterdir()) == ["transcript.json", "transcript.txt"]
+    code, _, err = run_cli("status", str(tmp_path / "elsewhere"))
+    assert code == 2 and "no batch" in err
+
+
+def _done_ids(db: Path) -> set[str]:
+    if not db.exists():
+        return set()
+    return {r.video_id for r in SessionStore(db).videos() if r.status.value == "done"}
+
+
+def test_sigkill_mid_batch_then_rerun_resumes_without_redoing(tmp_path, speech_clips, jfk_flac):
+    """Kill -9 the CLI after the first video finished; the rerun finishes the rest and leaves done ones alone."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for clip in speech_clips.values():
+        os.symlink(clip.path, folder / clip.path.name)
+    os.symlink(jfk_flac, folder / "jfk.flac")
+    out = tmp_path / "out"
+    db = out / STATE_DB_NAME
+    args = CLI + ["run", str(folder), "--out", str(out), "--cpu-threads", "1", "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not _done_ids(db) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the batch finished before it could be killed: make it longer"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = _done_ids(db)
+    assert 1 <= len(done_before) < 5
+    stamps = {}
+    for record in SessionStore(db).videos():
+        if record.video_id in done_before:
+            stamps[record.video_id] = {f: (out / p).stat().st_mtime_ns for f, p in record.outputs.items()}
+    # No temp files or half transcripts left behind by the kill.
+    assert not [p for p in out.rglob("transcript.*") if p.suffix not in (".txt", ".srt", ".vtt", ".json")]
+
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{len(done_before)} already finished" in rerun.stdout
+    records = SessionStore(db).videos()
+    assert len(records) == 5 and all(r.status.value == "done" for r in records)
+    for record in records:
+        if record.video_id in stamps:  # finished before the kill: not redone
+            assert {f: (out / p).stat().st_mtime_ns for f, p in record.outputs.items()} == stamps[record.video_id]
+    entries = manifest(out)
+    assert len(entries) == 5 and {e["status"] for e in entries.values()} == {"done"}
+    # Each video exactly once on disk.
+    assert len(list(out.rglob("transcript.txt"))) == 5

@@ -1,0 +1,67 @@
+"""One video's path with the real downloader and model: events in order, outputs delivered, failures as data."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulk_transcribe.config import RunConfig, TranscribeOptions
+from bulk_transcribe.errors import MediaError, VideoError
+from bulk_transcribe.models import EventKind, SourceKind, VideoItem
+from bulk_transcribe.pipeline import VideoProcessor, deliver, failure_reason, should_retry
+from textmetrics import wer
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    return RunConfig(out_dir=tmp_path_factory.mktemp("out"), transcribe=TranscribeOptions(cpu_threads=2))
+
+
+@pytest.fixture(scope="module")
+def processor(config, tmp_path_factory):
+    return VideoProcessor(config, tmp_path_factory.mktemp("work"), worker="test")
+
+
+def test_url_video_emits_stages_in_order_and_delivers(processor, config, media_server, speech_clips):
+    clip = speech_clips["train"]
+    item = VideoItem(media_server.url(clip.path.name), SourceKind.URL, input="x")
+    events = []
+    transcript = processor.process(item, events.append)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == EventKind.DOWNLOAD_STARTED
+    assert kinds.index(EventKind.DOWNLOADED) < kinds.index(EventKind.TRANSCRIBE_STARTED)
+    assert all(e.worker == "test" for e in events)
+    assert wer(clip.text, transcript.text) <= 0.35
+    # The temporary download is gone once the video is processed.
+    assert not any(p.is_file() for p in processor.downloader.work_dir.rglob("*"))
+
+    done = deliver(config, "train", item, transcript, attempt=1)
+    assert done.kind == EventKind.DONE and set(done.outputs) == set(config.formats)
+    assert (config.out_dir / done.outputs["txt"]).read_text().strip()
+
+
+def test_bad_media_raises_specific_error(processor, bad_media):
+    item = VideoItem(str(bad_media["no_audio"]), SourceKind.FILE, input="x")
+    with pytest.raises(MediaError, match="no audio"):
+        processor.process(item, lambda e: None)
+
+
+def test_deliver_to_unwritable_place_is_a_video_error(tmp_path, processor, jfk_flac):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    config = RunConfig(out_dir=blocker)  # OUT is a file: every write fails with a real OSError
+    item = VideoItem(str(jfk_flac), SourceKind.FILE, input="x")
+    transcript = processor.transcribe(item, processor.downloader.fetch(item), lambda e: None)
+    with pytest.raises(VideoError, match="cannot write outputs"):
+        deliver(config, "jfk", item, transcript, attempt=1)
+
+
+def test_failure_reason_and_retry_policy():
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        reason = failure_reason(exc)
+    assert reason.startswith("internal error: KeyError") and "test_pipeline.py" in reason
+    assert failure_reason(VideoError("HTTP 500\n  Internal")) == "HTTP 500 Internal"
+    assert should_retry(VideoError("x"), 1, 2) and not should_retry(VideoError("x"), 2, 2)
+    assert not should_retry(MediaError("x"), 1, 3)
+    assert not should_retry(KeyError("x"), 1, 3)
