@@ -180,7 +180,8 @@ def summary_line(snapshot: Snapshot) -> str:
     counts = snapshot.counts
     parts = [f"{counts.get(s.value, 0)} {s.value}" for s in VideoStatus if counts.get(s.value, 0)]
     speed = f", {snapshot.throughput_x:.1f}x real time" if snapshot.throughput_x else ""
-    return (f"{len(snapshot.videos)} videos: {', '.join(parts) or 'none'}; "
+    n = len(snapshot.videos)
+    return (f"{n} video{'' if n == 1 else 's'}: {', '.join(parts) or 'none'}; "
             f"audio {_clock(snapshot.audio_done_s)} / {_clock(snapshot.audio_total_s)}{speed}")
 
 
@@ -246,7 +247,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     prepared = prepare_batch(config)
     mode = "parallel" if config.parallel else "sequential"
     resumed = len(prepared.records) - len(prepared.todo)
-    stdout.write(f"Run {prepared.run_id} ({mode}): {len(prepared.records)} videos, {len(prepared.todo)} to do"
+    n = len(prepared.records)
+    stdout.write(f"Run {prepared.run_id} ({mode}): {n} video{'' if n == 1 else 's'}, {len(prepared.todo)} to do"
                  + (f", {resumed} already finished" if resumed else "")
                  + (f"; {len(prepared.duplicates)} duplicate input(s) ignored" if prepared.duplicates else "")
                  + "\n")
