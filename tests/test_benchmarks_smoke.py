@@ -1,0 +1,91 @@
+"""The benchmarks' quick paths import, and their pure helpers compute the right figures (no timing here)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import bench_overlap, bench_scale, bench_scheduling, bench_throughput, common, corpus, run_all
+
+
+def test_ratios_line_round_trips():
+    line = common.ratios_line({"seq_over_R1": 0.9712, "par_over_seq": 1.93})
+    assert line == "RATIOS seq_over_R1=0.9712 par_over_seq=1.93"
+    assert common.parse_ratios(line) == {"seq_over_R1": 0.9712, "par_over_seq": 1.93}
+    assert run_all.prefixed("scale", {"a": 1.0}) == {"scale.a": 1.0}
+    with pytest.raises(ValueError):
+        common.parse_ratios("speed 3x")
+    assert math.isnan(common.ratio(1.0, 0.0))
+
+
+def test_lpt_split_balances_longest_first():
+    bins = bench_throughput.lpt_split([10, 1, 7, 3, 5, 4], 2)
+    loads = sorted(sum([10, 1, 7, 3, 5, 4][i] for i in b) for b in bins)
+    assert loads == [15, 15]
+    assert sorted(i for b in bins for i in b) == list(range(6))
+
+
+def test_throughput_ratios_are_speed_ratios():
+    # 600 s of audio: R1 in 30 s (20x), RN in 15 s (40x), seq in 31.5 s, par in 16 s.
+    r = bench_throughput.throughput_ratios(600.0, {"R1": 30.0, "RN": 15.0, "seq": 31.5, "par": 16.0})
+    assert r["seq_over_R1"] == pytest.approx(30.0 / 31.5)
+    assert r["par_over_RN"] == pytest.approx(15.0 / 16.0)
+    assert r["par_over_seq"] == pytest.approx(31.5 / 16.0)
+
+
+def test_model_seconds_from_manifest_entries():
+    entries = [{"status": "done", "duration_s": 60.0, "speed_x": 20.0},
+               {"status": "failed", "duration_s": 60.0, "speed_x": None},
+               {"status": "done", "duration_s": 30.0, "speed_x": 10.0}]
+    assert bench_throughput.model_seconds(entries) == pytest.approx(6.0)
+
+
+def test_schedules_against_hand_worked_makespans():
+    # Four short videos then one long one, on two workers: the lower bound is max(4, 8/2) = 4.
+    costs = [1.0, 1.0, 1.0, 1.0, 4.0]
+    assert bench_scheduling.lower_bound(costs, 2) == 4.0
+    assert bench_scheduling.makespan_fifo(costs, 2) == 6.0  # the long one starts last
+    assert bench_scheduling.makespan_striped(costs, 2) == 6.0  # [4, 1, 1] and [1, 1]
+    assert bench_scheduling.stripes(costs, 2) == [[4, 1, 3], [0, 2]]
+    # Our scheduler, registered up front, starts the long one first and is optimal here.
+    assert bench_scheduling.makespan_ours(costs, 2, register_first=True) == 4.0
+    assert bench_scheduling.makespan_ours([3.0], 4) == 3.0
+
+
+def test_simulated_lpt_stays_within_grahams_bound():
+    costs = bench_scheduling.durations(64, seed=1)
+    assert len(costs) == 64 and min(costs) > 0
+    for m in (2, 8):
+        bound = bench_scheduling.lower_bound(costs, m)
+        ours = bench_scheduling.makespan_ours(costs, m, register_first=True)
+        assert bound <= ours <= (4 / 3 - 1 / (3 * m)) * bound + 1e-9
+
+
+def test_overlap_ratios():
+    r = bench_overlap.overlap_ratios(pipeline_s=22.0, download_s=20.0, compute_s=18.0)
+    assert r["pipeline_over_max"] == pytest.approx(1.1)
+    assert r["pipeline_over_sum"] == pytest.approx(22.0 / 38.0)
+    assert r["download_over_compute"] == pytest.approx(20.0 / 18.0)
+
+
+def test_scale_helpers_on_a_small_batch():
+    assert bench_scale.flatness({1000: 2.0, 10000: 3.0}) == pytest.approx(1.5)
+    assert bench_scale.dispatch_cost(50, actor_body=False) > 0
+    snap = bench_scale.snapshot_latency(40, polls=3)
+    assert set(snap) == {"first_ms", "after_event_ms", "cached_ms"}
+    tracker, active = bench_scale.tracker_with(40)
+    counts = tracker.snapshot().counts
+    assert counts["done"] == 20 and counts["transcribing"] == len(active) == 8
+    store = bench_scale.store_figures(20)
+    assert store["bytes_per_video"] > 0
+
+
+def test_corpus_text_reaches_its_target_length():
+    import random
+
+    text = corpus.clip_text(60, random.Random(0))
+    assert len(text.split()) >= 60 * corpus.WORDS_PER_S
+    assert corpus.total_audio_s([corpus.Clip(corpus.ROOT / "x.mp3", 5.0, 10),
+                                 corpus.Clip(corpus.ROOT / "y.mp3", 7.5, 12)]) == 12.5
+    assert sum(corpus.FULL_TARGETS_S) >= 15 * 60
