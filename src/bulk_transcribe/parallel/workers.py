@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -160,6 +161,7 @@ class TranscriberActor:
         except OSError:  # a node without the head's folder layout: any local scratch space will do
             work = Path(tempfile.gettempdir()) / "bulk_transcribe"
         work = work / f"{name}-{os.getpid()}"
+        self.work_dir = work
         self.processor = VideoProcessor(
             config, work, name,
             before_download=self.limiter.before_download if self.limiter else None,
@@ -222,3 +224,11 @@ class TranscriberActor:
 
     def resume(self) -> None:
         self._cancel.clear()
+
+    def close(self) -> None:
+        """Remove this worker's scratch folder (and the shared `.work` when it is left empty)."""
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        try:
+            self.work_dir.parent.rmdir()
+        except OSError:  # another worker (or a kept download) still uses it
+            pass

@@ -1,0 +1,128 @@
+"""The parallel engine end to end on a real local Ray (one per module) with the real bundled model.
+
+Covers: same outputs as sequential; a worker SIGKILLed mid-video (the run finishes, each video done exactly once);
+cancel mid-run (every video ends terminal, nothing left running).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import media
+from bulk_transcribe.batch import prepare_batch, run_batch
+from bulk_transcribe.config import STATE_DB_NAME, RunConfig, TranscribeOptions
+from bulk_transcribe.models import VideoStatus
+from bulk_transcribe.parallel import cluster
+from bulk_transcribe.parallel.runner import ParallelRun
+from bulk_transcribe.session_manager import SessionStore
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
+    yield ray
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def long_clip(jfk_flac, tmp_path_factory) -> Path:
+    """About 44 s of real speech: long enough that a worker is surely mid-transcription when we kill it."""
+    samples, rate = media.read_pcm(jfk_flac)
+    return media.write_wav(np.tile(samples, 4), tmp_path_factory.mktemp("long") / "jfk_x4.wav", rate)
+
+
+def _config(out: Path, inputs, **kw) -> RunConfig:
+    return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out, formats=("txt", "json"),
+                     transcribe=TranscribeOptions(cpu_threads=1), workers=2, **kw)
+
+
+def _texts(out: Path) -> dict[str, str]:
+    return {p.relative_to(out).as_posix(): p.read_text().strip() for p in sorted(out.glob("*/*.txt"))}
+
+
+def test_parallel_outputs_match_sequential(ray_local, speech_clips, bad_media, media_server, tmp_path):
+    inputs = [c.path for c in speech_clips.values()] + [bad_media["text_as_mp4"],
+                                                        media_server.url(speech_clips["train"].path.name)]
+    seq = run_batch(_config(tmp_path / "seq", inputs, parallel=False))
+    par = run_batch(_config(tmp_path / "par", inputs, parallel=True))
+    assert par.error is None, par.error
+    assert seq.counts == par.counts and par.counts["done"] == 5 and par.counts["failed"] == 1
+    assert _texts(tmp_path / "seq") == _texts(tmp_path / "par")
+    seq_files = {p.relative_to(tmp_path / "seq").as_posix() for p in (tmp_path / "seq").glob("*/*")}
+    par_files = {p.relative_to(tmp_path / "par").as_posix() for p in (tmp_path / "par").glob("*/*")}
+    assert seq_files == par_files
+    videos = SessionStore(tmp_path / "par" / STATE_DB_NAME).videos(par.run_id)
+    workers = {v.worker for v in videos if v.status == VideoStatus.DONE}
+    assert workers and workers <= {"worker-0", "worker-1"}, "each video records the worker that ran it"
+
+
+def _watch(run: ParallelRun, when, action):
+    """on_snapshot hook: do `action(snapshot)` once, the first time `when(snapshot)` holds."""
+    fired = threading.Event()
+
+    def hook(snapshot):
+        if not fired.is_set() and when(snapshot):
+            fired.set()
+            action(snapshot)
+
+    run.on_snapshot = hook
+    return fired
+
+
+@pytest.mark.slow
+def test_sigkill_a_worker_mid_video_each_video_done_once(ray_local, long_clip, speech_clips, tmp_path):
+    ray = ray_local
+    config = _config(tmp_path, [long_clip, speech_clips["weather"].path, speech_clips["library"].path],
+                     parallel=True, max_attempts=1)
+    prepared = prepare_batch(config)
+    run = ParallelRun(config, prepared.run_id, prepared.todo)
+    killed = {}
+    long_id = next(r.video_id for r in prepared.records if r.source == str(long_clip))
+
+    def kill(snapshot):
+        row = next(v for v in snapshot.videos if v.video_id == long_id)
+        actor = ray.get_actor(cluster.actor_name(run.run_id, row.worker), namespace=cluster.NAMESPACE)
+        killed["pid"] = ray.get(actor.pid.remote())
+        killed["worker"] = row.worker
+        os.kill(killed["pid"], signal.SIGKILL)
+
+    fired = _watch(run, lambda s: any(v.video_id == long_id and v.status == VideoStatus.TRANSCRIBING
+                                      for v in s.videos), kill)
+    run.run()
+    assert fired.is_set() and run.deaths == [killed["worker"]]
+    # max_attempts=1 and still done: a worker's death does not use up the video's attempt.
+    assert run.assignments[long_id][0] == killed["worker"] and len(run.assignments[long_id]) == 2
+    videos = prepared.store.videos(prepared.run_id)
+    assert [v.status for v in videos] == [VideoStatus.DONE] * 3
+    assert sorted(p.parent.name for p in tmp_path.glob("*/*.txt")) == sorted(v.folder for v in videos)
+    assert "country" in (tmp_path / next(v.folder for v in videos if v.video_id == long_id)).joinpath(
+        next(v.outputs["txt"] for v in videos if v.video_id == long_id).split("/")[-1]).read_text().lower()
+
+
+def test_cancel_mid_run(ray_local, long_clip, speech_clips, tmp_path):
+    clips = [long_clip] + [c.path for c in speech_clips.values()]
+    config = _config(tmp_path, clips, parallel=True)
+    prepared = prepare_batch(config)
+    cancel = threading.Event()
+    run = ParallelRun(config, prepared.run_id, prepared.todo, cancel_event=cancel)
+    _watch(run, lambda s: any(v.status == VideoStatus.TRANSCRIBING for v in s.videos), lambda s: cancel.set())
+    run.run()
+    statuses = [v.status for v in prepared.store.videos(prepared.run_id)]
+    assert all(s.is_terminal for s in statuses), statuses
+    assert VideoStatus.CANCELLED in statuses
+    # Cancel reached the workers: the long video was in flight and did not run to the end.
+    long_row = next(v for v in prepared.store.videos(prepared.run_id) if v.source == str(long_clip))
+    assert long_row.status == VideoStatus.CANCELLED
+    import ray
+
+    assert not [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if prepared.run_id in (a["name"] if isinstance(a, dict) else a)], "run actors are freed"
