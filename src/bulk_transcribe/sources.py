@@ -82,6 +82,7 @@ def resolve_inputs(
     reported: set[str] = set()
     try:
         for item in _expand(_all_inputs(inputs, input_files), resolver):
+            item = _contain_undecodable_name(item)
             if item.source in seen:
                 if item.source not in reported:
                     reported.add(item.source)
@@ -148,7 +149,9 @@ def _local(text: str) -> Iterator[VideoItem]:
         os.sep in text or text.startswith((".", "~")) or path.suffix.lower() in MEDIA_EXTENSIONS
     ) and not _DOMAIN_LIKE.match(text)
     if looks_like_path:
-        yield _failed(str(path.absolute()), SourceKind.FILE, text, f"file not found: {path.absolute()}")
+        # read_input_file turns bytes that are not UTF-8 into U+FFFD: say so, or "not found" would puzzle.
+        hint = " (the input list has bytes here that are not UTF-8; save it as UTF-8)" if "\ufffd" in text else ""
+        yield _failed(str(path.absolute()), SourceKind.FILE, text, f"file not found: {path.absolute()}{hint}")
     elif _DOMAIN_LIKE.match(text) and " " not in text:
         yield _failed(text, SourceKind.URL, text, f"not a URL or file (URLs need http:// or https://): {text}")
     else:
@@ -166,6 +169,24 @@ def _folder(folder: Path, text: str) -> Iterator[VideoItem]:
         return
     for path in found:
         yield VideoItem(str(path), SourceKind.FILE, text, title=path.stem)
+
+
+def _contain_undecodable_name(item: VideoItem) -> VideoItem:
+    """A name with bytes that are not UTF-8 (an old Latin-1 file name, passed in by the OS as lone surrogates)
+    cannot be stored in the session store or the manifest: it fails alone, named readably, instead of stopping
+    the whole batch at registration."""
+    try:
+        for text in (item.source, item.input, item.title):
+            text.encode("utf-8")
+        return item
+    except UnicodeEncodeError:
+        source, text = _readable(item.source), _readable(item.input)
+        return _failed(source, item.kind, text, f"name is not valid UTF-8 (rename it): {source}")
+
+
+def _readable(text: str) -> str:
+    """The original bytes with the non-UTF-8 ones shown as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _failed(source: str, kind: SourceKind, text: str, reason: str) -> VideoItem:
