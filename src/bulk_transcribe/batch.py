@@ -7,13 +7,14 @@ the video in flight and a rerun on the same OUT resumes.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import RunConfig
+from .config import MANIFEST_NAME, RunConfig
 from .models import EventKind, ProgressEvent, Snapshot, VideoStatus
 from .progress import ProgressTracker
 from .session_manager import SessionStore, VideoRecord
@@ -164,16 +165,29 @@ def _execute(
 
             run_sequential(config, prepared.todo, sink, cancel_event=cancel_event)
     except Exception as exc:  # noqa: BLE001 — a batch-level failure (e.g. Ray unreachable) is reported, not raised
-        error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        error = _one_line(exc)
         # Nothing in flight survives a batch failure: mark what is left so the store never shows ghosts.
-        for record in store.videos(run_id):
-            if not record.status.is_terminal:
-                sink(ProgressEvent(record.video_id, EventKind.FAILED, error=f"batch stopped: {error}"))
+        try:
+            for record in store.videos(run_id):
+                if not record.status.is_terminal:
+                    sink(ProgressEvent(record.video_id, EventKind.FAILED, error=f"batch stopped: {error}"))
+        except (OSError, sqlite3.Error):
+            pass  # the store cannot be written (disk full): a rerun requeues whatever is not done
     snapshot = store.snapshot(run_id)
     status = "failed" if error else ("cancelled" if cancel_event.is_set() else "finished")
-    store.finish_run(run_id, status)
-    manifest = write_manifest(config.out_dir, store.manifest_entries(run_id))
+    manifest = config.out_dir / MANIFEST_NAME
+    try:
+        store.finish_run(run_id, status)
+        manifest = write_manifest(config.out_dir, store.manifest_entries(run_id))
+    except (OSError, sqlite3.Error) as exc:
+        # Disk full (or OUT gone read-only) must end the batch with its cause, never leave the caller waiting on a
+        # thread that died; every write is atomic, so the outputs and manifest already there stay intact.
+        error = error or f"cannot record the end of the run in {config.out_dir}: {_one_line(exc)}"
     return BatchResult(run_id, snapshot.counts, manifest, error)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def start_batch(config: RunConfig, prepared: PreparedBatch | None = None) -> BatchHandle:
