@@ -10,6 +10,7 @@ import contextlib
 import re
 import shutil
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -244,7 +245,12 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             stderr.write(f"bulk-transcribe: error: input file not found: {path}\n")
             return EXIT_USAGE
 
-    prepared = prepare_batch(config)
+    try:
+        prepared = prepare_batch(config)
+    except (OSError, sqlite3.Error) as exc:  # e.g. OUT is on a full disk: say so instead of a traceback
+        stderr.write(f"bulk-transcribe: error: cannot prepare the batch in {config.out_dir}: "
+                     f"{getattr(exc, 'strerror', None) or exc}\n")
+        return EXIT_FAILED
     mode = "parallel" if config.parallel else "sequential"
     resumed = len(prepared.records) - len(prepared.todo)
     n = len(prepared.records)
