@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--language", default=None, help="ISO code such as 'en' (default: detect)")
     model.add_argument("--vad", action="store_true", help="skip silence with the VAD filter")
     model.add_argument("--word-timestamps", action="store_true", help="add word timings to the JSON output")
-    model.add_argument("--timeout-factor", type=float, default=0.0,
+    model.add_argument("--timeout-factor", type=float, default=TranscribeOptions().timeout_factor,
                        help="fail a transcription running longer than this x its duration (+60 s); 0 = off")
 
     dl = run.add_argument_group("download")

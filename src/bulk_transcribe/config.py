@@ -86,8 +86,10 @@ class TranscribeOptions:
     """Skip silence with Silero VAD before decoding."""
     word_timestamps: bool = False
     """Add per-word timings to the JSON output."""
-    timeout_factor: float = 0.0
-    """Stop a transcription running longer than this x its audio duration (+60 s); 0 = no limit."""
+    timeout_factor: float = 10.0
+    """Stop a transcription running longer than this x its audio duration (+60 s); 0 = no limit. On by default:
+    a decoding loop would otherwise hold a worker forever (tiny.en runs ~17x faster than real time here, and even
+    large models on a small CPU stay well inside 10x), and the retry runs with safer options."""
 
     def resolved_threads(self) -> int:
         return self.cpu_threads if self.cpu_threads > 0 else available_cpus()
