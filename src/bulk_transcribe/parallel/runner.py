@@ -53,8 +53,10 @@ class ParallelRun:
 
     def __init__(self, config: RunConfig, run_id: str, records: list[VideoRecord], *,
                  cancel_event: threading.Event | None = None,
-                 on_snapshot: Callable[[Snapshot], None] | None = None) -> None:
+                 on_snapshot: Callable[[Snapshot], None] | None = None,
+                 store: SessionStore | None = None) -> None:
         self.config = config
+        self.store = store
         self.run_id = run_id
         self.records = {r.video_id: r for r in records}
         self.cancel_event = cancel_event or threading.Event()
@@ -226,7 +228,7 @@ class ParallelRun:
         self.plan = plan_workers(self.config, ray.cluster_resources())
         log.info("parallel run %s: %s; Ray dashboard: %s", self.run_id, self.plan.note, info.dashboard_url)
         self.actors = cluster.start_run_actors(
-            self.run_id, videos=list(self.records.values()), db_path=self.config.state_db.resolve(),
+            self.run_id, videos=self._all_videos(), db_path=self.config.state_db.resolve(),
             max_attempts=self.config.max_attempts, backoff_s=RETRY_BACKOFF_S,
             max_concurrent=self.config.download.max_concurrent, min_interval_s=self.config.download.sleep_s,
         )
@@ -234,6 +236,14 @@ class ParallelRun:
             self._run_loop()
         finally:
             self._teardown()
+
+    def _all_videos(self) -> list[Any]:
+        """Every video of the run for the progress actor (done-before and unusable ones too, as the sequential
+        screen shows them); only `records` are scheduled."""
+        store = self.store or SessionStore(self.config.state_db)
+        everything = store.videos(self.run_id)
+        known = {v.video_id for v in everything}
+        return everything + [r for r in self.records.values() if r.video_id not in known]
 
     def _run_loop(self) -> None:
         import ray
@@ -348,4 +358,4 @@ def run_parallel(
     """
     if not records:
         return
-    ParallelRun(config, run_id, list(records), cancel_event=cancel_event, on_snapshot=on_snapshot).run()
+    ParallelRun(config, run_id, list(records), cancel_event=cancel_event, on_snapshot=on_snapshot, store=store).run()

@@ -1,0 +1,128 @@
+"""Multi-node: a real `ray.cluster_utils.Cluster` of 3 nodes (1 CPU + 1 logical GPU each; no CUDA here, so the
+model runs on CPU). Workers spread one per GPU; a node removed mid-run loses nothing; a second process attaches to
+a live run by id, reads its snapshot and cancels it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import media
+from bulk_transcribe.batch import prepare_batch
+from bulk_transcribe.config import RunConfig, TranscribeOptions
+from bulk_transcribe.models import VideoStatus
+from bulk_transcribe.parallel import cluster
+from bulk_transcribe.parallel.runner import ParallelRun
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def three_nodes():
+    from ray.cluster_utils import Cluster
+
+    node_args = dict(num_cpus=1, num_gpus=1, object_store_memory=100 * 1024**2)
+    c = Cluster(initialize_head=True, head_node_args=dict(node_args, include_dashboard=False))
+    extra = [c.add_node(**node_args) for _ in range(2)]
+    c.wait_for_nodes()
+    cluster.connect(c.address)
+    yield c, extra
+    cluster.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def long_clip(jfk_flac, tmp_path_factory) -> Path:
+    samples, rate = media.read_pcm(jfk_flac)
+    return media.write_wav(np.tile(samples, 4), tmp_path_factory.mktemp("long") / "jfk_x4.wav", rate)
+
+
+def _config(out, inputs, **kw) -> RunConfig:
+    return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out, formats=("txt",), parallel=True,
+                     transcribe=TranscribeOptions(cpu_threads=1), **kw)
+
+
+def test_connect_reports_the_cluster(three_nodes):
+    res = cluster.cluster_resources()
+    assert res["nodes"] == 3 and res["GPU"] == 3 and res["CPU"] == 3
+    assert cluster.actor_name("abc", "progress") == "bulk_transcribe:abc:progress"
+    assert cluster.gcs_address() == three_nodes[0].address
+    assert cluster.attach("no-such-run") is None
+
+
+@pytest.mark.slow
+def test_workers_spread_one_per_gpu_and_a_removed_node_loses_nothing(three_nodes, long_clip, speech_clips, tmp_path):
+    c, extra = three_nodes
+    config = _config(tmp_path, [long_clip, *[s.path for s in speech_clips.values()]], workers=3, max_attempts=1)
+    prepared = prepare_batch(config)
+    run = ParallelRun(config, prepared.run_id, prepared.todo)
+    removable = {n.node_id: n for n in extra}
+    removed = {}
+    lock = threading.Lock()
+
+    def hook(snapshot):
+        with lock:
+            if removed:
+                return
+            for v in snapshot.videos:
+                worker = run.workers.get(v.worker)
+                if v.status == VideoStatus.TRANSCRIBING and worker and worker.info.get("node_id") in removable:
+                    removed.update(worker=v.worker, video=v.video_id)
+                    c.remove_node(removable[worker.info["node_id"]])
+                    return
+
+    run.on_snapshot = hook
+    run.run()
+    infos = [w.info for w in run.workers.values() if w.info]
+    first_three = [i for i in infos if i["name"] in ("worker-0", "worker-1", "worker-2")]
+    assert len({i["node_id"] for i in first_three}) == 3, "one worker per GPU node"
+    assert all(i["device"] == "cpu" for i in infos), "logical GPUs without CUDA: the model runs on CPU"
+    assert removed, "a node was removed while one of its workers transcribed"
+    assert removed["worker"] in run.deaths
+    assert run.assignments[removed["video"]][0] == removed["worker"] and len(run.assignments[removed["video"]]) == 2
+    videos = prepared.store.videos(prepared.run_id)
+    assert [v.status for v in videos] == [VideoStatus.DONE] * 5
+    assert sorted(p.parent.name for p in tmp_path.glob("*/*.txt")) == sorted(v.folder for v in videos)
+
+
+ATTACH_SCRIPT = """
+import json, sys
+from bulk_transcribe.parallel import cluster
+handle = cluster.attach(sys.argv[1], sys.argv[2])
+snap = handle.snapshot()
+runs = cluster.list_runs()
+handle.cancel()
+print(json.dumps({"run_id": snap.run_id, "videos": len(snap.videos), "mode": snap.mode, "runs": runs}))
+"""
+
+
+def test_attach_from_a_second_process_reads_and_cancels(three_nodes, long_clip, speech_clips, tmp_path):
+    c, _ = three_nodes
+    config = _config(tmp_path, [long_clip, long_clip.with_name("missing.wav"),
+                                *[s.path for s in speech_clips.values()]], workers=2)
+    prepared = prepare_batch(config)
+    run = ParallelRun(config, prepared.run_id, prepared.todo)
+    started = threading.Event()
+    run.on_snapshot = lambda s: started.set()
+    thread = threading.Thread(target=run.run)
+    thread.start()
+    try:
+        assert started.wait(120)
+        out = subprocess.run([sys.executable, "-c", ATTACH_SCRIPT, prepared.run_id, c.address],
+                             capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        thread.join(180)
+    assert seen["run_id"] == prepared.run_id and seen["videos"] == 6 and seen["mode"] == "parallel"
+    assert prepared.run_id in seen["runs"]
+    statuses = {v.video_id: v.status for v in prepared.store.videos(prepared.run_id)}
+    assert all(s.is_terminal for s in statuses.values())
+    assert VideoStatus.CANCELLED in statuses.values(), "the second process's cancel stopped the run"
+    assert prepared.run_id not in cluster.list_runs(), "a finished run's actors are gone"
