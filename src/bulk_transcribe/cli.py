@@ -245,6 +245,20 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             stderr.write(f"bulk-transcribe: error: input file not found: {path}\n")
             return EXIT_USAGE
 
+    if config.parallel:
+        # Join (or start) Ray before registering the run, so an unreachable cluster fails fast and clearly.
+        from .parallel.cluster import connect
+
+        try:
+            info = connect(config.ray_address)
+        except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
+            where = config.ray_address or "an embedded local Ray"
+            stderr.write(f"bulk-transcribe: error: cannot start or reach {where}: {' '.join(str(exc).split())}\n"
+                         f"  (rerun without --parallel, or with {PARALLEL_ENV}=0, to run sequentially)\n")
+            return EXIT_FAILED
+        if info.dashboard_url:
+            stdout.write(f"Ray dashboard: {info.dashboard_url}\n")
+
     try:
         prepared = prepare_batch(config)
     except (OSError, sqlite3.Error) as exc:  # e.g. OUT is on a full disk: say so instead of a traceback
@@ -252,7 +266,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                      f"{getattr(exc, 'strerror', None) or exc}\n")
         return EXIT_FAILED
     mode = "parallel" if config.parallel else "sequential"
-    resumed = len(prepared.records) - len(prepared.todo)
+    resumed = sum(1 for r in prepared.records if r.status == VideoStatus.DONE)
     n = len(prepared.records)
     stdout.write(f"Run {prepared.run_id} ({mode}): {n} video{'' if n == 1 else 's'}, {len(prepared.todo)} to do"
                  + (f", {resumed} already finished" if resumed else "")
