@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     total_bytes = sum((media / c.path.name).stat().st_size for c in clips)
     print(f"overlap: {len(clips)} clips, {audio:.0f} s of speech, {total_bytes / 1e6:.1f} MB, 1 worker x "
           f"{cores} threads", flush=True)
-    cluster.connect(num_cpus=cores, include_dashboard=False)
+    common.start_local_ray(cores)
+    cluster.connect()
     server = None
     try:
         compute_wall, compute = run_engine([str(media / c.path.name) for c in clips], work / "out_c",

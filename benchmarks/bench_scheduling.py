@@ -262,8 +262,7 @@ def run_ray(counts: tuple[int, ...], seeds: range, quick: bool, log=print) -> di
 
     # WorkerHost travels by value: Ray's worker processes need not find the benchmarks package on their path.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False,
-             namespace="bench_scheduling")
+    common.start_local_ray(2, namespace="bench_scheduling")
     try:
         n_hosts = -(-max(counts) // WORKERS_PER_HOST)
         host_cls = ray.remote(WorkerHost).options(num_cpus=0.01, max_concurrency=4 * WORKERS_PER_HOST)

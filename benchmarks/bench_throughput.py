@@ -128,8 +128,8 @@ def _bulk_child(clips_dir: str, settings: Settings, parallel: bool, out) -> None
 
         t = time.monotonic()
         # Started here (the engine reuses a running Ray) so the one-time start is reported apart from the run.
-        cluster.connect(num_cpus=settings.cores, num_gpus=1 if settings.device == "cuda" else None,
-                        include_dashboard=False)
+        common.start_local_ray(settings.cores, num_gpus=1 if settings.device == "cuda" else None)
+        cluster.connect()  # finds the Ray above
         ray_start_s = time.monotonic() - t
     work = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
     try:

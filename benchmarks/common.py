@@ -86,3 +86,20 @@ def save(name: str, quick: bool, payload: dict) -> Path:
     path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
     path.write_text(json.dumps({"benchmark": name, "quick": quick, "machine": machine(), **payload}, indent=1))
     return path
+
+
+def start_local_ray(num_cpus: int, *, num_gpus: int | None = None, namespace: str | None = None) -> None:
+    """A fresh local Ray for this benchmark alone.
+
+    address="local" because a bare ray.init() joins whatever cluster this machine already runs (RAY_ADDRESS, or
+    another session's), and then rejects num_cpus; a benchmark must own its cluster to be measured alone.
+    """
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if namespace is None:
+        from bulk_transcribe.parallel.cluster import NAMESPACE as namespace
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=200 * 1024**2,
+             include_dashboard=False, log_to_driver=False, namespace=namespace)
