@@ -260,3 +260,106 @@ def test_duplicates_are_scheduled_once():
     sched.add(items)
     sched.add(items)
     assert len(sched.tasks) == 1
+
+
+def simulate_dispatch(costs, m, *, ready_order=None):
+    """Drive the scheduler the way parallel/runner.py does: every planned worker registered first, then one
+    `dispatch` per turn for the workers with room (one video running, one prefetched). Returns (makespan, first
+    worker of each video by cost)."""
+    clock = FakeClock()
+    sched = Scheduler(clock=clock)
+    sched.add(items_with(costs))
+    workers = ready_order or [f"w{i}" for i in range(m)]
+    sched.register(*workers)
+    held = {w: [] for w in workers}
+    events = []
+    calls = 0
+
+    def turn():
+        nonlocal calls
+        calls += 1
+        for a in sched.dispatch([w for w in workers if len(held[w]) < 2]):
+            held[a.worker].append(a)
+            if len(held[a.worker]) == 1:
+                heapq.heappush(events, (clock.t + a.cost, a.worker))
+
+    turn()
+    makespan = 0.0
+    while events:
+        t, w = heapq.heappop(events)
+        clock.t = makespan = t
+        done = held[w].pop(0)
+        sched.complete(done.item.video_id, w)
+        if held[w]:
+            heapq.heappush(events, (t + held[w][0].cost, w))
+        turn()
+    assert sched.finished
+    return makespan, calls
+
+
+def test_registered_workers_each_get_one_of_the_longest_before_any_prefetch():
+    # The benchmark's finding: a worker known only from its first request made the first workers "the only
+    # ones, hence first free", and they took the longest videos two at a time.
+    costs = [float(c) for c in range(10, 170, 10)]  # 16 videos
+    sched = Scheduler(clock=FakeClock())
+    sched.add(items_with(costs))
+    workers = [f"w{i}" for i in range(8)]
+    sched.register(*workers)
+    first = sched.dispatch(workers[:1])
+    assert [a.cost for a in first] == [160], "no prefetch while seven registered workers hold nothing"
+    rest = sched.dispatch(workers)
+    by_worker = {}
+    for a in first + rest:
+        by_worker.setdefault(a.worker, []).append(a.cost)
+    firsts = sorted((v[0] for v in by_worker.values()), reverse=True)
+    assert firsts == sorted(costs, reverse=True)[:8], "the 8 longest go to 8 distinct workers"
+    # Prefetches follow in LPT order: the next longest to whoever holds the shortest work.
+    assert by_worker["w7"][:2] == [90, 80]
+
+
+def test_an_overdue_worker_gets_no_prefetch_while_another_is_idle():
+    clock = FakeClock()
+    sched = Scheduler(clock=clock)
+    sched.add(items_with([100, 50, 40]))
+    sched.register("a", "b")
+    assert sched.next_for("a").cost == 100
+    clock.t = 500  # a is past its estimate: projected free "now", as early as the idle b
+    assert sched.next_for("a", prefetch=True) is None, "b holds nothing and would take it now"
+    assert sched.next_for("b").cost == 50
+    assert sched.next_for("a", prefetch=True).cost == 40
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_dispatch_keeps_the_lpt_makespan_with_many_workers(seed):
+    rng = random.Random(300 + seed)
+    m = rng.choice([8, 16, 32])
+    costs = [60.0 * rng.lognormvariate(0.0, 1.0) for _ in range(8 * m)]
+    fetched, calls = simulate_dispatch(costs, m)
+    plain, _ = simulate(costs, m)  # pure pull, no prefetch: Graham's LPT
+    assert fetched == pytest.approx(plain)
+    assert calls == len(costs) + 1, "one dispatch call per completion, not one per worker"
+
+
+def test_counts_follow_every_state_change():
+    clock = FakeClock()
+    sched = Scheduler(max_attempts=2, backoff_s=1.0, prefetch_depth=0, clock=clock)  # one video per worker
+    sched.add(items_with([40, 30, 20, 10]))
+    sched.register("a", "b")
+    a, b = sched.dispatch(["a", "b"])
+    assert (sched.queue_length, sched.in_flight, sched.finished) == (2, 2, False)
+    sched.complete(a.item.video_id, "a")
+    sched.fail(b.item.video_id, "b", "HTTP 503")
+    assert (sched.queue_length, sched.in_flight) == (3, 0)
+    assert sched.ready_in() == 0.0
+    c, d = sched.dispatch(["a", "b"])
+    sched.complete(c.item.video_id, "a")
+    sched.complete(d.item.video_id, "b")
+    assert sched.ready_in() == pytest.approx(1.0), "only the backed-off retry is left"
+    clock.t = 1.0
+    (e,) = sched.dispatch(["a"])
+    assert e.item.video_id == b.item.video_id and e.attempt == 2
+    sched.worker_lost("a")
+    assert (sched.queue_length, sched.in_flight) == (1, 0)
+    assert sched.summary()["counts"] == {"pending": 1, "done": 3}
+    assert sched.cancel() == [b.item.video_id]
+    assert sched.finished and sched.summary()["counts"] == {"done": 3, "cancelled": 1}

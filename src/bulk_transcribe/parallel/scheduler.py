@@ -104,7 +104,13 @@ class Scheduler:
 
     Worker names are opaque strings. A worker may hold more than one video (`prefetch=True`: the next video's
     audio downloads while the current one transcribes); a prefetch is only granted to the worker projected to be
-    free first, so committing a video early never changes the longest-first order it would get by pure pull.
+    free first, and never while a registered worker holds nothing, so committing a video early never changes the
+    longest-first order it would get by pure pull. Register the planned workers before the first dispatch: a
+    worker the scheduler does not know of cannot be waited for, and the first workers to ask would take the
+    longest videos two at a time.
+
+    Every operation is O(log n) in the number of videos (heaps plus per-state counters); the per-worker checks
+    are O(workers).
     """
 
     def __init__(
@@ -126,6 +132,9 @@ class Scheduler:
         self.prefetch_depth = prefetch_depth
         self.clock = clock
         self.tasks: dict[str, Task] = {}
+        # Tasks per state, kept as states change: the views below (read on every dispatch) must not scan tasks.
+        self._counts: dict[TaskState, int] = {state: 0 for state in TaskState}
+        self._lost_failures: list[str] = []  # ids given up because they kept killing workers, in order
         self._ready: list[tuple[float, int, str]] = []  # heap of (-cost, seq, video_id)
         self._delayed: list[tuple[float, int, str]] = []  # heap of (not_before, seq, video_id)
         self._seq = itertools.count()
@@ -145,15 +154,23 @@ class Scheduler:
                 continue  # a video is scheduled once per run, however often it was listed
             cost = (costs or {}).get(item.video_id)
             fresh.append((item, cost if cost is not None else estimate_cost(item, probe)))
-        known = [c for _, c in fresh if c is not None] + [t.cost for t in self.tasks.values() if t.cost_known]
-        fallback = statistics.median(known) if known else self.default_cost_s
+        fallback = self.default_cost_s
+        if any(c is None for _, c in fresh):  # only then is the median worth a pass over every known cost
+            known = [c for _, c in fresh if c is not None] + [t.cost for t in self.tasks.values() if t.cost_known]
+            fallback = statistics.median(known) if known else self.default_cost_s
         for item, cost in fresh:
             task = Task(item, cost if cost is not None else fallback, cost is not None, next(self._seq))
+            self._counts[task.state] += 1
             self.tasks[item.video_id] = task
             self._push_ready(task)
 
+    def _set_state(self, task: Task, state: TaskState) -> None:
+        self._counts[task.state] -= 1
+        self._counts[state] += 1
+        task.state = state
+
     def _push_ready(self, task: Task) -> None:
-        task.state = TaskState.PENDING
+        self._set_state(task, TaskState.PENDING)
         task.worker = None
         heapq.heappush(self._ready, (-task.cost, task.seq, task.item.video_id))
 
@@ -166,9 +183,10 @@ class Scheduler:
                 heapq.heappush(self._ready, (-task.cost, task.seq, video_id))
 
     # ---- dispatch --------------------------------------------------------------------------------------------
-    def register(self, worker: str) -> None:
-        """A worker joined the rotation (its model is loaded)."""
-        self._held.setdefault(worker, [])
+    def register(self, *workers: str) -> None:
+        """Workers joined the rotation (planned or starting: a prefetch now waits until each holds a video)."""
+        for worker in workers:
+            self._held.setdefault(worker, [])
 
     def next_for(self, worker: str, *, prefetch: bool = False) -> Assignment | None:
         """The longest ready video for `worker`, or None (nothing ready, cancelled, or prefetch not worth it)."""
@@ -176,25 +194,70 @@ class Scheduler:
         if self.cancelled:
             return None
         if self._held[worker]:
-            if not prefetch or len(self._held[worker]) > self.prefetch_depth or not self._first_free(worker):
+            if not prefetch or not self._may_prefetch(worker):
                 return None
-        self._promote_delayed()
-        while self._ready:
-            _, _, video_id = heapq.heappop(self._ready)
-            task = self.tasks[video_id]
-            if task.state != TaskState.PENDING:
-                continue  # stale heap entry
-            now = self.clock()
-            task.state = TaskState.ASSIGNED
-            task.worker = worker
-            task.workers.append(worker)
-            task.attempts += 1
-            task.assigned_at = now
+        return self._take(worker)
+
+    def dispatch(self, workers: Iterable[str]) -> list[Assignment]:
+        """Fill `workers` (those ready for more) in one call: first a video for each one holding none, then
+        prefetches, each to the worker projected to be free first, while that is one of `workers`.
+
+        This is what one driver turn needs, so it costs one actor call however many workers there are."""
+        ready = list(dict.fromkeys(workers))
+        self.register(*ready)
+        out: list[Assignment] = []
+        if self.cancelled:
+            return out
+        for worker in ready:
             if not self._held[worker]:
-                self._busy_since[worker] = now
-            self._held[worker].append(video_id)
-            return Assignment(task.item, task.attempts, worker, task.cost)
-        return None
+                assignment = self._take(worker)
+                if assignment is None:
+                    return out  # nothing ready: no prefetch either
+                out.append(assignment)
+        room = [w for w in ready if len(self._held[w]) <= self.prefetch_depth]
+        while room and self._has_ready():
+            first = min(room, key=self._projected_free)
+            if not self._may_prefetch(first):
+                break  # the first free is a worker that cannot take more (full, or not asking): it pulls later
+            assignment = self._take(first)
+            if assignment is None:
+                break
+            out.append(assignment)
+            if len(self._held[first]) > self.prefetch_depth:
+                room.remove(first)
+        return out
+
+    def _may_prefetch(self, worker: str) -> bool:
+        """A second video for a busy worker: only when every registered worker holds one (an idle one would
+        take it now) and this worker should run out of work first (so the video starts as early as by pull)."""
+        if len(self._held[worker]) > self.prefetch_depth:
+            return False
+        if any(not held for held in self._held.values()):
+            return False
+        return self._first_free(worker)
+
+    def _has_ready(self) -> bool:
+        self._promote_delayed()
+        while self._ready and self.tasks[self._ready[0][2]].state != TaskState.PENDING:
+            heapq.heappop(self._ready)  # stale entry
+        return bool(self._ready)
+
+    def _take(self, worker: str) -> Assignment | None:
+        """Hand `worker` the longest ready video."""
+        if not self._has_ready():
+            return None
+        _, _, video_id = heapq.heappop(self._ready)
+        task = self.tasks[video_id]
+        now = self.clock()
+        self._set_state(task, TaskState.ASSIGNED)
+        task.worker = worker
+        task.workers.append(worker)
+        task.attempts += 1
+        task.assigned_at = now
+        if not self._held[worker]:
+            self._busy_since[worker] = now
+        self._held[worker].append(video_id)
+        return Assignment(task.item, task.attempts, worker, task.cost)
 
     def _projected_free(self, worker: str) -> float:
         """When `worker` should run out of work, from the costs it holds and the speed seen so far."""
@@ -227,7 +290,7 @@ class Scheduler:
         started = max(task.assigned_at, self._busy_since.get(worker, task.assigned_at))
         elapsed = self.clock() - started
         self._release(video_id, worker)
-        task.state = TaskState.DONE
+        self._set_state(task, TaskState.DONE)
         if elapsed > 0 and task.cost_known:
             speed = task.cost / elapsed
             self._speed_samples += 1
@@ -240,12 +303,12 @@ class Scheduler:
         task.error = reason
         if retryable and not self.cancelled and task.attempts < self.max_attempts:
             delay = min(self.max_backoff_s, self.backoff_s * 2 ** (task.attempts - 1))
-            task.state = TaskState.PENDING
+            self._set_state(task, TaskState.PENDING)
             task.worker = None
             task.not_before = self.clock() + delay
             heapq.heappush(self._delayed, (task.not_before, task.seq, video_id))
             return Outcome(video_id, True, task.attempts, delay, reason)
-        task.state = TaskState.FAILED
+        self._set_state(task, TaskState.FAILED)
         return Outcome(video_id, False, task.attempts, 0.0, reason)
 
     def worker_lost(self, worker: str, *, max_losses: int | None = None) -> list[str]:
@@ -262,8 +325,10 @@ class Scheduler:
             task.losses += 1
             task.attempts -= 1
             if task.losses >= limit + 1 or self.cancelled:
-                task.state = TaskState.FAILED if not self.cancelled else TaskState.CANCELLED
+                self._set_state(task, TaskState.FAILED if not self.cancelled else TaskState.CANCELLED)
                 task.error = f"worker died {task.losses} times while running it" if not self.cancelled else "cancelled"
+                if not self.cancelled:
+                    self._lost_failures.append(video_id)
                 continue
             self._push_ready(task)
             requeued.append(video_id)
@@ -276,7 +341,7 @@ class Scheduler:
         dropped = []
         for task in self.tasks.values():
             if task.state == TaskState.PENDING:
-                task.state = TaskState.CANCELLED
+                self._set_state(task, TaskState.CANCELLED)
                 dropped.append(task.item.video_id)
         self._ready.clear()
         self._delayed.clear()
@@ -285,29 +350,33 @@ class Scheduler:
     def mark_cancelled(self, video_id: str, worker: str | None = None) -> None:
         if worker is not None:
             self._release(video_id, worker)
-        self.tasks[video_id].state = TaskState.CANCELLED
+        self._set_state(self.tasks[video_id], TaskState.CANCELLED)
+
+    def lost_failures(self) -> list[str]:
+        """Ids given up because they kept killing workers, in the order it happened."""
+        return list(self._lost_failures)
 
     # ---- views -----------------------------------------------------------------------------------------------
     @property
     def queue_length(self) -> int:
-        return sum(1 for t in self.tasks.values() if t.state == TaskState.PENDING)
+        return self._counts[TaskState.PENDING]
 
     @property
     def in_flight(self) -> int:
-        return sum(1 for t in self.tasks.values() if t.state == TaskState.ASSIGNED)
+        return self._counts[TaskState.ASSIGNED]
 
     @property
     def finished(self) -> bool:
         """True when every video reached done, failed or cancelled."""
-        return all(t.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED) for t in self.tasks.values())
+        return self._counts[TaskState.PENDING] == 0 and self._counts[TaskState.ASSIGNED] == 0
 
     def ready_in(self) -> float | None:
         """Seconds until a backed-off video becomes ready (0 when one is ready now, None when none waits)."""
-        self._promote_delayed()
-        if any(self.tasks[v].state == TaskState.PENDING for _, _, v in self._ready):
+        if self._has_ready():
             return 0.0
-        waiting = [nb for nb, _, v in self._delayed if self.tasks[v].state == TaskState.PENDING]
-        return max(0.0, min(waiting) - self.clock()) if waiting else None
+        while self._delayed and self.tasks[self._delayed[0][2]].state != TaskState.PENDING:
+            heapq.heappop(self._delayed)  # stale entry
+        return max(0.0, self._delayed[0][0] - self.clock()) if self._delayed else None
 
     def held_by(self, worker: str) -> list[str]:
         return list(self._held.get(worker, []))
@@ -321,9 +390,7 @@ class Scheduler:
 
     def summary(self) -> dict[str, object]:
         """Small and cheap: what the dashboard or `status` prints about the scheduler."""
-        counts: dict[str, int] = {}
-        for t in self.tasks.values():
-            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+        counts = {state.value: n for state, n in self._counts.items() if n}
         return {
             "queue_length": self.queue_length,
             "in_flight": self.in_flight,
@@ -356,11 +423,22 @@ class SchedulerActor:
         self._gauge()
         return len(self.scheduler.tasks)
 
+    def register(self, workers: list[str]) -> None:
+        """The run's planned workers (and each replacement as it starts), before they ask for work."""
+        self.scheduler.register(*workers)
+
     def next_for(self, worker: str, prefetch: bool = False) -> Assignment | None:
         assignment = self.scheduler.next_for(worker, prefetch=prefetch)
         if assignment is not None:
             self._gauge()
         return assignment
+
+    def dispatch(self, workers: list[str]) -> list[Assignment]:
+        """Every assignment for the workers ready for more, in one call (see Scheduler.dispatch)."""
+        assignments = self.scheduler.dispatch(workers)
+        if assignments:
+            self._gauge()
+        return assignments
 
     def complete(self, video_id: str, worker: str) -> None:
         self.scheduler.complete(video_id, worker)
@@ -370,10 +448,10 @@ class SchedulerActor:
 
     def worker_lost(self, worker: str) -> tuple[list[str], list[tuple[str, str]]]:
         """Re-queued ids, and (id, reason) of the videos given up because they kept killing workers."""
-        before = {v for v, t in self.scheduler.tasks.items() if t.state == TaskState.FAILED}
+        before = len(self.scheduler.lost_failures())
         requeued = self.scheduler.worker_lost(worker)
-        given_up = [(v, t.error or "worker died") for v, t in self.scheduler.tasks.items()
-                    if t.state == TaskState.FAILED and v not in before]
+        given_up = [(v, self.scheduler.tasks[v].error or "worker died")
+                    for v in self.scheduler.lost_failures()[before:]]
         self._gauge()
         return requeued, given_up
 
@@ -391,12 +469,12 @@ class SchedulerActor:
         self.scheduler.mark_cancelled(video_id, worker)
 
     def poll(self) -> dict[str, object]:
-        """What the driver loop needs each turn, in one call."""
+        """What the driver loop needs each turn, in one call (O(1): it runs after every completion)."""
         return {
             "cancel_requested": self.cancel_requested,
             "finished": self.scheduler.finished,
             "ready_in": self.scheduler.ready_in(),
-            "cancelled_ids": [v for v, t in self.scheduler.tasks.items() if t.state == TaskState.CANCELLED],
+            "queue_length": self.scheduler.queue_length,
         }
 
     def assignments(self) -> dict[str, list[str]]:
