@@ -85,12 +85,18 @@ class ParallelRun:
 
     # ---- workers -----------------------------------------------------------------------------------------------
     def _start_worker(self) -> None:
+        import ray
+
         assert self.plan is not None
         index = self.started_workers
         self.started_workers += 1
+        name = f"worker-{index}"
+        # Known to the scheduler before it can ask: while a planned worker holds nothing, nobody gets a prefetch,
+        # so the first workers to load their model cannot take the longest videos two at a time.
+        ray.get(self.actors["scheduler"].register.remote([name]))
         handle = cluster.start_worker(self.config, self.run_id, index, self.plan,
                                       progress=self.actors["progress"], limiter=self.actors["limiter"])
-        worker = _Worker(f"worker-{index}", handle, handle.info.remote())
+        worker = _Worker(name, handle, handle.info.remote())
         self.workers[worker.name] = worker
 
     def _worker_died(self, worker: _Worker, why: str) -> None:
@@ -118,24 +124,22 @@ class ParallelRun:
 
     # ---- dispatch ----------------------------------------------------------------------------------------------
     def _fill(self) -> None:
-        """Give each ready worker a video when it has none, and a prefetch when the scheduler says it is worth it."""
+        """Give each ready worker a video when it has none, and a prefetch when the scheduler says it is worth it.
+
+        One actor call per turn whatever the number of workers (a call per worker made dispatch O(workers) round
+        trips per video); the scheduler decides who gets what from what each worker holds."""
         import ray
 
         if self.cancelling:
             return
-        scheduler = self.actors["scheduler"]
-        for worker in self.workers.values():
-            if not (worker.ready and worker.alive):
-                continue
-            for _ in range(2):
-                if len(worker.inflight) >= 2:
-                    break
-                assignment = ray.get(scheduler.next_for.remote(worker.name, bool(worker.inflight)))
-                if assignment is None:
-                    break
-                video_id = assignment.item.video_id
-                ref = worker.handle.process.remote(assignment.item, assignment.attempt, video_id in self.safer)
-                worker.inflight[ref] = assignment
+        room = [w.name for w in self.workers.values() if w.ready and w.alive and len(w.inflight) < 2]
+        if not room:
+            return
+        for assignment in ray.get(self.actors["scheduler"].dispatch.remote(room)):
+            worker = self.workers[assignment.worker]
+            video_id = assignment.item.video_id
+            ref = worker.handle.process.remote(assignment.item, assignment.attempt, video_id in self.safer)
+            worker.inflight[ref] = assignment
 
     def _on_result(self, worker: _Worker, ref: Any, assignment: Assignment) -> None:
         import ray
