@@ -8,6 +8,7 @@ Routes (besides plain files under the served folder):
   /hang/<anything>        accepts the request and never answers (until the server stops)
   /redirect-loop/<n>      redirects to itself forever
   /html/<anything>        an HTML page with no media
+  /huge/<name>            announces a 2 GiB body (Content-Length) but sends only 64 KiB, then closes
 Every request is counted per path, so tests can assert how hard a client hit the server.
 """
 
@@ -19,6 +20,10 @@ from collections import Counter
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+
+HUGE_BYTES = 2 * 1024**3
+"""What /huge/<name> announces: a 2 GiB "video"."""
 
 
 class MediaServer:
@@ -103,6 +108,18 @@ def _make_handler(server: MediaServer):
                 self.send_header("Location", f"/redirect-loop/{rest}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return None
+            if prefix == "huge":
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/mpeg")
+                self.send_header("Content-Length", str(HUGE_BYTES))
+                self.end_headers()
+                self.close_connection = True
+                if not head:
+                    try:
+                        self.wfile.write(b"\0" * 65536)
+                    except OSError:  # the client refused the size and hung up
+                        pass
                 return None
             if prefix == "html":
                 return self._plain(200, b"<html><head><title>Just a page</title></head>"
