@@ -5,6 +5,7 @@ a live run by id, reads its snapshot and cancels it."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -126,3 +127,23 @@ def test_attach_from_a_second_process_reads_and_cancels(three_nodes, long_clip, 
     assert all(s.is_terminal for s in statuses.values())
     assert VideoStatus.CANCELLED in statuses.values(), "the second process's cancel stopped the run"
     assert prepared.run_id not in cluster.list_runs(), "a finished run's actors are gone"
+
+
+CONNECT_SCRIPT = """
+import json
+import os
+from bulk_transcribe.parallel import cluster
+info = cluster.connect(None, num_cpus=1, object_store_memory=100 * 1024**2, include_dashboard=False)
+print(json.dumps({"embedded": info.embedded, "nodes": info.resources["nodes"], "cpus": info.resources["CPU"]}))
+cluster.shutdown()
+"""
+
+
+def test_no_address_starts_a_local_ray_even_with_a_cluster_and_RAY_ADDRESS_here(three_nodes):
+    # A bare ray.init() would join the 3-node cluster named by RAY_ADDRESS and reject num_cpus.
+    env = dict(os.environ, RAY_ADDRESS=three_nodes[0].address)
+    out = subprocess.run([sys.executable, "-c", CONNECT_SCRIPT], capture_output=True, text=True, timeout=120,
+                         cwd=REPO, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"embedded": True, "nodes": 1.0, "cpus": 1.0}

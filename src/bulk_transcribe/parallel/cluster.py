@@ -1,7 +1,8 @@
 """Connecting to Ray, naming a run's actors, and attaching to a run from another process.
 
-With no address an embedded local Ray starts, sized to this machine (bounded object store, dashboard on 127.0.0.1
-only). `auto`, `HOST:PORT` or `ray://HOST:10001` join an existing cluster. Every run's actors are named
+With no address a new embedded local Ray always starts, sized to this machine (bounded object store, dashboard on
+127.0.0.1 only), even where RAY_ADDRESS is set or `ray start` runs a cluster here. Only `auto`, `HOST:PORT` or
+`ray://HOST:10001` join an existing cluster. Every run's actors are named
 `bulk_transcribe:<run_id>:<role>` in one namespace, so the dashboard or `bulk-transcribe status --run ID` can find
 a live run by its id, read its snapshot and cancel it.
 """
@@ -67,6 +68,9 @@ def connect(
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if address is None:
             context = ray.init(
+                # A bare ray.init() joins RAY_ADDRESS or a `ray start` cluster on this machine (and then rejects
+                # num_cpus); "local" always starts a fresh one, which is what no address means here.
+                address="local",
                 num_cpus=num_cpus or available_cpus(),
                 num_gpus=num_gpus,
                 object_store_memory=object_store_memory or DEFAULT_OBJECT_STORE_BYTES,
