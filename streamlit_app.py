@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from bulk_transcribe.dashboard import render
-from bulk_transcribe.dashboard.cluster_info import cluster_info, resource_rows
+from bulk_transcribe.dashboard.cluster_info import cluster_info
 from bulk_transcribe.dashboard.history import TRANSCRIBE_PAGE, recent_runs, run_url, when
 from bulk_transcribe.dashboard.settings import DashboardSettings
 
@@ -65,7 +65,8 @@ def home() -> None:
     elif info.error:
         st.error(f"Ray cluster unreachable: {info.error}")
     else:
-        st.dataframe(resource_rows(info), hide_index=True)
+        for col, (label, value) in zip(st.columns(max(1, len(info.metrics))), info.metrics):
+            col.metric(label, value)
         if info.dashboard_url:
             st.link_button("Open the Ray dashboard", info.dashboard_url, icon=":material/open_in_new:")
 
@@ -73,4 +74,12 @@ def home() -> None:
 st.set_page_config(page_title="Bulk Transcribe", page_icon=":material/subtitles:", layout="wide")
 transcribe = st.Page(str(PAGES_DIR / "02_Bulk_Transcribe.py"), title="Bulk Transcribe", icon=":material/subtitles:",
                      url_path=TRANSCRIBE_PAGE)
-st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), transcribe]).run()
+home_page = st.Page(home, title="Home", icon=":material/home:", default=True)
+# Our own links instead of Streamlit's page menu: the built-in menu is also fed from the pages/ folder and can
+# show the entry script's file name ("streamlit app") after fragment reruns.
+page = st.navigation([home_page, transcribe], position="hidden")
+with st.sidebar:
+    st.page_link(home_page, label="Home", icon=":material/home:")
+    st.page_link(transcribe, label="Bulk Transcribe", icon=":material/subtitles:")
+    st.divider()
+page.run()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -244,7 +243,7 @@ def test_table_rows_cards_and_summary_follow_the_events():
 
     rows = {r["Title"]: r for r in views.status_rows(snap)}
     assert list(rows) == ["Long", "Short", "Bad"]
-    assert rows["Long"]["Status"].endswith("transcribing") and rows["Long"]["Worker"] == "w0"
+    assert rows["Long"]["Status"] == "transcribing" and rows["Long"]["Worker"] == "w0"
     assert rows["Long"]["Duration"] == 30.0 and 0 < rows["Long"]["Progress"] < 1
 
     tracker.apply(ProgressEvent(ids["bad"], EventKind.FAILED, error="HTTP Error 404: Not Found", attempt=2))

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class ClusterInfo:
-    resources: dict[str, float] = field(default_factory=dict)
-    available: dict[str, float] = field(default_factory=dict)
+    metrics: list[tuple[str, str]] = field(default_factory=list)
+    """(label, value) pairs in display order: nodes, CPUs, GPUs, memory."""
     dashboard_url: str | None = None
     error: str | None = None
 
@@ -23,30 +23,22 @@ def cluster_info() -> ClusterInfo | None:
     if ray is None or not ray.is_initialized():
         return None
     try:
-        try:
-            from ..parallel import cluster  # the engine's own view, when it offers one
-        except ImportError:
-            cluster = None
-        resources = dict(getattr(cluster, "cluster_resources", ray.cluster_resources)())
-        available = dict(ray.available_resources())
-        url_fn = getattr(cluster, "dashboard_url", None)
-        url = url_fn() if url_fn else None
-        if url and not str(url).startswith("http"):
-            url = f"http://{url}"
-        return ClusterInfo(resources, available, url or None)
+        from ..parallel import cluster
+
+        return ClusterInfo(resource_metrics(cluster.cluster_resources()), cluster.dashboard_url())
     except Exception as exc:  # noqa: BLE001 — a cluster that went away is a message, not a crash
         return ClusterInfo(error=" ".join(str(exc).split()) or type(exc).__name__)
 
 
-def resource_rows(info: ClusterInfo) -> list[dict]:
-    """CPU, GPU and memory first (what a person looks for), then any custom resources."""
-    rows = []
-    keys = [k for k in ("CPU", "GPU", "memory", "object_store_memory") if k in info.resources]
-    keys += sorted(k for k in info.resources if k not in keys and not k.startswith("node:"))
-    for key in keys:
-        total, free = info.resources.get(key, 0.0), info.available.get(key, 0.0)
-        if "memory" in key:
-            rows.append({"Resource": key, "Total": f"{total / 1024**3:.1f} GiB", "Free": f"{free / 1024**3:.1f} GiB"})
-        else:
-            rows.append({"Resource": key, "Total": f"{total:g}", "Free": f"{free:g}"})
-    return rows
+def resource_metrics(summary: dict[str, float]) -> list[tuple[str, str]]:
+    """The engine's resource summary (parallel.cluster.cluster_resources) as labelled values."""
+    if not summary:
+        return []
+    metrics = [("Nodes", f"{summary.get('nodes', 0):g}")]
+    for kind in ("CPU", "GPU"):
+        total = summary.get(kind, 0.0)
+        if total or kind == "CPU":
+            metrics.append((f"{kind}s free", f"{summary.get(f'{kind}_free', 0.0):g} of {total:g}"))
+    metrics.append(("Memory", f"{summary.get('memory_gb', 0.0):g} GB"))
+    metrics.append(("Object store", f"{summary.get('object_store_gb', 0.0):g} GB"))
+    return metrics

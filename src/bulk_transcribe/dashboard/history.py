@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from ..config import STATE_DB_NAME
 from .paths import within
 
-TRANSCRIBE_PAGE = "transcribe"
+TRANSCRIBE_PAGE = "Bulk_Transcribe"
 """URL path of the working page (set in streamlit_app.py's navigation)."""
 
 

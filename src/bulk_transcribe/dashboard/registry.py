@@ -63,7 +63,9 @@ class RunRegistry:
         Returns once the run is registered, so the very first snapshot already lists every video as queued.
         """
         from .. import batch  # imported on use: the page module stays importable (and fast) without the engine
-
+        problem = _ray_problem(config)
+        if problem:
+            return Outcome(error=problem)
         try:
             prepared = batch.prepare_batch(config)
         except Exception as exc:  # noqa: BLE001 — shown as st.error, never as a traceback
@@ -87,6 +89,9 @@ class RunRegistry:
         config = entry.config if entry is not None else config_from_store(out_dir, run_id)
         if config is None:
             return Outcome(error=f"Run {run_id} is not in {out_dir}; nothing to retry.")
+        problem = _ray_problem(config)
+        if problem:
+            return Outcome(error=problem)
         try:
             handle = batch.retry_failed(config, run_id)
         except Exception as exc:  # noqa: BLE001
@@ -174,6 +179,16 @@ def _config_from_dict(data: dict, out_dir: Path) -> RunConfig:
     top["transcribe"] = TranscribeOptions(**pick(TranscribeOptions, data.get("transcribe", {})))
     top["out_dir"] = out_dir
     return RunConfig(**top)
+
+
+def _ray_problem(config: RunConfig) -> str | None:
+    from .ray_check import ray_address_problem
+
+    effective = config.with_env_overrides()  # the operator's override decides the mode, as in the engine
+    if not effective.parallel:
+        return None
+    problem = ray_address_problem(effective.ray_address)
+    return problem and problem + " Fix the address, or switch off Parallel processing to run here."
 
 
 def _one_line(exc: BaseException) -> str:

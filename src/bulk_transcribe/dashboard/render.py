@@ -52,7 +52,7 @@ def monitor(snapshot: Snapshot, batch_error: str | None = None) -> None:
         c[1].metric("Failed", s.failed)
         c[2].metric("Remaining", s.remaining)
         c[3].metric("In progress", s.active)
-        c[4].metric("Throughput", s.throughput)
+        c[4].metric("Throughput", s.throughput, help="Audio seconds transcribed per second of wall time, whole run")
         c[5].metric("ETA", s.eta)
     current = views.cards(snapshot)
     if current:
@@ -99,8 +99,9 @@ def results_block(snapshot: Snapshot, out_dir: Path) -> None:
         if f.format == "txt":
             text_file = f
     shown = text_file or files[chosen][0]
-    st.text_area("Transcript text", results.read_file(shown.path, out_dir).decode("utf-8", "replace"),
-                 height=220, disabled=True, key=f"view-{chosen}")
+    st.caption(f"Transcript text · {shown.download_name}")
+    with st.container(height=240, border=True, key="transcript-view"):
+        st.text(results.read_file(shown.path, out_dir).decode("utf-8", "replace"))
 
 
 def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Path) -> None:
@@ -114,7 +115,7 @@ def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Pat
     entry = registry.get(run_id)
     # Ours: poll while our handle runs. Someone else's (CLI, an earlier server): poll until the store says finished.
     live = registry.is_live(run_id) if entry is not None else not snapshot.finished
-    head, cancel_col, retry_col = st.columns([4, 1, 1], vertical_alignment="bottom")
+    head, cancel_col, retry_col = st.columns([3, 1, 1], vertical_alignment="bottom")
     head.subheader(f"Run {run_id}")
     head.caption(f"{snapshot.mode.capitalize()} · {len(snapshot.videos)} video(s) · output in `{out_dir}`")
     if registry.is_live(run_id):

@@ -18,15 +18,8 @@ TABLE_COLUMNS = (
 DURATION_COLUMNS = ("Duration", "Elapsed", "ETA")
 """Columns holding seconds; shown as clocks but kept numeric so sorting works."""
 
-STATUS_LABELS = {
-    VideoStatus.QUEUED: "⏳ queued",
-    VideoStatus.DOWNLOADING: "⬇️ downloading",
-    VideoStatus.TRANSCRIBING: "📝 transcribing",
-    VideoStatus.DONE: "✅ done",
-    VideoStatus.FAILED: "❌ failed",
-    VideoStatus.SKIPPED: "⏭️ skipped",
-    VideoStatus.CANCELLED: "⏹️ cancelled",
-}
+STATUS_LABELS = {status: status.value for status in VideoStatus}
+"""Plain words: they sort, read aloud, and need no emoji font on the viewer's machine."""
 
 
 def status_label(status: VideoStatus) -> str:
@@ -101,7 +94,7 @@ def summary(snapshot: Snapshot) -> Summary:
         remaining=remaining,
         active=len(snapshot.active),
         total=total,
-        throughput=f"{snapshot.throughput_x:.1f}× real time" if snapshot.throughput_x else "–",
+        throughput=f"{snapshot.throughput_x:.1f}×" if snapshot.throughput_x else "–",
         eta="–" if snapshot.finished or snapshot.eta_s is None else clock(snapshot.eta_s),
         finished=snapshot.finished,
         mode=snapshot.mode,

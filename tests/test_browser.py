@@ -1,0 +1,278 @@
+"""End to end in a real browser: Debian's chromium (playwright) against `streamlit run` on a free local port.
+
+The clips are real speech served by the local media server; the runs are real (yt-dlp, the bundled model, Ray in
+parallel mode). Nothing here asserts on time: loops wait for the page to reach a state and record what they saw.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import media
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+RUN_DEADLINE_S = 480  # a ceiling that means "hung", not a speed target
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog near the quiet river bank on a warm summer afternoon.",
+    "Please remember to water the plants in the kitchen and close the windows before you leave tonight.",
+    "Our meeting tomorrow starts at nine in the morning and we will discuss the budget for the next quarter.",
+    "The museum opens a new exhibition about ancient ships and the sailors who built them by hand.",
+    "Fresh bread from the bakery on the corner is the best way to start a cold and rainy morning.",
+    "The students walked to the library after class to study for their final exams in history.",
+]
+
+
+@pytest.fixture(scope="module")
+def long_clips(media_dir, media_server) -> list[str]:
+    """Six ~20 s speech clips (long enough to watch two at once), served over HTTP; returns their URLs."""
+    folder = media_dir / "long"
+    folder.mkdir(exist_ok=True)
+    urls = []
+    for i, sentence in enumerate(SENTENCES):
+        path = folder / f"talk-{i + 1}.mp3"
+        if not path.exists():
+            media.speech(" ".join([sentence] * 3), path)
+        urls.append(media_server.url(f"long/{path.name}"))
+    return urls
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, media_dir):
+    """A real Streamlit server for this module, on 127.0.0.1 and a free port, configured by flags and env vars."""
+    work = tmp_path_factory.mktemp("dashboard")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "BULK_TRANSCRIBE_PARALLEL"}
+    env.update(BULK_TRANSCRIBE_MEDIA_ROOT=str(media_dir), BULK_TRANSCRIBE_OUTPUT_ROOT=str(work / "out"),
+               RAY_USAGE_STATS_ENABLED="0")
+    (work / "out").mkdir()
+    log = open(work / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, proc, work / "server.log")
+        yield base, work / "out"
+    finally:
+        # Our own process group only: the server and the local Ray it started for parallel runs.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+        print(f"streamlit server log: {work / 'server.log'}")
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"streamlit did not become healthy: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make setup` installs it (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 1100}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()
+
+
+# ---- reading the page -----------------------------------------------------------------------------------------
+
+def settle(page) -> None:
+    """Wait until the script run behind the page is over (widgets are live again)."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+
+
+def table_rows(page) -> list[list[str]]:
+    """Cell texts of the status table (the grid's accessible DOM; the visible table is a canvas)."""
+    return page.evaluate(
+        """() => {
+            const grid = document.querySelector('[data-testid="stDataFrame"] [role="grid"]');
+            if (!grid) return [];
+            return [...grid.querySelectorAll('tr[aria-rowindex]')]
+                .filter(r => Number(r.getAttribute('aria-rowindex')) > 1)
+                .map(r => [...r.querySelectorAll('[role="gridcell"]')].map(c => c.innerText.trim()));
+        }"""
+    )
+
+
+def overall_percent(page) -> int | None:
+    bar = page.locator('.st-key-global-progress [data-testid="stProgress"]')
+    if not bar.count():
+        return None
+    match = re.search(r"Overall: (\d+)%", bar.first.inner_text())
+    return int(match.group(1)) if match else None
+
+
+def card_count(page) -> int:
+    return page.locator('[class*="st-key-card-"]').count()
+
+
+def finished(page) -> bool:
+    return page.get_by_role("button", name="Download all transcripts (zip)").count() > 0
+
+
+def submit(page, base: str, urls: list[str], *, parallel: bool, output_folder: str) -> str:
+    page.goto(f"{base}/Bulk_Transcribe")
+    page.get_by_role("button", name="Start transcription").wait_for()
+    settle(page)
+    videos = page.get_by_role("textbox", name="Videos")
+    videos.fill("\n".join(urls))
+    videos.press("Control+Enter")
+    settle(page)
+    switch = page.get_by_role("switch", name="Parallel processing")
+    if switch.is_checked() != parallel:
+        page.get_by_text("Parallel processing", exact=True).click()
+        settle(page)
+    assert switch.is_checked() == parallel
+    folder = page.get_by_role("textbox", name="Output folder")
+    folder.fill(output_folder)
+    folder.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Start transcription").click()
+    page.wait_for_url(re.compile(r"run="), timeout=180_000)
+    return re.search(r"run=([^&]+)", page.url).group(1)
+
+
+def watch(page, *, on_sample=None) -> list[dict]:
+    """Sample the page until the run's results appear; returns what each sample saw."""
+    samples = []
+    deadline = time.monotonic() + RUN_DEADLINE_S
+    while not finished(page):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the run did not finish; last samples: {samples[-3:]}")
+        sample = {"rows": table_rows(page), "cards": card_count(page), "percent": overall_percent(page)}
+        samples.append(sample)
+        if on_sample:
+            on_sample(sample)
+        page.wait_for_timeout(300)
+    return samples
+
+
+def statuses(rows: list[list[str]]) -> list[str]:
+    return [row[3] for row in rows if len(row) > 3]
+
+
+def download_txt(page, out_dir: Path, tmp_path: Path) -> str:
+    with page.expect_download() as info:
+        page.get_by_role("button", name=".txt").click()
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+    text = saved.read_text()
+    on_disk = {p.read_text() for p in out_dir.rglob("transcript.txt")}
+    assert text.strip() and text in on_disk  # the download is one of the run's transcripts, byte for byte
+    return text
+
+
+# ---- the tests ------------------------------------------------------------------------------------------------
+
+def test_sequential_run_one_card_and_a_reload_mid_run(page, app_url, long_clips, tmp_path):
+    base, out_root = app_url
+    run_id = submit(page, base, long_clips[:4], parallel=False, output_folder="sequential")
+    reloaded = {}
+
+    def reload_once(sample):
+        if not reloaded and sample["percent"] and 0 < sample["percent"] < 100:
+            page.screenshot(path=tmp_path / "sequential-before-reload.png", full_page=True)
+            page.reload()
+            page.locator('[data-testid="stDataFrame"] [role="grid"]').wait_for(state="attached")
+            reloaded["rows"] = table_rows(page)
+            reloaded["url"] = page.url
+
+    samples = watch(page, on_sample=reload_once)
+    assert reloaded, "the run finished before it could be reloaded mid-run"
+    assert f"run={run_id}" in reloaded["url"] and len(reloaded["rows"]) == 4  # the same run, shown again
+    assert max(s["cards"] for s in samples) == 1  # one video at a time
+    after = [s for s in samples if s["rows"]]
+    assert after and max(len(s["rows"]) for s in after) == 4
+
+    settle(page)
+    rows = table_rows(page)
+    assert statuses(rows) == ["done"] * 4 and {row[4] for row in rows} == {"local"}
+    download_txt(page, out_root / "sequential", tmp_path)
+    page.screenshot(path=tmp_path / "sequential-done.png", full_page=True)
+    print(f"screenshots: {tmp_path}")
+
+
+def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, long_clips, tmp_path):
+    base, out_root = app_url
+    submit(page, base, long_clips, parallel=True, output_folder="parallel")
+    shots = {}
+
+    def capture(sample):
+        if sample["cards"] >= 2 and "running" not in shots:
+            shots["running"] = tmp_path / "parallel-running.png"
+            page.screenshot(path=shots["running"], full_page=True)
+            # Meanwhile, in another tab: the home page lists the run and links the Ray dashboard of this server.
+            home = browser.new_page(viewport={"width": 1440, "height": 1000})
+            home.goto(base + "/")
+            home.get_by_role("link", name="Open the Ray dashboard").wait_for()
+            shots["home"] = tmp_path / "home.png"
+            home.screenshot(path=shots["home"], full_page=True)
+            home.close()
+
+    samples = watch(page, on_sample=capture)
+    while_running = [s for s in samples if s["rows"]]
+    assert while_running, "the status table never showed while the run was going"
+    assert max(len(s["rows"]) for s in while_running) == len(long_clips)  # every video listed during the run
+    assert max(s["cards"] for s in samples) >= 2  # two workers, two current-video cards at the same moment
+    percents = [s["percent"] for s in samples if s["percent"] is not None]
+    assert any(0 < p < 100 for p in percents) and max(percents) > min(percents)  # global progress advanced
+
+    settle(page)
+    rows = table_rows(page)
+    assert len(rows) == len(long_clips) and statuses(rows) == ["done"] * len(long_clips)
+    assert len({row[4] for row in rows}) >= 2  # both workers transcribed some of the videos
+    download_txt(page, out_root / "parallel", tmp_path)
+    shots["done"] = tmp_path / "parallel-done.png"
+    page.screenshot(path=shots["done"], full_page=True)
+    assert "home" in shots
+    for name, path in shots.items():
+        print(f"screenshot {name}: {path}")
