@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import ast
-import io
 import json
 import os
 import socket
