@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from bulk_transcribe.cli import main
-from media_server import HUGE_BYTES
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:
@@ -88,7 +87,7 @@ def test_network_and_media_faults_each_fail_alone_with_their_cause(tmp_path, spe
     assert all(entries[url]["status"] == "failed" for url in urls.values())
 
     # A 2 GiB "video" is refused from its Content-Length, before its body is read, and not retried.
-    assert error["huge"].startswith(f"file too large: {HUGE_BYTES / 1e6:.3g} MB > limit 524 MB: "), error["huge"]
+    assert error["huge"].startswith("file too large: 2.0 GiB > limit 500.0 MiB: "), error["huge"]
     assert media_server.count(paths["huge"]) == 1
     assert error["hang"] == f"timed out after 1 s: {urls['hang']} (after 2 attempts)"
     assert error["loop"] == f"too many redirects: {urls['loop']}"

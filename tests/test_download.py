@@ -220,8 +220,8 @@ def test_max_filesize_refuses_before_downloading(media_server, media_dir, speech
     downloader = AudioDownloader(DownloadOptions(retries=3, max_filesize=1000), work)
     error = fetch_error(downloader, media_server.url(name), errors.InputError,
                         on_progress=lambda *a: progress.append(a))
-    size_mb = f"{clip.stat().st_size / 1e6:.3g}"
-    assert str(error) == f"file too large: {size_mb} MB > limit 0.001 MB: {media_server.url(name)}"
+    size = f"{clip.stat().st_size / 1024:.1f} KiB"
+    assert str(error) == f"file too large: {size} > limit 1000 B: {media_server.url(name)}"
     assert progress == []  # not one byte of the body was taken
     assert media_server.count(name) == 1  # and not retried
     assert not any(p.is_file() for p in work.rglob("*"))

@@ -20,6 +20,7 @@ from . import __version__
 from .config import (
     BUNDLED_MODEL,
     DEFAULT_FORMATS,
+    DEFAULT_MAX_FILESIZE,
     DEFAULT_WORKERS,
     PARALLEL_ENV,
     STATE_DB_NAME,
@@ -96,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--retries", type=int, default=3, help="download retries for transient errors")
     dl.add_argument("--socket-timeout", type=float, default=30.0, metavar="S")
     dl.add_argument("--cookies", default=None, metavar="FILE", help="Netscape cookies file for yt-dlp")
-    dl.add_argument("--max-filesize", type=parse_size, default=None, metavar="BYTES",
-                    help="refuse media larger than this")
+    dl.add_argument("--max-filesize", type=parse_size, default=DEFAULT_MAX_FILESIZE, metavar="BYTES",
+                    help="refuse media larger than this (0 = no cap)")
     dl.add_argument("--keep-audio", action="store_true", help="keep downloaded audio under OUT/audio")
     dl.add_argument("--max-attempts", type=_positive_int, default=2, help="attempts per video before it fails")
 
@@ -127,7 +128,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         formats=args.formats,
         download=DownloadOptions(
             rate_limit=args.rate_limit, sleep_s=args.sleep, retries=args.retries,
-            socket_timeout_s=args.socket_timeout, cookies_file=args.cookies, max_filesize=args.max_filesize,
+            socket_timeout_s=args.socket_timeout, cookies_file=args.cookies, max_filesize=args.max_filesize or None,
             keep_audio=args.keep_audio,
         ),
         transcribe=TranscribeOptions(

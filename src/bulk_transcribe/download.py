@@ -283,8 +283,13 @@ class _TooLarge(Exception):
         self.size = size
 
 
-def _mb(n: float) -> str:
-    return f"{n / 1_000_000:.3g}"
+def human_size(n: float) -> str:
+    """1536 -> '1.5 KiB', 2**31 -> '2.0 GiB': sizes as people read them in an error message."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 class AudioDownloader:
@@ -461,7 +466,8 @@ class AudioDownloader:
         return self._params_options
 
     def _too_large_message(self, size: int, url: str) -> str:
-        return f"file too large: {_mb(size)} MB > limit {_mb(self.options.max_filesize or 0)} MB: {url}"
+        limit = human_size(self.options.max_filesize or 0)
+        return f"file too large: {human_size(size)} > limit {limit}: {url}"
 
     def _pace(self, cancelled: Callable[[], bool]) -> None:
         """Keep at least `sleep_s` between the starts of this downloader's downloads."""
