@@ -1,21 +1,18 @@
 """Bulk Transcribe dashboard: entry script and home page.
 
-`make run` serves it (127.0.0.1 only). The working page is pages/02_Bulk_Transcribe.py; logic lives in
+`make run` serves it (127.0.0.1 only). The working page is pages/02_Bulk_Transcribe.py (Streamlit's pages/
+folder: each page is its own script, so a link or reload straight to a page runs only that page); logic lives in
 bulk_transcribe.dashboard, so both pages only draw widgets and call into it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from bulk_transcribe.dashboard import render
 from bulk_transcribe.dashboard.cluster_info import cluster_info
-from bulk_transcribe.dashboard.history import TRANSCRIBE_PAGE, recent_runs, run_url, when
+from bulk_transcribe.dashboard.history import recent_runs, run_url, when
 from bulk_transcribe.dashboard.settings import DashboardSettings
-
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
 
 def home() -> None:
@@ -26,7 +23,7 @@ def home() -> None:
         "vtt and json** transcripts. It runs one video at a time in this process by default, or in parallel on "
         "Ray workers (on this machine or a GPU cluster) when you switch on *Parallel processing*."
     )
-    st.page_link(transcribe, label="Start a batch", icon=":material/play_circle:")
+    st.page_link(render.TRANSCRIBE_SCRIPT, label="Start a batch", icon=":material/play_circle:")
 
     try:
         settings = DashboardSettings.from_env()
@@ -71,15 +68,5 @@ def home() -> None:
             st.link_button("Open the Ray dashboard", info.dashboard_url, icon=":material/open_in_new:")
 
 
-st.set_page_config(page_title="Bulk Transcribe", page_icon=":material/subtitles:", layout="wide")
-transcribe = st.Page(str(PAGES_DIR / "02_Bulk_Transcribe.py"), title="Bulk Transcribe", icon=":material/subtitles:",
-                     url_path=TRANSCRIBE_PAGE)
-home_page = st.Page(home, title="Home", icon=":material/home:", default=True)
-# Our own links instead of Streamlit's page menu: the built-in menu is also fed from the pages/ folder and can
-# show the entry script's file name ("streamlit app") after fragment reruns.
-page = st.navigation([home_page, transcribe], position="hidden")
-with st.sidebar:
-    st.page_link(home_page, label="Home", icon=":material/home:")
-    st.page_link(transcribe, label="Bulk Transcribe", icon=":material/subtitles:")
-    st.divider()
-page.run()
+render.page_setup("Home")
+home()

@@ -14,6 +14,7 @@ from bulk_transcribe.dashboard.history import run_query
 from bulk_transcribe.dashboard.settings import DashboardSettings
 from bulk_transcribe.dashboard.submit import MAX_WORKERS, RunSettings, Submission, build_run
 
+render.page_setup("Transcribe")
 st.title("Bulk Transcribe")
 
 try:

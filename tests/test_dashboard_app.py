@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from bulk_transcribe.dashboard import render
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = str(REPO / "pages" / "02_Bulk_Transcribe.py")
+PAGE_REL = "pages/02_Bulk_Transcribe.py"
 HOME = str(REPO / "streamlit_app.py")
 TIMEOUT = 120  # a generous ceiling for one script run (the start resolves URLs), not an assertion on speed
 
@@ -28,7 +28,8 @@ def roots(tmp_path, monkeypatch):
 
 
 def page() -> AppTest:
-    return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    # Entered through the entry script, as the server does, so page links resolve like in the browser.
+    return AppTest.from_file(HOME, default_timeout=TIMEOUT).switch_page(PAGE_REL)
 
 
 def labelled(widgets, label):

@@ -12,7 +12,7 @@ from ..config import STATE_DB_NAME
 from .paths import within
 
 TRANSCRIBE_PAGE = "Bulk_Transcribe"
-"""URL path of the working page (set in streamlit_app.py's navigation)."""
+"""URL path of the working page: Streamlit derives it from pages/02_Bulk_Transcribe.py."""
 
 
 @dataclass(frozen=True)

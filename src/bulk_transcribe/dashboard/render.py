@@ -11,6 +11,10 @@ from ..models import Snapshot
 from . import results, views
 from .registry import RunRegistry
 
+HOME_SCRIPT = "streamlit_app.py"
+TRANSCRIBE_SCRIPT = "pages/02_Bulk_Transcribe.py"
+"""Page scripts, relative to the entry script's folder (what st.page_link expects)."""
+
 REFRESH_S = 1.0
 """How often the live monitor polls the run's snapshot."""
 
@@ -21,6 +25,19 @@ CARDS_PER_ROW = 3
 def shared_registry() -> RunRegistry:
     """One registry per server process: runs outlive the browser sessions that started them."""
     return RunRegistry()
+
+
+def page_setup(title: str) -> None:
+    """What every page starts with: wide layout and our own page links.
+
+    Streamlit's automatic menu is switched off (.streamlit/config.toml) because it names the entry script after
+    its file ("streamlit app"); these links say Home and Bulk Transcribe whichever page a visitor lands on.
+    """
+    st.set_page_config(page_title=f"{title} · Bulk Transcribe", page_icon=":material/subtitles:", layout="wide")
+    with st.sidebar:
+        st.page_link(HOME_SCRIPT, label="Home", icon=":material/home:")
+        st.page_link(TRANSCRIBE_SCRIPT, label="Bulk Transcribe", icon=":material/subtitles:")
+        st.divider()
 
 
 def column_config() -> dict:
@@ -62,7 +79,7 @@ def monitor(snapshot: Snapshot, batch_error: str | None = None) -> None:
             for col, card in zip(st.columns(CARDS_PER_ROW), row):
                 with col.container(border=True, key=f"card-{card.video_id}"):
                     st.markdown(f"**{card.title}**")
-                    st.caption(f"{card.stage}" + (f" · worker {card.worker}" if card.worker else ""))
+                    st.caption(f"{card.stage}" + (f" · {card.worker}" if card.worker else ""))
                     st.progress(card.progress, text=card.progress_text)
                     st.caption(f"“{card.line}”" if card.line else "…")
     st.subheader("Videos")
