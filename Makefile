@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on the embedded default: transcribe the bundled sample media (bundled model) with the CLI.
-run: run-cli
+# The main job on the embedded default: the dashboard on http://127.0.0.1:$(PORT) (bundled model; the parallel
+# toggle starts an embedded local Ray). Only this machine can reach it unless you opt out (see README, Security).
+run: setup
+	$(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true
 
 # Headless: transcribe the bundled sample media with the CLI.
 run-cli: setup

@@ -100,6 +100,13 @@ def test_folder_expands_recursively_sorted_media_only(tmp_path, speech_clips):
     assert resolved.duplicates == [str((root / "top.mp4").resolve())]
 
 
+def test_local_files_know_their_duration_before_any_work(jfk_flac, bad_media):
+    """The status table and the longest-first scheduler need lengths up front; reading the header is enough."""
+    jfk, text_file = resolve_inputs([str(jfk_flac), str(bad_media["text_as_mp4"])]).items
+    assert jfk.duration_s == pytest.approx(11.0, abs=0.2)
+    assert text_file.duration_s is None and text_file.error is None  # judged (and failed) when processed
+
+
 def test_missing_file_and_empty_folder_are_error_items(tmp_path):
     (tmp_path / "empty").mkdir()
     missing = tmp_path / "gone.mp4"

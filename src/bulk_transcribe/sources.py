@@ -140,7 +140,9 @@ def _local(text: str) -> Iterator[VideoItem]:
             yield from _folder(path, text)
             return
         if path.is_file():
-            yield VideoItem(str(path.resolve()), SourceKind.FILE, text, title=path.stem)
+            resolved = path.resolve()
+            yield VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem,
+                            duration_s=container_duration(resolved))
             return
     except OSError as exc:  # e.g. a name too long for the file system
         yield _failed(text, SourceKind.FILE, text, f"cannot read {text}: {exc.strerror or exc}")
@@ -168,7 +170,7 @@ def _folder(folder: Path, text: str) -> Iterator[VideoItem]:
         yield _failed(str(root), SourceKind.FILE, text, f"no media files in folder: {root}")
         return
     for path in found:
-        yield VideoItem(str(path), SourceKind.FILE, text, title=path.stem)
+        yield VideoItem(str(path), SourceKind.FILE, text, title=path.stem, duration_s=container_duration(path))
 
 
 def _contain_undecodable_name(item: VideoItem) -> VideoItem:
@@ -282,6 +284,19 @@ def _duration(info: dict[str, Any]) -> float | None:
 
 
 # --------------------------------------------------------------------------------------------- probing
+
+
+def container_duration(path: Path) -> float | None:
+    """The duration a local file's header declares, without decoding (a few ms): lets the table and the
+    longest-first scheduler know local files' lengths before any work starts. None when it cannot tell;
+    probe_media still validates the file before transcription."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            return _declared_duration(container, container.streams.audio[0])
+    except (av.FFmpegError, OSError, UnicodeError, ValueError):
+        return None
 
 
 def probe_media(path: str | os.PathLike[str]) -> float:
