@@ -8,6 +8,7 @@ the video in flight and a rerun on the same OUT resumes.
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -234,7 +235,9 @@ def attach_snapshot(out_dir: Path, run_id: str, ray_address: str | None = None) 
     run = store.run(run_id)
     if run is None:
         return None
-    if run.mode == "parallel" and run.status == "running":
+    # Only look for live actors where they can be: a cluster named by the caller, or the Ray this process already
+    # joined. Starting a Ray just to search it would cost seconds per poll and could never find the run.
+    if run.mode == "parallel" and run.status == "running" and (ray_address or _ray_connected()):
         try:
             from .parallel.cluster import attach
 
@@ -244,3 +247,8 @@ def attach_snapshot(out_dir: Path, run_id: str, ray_address: str | None = None) 
         except Exception:  # noqa: BLE001 — the cluster may be gone; the store still knows the run
             pass
     return store.snapshot(run_id)
+
+
+def _ray_connected() -> bool:
+    ray = sys.modules.get("ray")  # never import ray here: sequential mode must not pay for it
+    return bool(ray is not None and ray.is_initialized())

@@ -182,7 +182,7 @@ def _config_from_dict(data: dict, out_dir: Path) -> RunConfig:
 
 
 def _ray_problem(config: RunConfig) -> str | None:
-    from .ray_check import ray_address_problem
+    from ..parallel.preflight import ray_address_problem
 
     effective = config.with_env_overrides()  # the operator's override decides the mode, as in the engine
     if not effective.parallel:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import available_cpus
+from .preflight import ray_address_problem
 
 NAMESPACE = "bulk_transcribe"
 """The Ray namespace that holds every run's named actors."""
@@ -81,6 +82,9 @@ def connect(
             )
             _state["embedded"] = True
         else:
+            problem = ray_address_problem(address)
+            if problem:
+                raise ConnectionError(problem)
             _prepare_client_auth(address)
             context = ray.init(address=address, namespace=namespace)
             _state["embedded"] = False

@@ -1,7 +1,8 @@
 """A quick look before joining a Ray cluster: is anything listening at the address?
 
 `ray.init(address=...)` against an address where nothing listens keeps retrying for minutes. A person who typed a
-wrong address deserves a one-line answer in seconds, so the page checks the TCP port first (no Ray import).
+wrong address deserves a one-line answer in seconds, so the CLI and the page check the TCP port first (no Ray
+import).
 """
 
 from __future__ import annotations
