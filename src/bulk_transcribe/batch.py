@@ -187,8 +187,15 @@ def _execute(
     return BatchResult(run_id, snapshot.counts, manifest, error)
 
 
+BATCH_ERROR_CHARS = 300
+"""Longest batch-level error kept: Ray's errors run to pages, and this line lands on every unfinished video."""
+
+
 def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    """The type and the first non-empty line of the message, capped at BATCH_ERROR_CHARS."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    text = f"{type(exc).__name__}: {' '.join(first.split())}" if first else type(exc).__name__
+    return text if len(text) <= BATCH_ERROR_CHARS else text[: BATCH_ERROR_CHARS - 1] + "…"
 
 
 def start_batch(config: RunConfig, prepared: PreparedBatch | None = None) -> BatchHandle:

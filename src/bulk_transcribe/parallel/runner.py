@@ -325,6 +325,9 @@ class ParallelRun:
     def _teardown(self) -> None:
         import ray
 
+        if not ray.is_initialized():
+            # Ray was shut down under us: any call now would auto-start a brand-new local Ray just to fail.
+            return
         try:
             self.assignments = ray.get(self.actors["scheduler"].assignments.remote())
         except Exception:  # noqa: BLE001
