@@ -7,8 +7,6 @@ Heavy-tailed (lognormal) video durations, 8 videos per worker, for m = 2 ... 64 
   fifo     pull in input order (a plain work queue)
   striped  sort longest-first, then deal round-robin into fixed per-worker lists (static striping, what NVIDIA's
            speech data processor does)
-  ours_reg (simulation only) ours with every worker registered before the first dispatch: shows what the
-           runner's lazy registration costs (see README)
 
 Two measurements of the same policies:
   sim  an exact event simulation (our Scheduler class driven by a simulated clock), median over many draws:
@@ -82,21 +80,17 @@ def _items(costs: list[float]):
             for i, c in enumerate(costs)]
 
 
-def makespan_ours(costs: list[float], m: int, *, register_first: bool = False) -> float:
-    """Our Scheduler on a simulated clock, driven like parallel/runner.py: each worker holds at most two videos
-    (one running, one prefetched when the scheduler grants it); after every completion all workers are refilled.
-
-    `register_first` tells the scheduler about every worker before the first dispatch (the runner does not: a
-    worker becomes known at its first `next_for`)."""
+def makespan_ours(costs: list[float], m: int) -> float:
+    """Our Scheduler on a simulated clock, driven like parallel/runner.py: every worker registered before the first
+    dispatch, each holding at most two videos (one running, one prefetched when the scheduler grants it), and after
+    every completion one `dispatch` call for the workers with room."""
     from bulk_transcribe.parallel.scheduler import Scheduler
 
     now = [0.0]
     sched = Scheduler(clock=lambda: now[0])
     sched.add(_items(costs))
     workers = [f"w{k}" for k in range(m)]
-    if register_first:
-        for w in workers:
-            sched.register(w)
+    sched.register(*workers)
     held: dict[str, deque] = {w: deque() for w in workers}
     running: dict[str, str] = {}
     events: list[tuple[float, int, str]] = []
@@ -111,16 +105,10 @@ def makespan_ours(costs: list[float], m: int, *, register_first: bool = False) -
             heapq.heappush(events, (now[0] + cost, seq, w))
 
     def fill() -> None:
-        for w in workers:
-            for _ in range(2):
-                busy = len(held[w]) + (w in running)
-                if busy >= 2:
-                    break
-                a = sched.next_for(w, prefetch=busy > 0)
-                if a is None:
-                    break
-                held[w].append((a.item.video_id, a.cost))
-                start(w)
+        room = [w for w in workers if len(held[w]) + (w in running) < 2]
+        for a in sched.dispatch(room):
+            held[a.worker].append((a.item.video_id, a.cost))
+            start(a.worker)
 
     fill()
     while events:
@@ -134,14 +122,8 @@ def makespan_ours(costs: list[float], m: int, *, register_first: bool = False) -
     return now[0]
 
 
-def makespan_ours_registered(costs: list[float], m: int) -> float:
-    return makespan_ours(costs, m, register_first=True)
-
-
 MAKESPAN: dict[str, Callable[[list[float], int], float]] = {
     "ours": makespan_ours, "fifo": makespan_fifo, "striped": makespan_striped,
-    # Not a rival: the same scheduler with every worker registered before dispatch starts (see README).
-    "ours_reg": makespan_ours_registered,
 }
 SIM_POLICIES = tuple(MAKESPAN)
 
@@ -204,22 +186,18 @@ def ray_makespans(m: int, seed: int, hosts: list, quick: bool, tag: str) -> dict
     sched = ray.remote(SchedulerActor).options(num_cpus=0).remote(f"bench-{tag}-{m}")
     items = _items(costs)
     ray.get(sched.add.remote(items))
+    ray.get(sched.register.remote(workers))
     cost_of = {it.video_id: c for it, c in zip(items, costs)}
     inflight: dict = {}
     per_worker = {w: 0 for w in workers}
     t0 = time.monotonic()
 
     def fill() -> None:
-        for w in workers:
-            for _ in range(2):
-                if per_worker[w] >= 2:
-                    break
-                a = ray.get(sched.next_for.remote(w, per_worker[w] > 0))
-                if a is None:
-                    break
-                ref = host_of[w].run.remote(w, cost_of[a.item.video_id] * scale)
-                inflight[ref] = (w, a.item.video_id)
-                per_worker[w] += 1
+        room = [w for w in workers if per_worker[w] < 2]
+        for a in ray.get(sched.dispatch.remote(room)):
+            ref = host_of[a.worker].run.remote(a.worker, cost_of[a.item.video_id] * scale)
+            inflight[ref] = (a.worker, a.item.video_id)
+            per_worker[a.worker] += 1
 
     fill()
     while inflight:

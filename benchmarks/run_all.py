@@ -57,7 +57,7 @@ def plot(quick: bool, results: Path = common.RESULTS) -> Path | None:
     if sched_path.is_file():
         sched = json.loads(sched_path.read_text())
         ms = sched["worker_counts"]
-        colours = {"ours": "tab:green", "fifo": "tab:orange", "striped": "tab:red", "ours_reg": "tab:blue"}
+        colours = {"ours": "tab:green", "fifo": "tab:orange", "striped": "tab:red"}
         for kind, style in (("sim", "-"), ("ray", "--")):
             table = sched.get(kind)
             if not table:

@@ -48,8 +48,8 @@ def test_schedules_against_hand_worked_makespans():
     assert bench_scheduling.makespan_fifo(costs, 2) == 6.0  # the long one starts last
     assert bench_scheduling.makespan_striped(costs, 2) == 6.0  # [4, 1, 1] and [1, 1]
     assert bench_scheduling.stripes(costs, 2) == [[4, 1, 3], [0, 2]]
-    # Our scheduler, registered up front, starts the long one first and is optimal here.
-    assert bench_scheduling.makespan_ours(costs, 2, register_first=True) == 4.0
+    # Our scheduler (workers registered up front, as the runner does) starts the long one first and is optimal here.
+    assert bench_scheduling.makespan_ours(costs, 2) == 4.0
     assert bench_scheduling.makespan_ours([3.0], 4) == 3.0
 
 
@@ -58,7 +58,7 @@ def test_simulated_lpt_stays_within_grahams_bound():
     assert len(costs) == 64 and min(costs) > 0
     for m in (2, 8):
         bound = bench_scheduling.lower_bound(costs, m)
-        ours = bench_scheduling.makespan_ours(costs, m, register_first=True)
+        ours = bench_scheduling.makespan_ours(costs, m)
         assert bound <= ours <= (4 / 3 - 1 / (3 * m)) * bound + 1e-9
 
 
