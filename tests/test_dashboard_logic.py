@@ -299,3 +299,25 @@ def test_results_list_zip_and_refuse_files_outside_the_run(tmp_path):
     with zipfile.ZipFile(io.BytesIO(results.run_zip(snap, out))) as archive:
         assert sorted(archive.namelist()) == ["One/transcript.srt", "One/transcript.txt", MANIFEST_NAME]
     assert results.zip_name(snap, out) == "out-run-1.zip"
+
+
+def test_a_run_whose_process_died_is_told_apart_from_a_live_one(tmp_path):
+    """A store that stopped changing while the run is unfinished means its server or CLI died: offer Resume."""
+    import time
+
+    from bulk_transcribe.config import RunConfig
+    from bulk_transcribe.dashboard.history import ORPHAN_AFTER_S, is_orphaned
+    from bulk_transcribe.session_manager import SessionStore
+
+    config = RunConfig(out_dir=tmp_path)
+    store = SessionStore(config.state_db)
+    run_id = store.begin_run(config, "sequential")
+    item = VideoItem(str(tmp_path / "a.mp3"), SourceKind.FILE, input="a")
+    store.register_videos(run_id, [item])
+    store.apply_event(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_STARTED))
+    now = time.time()
+    assert not is_orphaned(tmp_path, run_id, now=now)  # just written: a live run
+    assert is_orphaned(tmp_path, run_id, now=now + ORPHAN_AFTER_S + 5)  # silent since: its process is gone
+    store.finish_run(run_id, "finished")
+    assert not is_orphaned(tmp_path, run_id, now=now + ORPHAN_AFTER_S + 5)
+    assert not is_orphaned(tmp_path / "elsewhere", run_id)

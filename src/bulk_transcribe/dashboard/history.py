@@ -66,6 +66,26 @@ def recent_runs(output_root: Path, extra_dirs: Iterable[Path] = (), limit: int =
     return rows[:limit], problems
 
 
+ORPHAN_AFTER_S = 90.0
+"""A run not finished whose store has not changed for this long has lost its process: a live run writes progress
+about once a second, and even one long segment ends well within this."""
+
+
+def is_orphaned(out_dir: Path, run_id: str, idle_s: float = ORPHAN_AFTER_S, now: float | None = None) -> bool:
+    """True when the run never finished and nothing has written to it for `idle_s` (its server or CLI died)."""
+    from ..session_manager import SessionStore
+
+    db = Path(out_dir) / STATE_DB_NAME
+    if not db.is_file():
+        return False
+    with SessionStore(db) as store:
+        run = store.run(run_id)
+        if run is None or run.finished_at is not None or run.status != "running":
+            return False
+        last = max([run.created_at or 0.0] + [v.updated_at for v in store.videos(run_id)])
+    return (now if now is not None else time.time()) - last > idle_s
+
+
 def run_query(run_id: str, out_dir: Path, output_root: Path) -> dict[str, str]:
     """Query parameters that reopen a run on the working page: its id and its folder relative to the root."""
     out = Path(out_dir).resolve()

@@ -123,15 +123,17 @@ def results_block(snapshot: Snapshot, out_dir: Path) -> None:
 
 def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Path) -> None:
     """One run: header, controls, the monitor (live while it runs) and its results."""
-    from .history import run_query
+    from .history import is_orphaned, run_query
 
     snapshot = registry.snapshot(run_id, out_dir)
     if snapshot is None:
         st.warning(f"Run {run_id} was not found in {out_dir}.")
         return
     entry = registry.get(run_id)
-    # Ours: poll while our handle runs. Someone else's (CLI, an earlier server): poll until the store says finished.
-    live = registry.is_live(run_id) if entry is not None else not snapshot.finished
+    # Ours: poll while our handle runs. Someone else's (CLI, an earlier server): poll until the store says finished,
+    # unless the store has gone quiet: then the process that ran it is gone and the run can only be resumed.
+    orphaned = entry is None and not snapshot.finished and is_orphaned(out_dir, run_id)
+    live = registry.is_live(run_id) if entry is not None else not (snapshot.finished or orphaned)
     head, cancel_col, retry_col = st.columns([3, 1, 1], vertical_alignment="bottom")
     head.subheader(f"Run {run_id}")
     head.caption(f"{snapshot.mode.capitalize()} · {len(snapshot.videos)} video(s) · output in `{out_dir}`")
@@ -140,8 +142,12 @@ def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Pat
             registry.cancel(run_id)
             st.toast("Cancelling: videos in progress stop at the next segment.")
     s = views.summary(snapshot)
-    if not live and (s.failed or snapshot.counts.get("cancelled", 0)):
-        if retry_col.button("Retry failed", icon=":material/replay:", key="retry-failed"):
+    if orphaned:
+        st.warning("This run stopped without finishing (the process running it ended). Resume it: finished "
+                   "videos are kept, the rest run again.")
+    if not live and (s.failed or snapshot.counts.get("cancelled", 0) or orphaned):
+        label = "Resume run" if orphaned else "Retry failed"
+        if retry_col.button(label, icon=":material/replay:", key="retry-failed"):
             outcome = registry.retry_failed(run_id, out_dir)
             if outcome.error:
                 st.error(outcome.error)
