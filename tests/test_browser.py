@@ -130,6 +130,19 @@ def settle(page) -> None:
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
 
 
+def final_rows(page, expected: int, timeout_s: float = 60.0) -> list[list[str]]:
+    """The status table once the finished run has been drawn: the grid's DOM fills in after the script run ends,
+    later still on a loaded machine, so poll for it instead of reading it once."""
+    settle(page)
+    deadline = time.monotonic() + timeout_s
+    rows = table_rows(page)
+    while time.monotonic() < deadline and not (len(rows) == expected and all(r and r[0] for r in rows)
+                                               and "done" in statuses(rows)):
+        page.wait_for_timeout(500)
+        rows = table_rows(page)
+    return rows
+
+
 def table_rows(page) -> list[list[str]]:
     """Cell texts of the status table (the grid's accessible DOM; the visible table is a canvas)."""
     return page.evaluate(
@@ -233,8 +246,7 @@ def test_sequential_run_one_card_and_a_reload_mid_run(page, app_url, long_clips,
     after = [s for s in samples if s["rows"]]
     assert after and max(len(s["rows"]) for s in after) == 4
 
-    settle(page)
-    rows = table_rows(page)
+    rows = final_rows(page, 4)
     assert statuses(rows) == ["done"] * 4 and {row[4] for row in rows} == {"local"}
     download_txt(page, out_root / "sequential", tmp_path)
     page.screenshot(path=tmp_path / "sequential-done.png", full_page=True)
@@ -266,8 +278,7 @@ def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, 
     percents = [s["percent"] for s in samples if s["percent"] is not None]
     assert any(0 < p < 100 for p in percents) and max(percents) > min(percents)  # global progress advanced
 
-    settle(page)
-    rows = table_rows(page)
+    rows = final_rows(page, len(long_clips))
     assert len(rows) == len(long_clips) and statuses(rows) == ["done"] * len(long_clips)
     assert len({row[4] for row in rows}) >= 2  # both workers transcribed some of the videos
     download_txt(page, out_root / "parallel", tmp_path)

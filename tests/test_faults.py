@@ -42,7 +42,8 @@ from bulk_transcribe.session_manager import SessionStore
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-PAGE = str(REPO / "pages" / "02_Bulk_Transcribe.py")
+HOME = str(REPO / "streamlit_app.py")
+PAGE = "pages/02_Bulk_Transcribe.py"  # entered through the entry script, as the server does: page links resolve
 OUTPUT_FILES = {"transcript.txt", "transcript.srt", "transcript.vtt", "transcript.json"}
 CEILING_S = 300  # a hang guard for the test itself, never an assertion on speed
 
@@ -249,8 +250,8 @@ DASHBOARD_HOST = textwrap.dedent("""
     import sys, time
     from streamlit.testing.v1 import AppTest
 
-    page, videos = sys.argv[1], sys.argv[2]
-    at = AppTest.from_file(page, default_timeout=120).run()
+    home, page, videos = sys.argv[1], sys.argv[2], sys.argv[3]
+    at = AppTest.from_file(home, default_timeout=120).switch_page(page).run()
     at.text_area[0].input(videos).run()
     next(b for b in at.button if b.label == "Start transcription").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -286,7 +287,7 @@ def test_dashboard_process_killed_mid_run_then_resumed_from_the_store(tmp_path, 
     out = output_root / "transcripts"
     db = out / STATE_DB_NAME
 
-    host = subprocess.Popen([sys.executable, "-c", DASHBOARD_HOST, PAGE, videos], env=env, cwd=str(output_root),
+    host = subprocess.Popen([sys.executable, "-c", DASHBOARD_HOST, HOME, PAGE, videos], env=env, cwd=str(output_root),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         run_line = host.stdout.readline()
@@ -313,7 +314,7 @@ def test_dashboard_process_killed_mid_run_then_resumed_from_the_store(tmp_path, 
     from bulk_transcribe.dashboard import render
 
     render.shared_registry.clear()
-    page = AppTest.from_file(PAGE, default_timeout=120)
+    page = AppTest.from_file(HOME, default_timeout=120).switch_page(PAGE)
     page.query_params.update({"run": run_id, "out": "transcripts"})
     page.run()
     assert not page.exception, page.exception
@@ -321,7 +322,7 @@ def test_dashboard_process_killed_mid_run_then_resumed_from_the_store(tmp_path, 
     assert len(statuses) == 4 and statuses.count("done") == done_before
 
     # Submitting the same videos again resumes: done ones stay done (not redone), the rest run once.
-    again = AppTest.from_file(PAGE, default_timeout=120).run()
+    again = AppTest.from_file(HOME, default_timeout=120).switch_page(PAGE).run()
     again.text_area[0].input(videos).run()
     next(b for b in again.button if b.label == "Start transcription").click().run()
     assert not again.exception and not again.error, [e.value for e in again.error]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+import traceback
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,12 @@ class BatchHandle:
         return self
 
     def _run(self) -> None:
-        self.result = _execute(self.prepared, self._sink, self._cancel, self._on_parallel_snapshot)
+        try:
+            self.result = _execute(self.prepared, self._sink, self._cancel, self._on_parallel_snapshot)
+        except BaseException as exc:  # noqa: BLE001 — a dead thread must never leave a caller waiting forever
+            traceback.print_exc()
+            manifest = self.prepared.config.out_dir / MANIFEST_NAME
+            self.result = BatchResult(self.run_id, {}, manifest, f"the batch crashed: {_one_line(exc)}")
         self.error = self.result.error
 
     def _on_parallel_snapshot(self, snapshot: Snapshot) -> None:

@@ -238,6 +238,10 @@ class ParallelRun:
         )
         try:
             self._run_loop()
+        except SystemExit as exc:
+            # Ray answers a call made after its shutdown (or the loss of its cluster) with SystemExit; in this
+            # driver thread that is a failed batch to report, not a reason to end the process.
+            raise RuntimeError("Ray shut down under the run (the cluster was stopped or lost)") from exc
         finally:
             self._teardown()
 
