@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 

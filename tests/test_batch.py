@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from bulk_transcribe.batch import attach_snapshot, prepare_batch, retry_failed, run_batch, start_batch
 from bulk_transcribe.config import PARALLEL_ENV, RunConfig, TranscribeOptions
 from bulk_transcribe.models import VideoStatus

@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from bulk_transcribe.cli import build_parser, main, parse_size
 from bulk_transcribe.config import STATE_DB_NAME
 from bulk_transcribe.session_manager import SessionStore
+from processes import sigkill_when
 from textmetrics import wer
 
 CLI = [sys.executable, "-m", "bulk_transcribe.cli"]
@@ -134,16 +133,7 @@ def test_sigkill_mid_batch_then_rerun_resumes_without_redoing(tmp_path, speech_c
     args = CLI + ["run", str(folder), "--out", str(out), "--cpu-threads", "1", "--quiet"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not _done_ids(db) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert proc.poll() is None, "the batch finished before it could be killed: make it longer"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(proc, lambda: bool(_done_ids(db)), too_soon="the batch finished before it could be killed")
     done_before = _done_ids(db)
     assert 1 <= len(done_before) < 5
     stamps = {}

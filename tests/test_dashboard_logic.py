@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from bulk_transcribe.config import MANIFEST_NAME
 from bulk_transcribe.dashboard import paths, results, uploads, views
 from bulk_transcribe.dashboard.settings import DashboardSettings
 from bulk_transcribe.dashboard.submit import RunSettings, Submission, build_run, input_lines
-from bulk_transcribe.models import EventKind, ProgressEvent, SourceKind, VideoItem, VideoStatus
+from bulk_transcribe.models import EventKind, ProgressEvent, SourceKind, VideoItem
 from bulk_transcribe.progress import ProgressTracker
 
 

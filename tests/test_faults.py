@@ -26,13 +26,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import media
+from processes import sigkill_when
 from bulk_transcribe.batch import prepare_batch, run_batch
 from bulk_transcribe.config import MANIFEST_NAME, STATE_DB_NAME, RunConfig, TranscribeOptions
 from bulk_transcribe.models import EventKind, SourceKind, VideoItem, VideoStatus
@@ -293,12 +293,7 @@ def test_dashboard_process_killed_mid_run_then_resumed_from_the_store(tmp_path, 
         run_line = host.stdout.readline()
         assert run_line.startswith("RUN "), run_line + host.stderr.read()[-3000:]
         run_id = run_line.split()[1]
-        deadline = time.monotonic() + CEILING_S
-        while _done_count(db) < 1 and host.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert host.poll() is None, host.stderr.read()[-3000:]
-        host.send_signal(signal.SIGKILL)
-        host.wait(30)
+        sigkill_when(host, lambda: _done_count(db) >= 1, timeout_s=CEILING_S)
     finally:
         if host.poll() is None:
             host.kill()

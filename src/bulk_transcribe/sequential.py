@@ -4,7 +4,6 @@ feeds the same events as the parallel engine so every screen and output looks th
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
