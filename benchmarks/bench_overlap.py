@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
               "compute_s": compute, "download_s": download, "pipeline_s": pipeline, "sequential_s": sequential,
               "compute_wall_s": compute_wall, "pipeline_wall_s": pipeline_wall, "first_download_s": first_download,
               "ratios": ratios}
-    if not args.no_save:
-        common.save("overlap", args.quick, result)
-    print(common.ratios_line(ratios), flush=True)
-    return result
+    return common.finish("overlap", args, result)
 
 
 if __name__ == "__main__":

@@ -312,10 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("goal: per-video figures flat (flatness ~1.0; > 2 means the cost grows with the batch)")
     result = {"sizes": sizes, "per_size": {str(n): v for n, v in per.items()}, "dashboard": dash,
               "actor_body_dispatch_us_per_video": {str(n): v for n, v in body.items()}, "ratios": ratios}
-    if not args.no_save:
-        common.save("scale", args.quick, result)
-    print(common.ratios_line(ratios), flush=True)
-    return result
+    return common.finish("scale", args, result)
 
 
 if __name__ == "__main__":

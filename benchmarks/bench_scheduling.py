@@ -293,10 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"worker_counts": list(WORKER_COUNTS), "sim": {str(m): v for m, v in sim.items()},
               "ray": {str(m): v for m, v in real.items()} if real else None,
               "sim_draws": len(sim_seeds), "ray_draws": len(ray_seeds), "ratios": ratios}
-    if not args.no_save:
-        common.save("scheduling", args.quick, result)
-    print(common.ratios_line(ratios), flush=True)
-    return result
+    return common.finish("scheduling", args, result)
 
 
 if __name__ == "__main__":

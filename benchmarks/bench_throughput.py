@@ -259,10 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{r['seq_outside_model_per_video_s']:.3f} s); Ray start (one-time, not in par) {result['ray_start_s']:.1f} s")
     print(f"par/seq with the one-time Ray start counted (a cold batch): {r['par_cold_over_seq']:.2f}")
     print("goals: seq/R1 >= 0.95, par/RN >= 0.90, par/seq >= 1.8 (2 cores)")
-    if not args.no_save:
-        common.save("throughput", args.quick, result)
-    print(common.ratios_line(r), flush=True)
-    return result
+    return common.finish("throughput", args, result)
 
 
 if __name__ == "__main__":

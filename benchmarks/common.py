@@ -81,6 +81,14 @@ def machine() -> dict[str, object]:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
+def finish(name: str, args, result: dict) -> dict:
+    """Every benchmark's ending: save its result (unless --no-save), then print its RATIOS line last."""
+    if not args.no_save:
+        save(name, args.quick, result)
+    print(ratios_line(result["ratios"]), flush=True)
+    return result
+
+
 def save(name: str, quick: bool, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}{'_quick' if quick else ''}.json"

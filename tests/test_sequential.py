@@ -32,6 +32,18 @@ def register(config, items):
     return store.register_videos(run_id, items)
 
 
+def cancel_on(kind):
+    """A cancel flag that the first event of `kind` sets, the event list, and the emit that records into it."""
+    cancel, events = threading.Event(), []
+
+    def emit(event):
+        events.append(event)
+        if event.kind == kind:
+            cancel.set()
+
+    return cancel, events, emit
+
+
 def terminal_events(events):
     by_video = {}
     for e in events:
@@ -68,14 +80,7 @@ def test_every_video_ends_once_and_bad_ones_do_not_stop_the_batch(config, proces
 def test_cancel_stops_between_videos_and_marks_the_rest(config, processor, speech_clips):
     items = [VideoItem(str(c.path), SourceKind.FILE, input=c.name) for c in speech_clips.values()]
     records = register(config, items)
-    cancel = threading.Event()
-    events = []
-
-    def emit(event):
-        events.append(event)
-        if event.kind == EventKind.DONE:
-            cancel.set()
-
+    cancel, events, emit = cancel_on(EventKind.DONE)
     run_sequential(config, records, emit, cancel_event=cancel, processor=processor)
     ends = terminal_events(events)
     assert len(ends) == 4 and all(len(v) == 1 for v in ends.values())
@@ -86,13 +91,6 @@ def test_cancel_stops_between_videos_and_marks_the_rest(config, processor, speec
 
 def test_cancel_mid_video_is_cancelled_not_failed(config, processor, jfk_flac):
     records = register(config, [VideoItem(str(jfk_flac), SourceKind.FILE, input="jfk")])
-    cancel = threading.Event()
-    events = []
-
-    def emit(event):
-        events.append(event)
-        if event.kind == EventKind.TRANSCRIBE_STARTED:
-            cancel.set()
-
+    cancel, events, emit = cancel_on(EventKind.TRANSCRIBE_STARTED)
     run_sequential(config, records, emit, cancel_event=cancel, processor=processor)
     assert [e.kind for e in events if e.kind in TERMINAL] == [EventKind.CANCELLED]

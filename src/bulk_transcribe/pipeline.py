@@ -48,7 +48,7 @@ class _Throttle:
 
 def safer_options(options: TranscribeOptions) -> TranscribeOptions:
     """Options for a retry after a runaway decode: VAD drops the silence that feeds repetition loops."""
-    return replace(options, vad_filter=True, beam_size=max(options.beam_size, 1))
+    return replace(options, vad_filter=True)
 
 
 class VideoProcessor:
