@@ -7,7 +7,7 @@ OUT ?= transcripts
 PORT ?= 8501
 APT_PACKAGES := espeak-ng chromium
 
-.PHONY: setup system-deps run run-cli test test-fast test-faults bench bench-quick clean
+.PHONY: setup lock system-deps run run-cli test test-fast test-faults bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -19,12 +19,26 @@ system-deps:
 	  else echo "Please install:$$missing (sudo apt-get install$$missing)"; fi; \
 	fi
 
-$(STAMP): pyproject.toml
+# Python packages come from requirements.lock (exact versions and hashes), so a fresh clone installs the same set on
+# any day; pyproject.toml keeps the ranges. uv itself is pinned: it resolves and installs from the same index as pip.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+LOCK_FLAGS := --extra dev --generate-hashes --universal --python-version 3.11
+
+$(STAMP): pyproject.toml requirements.lock
 	$(MAKE) system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(UV) pip sync -q --python $(BIN)/python requirements.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve the ranges in pyproject.toml to today's newest versions, on purpose (after changing a dependency, or to
+# take upgrades): review the diff of requirements.lock, run `make test`, commit both files together.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(UV) pip compile -q pyproject.toml $(LOCK_FLAGS) --upgrade -o requirements.lock
 
 # The main job on the embedded default: the dashboard on http://127.0.0.1:$(PORT) (bundled model; the parallel
 # toggle starts an embedded local Ray). Only this machine can reach it unless you opt out (see README, Security).

@@ -208,12 +208,23 @@ class Transcriber:
 
 
 def _segment(seg, with_words: bool) -> models.Segment:
+    start, end = float(seg.start), float(seg.end)
     words = None
     if with_words:
-        words = [
-            models.Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in (seg.words or [])
-        ]
-    return models.Segment(float(seg.start), float(seg.end), seg.text, words)
+        words = [_word_inside(w, start, end) for w in (seg.words or [])]
+    return models.Segment(start, end, seg.text, words)
+
+
+def _word_inside(w, seg_start: float, seg_end: float) -> models.Word:
+    """A word clamped to its segment.
+
+    faster-whisper's word alignment can put a word's edge a few hundredths past its segment's (seen: " you" ending
+    at 7.58 s in a segment that ends at 7.54 s). Subtitle editors and JSON consumers read words inside their
+    segment, so the project's output holds that invariant: a word never starts before or ends after its segment.
+    """
+    start = min(max(float(w.start), seg_start), seg_end)
+    end = min(max(float(w.end), start), seg_end)
+    return models.Word(start, end, w.word, float(w.probability))
 
 
 def _one_line(exc: BaseException) -> str:
