@@ -9,10 +9,15 @@ a live run by its id, read its snapshot and cancel it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import queue
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from ..config import available_cpus
 from .preflight import ray_address_problem
@@ -53,6 +58,105 @@ def _prepare_client_auth(address: str) -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
+class _RayOwner:
+    """One never-ending thread that starts and stops Ray for the whole process.
+
+    Ray binds its GCS and raylet to the *thread* that forked them (Linux PR_SET_PDEATHSIG): started from a run's
+    own thread, they die when that run ends, and a long-lived server (the dashboard) loses its cluster a minute
+    later. Every ray.init and ray.shutdown therefore runs here, on a daemon thread that lives as long as the
+    process; any thread may ask. Calls from other threads to an initialised Ray are fine (Ray's worker is
+    process-wide).
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        if threading.current_thread() is self._thread:
+            return fn()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="ray-owner", daemon=True)
+                self._thread.start()
+        future: Future = Future()
+        self._requests.put((fn, future))
+        return future.result()
+
+    def _serve(self) -> None:
+        while True:
+            fn, future = self._requests.get()
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 — handed to the caller, this thread must never end
+                future.set_exception(exc)
+
+
+_owner = _RayOwner()
+
+
+@contextlib.contextmanager
+def _daemons_in_own_session() -> Iterator[None]:
+    """Start Ray's daemons (GCS, raylet, agents; their workers follow the raylet) in sessions of their own.
+
+    A terminal's Ctrl-C, a closed terminal's SIGHUP, `timeout -s TERM` and `kill -- -PGID` go to the terminal's
+    foreground process group, and Ray's daemons are in it by default: they died under the run (every video failing
+    with "Ray shut down under the run", or a 60 s hang on "Failed to connect to GCS") before this driver could stop
+    in order. Outside that group only the driver hears those signals; it cancels the run and stops Ray itself.
+    Fate-sharing is kept: the daemons still die with this process (PR_SET_PDEATHSIG), so nothing is orphaned.
+
+    Ray offers no option for this; on Windows it does the same (CREATE_NEW_PROCESS_GROUP) for the same reason. The
+    hook is its own Popen subclass, patched only while ray.init runs, and only where the kernel fate-shares (else
+    Ray's reaper needs the daemons in our group).
+    """
+    try:
+        from ray._private import services, utils
+    except ImportError:  # a Ray without this layout: keep its default, the driver still handles signals
+        yield
+        return
+    original = getattr(services, "ConsolePopen", None)
+    if original is None or not utils.detect_fate_sharing_support() or os.name != "posix":
+        yield
+        return
+
+    class _SessionPopen(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = _SessionPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original
+
+
+def _leave_stop_signals_to_the_driver() -> None:
+    """Keep Ray's core worker (in this process) from taking over SIGTERM.
+
+    It installs absl's failure-signal handler, which logs "*** SIGTERM received …" and, when our own handler was
+    set first (the CLI's graceful stop), ended the process with SIGABRT instead of letting the run stop in order.
+    The switch is Ray's own (RAY_DISABLE_FAILURE_SIGNAL_HANDLER); set on the module rather than the environment so
+    Ray's worker processes keep their crash handler.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:
+        return
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+
+
+class _QuietSigtermWarning(logging.Filter):
+    """ray.init off the main thread warns that it set no SIGTERM handler: intended here (the CLI sets its own)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+logging.getLogger("ray._private.worker").addFilter(_QuietSigtermWarning())
+
+
 def connect(
     address: str | None = None,
     *,
@@ -62,24 +166,38 @@ def connect(
     object_store_memory: int | None = None,
     include_dashboard: bool = True,
 ) -> ClusterInfo:
-    """Start or join Ray once per process; later calls return what is already there."""
+    """Start or join Ray once per process (on the owner thread); later calls return what is already there.
+
+    Raises ConnectionError when this process is already connected elsewhere and `address` names another cluster:
+    Ray allows one connection per process, and silently running on the other one would surprise the user. No
+    address means "whatever this process runs on", starting the embedded one if there is none.
+    """
     import ray
 
-    if not ray.is_initialized():
+    def start() -> ClusterInfo:
+        if ray.is_initialized():
+            if address is not None and address != _state["address"]:
+                where = _state["address"] or "its embedded local Ray"
+                raise ConnectionError(
+                    f"this process is already connected to {where}; restart it to use {address or 'a local Ray'}"
+                )
+            return ClusterInfo(_state["address"], _state["embedded"], _state["dashboard_url"], cluster_resources())
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        _leave_stop_signals_to_the_driver()
         if address is None:
-            context = ray.init(
-                # A bare ray.init() joins RAY_ADDRESS or a `ray start` cluster on this machine (and then rejects
-                # num_cpus); "local" always starts a fresh one, which is what no address means here.
-                address="local",
-                num_cpus=num_cpus or available_cpus(),
-                num_gpus=num_gpus,
-                object_store_memory=object_store_memory or DEFAULT_OBJECT_STORE_BYTES,
-                include_dashboard=include_dashboard,
-                dashboard_host="127.0.0.1",
-                namespace=namespace,
-                log_to_driver=True,
-            )
+            with _daemons_in_own_session():
+                context = ray.init(
+                    # A bare ray.init() joins RAY_ADDRESS or a `ray start` cluster on this machine (and then
+                    # rejects num_cpus); "local" always starts a fresh one, which is what no address means here.
+                    address="local",
+                    num_cpus=num_cpus or available_cpus(),
+                    num_gpus=num_gpus,
+                    object_store_memory=object_store_memory or DEFAULT_OBJECT_STORE_BYTES,
+                    include_dashboard=include_dashboard,
+                    dashboard_host="127.0.0.1",
+                    namespace=namespace,
+                    log_to_driver=True,
+                )
             _state["embedded"] = True
         else:
             problem = ray_address_problem(address)
@@ -91,7 +209,17 @@ def connect(
         url = getattr(context, "dashboard_url", None) or None
         _state["dashboard_url"] = f"http://{url}" if url and not url.startswith("http") else url
         _state["address"] = address
-    return ClusterInfo(_state["address"], _state["embedded"], _state["dashboard_url"], cluster_resources())
+        return ClusterInfo(_state["address"], _state["embedded"], _state["dashboard_url"], cluster_resources())
+
+    return _owner.call(start)
+
+
+def is_connected() -> bool:
+    """True once this process holds a Ray connection (never imports or starts Ray otherwise)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
 
 
 def dashboard_url() -> str | None:
@@ -132,11 +260,15 @@ def cluster_resources() -> dict[str, float]:
 
 
 def shutdown() -> None:
+    """Stop (or leave) Ray, on the owner thread. Only long-lived owners call this (tests, the CLI at exit)."""
     import ray
 
-    if ray.is_initialized():
-        ray.shutdown()
-    _state.update(dashboard_url=None, address=None, embedded=False)
+    def stop() -> None:
+        if ray.is_initialized():
+            ray.shutdown()
+        _state.update(dashboard_url=None, address=None, embedded=False)
+
+    _owner.call(stop)
 
 
 # ---- the run's actors ---------------------------------------------------------------------------------------
