@@ -326,3 +326,66 @@ for vid in json.loads(sys.argv[2]):
 store.close()
 print(json.dumps(wins))
 """
+
+
+# ---- ownership of OUT and each run's own outcome ------------------------------------------------------------
+
+def test_owner_lock_refuses_a_second_owner_naming_the_first(tmp_path):
+    from bulk_transcribe.session_manager import FolderBusy, OwnerLock
+
+    first = OwnerLock(tmp_path, command="bulk-transcribe").acquire("run-1")
+    assert OwnerLock.holder(tmp_path).run_id == "run-1"
+    with pytest.raises(FolderBusy, match=r"in use by bulk-transcribe \(process \d+ on .*run run-1\)"):
+        OwnerLock(tmp_path).acquire()  # the same process: flock belongs to the open file, so this is refused too
+    first.release()
+    assert OwnerLock.holder(tmp_path) is None
+    OwnerLock(tmp_path).acquire().release()
+
+
+def test_owner_lock_is_dropped_when_its_process_is_killed(tmp_path):
+    """A lock, not a guess from silence: SIGKILL the owner and the folder is free at once."""
+    from bulk_transcribe.session_manager import OwnerLock
+
+    code = (f"import sys, time; sys.path.insert(0, {str(REPO_ROOT / 'src')!r})\n"
+            "from bulk_transcribe.session_manager import OwnerLock\n"
+            f"OwnerLock({str(tmp_path)!r}, command='holder').acquire('r1'); print('held', flush=True); "
+            "time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        owner = OwnerLock.holder(tmp_path)
+        assert owner is not None and owner.pid == proc.pid and owner.command == "holder"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert OwnerLock.holder(tmp_path) is None
+
+
+def test_a_run_whose_owner_died_reads_as_stopped_and_keeps_its_own_outcome(tmp_path, store, clock):
+    from bulk_transcribe.session_manager import OwnerLock
+
+    a, b = item("a", 10), item("b", 10)
+    run1 = store.begin_run(config(tmp_path), "sequential")
+    store.register_videos(run1, [a, b])
+    store.apply_event(ev(a, EventKind.DONE, clock.t))
+    store.apply_event(ev(b, EventKind.TRANSCRIBE_STARTED, clock.t))
+    # Nobody holds the folder: its process is gone, so the run is stopped, not running.
+    assert store.run(run1).status == "stopped" and store.runs()[0].stopped
+    # A new owner closes it for good, freezing where it left its videos, then redoes b.
+    lock = OwnerLock(store.db_path.parent).acquire()
+    try:
+        assert store.close_stale_runs() == [run1]
+        clock.t += 5
+        run2 = store.begin_run(config(tmp_path), "sequential")
+        lock.record(run2)
+        store.register_videos(run2, [a, b])
+        assert store.run(run2).status == "running"  # owned by a live process
+        store.apply_event(ev(b, EventKind.DONE, clock.t))
+        store.finish_run(run2, "finished")
+    finally:
+        lock.release()
+    # Each run shows its own outcome: the first stopped with b unfinished; the second finished both.
+    old = store.run(run1)
+    assert old.status == "stopped" and old.counts["done"] == 1 and old.counts["transcribing"] == 1
+    assert [v.status.value for v in store.videos(run1)] == ["done", "transcribing"]
+    assert store.run(run2).counts["done"] == 2

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from .config import MANIFEST_NAME, RunConfig
-from .models import EventKind, ProgressEvent, Snapshot, VideoStatus
+from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
 from .progress import ProgressTracker
-from .session_manager import SessionStore, VideoRecord
+from .session_manager import OwnerLock, SessionStore, VideoRecord
 from .sources import resolve_inputs
 from .writers import write_manifest
 
@@ -38,10 +38,16 @@ class PreparedBatch:
     run_id: str
     records: list[VideoRecord]
     duplicates: list[str] = field(default_factory=list)
+    lock: OwnerLock | None = None
+    """This process's ownership of OUT, held until the batch ends (released by BatchHandle or `release`)."""
 
     @property
-    def mode(self) -> str:
-        return "parallel" if self.config.parallel else "sequential"
+    def mode(self) -> RunMode:
+        return RunMode.PARALLEL if self.config.parallel else RunMode.SEQUENTIAL
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def todo(self) -> list[VideoRecord]:
@@ -63,14 +69,35 @@ class BatchResult:
 
 
 def prepare_batch(config: RunConfig) -> PreparedBatch:
-    """Resolve inputs and register them; done videos from earlier runs on the same OUT stay done (resume)."""
+    """Take ownership of OUT, resolve inputs and register them; done videos from earlier runs stay done (resume).
+
+    Raises FolderBusy (naming the owner) when another live process, or another run of this one, owns OUT.
+    """
     config = config.with_env_overrides()
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    resolved = resolve_inputs(config.inputs, config.input_files, options=config.download)
-    store = SessionStore(config.state_db)
-    run_id = store.begin_run(config, "parallel" if config.parallel else "sequential")
-    records = store.register_videos(run_id, resolved.items)
-    return PreparedBatch(config, store, run_id, records, resolved.duplicates)
+    lock = OwnerLock(config.out_dir).acquire()
+    try:
+        store = SessionStore(config.state_db)
+        store.close_stale_runs()  # runs whose process was killed: we own OUT now, so nobody runs them
+        resolved = resolve_inputs(config.inputs, config.input_files, options=config.download)
+        resolved.items.extend(refused_item(line, why) for line, why in config.rejected)
+        mode = RunMode.PARALLEL if config.parallel else RunMode.SEQUENTIAL
+        run_id = store.begin_run(config, mode.value)
+        lock.record(run_id)
+        records = store.register_videos(run_id, resolved.items)
+        if resolved.duplicates:
+            store.record_duplicates(run_id, resolved.duplicates)
+    except BaseException:
+        lock.release()
+        raise
+    return PreparedBatch(config, store, run_id, records, resolved.duplicates, lock)
+
+
+def refused_item(line: str, reason: str) -> VideoItem:
+    """A failed row for an input line a front end refused (outside the media folder, not a URL): data, like any
+    other failure, so it shows in the table and the manifest."""
+    kind = SourceKind.URL if "://" in line else SourceKind.FILE
+    return VideoItem(line, kind, line, title=line, error=reason)
 
 
 class EventSink:
@@ -111,6 +138,12 @@ class BatchHandle:
         tracker.add_videos(prepared.records)
         self._sink = EventSink(tracker, prepared.store)
         self._latest_parallel: Snapshot | None = None
+        self.phase: str | None = None
+        """What the batch is busy with before videos flow ("starting Ray", "loading the model on 2 workers")."""
+        self.phase_since: float | None = None
+        # Waiters watch this event, not Thread.join: on Python 3.11 a join interrupted by KeyboardInterrupt can
+        # mark a still-running thread as stopped, and the caller would go on without a result.
+        self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"batch-{self.run_id}", daemon=True)
 
     def start(self) -> "BatchHandle":
@@ -119,15 +152,24 @@ class BatchHandle:
 
     def _run(self) -> None:
         try:
-            self.result = _execute(self.prepared, self._sink, self._cancel, self._on_parallel_snapshot)
+            self.result = _execute(self.prepared, self._sink, self._cancel, self._on_parallel_snapshot,
+                                   self._on_phase)
         except BaseException as exc:  # noqa: BLE001 — a dead thread must never leave a caller waiting forever
             traceback.print_exc()
             manifest = self.prepared.config.out_dir / MANIFEST_NAME
             self.result = BatchResult(self.run_id, {}, manifest, f"the batch crashed: {_one_line(exc)}")
-        self.error = self.result.error
+        finally:
+            self._on_phase(None)
+            self.prepared.release()
+            if self.result is not None:
+                self.error = self.result.error
+            self._finished.set()
 
     def _on_parallel_snapshot(self, snapshot: Snapshot) -> None:
         self._latest_parallel = snapshot
+
+    def _on_phase(self, phase: str | None) -> None:
+        self.phase, self.phase_since = phase, (time.time() if phase else None)
 
     def snapshot(self) -> Snapshot:
         # In parallel mode the progress actor is the source of truth; the driver loop pushes its snapshots here.
@@ -146,11 +188,10 @@ class BatchHandle:
 
     @property
     def done(self) -> bool:
-        return self.result is not None
+        return self._finished.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return self.done
+        return self._finished.wait(timeout)
 
 
 def _execute(
@@ -158,6 +199,7 @@ def _execute(
     sink: EventSink,
     cancel_event: threading.Event,
     on_parallel_snapshot: Callable[[Snapshot], None] | None = None,
+    on_phase: Callable[[str | None], None] | None = None,
 ) -> BatchResult:
     config, store, run_id = prepared.config, prepared.store, prepared.run_id
     error = None
@@ -166,11 +208,11 @@ def _execute(
             from .parallel.runner import run_parallel  # sequential never imports ray
 
             run_parallel(config, store, run_id, prepared.todo, cancel_event=cancel_event,
-                         on_snapshot=on_parallel_snapshot)
+                         on_snapshot=on_parallel_snapshot, on_phase=on_phase)
         else:
             from .sequential import run_sequential
 
-            run_sequential(config, prepared.todo, sink, cancel_event=cancel_event)
+            run_sequential(config, prepared.todo, sink, cancel_event=cancel_event, on_phase=on_phase)
     except Exception as exc:  # noqa: BLE001 — a batch-level failure (e.g. Ray unreachable) is reported, not raised
         error = _one_line(exc)
         # Nothing in flight survives a batch failure: mark what is left so the store never shows ghosts.
@@ -180,12 +222,14 @@ def _execute(
                     sink(ProgressEvent(record.video_id, EventKind.FAILED, error=f"batch stopped: {error}"))
         except (OSError, sqlite3.Error):
             pass  # the store cannot be written (disk full): a rerun requeues whatever is not done
-    snapshot = store.snapshot(run_id)
-    status = "failed" if error else ("cancelled" if cancel_event.is_set() else "finished")
+    status = RunStatus.FAILED if error else (RunStatus.CANCELLED if cancel_event.is_set() else RunStatus.FINISHED)
     manifest = config.out_dir / MANIFEST_NAME
+    snapshot = store.snapshot(run_id)
     try:
-        store.finish_run(run_id, status)
-        manifest = write_manifest(config.out_dir, store.manifest_entries(run_id))
+        store.finish_run(run_id, status.value)
+        snapshot = store.snapshot(run_id)
+        # Every video this folder holds, not only this run's: a second batch into the same OUT adds to it.
+        manifest = write_manifest(config.out_dir, store.manifest_entries(None), duplicates=prepared.duplicates)
     except (OSError, sqlite3.Error) as exc:
         # Disk full (or OUT gone read-only) must end the batch with its cause, never leave the caller waiting on a
         # thread that died; every write is atomic, so the outputs and manifest already there stay intact.
@@ -205,7 +249,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def start_batch(config: RunConfig, prepared: PreparedBatch | None = None) -> BatchHandle:
-    return BatchHandle(prepared or prepare_batch(config)).start()
+    prepared = prepared or prepare_batch(config)
+    try:
+        return BatchHandle(prepared).start()
+    except BaseException:
+        prepared.release()
+        raise
 
 
 def run_batch(
@@ -218,18 +267,19 @@ def run_batch(
 ) -> BatchResult:
     """Run a whole batch and block until it ends, calling `on_snapshot` about every `poll_s` seconds."""
     handle = start_batch(config, prepared)
-    try:
-        while not handle.wait(poll_s):
+    while True:
+        try:
+            if handle.wait(poll_s):
+                break
             if cancel_event is not None and cancel_event.is_set():
                 handle.cancel()
             if on_snapshot:
                 on_snapshot(handle.snapshot())
-    except KeyboardInterrupt:
-        handle.cancel()
-        handle.wait()
+        except KeyboardInterrupt:  # callers without their own signal handling: Ctrl-C is a graceful stop
+            handle.cancel()
     if on_snapshot:
         on_snapshot(handle.snapshot())
-    assert handle.result is not None
+    assert handle.result is not None  # set before the finished event, whatever happened in the thread
     return handle.result
 
 

@@ -9,10 +9,8 @@ import argparse
 import contextlib
 import re
 import shutil
-import signal
 import sqlite3
 import sys
-import threading
 from pathlib import Path
 from typing import Sequence, TextIO
 
@@ -28,7 +26,9 @@ from .config import (
     RunConfig,
     TranscribeOptions,
 )
+from .interrupts import GracefulStop, SafeStream
 from .models import Snapshot, VideoStatus
+from .session_manager import FolderBusy
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -231,7 +231,7 @@ class LiveProgress:
 
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .batch import prepare_batch, run_batch
+    from .batch import run_batch
 
     try:
         config = config_from_args(args).with_env_overrides()
@@ -245,6 +245,43 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if not Path(path).is_file():
             stderr.write(f"bulk-transcribe: error: input file not found: {path}\n")
             return EXIT_USAGE
+
+    def on_stop(name: str) -> None:
+        stderr.write(f"\nbulk-transcribe: {name}: stopping — videos in progress are cancelled, finished ones are "
+                     "kept; press Ctrl-C again to quit at once\n")
+        stderr.flush()
+
+    # Signals are ours from here on: before the batch runs, the first one abandons the start (nothing has been
+    # processed); once it runs, the first one is a graceful stop and the second exits at once.
+    with GracefulStop(on_first=on_stop, raise_first=True) as stop:
+        try:
+            prepared = _start_up(config, stdout, stderr)
+        except KeyboardInterrupt:
+            stderr.write("bulk-transcribe: stopped before any video started; nothing was lost\n")
+            return EXIT_INTERRUPTED
+        if isinstance(prepared, int):
+            return prepared
+        stop.raise_first = False
+        if stop.requested:  # a signal landed between the start-up and here
+            prepared.release()
+            return EXIT_INTERRUPTED
+        live = None if args.quiet else LiveProgress(stdout)
+        result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=stop.event)
+
+        snapshot = prepared.store.snapshot(result.run_id)
+        stdout.write("\n" + render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
+        if result.error:
+            stderr.write(f"bulk-transcribe: the batch stopped: {result.error}\n")
+        stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
+        stdout.flush()
+    if stop.requested:
+        return EXIT_INTERRUPTED
+    return result.exit_code
+
+
+def _start_up(config: RunConfig, stdout: TextIO, stderr: TextIO):
+    """Join Ray (parallel), take OUT and register the run: the PreparedBatch, or an exit code after an error."""
+    from .batch import prepare_batch
 
     if config.parallel:
         # Join (or start) Ray before registering the run, so an unreachable cluster fails fast and clearly.
@@ -262,6 +299,9 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     try:
         prepared = prepare_batch(config)
+    except FolderBusy as exc:  # two runs on one OUT would do the same work twice
+        stderr.write(f"bulk-transcribe: error: {exc}\n")
+        return EXIT_FAILED
     except (OSError, sqlite3.Error) as exc:  # e.g. OUT is on a full disk: say so instead of a traceback
         stderr.write(f"bulk-transcribe: error: cannot prepare the batch in {config.out_dir}: "
                      f"{getattr(exc, 'strerror', None) or exc}\n")
@@ -274,26 +314,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                  + (f"; {len(prepared.duplicates)} duplicate input(s) ignored" if prepared.duplicates else "")
                  + "\n")
     stdout.flush()
-
-    cancel = threading.Event()
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    try:
-        live = None if args.quiet else LiveProgress(stdout)
-        result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=cancel)
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
-
-    snapshot = prepared.store.snapshot(result.run_id)
-    stdout.write("\n" + render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
-    if result.error:
-        stderr.write(f"bulk-transcribe: the batch stopped: {result.error}\n")
-    stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
-    if cancel.is_set():
-        return EXIT_INTERRUPTED
-    return result.exit_code
+    return prepared
 
 
 def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -322,7 +343,8 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    # A closed pipe (`| head`) or terminal must never stop a batch: output just goes quiet.
+    stdout, stderr = SafeStream(stdout or sys.stdout), SafeStream(stderr or sys.stderr)
     parser = build_parser()
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):

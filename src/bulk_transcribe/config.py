@@ -31,6 +31,9 @@ STATE_DB_NAME = "bulk_transcribe.sqlite"
 MANIFEST_NAME = "manifest.json"
 """The per-run summary written next to the transcripts."""
 
+LOCK_NAME = ".bulk_transcribe.lock"
+"""The lock file that makes one live process the owner of an output folder (session_manager.OwnerLock)."""
+
 MEDIA_EXTENSIONS = frozenset(
     {
         ".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".oga", ".opus", ".wma", ".aiff", ".aif",
@@ -121,6 +124,9 @@ class RunConfig:
     """Attempts per video before it is marked failed."""
     run_name: str = ""
     """A label for the run shown in history (defaults to the output folder's name)."""
+    rejected: tuple[tuple[str, str], ...] = ()
+    """Input lines a front end refused before the run, as (line, reason): recorded as failed rows, so every line
+    the user gave ends somewhere visible (the table, `status`, the manifest)."""
 
     def __post_init__(self) -> None:
         unknown = set(self.formats) - SUPPORTED_FORMATS
@@ -135,6 +141,7 @@ class RunConfig:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+        object.__setattr__(self, "rejected", tuple((str(line), str(why)) for line, why in self.rejected))
 
     @property
     def state_db(self) -> Path:

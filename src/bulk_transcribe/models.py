@@ -37,6 +37,21 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
+class RunStatus(str, Enum):
+    """Where a whole run stands. STOPPED is never written by a live process: it marks a run whose owner died."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class RunMode(str, Enum):
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+
+
 class SourceKind(str, Enum):
     URL = "url"
     FILE = "file"
@@ -188,14 +203,21 @@ class Snapshot:
     finished_at: float | None
     mode: str = "sequential"
     finished: bool = False
+    overall: float = 0.0
+    """Progress of the whole run, 0..1, weighted by audio length; below 1 while any video is unfinished."""
+    lengths_unknown: int = 0
+    """Unfinished videos whose length is not known yet: while > 0 the progress and ETA are estimates."""
+    lengths_known: int = 0
+    """Videos whose length is known (0: progress counts videos, and there is no honest ETA)."""
 
     @property
     def progress(self) -> float:
-        """Global progress weighted by audio seconds; falls back to counts when durations are unknown."""
-        if self.audio_total_s > 0:
-            return min(1.0, self.audio_done_s / self.audio_total_s)
-        total = len(self.videos)
-        return sum(1 for v in self.videos if v.status.is_terminal) / total if total else 0.0
+        return self.overall
+
+    @property
+    def estimated(self) -> bool:
+        """True while the global figures stand on a guess for videos of unknown length."""
+        return self.lengths_unknown > 0 and not self.finished
 
     @property
     def active(self) -> list[VideoProgress]:

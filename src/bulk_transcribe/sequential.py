@@ -26,6 +26,7 @@ def run_sequential(
     cancel_event: threading.Event | None = None,
     work_dir: Path | None = None,
     processor: VideoProcessor | None = None,
+    on_phase: Callable[[str | None], None] | None = None,
 ) -> None:
     """Process `records` in order; every one ends with exactly one terminal event (done, failed or cancelled)."""
     cancel_event = cancel_event or threading.Event()
@@ -33,7 +34,12 @@ def run_sequential(
     if not todo:
         return
     # The model loads once, and only when there is work: a resumed run with nothing left costs nothing.
-    processor = processor or VideoProcessor(config, work_dir or config.out_dir / ".work", WORKER_NAME)
+    if processor is None:
+        if on_phase:
+            on_phase("loading the model")
+        processor = VideoProcessor(config, work_dir or config.out_dir / ".work", WORKER_NAME)
+        if on_phase:
+            on_phase(None)
     for index, record in enumerate(todo):
         if cancel_event.is_set():
             for rest in todo[index:]:

@@ -11,9 +11,12 @@ from the database looks exactly like the live one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
+import socket
+import sys
 import sqlite3
 import threading
 import time
@@ -22,12 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .config import STATE_DB_NAME, RunConfig
-from .models import EventKind, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
+from .config import LOCK_NAME, STATE_DB_NAME, RunConfig
+from .models import RunStatus, EventKind, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
 from .naming import safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump with a new entry in _MIGRATIONS; PRAGMA user_version records what a database holds."""
 
 BUSY_TIMEOUT_MS = 30_000
@@ -82,6 +85,12 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (run_id, video_id)
     );
     CREATE INDEX run_videos_order ON run_videos(run_id, position);
+    """,
+    # Each run keeps its own outcome: a video redone by a later run no longer rewrites an earlier run's history.
+    2: """
+    ALTER TABLE run_videos ADD COLUMN final_status TEXT;
+    ALTER TABLE run_videos ADD COLUMN final_error TEXT;
+    ALTER TABLE runs ADD COLUMN duplicates_json TEXT NOT NULL DEFAULT '[]';
     """,
 }
 
@@ -151,6 +160,11 @@ class RunRecord:
     @property
     def config(self) -> dict[str, Any]:
         return json.loads(self.config_json)
+
+    @property
+    def stopped(self) -> bool:
+        """Recorded as running, but no live process owns it: it was killed and can only be resumed."""
+        return self.status == RunStatus.STOPPED
 
 
 class SessionStore:
@@ -246,22 +260,59 @@ class SessionStore:
         return run_id
 
     def finish_run(self, run_id: str, status: str) -> None:
+        """Record the run's end and freeze its outcome: each video's status and error as this run leaves them."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", (status, self._clock(), run_id)
             )
+            self._freeze_outcome(conn, run_id)
+
+    @staticmethod
+    def _freeze_outcome(conn: sqlite3.Connection, run_id: str) -> None:
+        conn.execute(
+            "UPDATE run_videos SET "
+            "final_status = (SELECT status FROM videos v WHERE v.video_id = run_videos.video_id), "
+            "final_error = (SELECT error FROM videos v WHERE v.video_id = run_videos.video_id) "
+            "WHERE run_id = ?",
+            (run_id,),
+        )
+
+    def record_duplicates(self, run_id: str, duplicates: list[str]) -> None:
+        """The input lines given more than once (listed once): kept so every line the user gave is accounted for."""
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET duplicates_json = ? WHERE run_id = ?", (json.dumps(duplicates), run_id))
+
+    def duplicates(self, run_id: str) -> list[str]:
+        row = self._conn().execute("SELECT duplicates_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else []
+
+    def close_stale_runs(self, keep: str | None = None) -> list[str]:
+        """Mark every run still recorded as running (except `keep`) as stopped, freezing where it left its videos.
+
+        Call it only while holding the folder's OwnerLock: then no other process can be running them, so a
+        "running" row is one whose process was killed (SIGKILL, power loss) before it could record its end.
+        """
+        with self._write() as conn:
+            stale = [r["run_id"] for r in conn.execute(
+                "SELECT run_id FROM runs WHERE status = ? AND run_id IS NOT ?", (RunStatus.RUNNING.value, keep))]
+            for run_id in stale:
+                conn.execute("UPDATE runs SET status = ? WHERE run_id = ?", (RunStatus.STOPPED.value, run_id))
+                self._freeze_outcome(conn, run_id)
+        return stale
 
     def runs(self) -> list[RunRecord]:
-        """Every run, newest first, with the current status counts of its videos."""
+        """Every run, newest first, each with its own outcome (the counts it ended with, or live ones while it
+        runs); a run recorded as running whose owner is gone reads as stopped."""
         conn = self._conn()
         rows = conn.execute("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC").fetchall()
         counts: dict[str, dict[str, int]] = {}
         for r in conn.execute(
-            "SELECT rv.run_id, v.status, COUNT(*) AS n FROM run_videos rv JOIN videos v USING (video_id) "
-            "GROUP BY rv.run_id, v.status"
+            "SELECT rv.run_id, COALESCE(rv.final_status, v.status) AS status, COUNT(*) AS n "
+            "FROM run_videos rv JOIN videos v USING (video_id) GROUP BY rv.run_id, 2"
         ):
             counts.setdefault(r["run_id"], {})[r["status"]] = r["n"]
-        return [self._run_record(r, counts.get(r["run_id"], {})) for r in rows]
+        live = self._live_run_ids(rows)
+        return [self._run_record(r, counts.get(r["run_id"], {}), live) for r in rows]
 
     def run(self, run_id: str) -> RunRecord | None:
         conn = self._conn()
@@ -271,19 +322,29 @@ class SessionStore:
         counts = {
             r["status"]: r["n"]
             for r in conn.execute(
-                "SELECT v.status, COUNT(*) AS n FROM run_videos rv JOIN videos v USING (video_id) "
-                "WHERE rv.run_id = ? GROUP BY v.status",
+                "SELECT COALESCE(rv.final_status, v.status) AS status, COUNT(*) AS n "
+                "FROM run_videos rv JOIN videos v USING (video_id) WHERE rv.run_id = ? GROUP BY 1",
                 (run_id,),
             )
         }
-        return self._run_record(row, counts)
+        return self._run_record(row, counts, self._live_run_ids([row]))
+
+    def _live_run_ids(self, rows: Iterable[sqlite3.Row]) -> set[str] | None:
+        """Ids of runs a live process owns; None when no run is recorded as running (nothing to check)."""
+        if not any(r["status"] == RunStatus.RUNNING.value for r in rows):
+            return None
+        owner = OwnerLock.holder(self.db_path.parent)
+        return {owner.run_id} if owner is not None else set()
 
     @staticmethod
-    def _run_record(row: sqlite3.Row, counts: dict[str, int]) -> RunRecord:
+    def _run_record(row: sqlite3.Row, counts: dict[str, int], live: set[str] | None = None) -> RunRecord:
         full = {s.value: 0 for s in VideoStatus}
         full.update(counts)
+        status = row["status"]
+        if status == RunStatus.RUNNING.value and live is not None and row["run_id"] not in live:
+            status = RunStatus.STOPPED.value
         return RunRecord(
-            run_id=row["run_id"], name=row["name"], mode=row["mode"], status=row["status"],
+            run_id=row["run_id"], name=row["name"], mode=row["mode"], status=status,
             created_at=row["created_at"], finished_at=row["finished_at"], out_dir=row["out_dir"],
             config_json=row["config_json"], counts=full,
         )
@@ -420,10 +481,12 @@ class SessionStore:
         if run_id is None:
             rows = conn.execute("SELECT * FROM videos ORDER BY position, rowid").fetchall()
             return [_record(r) for r in rows]
-        cols = ", ".join(f"v.{c}" for c in _VIDEO_COLUMNS if c != "position")
+        # A run that has ended shows its own outcome (a later run may have redone its failed videos since).
+        cols = ", ".join(f"v.{c}" for c in _VIDEO_COLUMNS if c not in ("position", "status", "error"))
         rows = conn.execute(
-            f"SELECT {cols}, rv.position AS position FROM run_videos rv JOIN videos v USING (video_id) "
-            "WHERE rv.run_id = ? ORDER BY rv.position",
+            f"SELECT {cols}, rv.position AS position, COALESCE(rv.final_status, v.status) AS status, "
+            "CASE WHEN rv.final_status IS NULL THEN v.error ELSE rv.final_error END AS error "
+            "FROM run_videos rv JOIN videos v USING (video_id) WHERE rv.run_id = ? ORDER BY rv.position",
             (run_id,),
         ).fetchall()
         return [_record(r) for r in rows]
@@ -445,8 +508,8 @@ class SessionStore:
             tracker.mark_finished(at=run["finished_at"])
         return tracker.snapshot()
 
-    def manifest_entries(self, run_id: str) -> list[dict[str, Any]]:
-        """One plain dict per video of the run, in input order, for manifest.json."""
+    def manifest_entries(self, run_id: str | None) -> list[dict[str, Any]]:
+        """One plain dict per video of the run (or of the whole folder with None), in input order."""
         return [
             {
                 "input": r.input,
@@ -465,6 +528,124 @@ class SessionStore:
             }
             for r in self.videos(run_id)
         ]
+
+
+class FolderBusy(RuntimeError):
+    """Another live process owns the output folder."""
+
+    def __init__(self, out_dir: Path, owner: "Owner | None") -> None:
+        self.owner = owner
+        who = owner.describe() if owner else "another process"
+        super().__init__(f"{out_dir} is in use by {who}; wait for it to finish, stop it, or choose another output "
+                         "folder")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who holds an output folder: written into the lock file so a refusal can name it."""
+
+    pid: int
+    host: str
+    command: str
+    started_at: float
+    run_id: str | None = None
+
+    def describe(self) -> str:
+        since = time.strftime("%H:%M", time.localtime(self.started_at))
+        run = f", run {self.run_id}" if self.run_id else ""
+        return f"{self.command} (process {self.pid} on {self.host}, since {since}{run})"
+
+
+class OwnerLock:
+    """One live process owns an output folder at a time: an exclusive flock on OUT/.bulk_transcribe.lock.
+
+    The kernel drops the lock when its process dies however it dies (SIGKILL, OOM, power loss on reboot), so
+    "owned" means a live owner, never a guess from how long the store has been quiet (a stalled download can be
+    quiet for minutes). Within one process a second lock on the same folder is refused too (flock locks belong
+    to the open file), so a dashboard cannot start two runs into one folder either.
+    """
+
+    def __init__(self, out_dir: Path | str, command: str = "") -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / LOCK_NAME
+        self.command = command or _command_name()
+        self._fd: int | None = None
+
+    def acquire(self, run_id: str | None = None) -> "OwnerLock":
+        """Take the folder or raise FolderBusy naming the owner."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        for attempt in range(3):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # A reader probing with a shared lock holds it for microseconds: look twice before refusing.
+                if attempt == 2:
+                    owner = _read_owner(fd)
+                    os.close(fd)
+                    raise FolderBusy(self.out_dir, owner) from None
+                time.sleep(0.05)
+        self._fd = fd
+        self.record(run_id)
+        return self
+
+    def record(self, run_id: str | None) -> None:
+        """Write who owns the folder (and, once known, which run) into the lock file."""
+        if self._fd is None:
+            return
+        owner = Owner(os.getpid(), socket.gethostname(), self.command, time.time(), run_id)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(asdict(owner)).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+            except OSError:
+                pass  # a full or read-only disk: the lock still goes with the close
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> "OwnerLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @staticmethod
+    def holder(out_dir: Path | str) -> Owner | None:
+        """The live owner of `out_dir`, or None when no process holds it (also on a read-only folder)."""
+        path = Path(out_dir) / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _read_owner(fd) or Owner(0, "?", "another process", time.time())
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+
+def _read_owner(fd: int) -> Owner | None:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"null")
+        return Owner(**data) if isinstance(data, dict) else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _command_name() -> str:
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return "the dashboard" if "streamlit" in name else ("bulk-transcribe" if "bulk" in name else name)
 
 
 class _FolderNames:

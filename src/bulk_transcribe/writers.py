@@ -195,8 +195,9 @@ def write_transcript(
     return written
 
 
-def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]]) -> Path:
-    """OUT/manifest.json: one entry per video, as the caller built them, written atomically."""
+def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]], *, duplicates: Sequence[str] = ()) -> Path:
+    """OUT/manifest.json: one entry per video, as the caller built them, and the input lines given more than once
+    (listed once), written atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / config.MANIFEST_NAME
@@ -205,6 +206,7 @@ def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]]) -> Path:
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "count": len(entries),
         "videos": list(entries),
+        "duplicates": list(duplicates),
     }
     # default=str: Paths and other odd values become text; str Enums (VideoStatus) already serialise as values.
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")

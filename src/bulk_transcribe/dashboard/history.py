@@ -66,13 +66,11 @@ def recent_runs(output_root: Path, extra_dirs: Iterable[Path] = (), limit: int =
     return rows[:limit], problems
 
 
-ORPHAN_AFTER_S = 90.0
-"""A run not finished whose store has not changed for this long has lost its process: a live run writes progress
-about once a second, and even one long segment ends well within this."""
+def is_orphaned(out_dir: Path, run_id: str) -> bool:
+    """True when the run never finished and no live process owns its folder (its server or CLI was killed).
 
-
-def is_orphaned(out_dir: Path, run_id: str, idle_s: float = ORPHAN_AFTER_S, now: float | None = None) -> bool:
-    """True when the run never finished and nothing has written to it for `idle_s` (its server or CLI died)."""
+    Ownership is the folder's lock (session_manager.OwnerLock), held by whichever process runs a batch there; a
+    quiet store proves nothing (a stalled download is quiet for minutes while its owner is alive)."""
     from ..session_manager import SessionStore
 
     db = Path(out_dir) / STATE_DB_NAME
@@ -80,10 +78,32 @@ def is_orphaned(out_dir: Path, run_id: str, idle_s: float = ORPHAN_AFTER_S, now:
         return False
     with SessionStore(db) as store:
         run = store.run(run_id)
-        if run is None or run.finished_at is not None or run.status != "running":
-            return False
-        last = max([run.created_at or 0.0] + [v.updated_at for v in store.videos(run_id)])
-    return (now if now is not None else time.time()) - last > idle_s
+    return run is not None and run.stopped
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """What the store says of a run beyond its videos: its own settings, duplicates, and whether it was stopped."""
+
+    config: dict | None = None
+    duplicates: int = 0
+    stopped: bool = False
+
+
+def run_settings(out_dir: Path, run_id: str) -> StoredRun:
+    from ..session_manager import SessionStore
+
+    db = Path(out_dir) / STATE_DB_NAME
+    if not db.is_file():
+        return StoredRun()
+    try:
+        with SessionStore(db) as store:
+            run = store.run(run_id)
+            if run is None:
+                return StoredRun()
+            return StoredRun(run.config, len(store.duplicates(run_id)), run.stopped)
+    except Exception:  # noqa: BLE001 — an unreadable store hides the header details, not the page
+        return StoredRun()
 
 
 def run_query(run_id: str, out_dir: Path, output_root: Path) -> dict[str, str]:

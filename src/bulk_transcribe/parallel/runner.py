@@ -54,13 +54,15 @@ class ParallelRun:
     def __init__(self, config: RunConfig, run_id: str, records: list[VideoRecord], *,
                  cancel_event: threading.Event | None = None,
                  on_snapshot: Callable[[Snapshot], None] | None = None,
-                 store: SessionStore | None = None) -> None:
+                 store: SessionStore | None = None,
+                 on_phase: Callable[[str | None], None] | None = None) -> None:
         self.config = config
         self.store = store
         self.run_id = run_id
         self.records = {r.video_id: r for r in records}
         self.cancel_event = cancel_event or threading.Event()
         self.on_snapshot = on_snapshot
+        self.on_phase = on_phase or (lambda phase: None)
         self.workers: dict[str, _Worker] = {}
         self.actors: dict[str, Any] = {}
         self.safer: set[str] = set()
@@ -197,6 +199,7 @@ class ParallelRun:
             cause = getattr(exc, "cause", None) or exc
             raise RuntimeError(f"{worker.name} could not start: {failure_reason(cause)}") from exc
         worker.ready = True
+        self.on_phase(None)  # videos flow from here: the table and cards say the rest
         log.info("%s ready: %s", worker.name, worker.info)
 
     def _cancel(self) -> None:
@@ -228,6 +231,7 @@ class ParallelRun:
     def run(self) -> None:
         import ray
 
+        self.on_phase("starting Ray")
         info = cluster.connect(self.config.ray_address)
         self.plan = plan_workers(self.config, ray.cluster_resources())
         log.info("parallel run %s: %s; Ray dashboard: %s", self.run_id, self.plan.note, info.dashboard_url)
@@ -266,7 +270,9 @@ class ParallelRun:
         scheduler = self.actors["scheduler"]
         ray.get(scheduler.add.remote(items))
         assert self.plan is not None
-        for _ in range(min(self.plan.workers, max(1, len(items)))):
+        starting = min(self.plan.workers, max(1, len(items)))
+        self.on_phase(f"loading the model on {starting} worker{'' if starting == 1 else 's'}")
+        for _ in range(starting):
             self._start_worker()
         while True:
             poll = ray.get(scheduler.poll.remote())
@@ -366,6 +372,7 @@ def run_parallel(
     *,
     cancel_event: threading.Event | None = None,
     on_snapshot: Callable[[Snapshot], None] | None = None,
+    on_phase: Callable[[str | None], None] | None = None,
 ) -> None:
     """Run `records` on Ray actors; every video ends with exactly one terminal event in the store.
 
@@ -374,4 +381,5 @@ def run_parallel(
     """
     if not records:
         return
-    ParallelRun(config, run_id, list(records), cancel_event=cancel_event, on_snapshot=on_snapshot, store=store).run()
+    ParallelRun(config, run_id, list(records), cancel_event=cancel_event, on_snapshot=on_snapshot, store=store,
+                on_phase=on_phase).run()

@@ -1,0 +1,178 @@
+"""Stopping a real CLI the way terminals and service managers do: signals to its whole process group, a second
+signal, a closed pipe. Every stop must leave a state a person can trust: the run recorded as cancelled (or, after a
+hard exit, shown as stopped), no video left "transcribing", a manifest, no process left behind, a rerun resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+import media
+from bulk_transcribe.config import MANIFEST_NAME, STATE_DB_NAME
+from bulk_transcribe.interrupts import GracefulStop, SafeStream
+
+CLI = [sys.executable, "-m", "bulk_transcribe.cli"]
+CEILING_S = 240  # a hang guard for the test itself, never an assertion on speed
+
+
+@pytest.fixture(scope="module")
+def inputs(jfk_flac, tmp_path_factory) -> Path:
+    """A folder of four ~22 s speech files: long enough that a run is surely mid-video when a signal lands."""
+    samples, rate = media.read_pcm(jfk_flac)
+    folder = tmp_path_factory.mktemp("signals")
+    for n in "abcd":
+        media.write_wav(np.tile(samples, 2), folder / f"speech_{n}.wav", rate)
+    return folder
+
+
+def _rows(db: Path) -> list[tuple[str, str]]:
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT title, status FROM videos").fetchall()
+    except sqlite3.Error:
+        return []
+
+
+def _runs(db: Path) -> list[str]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY created_at")]
+
+
+def _start(args: list[str], **kw) -> subprocess.Popen:
+    """The CLI as a shell starts a job: a process group of its own, inside this session."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(CLI + args, env=env, process_group=0, text=True,
+                            stdout=kw.pop("stdout", subprocess.PIPE), stderr=subprocess.PIPE, **kw)
+
+
+def _wait_for(proc: subprocess.Popen, ready, what: str) -> None:
+    deadline = time.monotonic() + CEILING_S
+    while not ready():
+        assert proc.poll() is None, f"the CLI ended before {what}: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _transcribing(db: Path) -> bool:
+    return any(status == "transcribing" for _, status in _rows(db))
+
+
+def _assert_stopped_cleanly(out: Path, proc: subprocess.Popen, stderr: str) -> None:
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "stopping" in stderr
+    db = out / STATE_DB_NAME
+    assert _runs(db)[-1] == "cancelled"
+    statuses = [status for _, status in _rows(db)]
+    assert statuses and all(s in ("done", "cancelled") for s in statuses), statuses
+    assert "cancelled" in statuses
+    entries = json.loads((out / MANIFEST_NAME).read_text())["videos"]
+    assert len(entries) == len(statuses)
+    work = out / ".work"
+    assert not work.exists() or not any(work.rglob("*")), list(work.rglob("*"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_first_signal_to_the_group_is_a_graceful_stop(tmp_path, inputs, signum):
+    out = tmp_path / "out"
+    proc = _start(["run", str(inputs), "--out", str(out), "--cpu-threads", "1"])
+    _wait_for(proc, lambda: _transcribing(out / STATE_DB_NAME), "a video was transcribing")
+    sent = time.monotonic()
+    os.killpg(proc.pid, signum)  # to the whole group, as a terminal, `timeout` or `kill -- -PGID` does
+    stdout, stderr = proc.communicate(timeout=CEILING_S)
+    print(f"{signal.Signals(signum).name}: stopped {time.monotonic() - sent:.1f} s after the signal")
+    _assert_stopped_cleanly(out, proc, stderr)
+    assert "cancelled" in stdout  # the summary table was printed
+
+    # A rerun resumes: everything ends done, each video once.
+    rerun = subprocess.run(CLI + ["run", str(inputs), "--out", str(out), "--cpu-threads", "1", "--quiet"],
+                           capture_output=True, text=True, timeout=CEILING_S * 2)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(s for _, s in _rows(out / STATE_DB_NAME)) == ["done"] * 4
+
+
+def test_parallel_sigterm_to_the_group_stops_in_order_and_leaves_no_process(tmp_path, inputs):
+    out = tmp_path / "out"
+    proc = _start(["run", str(inputs), "--out", str(out), "--cpu-threads", "1", "--parallel", "--workers", "1"])
+    _wait_for(proc, lambda: _transcribing(out / STATE_DB_NAME), "a video was transcribing on Ray")
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert family, "Ray started no process"
+    os.killpg(proc.pid, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=CEILING_S)
+    _assert_stopped_cleanly(out, proc, stderr)
+    assert "Ray shut down" not in stdout + stderr  # Ray's daemons did not get the group's signal
+    # Nothing left behind: every process Ray started is gone (or a zombie about to be reaped by init).
+    deadline = time.monotonic() + 30
+    alive = family
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.5)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+
+def test_second_signal_exits_at_once_and_the_run_shows_as_stopped(tmp_path, inputs):
+    out = tmp_path / "out"
+    proc = _start(["run", str(inputs), "--out", str(out), "--cpu-threads", "1"])
+    _wait_for(proc, lambda: _transcribing(out / STATE_DB_NAME), "a video was transcribing")
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=CEILING_S)
+    assert proc.returncode == 130
+    status = subprocess.run(CLI + ["status", str(out)], capture_output=True, text=True, timeout=60)
+    first_line = status.stdout.splitlines()[0]
+    assert "running" not in first_line and ("stopped" in first_line or "cancelled" in first_line), status.stdout
+    rerun = subprocess.run(CLI + ["run", str(inputs), "--out", str(out), "--cpu-threads", "1", "--quiet"],
+                           capture_output=True, text=True, timeout=CEILING_S * 2)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(s for _, s in _rows(out / STATE_DB_NAME)) == ["done"] * 4
+    assert _runs(out / STATE_DB_NAME)[0] in ("stopped", "cancelled")
+
+
+def test_closed_stdout_never_stops_the_batch(tmp_path, inputs):
+    """`bulk-transcribe run … | head -1`: the reader leaves after one line; the batch still finishes."""
+    out = tmp_path / "out"
+    read, write = os.pipe()
+    proc = _start(["run", str(inputs), "--out", str(out), "--cpu-threads", "1"], stdout=write)
+    os.close(write)
+    with os.fdopen(read) as reader:
+        assert reader.readline()  # one line, then the pipe's reader is gone
+    stdout, stderr = proc.communicate(timeout=CEILING_S * 2)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+    assert sorted(s for _, s in _rows(out / STATE_DB_NAME)) == ["done"] * 4
+
+
+def test_safe_stream_goes_quiet_after_a_broken_pipe():
+    read, write = os.pipe()
+    stream = SafeStream(os.fdopen(write, "w"))
+    os.close(read)
+    stream.write("x" * 100_000)  # more than a pipe buffer: the write fails with EPIPE
+    stream.flush()
+    assert stream.broken
+    assert stream.write("more") == 4  # dropped, never raised
+
+
+def test_graceful_stop_handler_sets_then_exits(monkeypatch):
+    exits: list[int] = []
+    seen: list[str] = []
+    with GracefulStop(on_first=seen.append, exit_now=exits.append) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stop.requested and seen == ["SIGTERM"] and exits == []
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.05)
+        assert exits == [130]
+    assert signal.getsignal(signal.SIGTERM) is not stop._handle  # handlers restored
