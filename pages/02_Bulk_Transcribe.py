@@ -13,6 +13,7 @@ from bulk_transcribe.dashboard import paths, render, uploads
 from bulk_transcribe.dashboard.history import run_query
 from bulk_transcribe.dashboard.settings import DashboardSettings
 from bulk_transcribe.dashboard.submit import MAX_WORKERS, RunSettings, Submission, build_run
+from bulk_transcribe.dashboard.text import plain
 
 render.page_setup("Transcribe")
 st.title("Bulk Transcribe")
@@ -20,27 +21,33 @@ st.title("Bulk Transcribe")
 try:
     settings = DashboardSettings.from_env()
 except ValueError as exc:
-    st.error(f"Dashboard settings: {exc}")
+    st.error(f"Dashboard settings: {plain(exc)}")
     st.stop()
 registry = render.shared_registry()
 
 # ---- settings (sidebar) -------------------------------------------------------------------------------------
+# Each widget keeps the visitor's last value for the whole browser session, across pages and reopened runs
+# (render.remember); a reopened run shows its own settings in its header, never these.
 with st.sidebar:
     st.header("Settings")
-    parallel = st.toggle("Parallel processing", value=False, help="Run on Ray workers instead of in this process.")
-    workers = st.number_input("Workers", min_value=1, max_value=MAX_WORKERS, value=DEFAULT_WORKERS,
-                              disabled=not parallel, help="Model-holding Ray workers (parallel mode).")
-    model = st.text_input("Model", value=BUNDLED_MODEL,
-                          help="`bundled` (tiny.en, offline), a faster-whisper model name, or a model folder.")
-    language = st.text_input("Language", value="", placeholder="detect", help="ISO code such as en; blank = detect.")
-    formats = st.multiselect("Output formats", list(DEFAULT_FORMATS), default=list(DEFAULT_FORMATS))
-    rate_limit = st.number_input("Download rate limit (KiB/s)", min_value=0, value=0, step=100,
-                                 help="Per download; 0 = unlimited.")
-    pause = st.number_input("Pause between downloads (s)", min_value=0.0, value=0.0, step=0.5)
-    ray_address = st.text_input("Ray address", value="", placeholder="local", disabled=not parallel,
-                                help="Blank starts a local Ray; or auto, HOST:PORT, ray://HOST:10001.")
-    output_folder = st.text_input("Output folder", value=settings.default_output,
-                                  help=f"Inside {settings.output_root}.")
+    parallel = st.toggle("Parallel processing", help="Run on Ray workers instead of in this process.",
+                         **render.remember("parallel", False))
+    workers = st.number_input("Workers", min_value=1, max_value=MAX_WORKERS, disabled=not parallel,
+                              help="Model-holding Ray workers (parallel mode).",
+                              **render.remember("workers", DEFAULT_WORKERS))
+    model = st.text_input("Model", help="`bundled` (tiny.en, offline), a faster-whisper model name, or a model folder.",
+                          **render.remember("model", BUNDLED_MODEL))
+    language = st.text_input("Language", placeholder=render.language_placeholder(model),
+                             help=render.language_help(model), **render.remember("language", ""))
+    formats = st.multiselect("Output formats", list(DEFAULT_FORMATS), **render.remember("formats", list(DEFAULT_FORMATS)))
+    rate_limit = st.number_input("Download rate limit (KiB/s)", min_value=0, step=100,
+                                 help="Per download; 0 = unlimited.", **render.remember("rate_limit", 0))
+    pause = st.number_input("Pause between downloads (s)", min_value=0.0, step=0.5, **render.remember("pause", 0.0))
+    ray_address = st.text_input("Ray address", placeholder="local", disabled=not parallel,
+                                help="Blank starts a local Ray; or auto, HOST:PORT, ray://HOST:10001.",
+                                **render.remember("ray_address", ""))
+    output_folder = st.text_input("Output folder", help=f"Inside {settings.output_root}.",
+                                  **render.remember("output_folder", settings.default_output))
 
 # ---- submit -------------------------------------------------------------------------------------------------
 st.caption("Paste video, playlist, channel or feed URLs, or local paths under "
@@ -78,16 +85,16 @@ if st.button("Start transcription", type="primary", icon=":material/play_arrow:"
     )
     checked = build_run(submission, settings)
     for problem in problems:
-        st.warning(problem)
+        st.warning(plain(problem))
     for warning in checked.warnings:
-        st.warning(warning)
+        st.warning(plain(warning))
     for error in checked.errors:
-        st.error(error)
+        st.error(plain(error))
     if checked.ok:
         with st.spinner(f"Resolving {len(checked.inputs)} input(s)…"):
             outcome = registry.start(checked.config)
         if outcome.error:
-            st.error(outcome.error)
+            st.error(plain(outcome.error))
         else:
             st.query_params.from_dict(run_query(outcome.entry.run_id, outcome.entry.out_dir, settings.output_root))
             if outcome.duplicates:
@@ -100,7 +107,7 @@ if run_id:
         out_dir = paths.confine(st.query_params.get("out", settings.default_output), [settings.output_root],
                                 must_exist=False)
     except ValueError as exc:
-        st.error(f"Cannot open that run: {exc}")
+        st.error(f"Cannot open that run: {plain(exc)}")
         st.stop()
     st.divider()
     render.run_view(registry, run_id, out_dir, settings.output_root)

@@ -6,6 +6,7 @@ parallel mode). Nothing here asserts on time: loops wait for the page to reach a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,12 +14,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 import media
+from bulk_transcribe.dashboard.views import TABLE_COLUMNS
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +75,7 @@ def app_url(tmp_path_factory, media_dir):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, proc, work / "server.log")
-        yield base, work / "out"
+        yield base, work / "out", proc
     finally:
         # Our own process group only: the server and the local Ray it started for parallel runs.
         try:
@@ -164,6 +167,11 @@ def overall_percent(page) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def overall_label(page) -> str:
+    bar = page.locator('.st-key-global-progress [data-testid="stProgress"]')
+    return bar.first.inner_text() if bar.count() else ""
+
+
 def card_count(page) -> int:
     return page.locator('[class*="st-key-card-"]').count()
 
@@ -201,7 +209,8 @@ def watch(page, *, on_sample=None) -> list[dict]:
     while not finished(page):
         if time.monotonic() > deadline:
             pytest.fail(f"the run did not finish; last samples: {samples[-3:]}")
-        sample = {"rows": table_rows(page), "cards": card_count(page), "percent": overall_percent(page)}
+        sample = {"rows": table_rows(page), "cards": card_count(page), "percent": overall_percent(page),
+                  "label": overall_label(page)}
         samples.append(sample)
         if on_sample:
             on_sample(sample)
@@ -209,8 +218,13 @@ def watch(page, *, on_sample=None) -> list[dict]:
     return samples
 
 
+STATUS_COL = TABLE_COLUMNS.index("Status")
+WORKER_COL = TABLE_COLUMNS.index("Worker")
+ERROR_COL = TABLE_COLUMNS.index("Error")
+
+
 def statuses(rows: list[list[str]]) -> list[str]:
-    return [row[3] for row in rows if len(row) > 3]
+    return [row[STATUS_COL] for row in rows if len(row) > STATUS_COL]
 
 
 def download_txt(page, out_dir: Path, tmp_path: Path) -> str:
@@ -227,7 +241,7 @@ def download_txt(page, out_dir: Path, tmp_path: Path) -> str:
 # ---- the tests ------------------------------------------------------------------------------------------------
 
 def test_sequential_run_one_card_and_a_reload_mid_run(page, app_url, long_clips, tmp_path):
-    base, out_root = app_url
+    base, out_root, _ = app_url
     run_id = submit(page, base, long_clips[:4], parallel=False, output_folder="sequential")
     reloaded = {}
 
@@ -247,14 +261,14 @@ def test_sequential_run_one_card_and_a_reload_mid_run(page, app_url, long_clips,
     assert after and max(len(s["rows"]) for s in after) == 4
 
     rows = final_rows(page, 4)
-    assert statuses(rows) == ["done"] * 4 and {row[4] for row in rows} == {"local"}
+    assert statuses(rows) == ["done"] * 4 and {row[WORKER_COL] for row in rows} == {"local"}
     download_txt(page, out_root / "sequential", tmp_path)
     page.screenshot(path=tmp_path / "sequential-done.png", full_page=True)
     print(f"screenshots: {tmp_path}")
 
 
 def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, long_clips, tmp_path):
-    base, out_root = app_url
+    base, out_root, _ = app_url
     submit(page, base, long_clips, parallel=True, output_folder="parallel")
     shots = {}
 
@@ -275,15 +289,119 @@ def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, 
     assert while_running, "the status table never showed while the run was going"
     assert max(len(s["rows"]) for s in while_running) == len(long_clips)  # every video listed during the run
     assert max(s["cards"] for s in samples) >= 2  # two workers, two current-video cards at the same moment
+    assert max(s["cards"] for s in samples) <= 2  # one card per worker: a prefetch is "next up", not a card
+    assert any(st.startswith("next up (worker-") for s in samples for st in statuses(s["rows"]))
+    # Direct links have no length until they are probed: the bar never reads 100% while a video is unfinished,
+    # and says when it is an estimate.
+    early = [s for s in samples if s["rows"] and set(statuses(s["rows"])) != {"done"} and s["percent"] == 100]
+    assert not early, early[:1]
+    assert any("estimated" in s["label"] or "videos done" in s["label"] for s in samples)
     percents = [s["percent"] for s in samples if s["percent"] is not None]
     assert any(0 < p < 100 for p in percents) and max(percents) > min(percents)  # global progress advanced
 
     rows = final_rows(page, len(long_clips))
     assert len(rows) == len(long_clips) and statuses(rows) == ["done"] * len(long_clips)
-    assert len({row[4] for row in rows}) >= 2  # both workers transcribed some of the videos
+    assert len({row[WORKER_COL] for row in rows}) >= 2  # both workers transcribed some of the videos
     download_txt(page, out_root / "parallel", tmp_path)
     shots["done"] = tmp_path / "parallel-done.png"
     page.screenshot(path=shots["done"], full_page=True)
     assert "home" in shots
     for name, path in shots.items():
         print(f"screenshot {name}: {path}")
+
+
+# ---- one server, many runs; text as text; every line accounted for ---------------------------------------------
+
+def wait_not_live(page) -> None:
+    """Until the run has ended: the Cancel button was there and is gone (also for runs with nothing to download)."""
+    deadline = time.monotonic() + RUN_DEADLINE_S
+    page.get_by_role("button", name="Cancel run").wait_for(timeout=RUN_DEADLINE_S * 1000)
+    while page.get_by_role("button", name="Cancel run").count():
+        assert time.monotonic() < deadline, "the run did not end"
+        page.wait_for_timeout(300)
+    settle(page)
+
+
+def test_one_server_many_parallel_runs_and_alive_minutes_later(page, app_url, speech_clips, media_server, tmp_path):
+    """The server owns its Ray for its whole life: parallel runs one after another (one cancelled) never take
+    Ray down with their thread, and the server still serves a new run after 90 quiet seconds."""
+    import psutil
+
+    base, out_root, server = app_url
+    urls = [media_server.url(c.path.name) for c in speech_clips.values()]
+    for n in range(3):
+        submit(page, base, urls, parallel=True, output_folder=f"many-{n}")
+        if n == 1:  # cancel the second one while it runs
+            page.get_by_role("button", name="Cancel run").click()
+        wait_not_live(page)
+        rows = final_rows(page, len(urls)) if n != 1 else table_rows(page)
+        assert len(rows) == len(urls)
+        if n != 1:
+            assert statuses(rows) == ["done"] * len(urls), rows
+    page.screenshot(path=tmp_path / "many-runs.png", full_page=True)
+    page.wait_for_timeout(90_000)  # the minute after which a Ray tied to a dead run thread took the server down
+    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=10) as r:
+        assert r.status == 200
+    zombies = [p.name() for p in psutil.Process(server.pid).children(recursive=True)
+               if p.status() == psutil.STATUS_ZOMBIE]
+    assert not [z for z in zombies if z in ("gcs_server", "raylet")], zombies
+    submit(page, base, urls[:2], parallel=True, output_folder="many-3")
+    wait_not_live(page)
+    assert statuses(final_rows(page, 2)) == ["done", "done"]
+
+
+def test_titles_and_urls_from_outside_are_shown_as_text(page, app_url, speech_clips, media_server, media_dir):
+    """A feed entry titled with markdown (a link, an image) is shown literally; the image is never fetched."""
+    base, _, _ = app_url
+    pixel, phish = media_server.url("pixel.png"), media_server.url("phish")
+    hostile = f"**bold** [click me]({phish}) ![px]({pixel})"
+    clip = speech_clips["weather"].path
+    escaped = hostile.replace("&", "&amp;").replace("<", "&lt;")
+    (media_dir / "hostile.rss").write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://127.0.0.1/</link>'
+        f"<description>d</description><item><title>{escaped}</title>"
+        f'<enclosure url="{media_server.url(clip.name)}" type="audio/mpeg" length="{clip.stat().st_size}"/>'
+        "<guid>hostile-1</guid></item></channel></rss>")
+    media_server.reset_counts()
+    submit(page, base, [media_server.url("hostile.rss")], parallel=False, output_folder="hostile")
+    seen_card = {}
+
+    def look(sample):
+        cards = page.locator('[class*="st-key-card-"]')
+        if cards.count():
+            seen_card["text"] = cards.first.inner_text()
+
+    watch(page, on_sample=look)
+    rows = final_rows(page, 1)
+    assert rows[0][0] == hostile  # the table cell holds the title, character for character
+    if "text" in seen_card:
+        assert hostile in seen_card["text"]
+    assert page.locator(f'a[href="{phish}"]').count() == 0 and page.locator(f'img[src="{pixel}"]').count() == 0
+    # The run id in the URL is text too.
+    page.goto(f"{base}/Bulk_Transcribe?run=" + urllib.parse.quote(f"**Run** [phish]({phish}) ![px]({pixel})"))
+    page.get_by_text("was not found", exact=False).wait_for()
+    assert "**Run** [phish]" in page.inner_text("body")
+    assert media_server.count("pixel.png") == 0 and media_server.count("phish") == 0
+
+
+def test_every_line_ends_somewhere_visible_and_a_reopened_run_shows_its_own_settings(page, app_url, speech_clips,
+                                                                                      media_server):
+    base, out_root, _ = app_url
+    url = media_server.url(speech_clips["train"].path.name)
+    lines = [url, url, "no-such-file.mp4"]  # a duplicate, and a path that is not there
+    run_id = submit(page, base, lines, parallel=False, output_folder="lines")
+    wait_not_live(page)
+    rows = table_rows(page)
+    assert sorted(statuses(rows)) == ["done", "failed"]
+    failed = next(r for r in rows if r[STATUS_COL] == "failed")
+    assert "no such file" in failed[ERROR_COL]
+    header = page.get_by_text("duplicate input(s) listed once", exact=False)
+    assert header.count() and "1 duplicate" in header.first.inner_text()
+    manifest = json.loads((out_root / "lines" / "manifest.json").read_text())
+    assert url in manifest["duplicates"]
+    assert any(e["status"] == "failed" and "no such file" in (e["error"] or "") for e in manifest["videos"])
+    # Reopened from its URL in a fresh browser session (defaults in the form): the header says what the run used.
+    page.context.clear_cookies()
+    page.goto(f"{base}/Bulk_Transcribe?run={run_id}&out=lines")
+    page.get_by_text("model bundled", exact=False).first.wait_for()
+    assert "Sequential" in page.get_by_text("model bundled", exact=False).first.inner_text()

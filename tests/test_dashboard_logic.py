@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -111,7 +112,7 @@ def test_defaults_are_sequential_unlimited_and_detect_language(roots):
     assert result.config.out_dir == roots.output_root / "transcripts"
 
 
-def test_bad_lines_are_skipped_with_their_reason_and_the_rest_goes_ahead(roots):
+def test_bad_lines_become_failed_rows_with_their_reason_and_the_rest_goes_ahead(roots):
     text = "\n".join([
         "https://example.com/v/1",
         "/etc/passwd",
@@ -119,21 +120,27 @@ def test_bad_lines_are_skipped_with_their_reason_and_the_rest_goes_ahead(roots):
         "file:///etc/shadow",
         "talks/missing.mp3",
         "example.com/watch",
-        "https://example.com/v/1",  # duplicate: listed once
+        "https://example.com/v/1",  # duplicate: kept, the engine lists it once and counts it
         "talks",  # a folder: its media files, not notes.txt
     ])
     result = build_run(Submission(videos_text=text), roots)
     assert result.ok
     assert result.config.inputs == (
         "https://example.com/v/1",
+        "https://example.com/v/1",
         str(roots.media_root / "talks" / "a.mp3"),
         str(roots.media_root / "talks" / "b.m4a"),
     )
     warning = result.warnings[0]
-    assert "Skipped 5" in warning
-    for fragment in ("line 2", "outside the allowed media folder", "unsupported URL scheme 'file'",
-                     "no such file", "need http:// or https://"):
+    assert "5 input line(s) cannot be used and are listed as failed" in warning
+    for fragment in ("line 2", "outside the allowed folder", "BULK_TRANSCRIBE_MEDIA_ROOT",
+                     "unsupported URL scheme 'file'", "no such file", "need http:// or https://"):
         assert fragment in warning
+    # Every refused line travels with the run as a failed row with its reason (the table, status, the manifest).
+    refused = dict(result.config.rejected)
+    assert list(refused) == ["/etc/passwd", "../secret.mp3", "file:///etc/shadow", "talks/missing.mp3",
+                             "example.com/watch"]
+    assert "no such file" in refused["talks/missing.mp3"]
 
 
 def test_a_folder_with_a_symlink_out_of_the_root_loses_only_that_file(roots, tmp_path):
@@ -154,7 +161,7 @@ def test_a_list_of_nothing_but_garbage_is_an_error(roots):
     result = build_run(Submission(list_files=[("list.txt", "/etc/passwd\nnot a thing\n")]), roots)
     assert not result.ok
     assert "None of the inputs can be used" in result.errors[0]
-    assert "Skipped 2" in result.warnings[0]
+    assert "2 input line(s) cannot be used" in result.warnings[0]
 
 
 @pytest.mark.parametrize("settings,message", [
@@ -179,8 +186,13 @@ def test_input_lines_skip_blanks_and_comments():
 def test_settings_from_env(tmp_path):
     s = DashboardSettings.from_env({"BULK_TRANSCRIBE_MEDIA_ROOT": "m", "BULK_TRANSCRIBE_MAX_UPLOAD_MB": "7"},
                                    cwd=tmp_path)
-    assert s.media_root == (tmp_path / "m").resolve() and s.upload_dir == s.media_root / "uploads"
-    assert s.output_root == tmp_path.resolve() and s.max_upload_bytes == 7 * 1024 * 1024
+    assert s.media_root == (tmp_path / "m").resolve() and s.upload_dir == s.output_root / "uploads"
+    assert s.max_upload_bytes == 7 * 1024 * 1024
+    # Defaults that fit a person's machine: their home folder for media, a folder of its own for outputs, never
+    # the folder the server was started in (a git checkout filled with transcript folders).
+    plain = DashboardSettings.from_env({}, cwd=tmp_path)
+    assert plain.media_root == Path.home().resolve()
+    assert plain.output_root == (Path.home() / "BulkTranscribe").resolve() and tmp_path not in plain.output_root.parents
     with pytest.raises(ValueError, match="whole number"):
         DashboardSettings.from_env({"BULK_TRANSCRIBE_MAX_UPLOAD_MB": "lots"}, cwd=tmp_path)
 
@@ -243,29 +255,96 @@ def test_table_rows_cards_and_summary_follow_the_events():
     rows = {r["Title"]: r for r in views.status_rows(snap)}
     assert list(rows) == ["Long", "Short", "Bad"]
     assert rows["Long"]["Status"] == "transcribing" and rows["Long"]["Worker"] == "w0"
-    assert rows["Long"]["Duration"] == 30.0 and 0 < rows["Long"]["Progress"] < 1
+    assert rows["Long"]["Duration"] == "0:30" and rows["Long"]["Progress"] == 50
+    assert rows["Short"]["Progress"] == 50 == round(cards[1].progress * 100)  # one figure, table and card alike
+    assert rows["Bad"]["Progress"] is None and rows["Bad"]["ETA"] == "" and rows["Bad"]["Speed"] == ""
 
     tracker.apply(ProgressEvent(ids["bad"], EventKind.FAILED, error="HTTP Error 404: Not Found", attempt=2))
     tracker.apply(ProgressEvent(ids["short"], EventKind.TRANSCRIBE_STARTED, worker="w1"))
     tracker.apply(ProgressEvent(ids["short"], EventKind.DONE, outputs={"txt": "Short/transcript.txt"}))
     snap = tracker.snapshot()
     s = views.summary(snap)
-    assert (s.done, s.failed, s.remaining, s.active, s.total) == (1, 1, 1, 1, 3)
+    assert (s.done, s.failed, s.cancelled, s.in_progress, s.waiting, s.total) == (1, 1, 0, 1, 0, 3)
     # Weighted by audio seconds: 10 s done + 15 of 30 s transcribing, over 60 s in all (not 1 of 3 videos).
     assert s.progress == pytest.approx(25 / 60)
     rows = {r["Title"]: r for r in views.status_rows(snap)}
     assert rows["Bad"]["Error"] == "HTTP Error 404: Not Found" and rows["Bad"]["Attempts"] == 2
-    assert rows["Short"]["Progress"] == 1.0 and rows["Short"]["ETA"] is None
+    assert rows["Bad"]["Progress"] is None  # a failed row keeps no bar
+    assert rows["Short"]["Progress"] == 100 and rows["Short"]["ETA"] == ""
+    assert [r["Title"] for r in views.status_rows(snap, "Failed first")][0] == "Bad"
+    assert [r["Title"] for r in views.status_rows(snap, "Failed")] == ["Bad"]
 
     frame = views.status_frame(snap)
     assert list(frame.columns) == list(views.TABLE_COLUMNS)
-    assert frame.loc[0, "Duration"].total_seconds() == 30
+    assert "None" not in frame.astype(str).to_string().replace("<NA>", "")
+
+
+def test_prefetch_is_next_up_not_work_in_progress():
+    """Two workers, each transcribing one video and downloading the next: two cards, two in progress."""
+    tracker, items = _tracker({"a": 30.0, "b": 30.0, "c": 30.0, "d": 30.0, "e": 30.0})
+    ids = {k: v.video_id for k, v in items.items()}
+    for video, worker in (("a", "worker-0"), ("b", "worker-1")):
+        tracker.apply(ProgressEvent(ids[video], EventKind.DOWNLOAD_STARTED, worker=worker))
+        tracker.apply(ProgressEvent(ids[video], EventKind.TRANSCRIBE_STARTED, worker=worker))
+    for video, worker in (("c", "worker-0"), ("d", "worker-1")):
+        tracker.apply(ProgressEvent(ids[video], EventKind.DOWNLOAD_STARTED, worker=worker))
+        tracker.apply(ProgressEvent(ids[video], EventKind.DOWNLOADED, worker=worker))
+    snap = tracker.snapshot()
+    cards = views.cards(snap)
+    assert [c.title for c in cards] == ["A", "B"] and [c.next_up for c in cards] == [("C",), ("D",)]
+    s = views.summary(snap)
+    assert (s.in_progress, s.waiting) == (2, 3) and s.done + s.failed + s.in_progress + s.waiting == 5
+    rows = {r["Title"]: r["Status"] for r in views.status_rows(snap)}
+    assert rows == {"A": "transcribing", "B": "transcribing", "C": "next up (worker-0)",
+                    "D": "next up (worker-1)", "E": "queued"}
+
+
+def test_counts_add_up_after_a_cancel_and_the_button_says_what_it_does():
+    from bulk_transcribe.dashboard.render import retry_label
+
+    tracker, items = _tracker({k: 10.0 for k in "abcdefg"})
+    ids = [v.video_id for v in items.values()]
+    for vid in ids[:2]:
+        tracker.apply(ProgressEvent(vid, EventKind.TRANSCRIBE_STARTED, worker="local"))
+        tracker.apply(ProgressEvent(vid, EventKind.DONE))
+    for vid in ids[2:]:
+        tracker.apply(ProgressEvent(vid, EventKind.CANCELLED, error="cancelled"))
+    tracker.mark_finished()
+    s = views.summary(tracker.snapshot())
+    assert (s.done, s.failed, s.cancelled, s.in_progress, s.waiting) == (2, 0, 5, 0, 0)
+    assert s.done + s.failed + s.cancelled + s.skipped + s.in_progress + s.waiting == s.total == 7
+    assert s.progress == pytest.approx(2 / 7) and s.progress < 1  # cancelled audio was not transcribed
+    assert retry_label(s, orphaned=False) == "Resume 5 cancelled"
+    tracker.apply(ProgressEvent(ids[0], EventKind.FAILED))  # terminal: ignored
+    assert retry_label(s, orphaned=True) == "Resume run"
+
+
+def test_progress_with_unknown_lengths_is_an_estimate_and_never_complete_early():
+    from bulk_transcribe.progress import describe_eta, describe_progress
+
+    tracker, items = _tracker({"known": 10.0, "x": None, "y": None})
+    ids = {k: v.video_id for k, v in items.items()}
+    tracker.apply(ProgressEvent(ids["known"], EventKind.TRANSCRIBE_STARTED, worker="local"))
+    tracker.apply(ProgressEvent(ids["known"], EventKind.DONE))
+    snap = tracker.snapshot()
+    # One of three videos done; the two unknown ones stand in at the known mean: 10 of 30 s, an estimate.
+    assert snap.progress == pytest.approx(1 / 3) and snap.estimated
+    assert describe_progress(snap).startswith("~33% of the audio (estimated: 2 videos of unknown length)")
+    tracker.apply(ProgressEvent(ids["x"], EventKind.TRANSCRIBE_STARTED, worker="local", duration_s=10.0))
+    tracker.apply(ProgressEvent(ids["x"], EventKind.DONE))
+    snap = tracker.snapshot()
+    assert snap.progress < 1 and describe_eta(snap).startswith(("~", "–"))
+    only_unknown, unknown_items = _tracker({"p": None, "q": None})
+    assert describe_progress(only_unknown.snapshot()) == "0 of 2 videos done (lengths not known yet)"
+    assert describe_eta(only_unknown.snapshot()) == "–"
 
 
 def test_clock_format():
-    assert views.clock(None) == "–"
-    assert views.clock(65.4) == "1:05"
-    assert views.clock(3723) == "1:02:03"
+    from bulk_transcribe.progress import clock
+
+    assert clock(None) == "–"
+    assert clock(65.4) == "1:05"
+    assert clock(3723) == "1:02:03"
 
 
 # ---- results ------------------------------------------------------------------------------------------------
@@ -301,12 +380,11 @@ def test_results_list_zip_and_refuse_files_outside_the_run(tmp_path):
 
 
 def test_a_run_whose_process_died_is_told_apart_from_a_live_one(tmp_path):
-    """A store that stopped changing while the run is unfinished means its server or CLI died: offer Resume."""
-    import time
-
+    """Liveness comes from the folder's owner lock, never from silence: a run whose store has been quiet for
+    minutes (a stalled download) is live while its owner holds OUT, and stopped as soon as the owner is gone."""
     from bulk_transcribe.config import RunConfig
-    from bulk_transcribe.dashboard.history import ORPHAN_AFTER_S, is_orphaned
-    from bulk_transcribe.session_manager import SessionStore
+    from bulk_transcribe.dashboard.history import is_orphaned
+    from bulk_transcribe.session_manager import OwnerLock, SessionStore
 
     config = RunConfig(out_dir=tmp_path)
     store = SessionStore(config.state_db)
@@ -314,9 +392,27 @@ def test_a_run_whose_process_died_is_told_apart_from_a_live_one(tmp_path):
     item = VideoItem(str(tmp_path / "a.mp3"), SourceKind.FILE, input="a")
     store.register_videos(run_id, [item])
     store.apply_event(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_STARTED))
-    now = time.time()
-    assert not is_orphaned(tmp_path, run_id, now=now)  # just written: a live run
-    assert is_orphaned(tmp_path, run_id, now=now + ORPHAN_AFTER_S + 5)  # silent since: its process is gone
+    owner = OwnerLock(tmp_path, command="bulk-transcribe").acquire(run_id)
+    assert not is_orphaned(tmp_path, run_id)  # its owner is alive, however long the store stays quiet
+    owner.release()  # what the kernel does when the owner dies
+    assert is_orphaned(tmp_path, run_id)
     store.finish_run(run_id, "finished")
-    assert not is_orphaned(tmp_path, run_id, now=now + ORPHAN_AFTER_S + 5)
+    assert not is_orphaned(tmp_path, run_id)
     assert not is_orphaned(tmp_path / "elsewhere", run_id)
+
+
+def test_an_english_only_model_refuses_another_language_on_the_form(roots):
+    result = build_run(Submission(videos_text="https://example.com/v/1", settings=RunSettings(language="de")), roots)
+    assert not result.ok and "English only" in result.errors[0] and "'de'" in result.errors[0]
+    ok = build_run(Submission(videos_text="https://example.com/v/1", settings=RunSettings(language="en")), roots)
+    assert ok.ok
+
+
+def test_markdown_in_outside_text_is_shown_literally():
+    from bulk_transcribe.dashboard.text import plain
+
+    hostile = "**bold** [click me](https://x.test/phish) ![px](http://127.0.0.1/pixel.png) :red[x] $y$ <b>"
+    escaped = plain(hostile)
+    # Every markdown-significant character is escaped, so no link, image, colour, maths or HTML can form.
+    assert "](" not in escaped and "![" not in escaped and "**" not in escaped and "<b>" not in escaped
+    assert escaped.replace("\\", "") == hostile

@@ -206,21 +206,28 @@ class _Row:
         self.contrib = _ZERO
 
 
-# What one video adds to the aggregates: (duration known, audio done, audio remaining, pending w/o duration).
-_ZERO = (0.0, 0.0, 0.0, 0)
+# What one video adds to the aggregates:
+# (duration known, audio transcribed, audio remaining, unfinished w/o duration,
+#  audio dealt with (finished videos whole, the transcribed part of one in progress), no duration, finished w/o one)
+_ZERO = (0.0, 0.0, 0.0, 0, 0.0, 0, 0)
 
 
-def _contribution(row: _Row) -> tuple[float, float, float, int]:
+def _contribution(row: _Row) -> tuple[float, float, float, int, float, int, int]:
     v = row.state.progress
     d = v.duration_s if v.duration_s and v.duration_s > 0 else None
-    if v.status is VideoStatus.DONE:
-        return (d or 0.0, d or 0.0, 0.0, 0)
     if v.status.is_terminal:
-        return (d or 0.0, 0.0, 0.0, 0)
+        # Failed and cancelled audio stays in the total and never counts as done: the bar tells the truth.
+        done = v.status in (VideoStatus.DONE, VideoStatus.SKIPPED)
+        transcribed = (d or 0.0) if done else 0.0
+        return (d or 0.0, transcribed, 0.0, 0, transcribed, int(d is None), int(d is None and done))
     if d is None:
-        return (0.0, 0.0, 0.0, 1)
+        return (0.0, 0.0, 0.0, 1, 0.0, 1, 0)
     done = d * v.stage_progress if v.status is VideoStatus.TRANSCRIBING else 0.0
-    return (d, done, d - done, 0)
+    return (d, done, d - done, 0, done, 0, 0)
+
+
+UNFINISHED_CAP = 0.999
+"""Global progress reads 100% only when every video is done: otherwise it stops just short (99.9%)."""
 
 
 class ProgressTracker:
@@ -244,6 +251,9 @@ class ProgressTracker:
         self._audio_done = 0.0
         self._audio_remaining = 0.0
         self._pending_unknown = 0
+        self._processed = 0.0
+        self._unknown = 0
+        self._unknown_processed = 0
         self._baseline_done = 0.0
         self._known = 0  # videos with a known duration, for estimating the unknown ones
         self._first_start: float | None = None
@@ -341,6 +351,7 @@ class ProgressTracker:
             eta = remaining / throughput
         else:
             eta = None
+        fraction = self._overall(total)
 
         self._cache = Snapshot(
             run_id=self.run_id,
@@ -354,9 +365,30 @@ class ProgressTracker:
             finished_at=finished_at,
             mode=self.mode,
             finished=finished,
+            overall=fraction,
+            lengths_unknown=self._unknown - self._unknown_processed,
+            lengths_known=self._known,
         )
         self._cache_version = self._version
         return self._cache
+
+    def _overall(self, total: int) -> float:
+        """The run's progress, 0..1: audio dealt with over all audio, a video of unknown length standing in at
+        the mean known length (an estimate, flagged on the snapshot), or the share of videos finished when no
+        length is known yet. Failed and cancelled videos never count as done, so the bar reads 100% only when
+        every video is done."""
+        if total == 0:
+            return 0.0
+        done = self._counts[VideoStatus.DONE.value] + self._counts[VideoStatus.SKIPPED.value]
+        if done == total:
+            return 1.0
+        if self._known:
+            mean = self._audio_total / self._known
+            whole = self._audio_total + self._unknown * mean
+            fraction = (self._processed + self._unknown_processed * mean) / whole if whole > 0 else 0.0
+        else:
+            fraction = done / total
+        return min(max(0.0, fraction), UNFINISHED_CAP)
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -378,6 +410,9 @@ class ProgressTracker:
         self._audio_done += new[1] - old[1]
         self._audio_remaining = max(0.0, self._audio_remaining + new[2] - old[2])
         self._pending_unknown += new[3] - old[3]
+        self._processed += new[4] - old[4]
+        self._unknown += new[5] - old[5]
+        self._unknown_processed += new[6] - old[6]
         self._known += (new[0] > 0) - (old[0] > 0)
         row.contrib = new
 
@@ -395,3 +430,56 @@ class ProgressTracker:
         else:
             self._active.discard(row.index)
         self._version += 1
+
+
+# ---- words for the global figures: one rule for the dashboard and the CLI -----------------------------------
+
+def clock(seconds: float | None) -> str:
+    """1:02:03 / 4:05 style; '–' when unknown."""
+    if seconds is None:
+        return "–"
+    total = int(round(max(0.0, seconds)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def describe_progress(snapshot: Snapshot) -> str:
+    """What the global bar means, honestly: of the audio when lengths are known, marked as an estimate while some
+    are not, of the videos when none is."""
+    total = len(snapshot.videos)
+    percent = f"{snapshot.progress:.0%}" if snapshot.progress < UNFINISHED_CAP else f"{snapshot.progress:.1%}"
+    if snapshot.lengths_known == 0:
+        done = sum(1 for v in snapshot.videos if v.status in (VideoStatus.DONE, VideoStatus.SKIPPED))
+        return f"{done} of {total} video{'' if total == 1 else 's'} done (lengths not known yet)"
+    if snapshot.estimated:
+        n = snapshot.lengths_unknown
+        return f"~{percent} of the audio (estimated: {n} video{'' if n == 1 else 's'} of unknown length)"
+    return f"{percent} of the audio ({clock(snapshot.audio_done_s)} of {clock(snapshot.audio_total_s)} transcribed)"
+
+
+def describe_eta(snapshot: Snapshot) -> str:
+    """'–' when no honest figure exists (nothing measured yet, or no length known), '~' when it is an estimate."""
+    if snapshot.finished or snapshot.eta_s is None:
+        return "–"
+    return ("~" if snapshot.estimated else "") + clock(snapshot.eta_s)
+
+
+def current_work(snapshot: Snapshot) -> tuple[list[VideoProgress], dict[str, list[VideoProgress]]]:
+    """What each worker does now, and what it has fetched ahead.
+
+    A parallel worker downloads its next video while it transcribes one: that prefetch is not work in progress
+    (counting it made "In progress 4" on 2 workers). Per worker the current video is the one transcribing, else the
+    one whose download started first; the others are its next up, keyed by worker.
+    """
+    by_worker: dict[str, list[VideoProgress]] = {}
+    for v in snapshot.active:
+        by_worker.setdefault(v.worker or "local", []).append(v)
+    current: list[VideoProgress] = []
+    next_up: dict[str, list[VideoProgress]] = {}
+    for worker, videos in by_worker.items():
+        videos.sort(key=lambda v: (v.status is not VideoStatus.TRANSCRIBING, v.started_at or 0.0))
+        current.append(videos[0])
+        if videos[1:]:
+            next_up[worker] = videos[1:]
+    return current, next_up

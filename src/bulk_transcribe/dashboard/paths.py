@@ -36,10 +36,12 @@ def check_url(text: str) -> str:
     return text
 
 
-def confine(text: str | os.PathLike[str], roots: Sequence[Path], *, must_exist: bool = True) -> Path:
+def confine(text: str | os.PathLike[str], roots: Sequence[Path], *, must_exist: bool = True,
+            setting: str = "BULK_TRANSCRIBE_MEDIA_ROOT") -> Path:
     """Resolve a user-given path (relative ones against the first root) and make sure it lies in one of `roots`.
 
-    Raises OutsideRootError when it escapes, FileNotFoundError when `must_exist` and nothing is there.
+    Raises OutsideRootError when it escapes (naming `setting`, the environment variable that moves the root),
+    FileNotFoundError when `must_exist` and nothing is there.
     """
     if not roots:
         raise ValueError("no allowed folders configured")
@@ -52,7 +54,8 @@ def confine(text: str | os.PathLike[str], roots: Sequence[Path], *, must_exist: 
     resolved = path.resolve()
     if not any(_within(resolved, Path(root).resolve()) for root in roots):
         shown = ", ".join(str(r) for r in roots[:1])
-        raise OutsideRootError(f"{raw} is outside the allowed media folder {shown}")
+        raise OutsideRootError(f"{raw} is outside the allowed folder {shown} (the server's operator can allow "
+                               f"another with {setting})")
     if must_exist and not resolved.exists():
         raise FileNotFoundError(f"no such file or folder: {raw}")
     return resolved

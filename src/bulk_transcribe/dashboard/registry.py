@@ -66,8 +66,15 @@ class RunRegistry:
         problem = _ray_problem(config)
         if problem:
             return Outcome(error=problem)
+        from ..session_manager import FolderBusy
+
         try:
+            _connect_ray(config)
             prepared = batch.prepare_batch(config)
+        except FolderBusy as exc:
+            return Outcome(error=f"Not started: {exc}.")
+        except ConnectionError as exc:
+            return Outcome(error=f"Could not reach Ray: {_one_line(exc)}")
         except Exception as exc:  # noqa: BLE001 — shown as st.error, never as a traceback
             return Outcome(error=f"Could not read the inputs: {_one_line(exc)}")
         try:
@@ -92,8 +99,13 @@ class RunRegistry:
         problem = _ray_problem(config)
         if problem:
             return Outcome(error=problem)
+        from ..session_manager import FolderBusy
+
         try:
+            _connect_ray(config)
             handle = batch.retry_failed(config, run_id)
+        except FolderBusy as exc:
+            return Outcome(error=f"Not started: {exc}.")
         except Exception as exc:  # noqa: BLE001
             return Outcome(error=f"Could not retry: {_one_line(exc)}")
         new = RunEntry(handle.run_id, Path(config.out_dir), config, handle)
@@ -133,6 +145,13 @@ class RunRegistry:
     def error(self, run_id: str) -> str | None:
         entry = self.get(run_id)
         return entry.error if entry is not None else None
+
+    def phase(self, run_id: str) -> tuple[str, float] | None:
+        """What a run of ours is busy with before videos flow, and since when (None once they do)."""
+        entry = self.get(run_id)
+        handle = entry.handle if entry is not None else None
+        phase, since = getattr(handle, "phase", None), getattr(handle, "phase_since", None)
+        return (phase, since) if phase and since else None
 
     # -- steering -----------------------------------------------------------------------------------------------
     def cancel(self, run_id: str) -> bool:
@@ -179,6 +198,19 @@ def _config_from_dict(data: dict, out_dir: Path) -> RunConfig:
     top["transcribe"] = TranscribeOptions(**pick(TranscribeOptions, data.get("transcribe", {})))
     top["out_dir"] = out_dir
     return RunConfig(**top)
+
+
+def _connect_ray(config: RunConfig) -> None:
+    """Join (or start) this server's one Ray connection before a parallel run registers.
+
+    The connection belongs to the server process for its whole life (parallel.cluster runs ray.init on a thread
+    that never ends): a run's own thread never starts or stops Ray, so the server and its Ray outlive every run.
+    """
+    effective = config.with_env_overrides()
+    if effective.parallel:
+        from ..parallel.cluster import connect
+
+        connect(effective.ray_address)
 
 
 def _ray_problem(config: RunConfig) -> str | None:

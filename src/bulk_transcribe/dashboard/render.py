@@ -3,6 +3,7 @@ results block. Only `st` calls over data prepared in views.py / results.py; no d
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -10,6 +11,7 @@ import streamlit as st
 from ..models import Snapshot
 from . import results, views
 from .registry import RunRegistry
+from .text import plain
 
 HOME_SCRIPT = "streamlit_app.py"
 TRANSCRIBE_SCRIPT = "pages/02_Bulk_Transcribe.py"
@@ -40,37 +42,78 @@ def page_setup(title: str) -> None:
         st.divider()
 
 
+def remember(name: str, default) -> dict:
+    """Widget arguments that keep the visitor's last value for the whole browser session.
+
+    Streamlit forgets a widget's value once a page without it runs (a visit to Home); a shadow copy outside the
+    widget's own key survives that and seeds the widget when it is drawn again.
+    """
+    key, shadow = f"form-{name}", f"_form-{name}"
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(shadow, default)
+
+    def keep() -> None:
+        st.session_state[shadow] = st.session_state[key]
+
+    keep()
+    return {"key": key, "on_change": keep}
+
+
+def language_placeholder(model: str) -> str:
+    from .submit import english_only
+
+    return "en (this model is English-only)" if english_only(model) else "detect"
+
+
+def language_help(model: str) -> str:
+    from .submit import english_only
+
+    if english_only(model):
+        return ("The bundled model (tiny.en) and other *.en models transcribe English only: leave blank or use en. "
+                "Use a multilingual model (e.g. a local `small` folder) for other languages.")
+    return "ISO code such as en, de or fr; blank = detect."
+
+
 def column_config() -> dict:
     cc = st.column_config
     return {
-        "Title": cc.TextColumn("Title", width="medium", pinned=True),
-        "Source": cc.TextColumn("Source", width="medium"),
-        "Duration": cc.NumberColumn("Duration", format="compact", help="Length of the audio"),
-        "Status": cc.TextColumn("Status"),
-        "Worker": cc.TextColumn("Worker"),
-        "Progress": cc.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent", width="small"),
-        "Speed": cc.NumberColumn("Speed", format="%.1f×", help="Audio seconds per second of transcription"),
-        "Elapsed": cc.NumberColumn("Elapsed", format="compact"),
-        "ETA": cc.NumberColumn("ETA", format="compact"),
-        "Attempts": cc.NumberColumn("Attempts", format="%d"),
+        "Title": cc.TextColumn("Title", width="large"),
+        "Status": cc.TextColumn("Status", width="small"),
+        "Progress": cc.ProgressColumn("Progress", min_value=0, max_value=100, format="%d%%", width="small",
+                                      help="Of the current stage (download, then transcription)"),
         "Error": cc.TextColumn("Error", width="large"),
+        "Duration": cc.TextColumn("Duration", help="Length of the audio"),
+        "Worker": cc.TextColumn("Worker"),
+        "Speed": cc.TextColumn("Speed", help="Audio seconds per second of transcription"),
+        "Elapsed": cc.TextColumn("Elapsed"),
+        "ETA": cc.TextColumn("ETA"),
+        "Attempts": cc.TextColumn("Attempts"),
+        "Source": cc.TextColumn("Source", width="medium"),
     }
 
 
-def monitor(snapshot: Snapshot, batch_error: str | None = None) -> None:
+TABLE_ROW_PX = 35
+TABLE_MAX_PX = 640
+"""The table grows with the run up to ~17 rows visible, so a failed row is rarely below the fold."""
+
+
+def monitor(snapshot: Snapshot, batch_error: str | None = None, phase: tuple[str, float] | None = None) -> None:
     """Everything about a run's progress, in the same layout for both modes."""
     s = views.summary(snapshot)
     if batch_error:
-        st.error(f"The batch stopped: {batch_error}")
+        st.error(f"The batch stopped: {plain(batch_error)}")
+    if phase is not None:
+        what, since = phase
+        st.info(f"{plain(what.capitalize())}… ({time.time() - since:.0f} s)", icon=":material/hourglass_top:")
     with st.container(key="global-progress"):
-        st.progress(s.progress, text=f"Overall: {s.label}")
-        c = st.columns(6)
-        c[0].metric("Done", s.done)
-        c[1].metric("Failed", s.failed)
-        c[2].metric("Remaining", s.remaining)
-        c[3].metric("In progress", s.active)
-        c[4].metric("Throughput", s.throughput, help="Audio seconds transcribed per second of wall time, whole run")
-        c[5].metric("ETA", s.eta)
+        st.progress(s.progress, text=f"Overall: {plain(s.label)}")
+        figures = [("Done", s.done), ("Failed", s.failed), ("Cancelled", s.cancelled)]
+        if s.skipped:
+            figures.append(("Skipped", s.skipped))
+        figures += [("In progress", s.in_progress), ("Waiting", s.waiting)]
+        figures += [("Throughput", s.throughput), ("ETA", s.eta)]
+        for col, (label, value) in zip(st.columns(len(figures)), figures):
+            col.metric(label, value, help=_METRIC_HELP.get(label))
     current = views.cards(snapshot)
     if current:
         st.subheader(f"Now processing ({len(current)})")
@@ -78,13 +121,50 @@ def monitor(snapshot: Snapshot, batch_error: str | None = None) -> None:
             row = current[start:start + CARDS_PER_ROW]
             for col, card in zip(st.columns(CARDS_PER_ROW), row):
                 with col.container(border=True, key=f"card-{card.video_id}"):
-                    st.markdown(f"**{card.title}**")
-                    st.caption(f"{card.stage}" + (f" · {card.worker}" if card.worker else ""))
-                    st.progress(card.progress, text=card.progress_text)
-                    st.caption(f"“{card.line}”" if card.line else "…")
+                    st.markdown(f"**{plain(card.title)}**")
+                    st.caption(plain(card.stage + (f" · {card.worker}" if card.worker else "")))
+                    st.progress(card.progress, text=plain(card.progress_text))
+                    st.caption(f"“{plain(card.line)}”" if card.line else "…")
+                    if card.next_up:
+                        st.caption("Next up: " + plain(", ".join(card.next_up)))
     st.subheader("Videos")
-    st.dataframe(views.status_frame(snapshot), column_config=column_config(), hide_index=True, width="stretch",
-                 key="status-table")
+    show = st.segmented_control("Show", views.FILTERS, default="All", key="table-filter",
+                                label_visibility="collapsed") or "All"
+    frame = views.status_frame(snapshot, show)
+    st.dataframe(frame, column_config=column_config(), hide_index=True, width="stretch", key="status-table",
+                 height=min(TABLE_MAX_PX, TABLE_ROW_PX * (len(frame) + 1) + 3))
+
+
+_METRIC_HELP = {
+    "Waiting": "Queued, or downloaded ahead for a worker (next up); not yet being transcribed",
+    "In progress": "One per worker: the video it is downloading or transcribing now",
+    "Throughput": "Audio seconds transcribed per second of wall time, whole run",
+    "ETA": "Shown once the speed is measured; ~ marks an estimate while some lengths are unknown",
+}
+
+
+def run_header(snapshot: Snapshot, out_dir: Path, settings: dict | None, duplicates: int = 0) -> str:
+    """One line with the run's own settings (not the form's): what a reopened run really used."""
+    parts = [snapshot.mode.capitalize()]
+    if settings:
+        transcribe = settings.get("transcribe") or {}
+        download = settings.get("download") or {}
+        if settings.get("parallel"):
+            parts.append(f"{settings.get('workers')} workers")
+            if settings.get("ray_address"):
+                parts.append(f"Ray {settings['ray_address']}")
+        parts.append(f"model {transcribe.get('model', '?')}")
+        parts.append(f"language {transcribe.get('language') or 'auto'}")
+        parts.append(", ".join(settings.get("formats") or []))
+        if download.get("rate_limit"):
+            parts.append(f"≤ {int(download['rate_limit']) // 1024} KiB/s per download")
+        if download.get("sleep_s"):
+            parts.append(f"{download['sleep_s']:g} s between downloads")
+    parts.append(f"{len(snapshot.videos)} video(s)")
+    if duplicates:
+        parts.append(f"{duplicates} duplicate input(s) listed once")
+    parts.append(f"output in {out_dir}")
+    return plain(" · ".join(parts))
 
 
 def results_block(snapshot: Snapshot, out_dir: Path) -> None:
@@ -116,41 +196,42 @@ def results_block(snapshot: Snapshot, out_dir: Path) -> None:
         if f.format == "txt":
             text_file = f
     shown = text_file or files[chosen][0]
-    st.caption(f"Transcript text · {shown.download_name}")
+    st.caption(f"Transcript text · {plain(shown.download_name)}")
     with st.container(height=240, border=True, key="transcript-view"):
         st.text(results.read_file(shown.path, out_dir).decode("utf-8", "replace"))
 
 
 def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Path) -> None:
-    """One run: header, controls, the monitor (live while it runs) and its results."""
-    from .history import is_orphaned, run_query
+    """One run: header with its own settings, controls, the monitor (live while it runs) and its results."""
+    from .history import run_query, run_settings
 
     snapshot = registry.snapshot(run_id, out_dir)
     if snapshot is None:
-        st.warning(f"Run {run_id} was not found in {out_dir}.")
+        st.warning(f"Run {plain(run_id)} was not found in {plain(out_dir)}.")
         return
     entry = registry.get(run_id)
-    # Ours: poll while our handle runs. Someone else's (CLI, an earlier server): poll until the store says finished,
-    # unless the store has gone quiet: then the process that ran it is gone and the run can only be resumed.
-    orphaned = entry is None and not snapshot.finished and is_orphaned(out_dir, run_id)
+    stored = run_settings(out_dir, run_id)
+    # Ours: poll while our handle runs. Someone else's (CLI, an earlier server): poll while a live process owns the
+    # folder (its lock), else the run was stopped and can only be resumed.
+    orphaned = entry is None and not snapshot.finished and stored.stopped
     live = registry.is_live(run_id) if entry is not None else not (snapshot.finished or orphaned)
     head, cancel_col, retry_col = st.columns([3, 1, 1], vertical_alignment="bottom")
-    head.subheader(f"Run {run_id}")
-    head.caption(f"{snapshot.mode.capitalize()} · {len(snapshot.videos)} video(s) · output in `{out_dir}`")
+    head.subheader(f"Run {plain(run_id)}")
+    head.caption(run_header(snapshot, out_dir, stored.config, stored.duplicates))
     if registry.is_live(run_id):
         if cancel_col.button("Cancel run", icon=":material/stop:", key="cancel-run"):
             registry.cancel(run_id)
-            st.toast("Cancelling: videos in progress stop at the next segment.")
+            st.toast("Cancelling: videos in progress stop within seconds; finished ones are kept.")
     s = views.summary(snapshot)
     if orphaned:
         st.warning("This run stopped without finishing (the process running it ended). Resume it: finished "
                    "videos are kept, the rest run again.")
-    if not live and (s.failed or snapshot.counts.get("cancelled", 0) or orphaned):
-        label = "Resume run" if orphaned else "Retry failed"
+    label = retry_label(s, orphaned)
+    if not live and label:
         if retry_col.button(label, icon=":material/replay:", key="retry-failed"):
             outcome = registry.retry_failed(run_id, out_dir)
             if outcome.error:
-                st.error(outcome.error)
+                st.error(plain(outcome.error))
             else:
                 st.query_params.from_dict(run_query(outcome.entry.run_id, outcome.entry.out_dir, output_root))
                 st.rerun()
@@ -161,15 +242,28 @@ def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Pat
         results_block(snapshot, out_dir)
 
 
+def retry_label(s: views.Summary, orphaned: bool) -> str | None:
+    """The button says what it will do: resume a stopped run, or run the failed and/or cancelled videos again."""
+    if orphaned:
+        return "Resume run"
+    if s.failed and s.cancelled:
+        return f"Retry {s.failed} failed and {s.cancelled} cancelled"
+    if s.failed:
+        return f"Retry {s.failed} failed"
+    if s.cancelled:
+        return f"Resume {s.cancelled} cancelled"
+    return None
+
+
 @st.fragment(run_every=REFRESH_S)
 def live_monitor(run_id: str, out_dir: str) -> None:
     """Re-rendered about once a second on its own, without rerunning (or blocking) the rest of the page."""
     registry = shared_registry()
     snapshot = registry.snapshot(run_id, Path(out_dir))
     if snapshot is None:
-        st.warning(f"Run {run_id} is no longer readable.")
+        st.warning(f"Run {plain(run_id)} is no longer readable.")
         return
-    monitor(snapshot, registry.error(run_id))
+    monitor(snapshot, registry.error(run_id), registry.phase(run_id))
     entry = registry.get(run_id)
     finished = (entry is not None and entry.done) or (entry is None and snapshot.finished)
     if finished:

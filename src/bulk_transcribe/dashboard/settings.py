@@ -11,13 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MEDIA_ROOT_ENV = "BULK_TRANSCRIBE_MEDIA_ROOT"
-"""Local media typed into the "Videos" box must lie under this folder (default: the server's working folder)."""
+"""Local media typed into the "Videos" box must lie under this folder (default: the home folder of the user who
+runs the server: a person's videos live there, and nothing outside it is offered to a browser)."""
 
 OUTPUT_ROOT_ENV = "BULK_TRANSCRIBE_OUTPUT_ROOT"
-"""Output folders chosen in the page must lie under this folder (default: the server's working folder)."""
+"""Output folders chosen in the page must lie under this folder (default: ~/BulkTranscribe, a folder of its own,
+so transcripts never land inside a git checkout or wherever the server happened to start)."""
 
 UPLOAD_DIR_ENV = "BULK_TRANSCRIBE_UPLOAD_DIR"
-"""Where uploaded media and list files are saved (default: MEDIA_ROOT/uploads)."""
+"""Where uploaded media and list files are saved (default: OUTPUT_ROOT/uploads)."""
+
+DEFAULT_OUTPUT_ROOT = "~/BulkTranscribe"
+"""Where transcripts go when the operator names no output root."""
 
 MAX_UPLOAD_MB_ENV = "BULK_TRANSCRIBE_MAX_UPLOAD_MB"
 """Largest accepted upload, per file, in megabytes."""
@@ -50,9 +55,9 @@ class DashboardSettings:
     def from_env(cls, environ: dict[str, str] | None = None, cwd: Path | None = None) -> "DashboardSettings":
         env = os.environ if environ is None else environ
         base = Path(cwd or Path.cwd())
-        media_root = _folder(env.get(MEDIA_ROOT_ENV), base)
-        output_root = _folder(env.get(OUTPUT_ROOT_ENV), base)
-        upload_dir = _folder(env.get(UPLOAD_DIR_ENV), base) if env.get(UPLOAD_DIR_ENV) else media_root / "uploads"
+        media_root = _folder(env.get(MEDIA_ROOT_ENV) or str(Path.home()), base)
+        output_root = _folder(env.get(OUTPUT_ROOT_ENV) or DEFAULT_OUTPUT_ROOT, base)
+        upload_dir = _folder(env.get(UPLOAD_DIR_ENV), base) if env.get(UPLOAD_DIR_ENV) else output_root / "uploads"
         raw_cap = env.get(MAX_UPLOAD_MB_ENV, "").strip()
         try:
             cap = int(raw_cap) if raw_cap else DEFAULT_MAX_UPLOAD_MB

@@ -68,6 +68,8 @@ class SubmitResult:
     inputs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    """(line, reason) of every line refused here: they become failed rows of the run, never silently dropped."""
 
     @property
     def ok(self) -> bool:
@@ -117,31 +119,28 @@ def build_run(submission: Submission, settings: DashboardSettings) -> SubmitResu
     result = SubmitResult()
     sources = [("Videos", submission.videos_text)] + list(submission.list_files)
     problems: list[str] = []
-    seen: set[str] = set()
-
-    def add(value: str) -> None:
-        if value not in seen:
-            seen.add(value)
-            result.inputs.append(value)
-
+    # Repeats are kept: the engine lists each input once and counts the duplicates for the run header and the
+    # manifest (one rule for the CLI and the page).
     for origin, text in sources:
         for number, line in input_lines(text):
             try:
-                for value in check_input(line, settings):
-                    add(value)
+                result.inputs.extend(check_input(line, settings))
             except (ValueError, OSError) as exc:
                 problems.append(f"{origin} line {number}: {_one_line(exc)}")
+                result.rejected.append((line, _one_line(exc)))
     for path in submission.uploaded_paths:
         try:
-            add(str(confine(path, settings.input_roots)))
+            result.inputs.append(str(confine(path, settings.input_roots)))
         except (ValueError, OSError) as exc:
             problems.append(f"upload {Path(path).name}: {_one_line(exc)}")
+            result.rejected.append((Path(path).name, _one_line(exc)))
 
     if problems:
         shown = problems[:MAX_SHOWN_PROBLEMS]
         more = len(problems) - len(shown)
         result.warnings.append(
-            f"Skipped {len(problems)} input line(s): " + "; ".join(shown) + (f"; and {more} more" if more else "")
+            f"{len(problems)} input line(s) cannot be used and are listed as failed: " + "; ".join(shown)
+            + (f"; and {more} more" if more else "")
         )
     if not result.inputs:
         result.errors.append(
@@ -179,6 +178,7 @@ def build_run(submission: Submission, settings: DashboardSettings) -> SubmitResu
             parallel=bool(run_settings.parallel),
             workers=int(run_settings.workers),
             ray_address=ray_address,
+            rejected=tuple(result.rejected),
         )
     except ValueError as exc:  # RunConfig's own checks (formats, workers) say what is wrong in one line
         result.errors.append(_sentence(_one_line(exc)))
@@ -190,11 +190,29 @@ def _output_dir(folder: str, settings: DashboardSettings, errors: list[str]) -> 
     try:
         path = confine(folder, [settings.output_root], must_exist=False)
     except OutsideRootError:
-        errors.append(f"Output folder {folder!r} must be inside {settings.output_root}.")
+        errors.append(f"Output folder {folder!r} must be inside {settings.output_root} (the server's operator can "
+                      "allow another with BULK_TRANSCRIBE_OUTPUT_ROOT).")
         return settings.output_root / DEFAULT_OUTPUT_FOLDER
     if path.exists() and not path.is_dir():
         errors.append(f"Output folder {folder!r} is a file, not a folder.")
     return path
+
+
+ENGLISH_VOCABULARY_SIZE = 51864
+"""Tokens in an English-only Whisper model's vocabulary (multilingual ones have 51865)."""
+
+
+def english_only(model: str) -> bool:
+    """True for the bundled tiny.en, `*.en` names, and local model folders with an English-only vocabulary."""
+    name = (model or "").strip() or BUNDLED_MODEL
+    if name == BUNDLED_MODEL or name.lower().endswith(".en"):
+        return True
+    vocabulary = Path(name).expanduser() / "vocabulary.txt"
+    try:
+        with vocabulary.open("rb") as fh:
+            return sum(1 for _ in fh) == ENGLISH_VOCABULARY_SIZE
+    except OSError:
+        return False
 
 
 def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: list[str]) -> TranscribeOptions:
@@ -203,6 +221,11 @@ def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: l
         errors.append(f"Language {run.language!r} is not an ISO code such as en, de or fr (leave blank to detect).")
         language = None
     model = run.model.strip() or BUNDLED_MODEL
+    if language and language != "en" and english_only(model):
+        shown = "The bundled model (tiny.en)" if model == BUNDLED_MODEL else f"Model {model!r}"
+        errors.append(f"{shown} transcribes English only: leave Language blank or use en, or choose a "
+                      f"multilingual model for {language!r}.")
+        language = None
     # A model typed as a path is a local folder: it is read from disk, so it obeys the media root like any input.
     if model.startswith(("/", ".", "~")):
         try:

@@ -1,135 +1,186 @@
-"""Snapshot -> what the monitor shows: table rows, the global summary, one card per video in progress.
+"""Snapshot -> what the monitor shows: table rows, the global summary, one card per worker.
 
 Plain functions over `models.Snapshot`, so they are tested on real snapshots without a browser, and both modes
-(sequential and parallel) render through the same code and look the same.
+(sequential and parallel) render through the same code and look the same. Every string here that came from a site,
+a file or a URL is data: render.py shows it as text, never as markup.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..models import Snapshot, VideoProgress, VideoStatus
+from ..progress import clock, current_work, describe_eta, describe_progress
 
 TABLE_COLUMNS = (
-    "Title", "Source", "Duration", "Status", "Worker", "Progress", "Speed", "Elapsed", "ETA", "Attempts", "Error",
+    "Title", "Status", "Progress", "Error", "Duration", "Worker", "Speed", "Elapsed", "ETA", "Attempts", "Source",
 )
-"""Status table columns, in display order."""
+"""Status table columns, in display order: what a person scans first (title, status, progress, why it failed)
+comes first, so the error is never the column cut off at the right edge."""
 
-DURATION_COLUMNS = ("Duration", "Elapsed", "ETA")
-"""Columns holding seconds; shown as clocks but kept numeric so sorting works."""
-
-STATUS_LABELS = {status: status.value for status in VideoStatus}
+STATUS_LABELS = {
+    VideoStatus.QUEUED: "queued",
+    VideoStatus.DOWNLOADING: "downloading",
+    VideoStatus.TRANSCRIBING: "transcribing",
+    VideoStatus.DONE: "done",
+    VideoStatus.FAILED: "failed",
+    VideoStatus.SKIPPED: "skipped",
+    VideoStatus.CANCELLED: "cancelled",
+}
 """Plain words: they sort, read aloud, and need no emoji font on the viewer's machine."""
+
+FILTERS = ("All", "Failed first", "Unfinished", "Failed", "Done")
+"""Ways to look at the table: a failed row among hundreds must be one click away."""
 
 
 def status_label(status: VideoStatus) -> str:
     return STATUS_LABELS.get(status, str(status.value))
 
 
-def status_rows(snapshot: Snapshot) -> list[dict]:
-    """One dict per video, keyed by TABLE_COLUMNS. Seconds stay floats (None when unknown)."""
+def stage_percent(v: VideoProgress) -> int | None:
+    """The one progress figure shown for a video, table and card alike: the current stage's share in whole percent
+    (done is 100; nothing for a video that is not being worked on)."""
+    if v.status is VideoStatus.DONE:
+        return 100
+    if not v.status.is_active:
+        return None
+    return int(max(0.0, min(1.0, v.stage_progress or 0.0)) * 100)
+
+
+def status_rows(snapshot: Snapshot, show: str = "All") -> list[dict]:
+    """One dict per video, keyed by TABLE_COLUMNS; blanks are empty strings, never None."""
+    _, next_up = current_work(snapshot)
+    waiting = {v.video_id: worker for worker, videos in next_up.items() for v in videos}
     rows = []
-    for v in snapshot.videos:
+    for index, v in enumerate(snapshot.videos):
+        status = status_label(v.status)
+        if v.video_id in waiting:
+            status = f"next up ({waiting[v.video_id]})"
+        percent = stage_percent(v)
         rows.append({
             "Title": v.title,
-            "Source": v.source,
-            "Duration": v.duration_s,
-            "Status": status_label(v.status),
-            "Worker": v.worker or "",
-            "Progress": 1.0 if v.status == VideoStatus.DONE else max(0.0, min(1.0, v.progress or 0.0)),
-            "Speed": round(v.speed_x, 1) if v.speed_x else None,
-            "Elapsed": v.elapsed_s,
-            "ETA": v.eta_s if not v.status.is_terminal else None,
-            "Attempts": v.attempts,
+            "Status": status,
+            "Progress": percent,
             "Error": v.error or "",
+            "Duration": clock(v.duration_s) if v.duration_s else "",
+            "Worker": v.worker or "",
+            "Speed": f"{v.speed_x:.1f}×" if v.speed_x else "",
+            "Elapsed": clock(v.elapsed_s) if v.elapsed_s is not None else "",
+            "ETA": clock(v.eta_s) if v.eta_s is not None and not v.status.is_terminal else "",
+            "Attempts": str(v.attempts) if v.attempts else "",
+            "Source": v.source,
+            "_order": (_FAILED_FIRST.get(v.status, 3), index),
+            "_status": v.status,
         })
+    if show == "Failed first":
+        rows.sort(key=lambda r: r["_order"])
+    elif show == "Unfinished":
+        rows = [r for r in rows if not r["_status"].is_terminal]
+    elif show == "Failed":
+        rows = [r for r in rows if r["_status"] in (VideoStatus.FAILED, VideoStatus.CANCELLED)]
+    elif show == "Done":
+        rows = [r for r in rows if r["_status"] is VideoStatus.DONE]
+    for r in rows:
+        del r["_order"], r["_status"]
     return rows
 
 
-def status_frame(snapshot: Snapshot):
-    """The status table as a DataFrame: seconds become timedeltas so the table shows clocks and sorts by time."""
+_FAILED_FIRST = {VideoStatus.FAILED: 0, VideoStatus.CANCELLED: 1, VideoStatus.DOWNLOADING: 2,
+                 VideoStatus.TRANSCRIBING: 2}
+
+
+def status_frame(snapshot: Snapshot, show: str = "All"):
+    """The status table as a DataFrame, in TABLE_COLUMNS order."""
     import pandas as pd  # Streamlit depends on pandas; imported here so the rest of the module stays light
 
-    frame = pd.DataFrame(status_rows(snapshot), columns=list(TABLE_COLUMNS))
-    for column in DURATION_COLUMNS:
-        seconds = pd.to_numeric(frame[column], errors="coerce").round()
-        frame[column] = pd.to_timedelta(seconds, unit="s")
+    frame = pd.DataFrame(status_rows(snapshot, show), columns=list(TABLE_COLUMNS))
+    frame["Progress"] = frame["Progress"].astype("Int64")  # whole percent; missing stays blank, not "None"
     return frame
 
 
 @dataclass(frozen=True)
 class Summary:
-    """The global progress block."""
+    """The global progress block. done + failed + cancelled + skipped + in_progress + waiting == total."""
 
-    progress: float  # 0..1, weighted by audio seconds
+    progress: float  # 0..1, weighted by audio seconds; < 1 while any video is unfinished
     label: str
     done: int
     failed: int
-    remaining: int
-    active: int
+    cancelled: int
+    skipped: int
+    in_progress: int
+    waiting: int
     total: int
     throughput: str
     eta: str
     finished: bool
     mode: str
+    estimated: bool
+
+    @property
+    def remaining(self) -> int:
+        return self.in_progress + self.waiting
 
 
 def summary(snapshot: Snapshot) -> Summary:
     counts = snapshot.counts or {}
     total = len(snapshot.videos)
-    done = counts.get(VideoStatus.DONE.value, 0) + counts.get(VideoStatus.SKIPPED.value, 0)
+    current, _ = current_work(snapshot)
+    done = counts.get(VideoStatus.DONE.value, 0)
     failed = counts.get(VideoStatus.FAILED.value, 0)
     cancelled = counts.get(VideoStatus.CANCELLED.value, 0)
-    remaining = max(0, total - done - failed - cancelled)
-    progress = snapshot.progress
-    if snapshot.audio_total_s > 0:
-        label = (f"{progress:.0%} of the audio ({clock(snapshot.audio_done_s)} of {clock(snapshot.audio_total_s)})")
-    else:
-        label = f"{progress:.0%} of the videos"
+    skipped = counts.get(VideoStatus.SKIPPED.value, 0)
+    in_progress = len(current)
     return Summary(
-        progress=progress,
-        label=label,
+        progress=snapshot.progress,
+        label=describe_progress(snapshot),
         done=done,
         failed=failed,
-        remaining=remaining,
-        active=len(snapshot.active),
+        cancelled=cancelled,
+        skipped=skipped,
+        in_progress=in_progress,
+        waiting=max(0, total - done - failed - cancelled - skipped - in_progress),
         total=total,
         throughput=f"{snapshot.throughput_x:.1f}×" if snapshot.throughput_x else "–",
-        eta="–" if snapshot.finished or snapshot.eta_s is None else clock(snapshot.eta_s),
+        eta=describe_eta(snapshot),
         finished=snapshot.finished,
         mode=snapshot.mode,
+        estimated=snapshot.estimated,
     )
 
 
 @dataclass(frozen=True)
 class Card:
-    """One video being processed right now."""
+    """One worker and the video it is working on now."""
 
     video_id: str
     title: str
     stage: str
     worker: str
-    progress: float  # of the current stage, 0..1
+    progress: float  # of the current stage, 0..1 (the same figure as the table's Progress column)
     progress_text: str
     line: str
+    next_up: tuple[str, ...] = field(default_factory=tuple)
+    """Titles this worker has fetched ahead (shown, not counted as in progress)."""
 
 
 def cards(snapshot: Snapshot) -> list[Card]:
-    return [_card(v) for v in snapshot.active]
+    current, next_up = current_work(snapshot)
+    return [_card(v, [n.title for n in next_up.get(v.worker or "local", [])]) for v in current]
 
 
-def _card(v: VideoProgress) -> Card:
-    stage_progress = max(0.0, min(1.0, v.stage_progress or 0.0))
+def _card(v: VideoProgress, next_titles: list[str]) -> Card:
+    percent = stage_percent(v) or 0
     if v.status == VideoStatus.DOWNLOADING:
         stage = "Downloading"
-        text = f"Downloading {stage_progress:.0%}"
+        text = f"Downloading {percent}%"
         if v.downloaded_bytes:
             text += f" · {v.downloaded_bytes / 1024 / 1024:.1f} MB"
         if v.download_speed:
             text += f" · {v.download_speed / 1024 / 1024:.1f} MB/s"
     else:
         stage = "Transcribing"
-        text = f"Transcribing {stage_progress:.0%}"
+        text = f"Transcribing {percent}%"
         if v.duration_s:
             text += f" of {clock(v.duration_s)}"
         if v.speed_x:
@@ -139,17 +190,8 @@ def _card(v: VideoProgress) -> Card:
         title=v.title,
         stage=stage,
         worker=v.worker or "",
-        progress=stage_progress,
+        progress=percent / 100,
         progress_text=text,
         line=(v.current_text or "").strip(),
+        next_up=tuple(next_titles),
     )
-
-
-def clock(seconds: float | None) -> str:
-    """1:02:03 / 4:05 style; '–' when unknown."""
-    if seconds is None:
-        return "–"
-    total = int(round(max(0.0, seconds)))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,19 @@
+"""Text from sites, file names and URLs, made safe for Streamlit's markdown-rendering widgets.
+
+st.markdown, st.caption, st.subheader, st.warning and the rest render markdown (links, images, emphasis, ":red[…]"
+colours, "$…$" maths): a feed entry titled `![px](http://host/pixel.png)` would make every visitor's browser fetch
+that image, and `[click me](https://…)` would become a real link. Every untrusted string goes through `plain`
+before it reaches such a widget, so it shows exactly as written.
+"""
+
+from __future__ import annotations
+
+import re
+
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+"""Every ASCII punctuation character: CommonMark lets a backslash escape each of them, so escaping all is safe."""
+
+
+def plain(text: object) -> str:
+    """`text` as literal characters in markdown: punctuation backslash-escaped, line breaks as spaces."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
