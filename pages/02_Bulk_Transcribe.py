@@ -91,7 +91,8 @@ if st.button("Start transcription", type="primary", icon=":material/play_arrow:"
     for error in checked.errors:
         st.error(plain(error))
     if checked.ok:
-        with st.spinner(f"Resolving {len(checked.inputs)} input(s)…"):
+        starting = render.starting_text(checked.config, len(checked.inputs))
+        with st.spinner(starting, show_time=True):
             outcome = registry.start(checked.config)
         if outcome.error:
             st.error(plain(outcome.error))

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -155,3 +156,46 @@ def test_sigkill_mid_batch_then_rerun_resumes_without_redoing(tmp_path, speech_c
     assert len(entries) == 5 and {e["status"] for e in entries.values()} == {"done"}
     # Each video exactly once on disk.
     assert len(list(out.rglob("transcript.txt"))) == 5
+
+
+def test_status_reads_a_folder_on_a_read_only_disk(tmp_path, speech_clips):
+    """`status` is a reader: it opens the store read-only, so a folder on a read-only disk (a finished batch
+    archived, a mount shared read-only) still shows its table instead of a traceback."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        out = disk / "out"
+        done = subprocess.run(CLI + ["run", str(speech_clips["weather"].path), "--out", str(out), "--cpu-threads",
+                                     "1", "--quiet"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        code, text, err = run_cli("status", str(out))
+        assert code == 0, err
+        assert "Traceback" not in err and "(sequential, finished)" in text and " done " in text
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_a_second_run_on_a_folder_a_live_run_owns_is_refused_naming_the_owner(tmp_path, speech_clips, jfk_flac):
+    """Two identical commands started together used to transcribe everything twice; now the second says who owns
+    the folder and does nothing."""
+    out = tmp_path / "out"
+    args = CLI + ["run", str(jfk_flac), *[str(c.path) for c in speech_clips.values()], "--out", str(out),
+                  "--cpu-threads", "1", "--quiet"]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = out / ".bulk_transcribe.lock"
+        deadline = time.monotonic() + 120
+        while not (lock.is_file() and lock.stat().st_size) and time.monotonic() < deadline:
+            assert first.poll() is None, "the first run ended before the second could start"
+            time.sleep(0.1)
+        second = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1
+        assert f"is in use by bulk-transcribe (process {first.pid} on" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.wait(timeout=600)
+    assert first.returncode == 0
+    assert len(list(out.rglob("transcript.txt"))) == 5  # each video once

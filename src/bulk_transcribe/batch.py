@@ -222,6 +222,7 @@ def _execute(
                     sink(ProgressEvent(record.video_id, EventKind.FAILED, error=f"batch stopped: {error}"))
         except (OSError, sqlite3.Error):
             pass  # the store cannot be written (disk full): a rerun requeues whatever is not done
+    _remove_if_empty(config.out_dir / ".work")
     status = RunStatus.FAILED if error else (RunStatus.CANCELLED if cancel_event.is_set() else RunStatus.FINISHED)
     manifest = config.out_dir / MANIFEST_NAME
     snapshot = store.snapshot(run_id)
@@ -235,6 +236,14 @@ def _execute(
         # thread that died; every write is atomic, so the outputs and manifest already there stay intact.
         error = error or f"cannot record the end of the run in {config.out_dir}: {_one_line(exc)}"
     return BatchResult(run_id, snapshot.counts, manifest, error)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Scratch space leaves no empty folder behind in the user's output (each run made an empty .work/)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # absent, or still holding kept or partial files
 
 
 BATCH_ERROR_CHARS = 300
@@ -294,7 +303,7 @@ def attach_snapshot(out_dir: Path, run_id: str, ray_address: str | None = None) 
     store_path = Path(out_dir) / RunConfig().state_db.name
     if not store_path.exists():
         return None
-    store = SessionStore(store_path)
+    store = SessionStore(store_path, read_only=True)  # a reader: never writes, works on a read-only disk
     run = store.run(run_id)
     if run is None:
         return None

@@ -325,8 +325,12 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if not db.is_file():
         stderr.write(f"bulk-transcribe: error: no batch in {args.out} (missing {STATE_DB_NAME})\n")
         return EXIT_USAGE
-    store = SessionStore(db)
-    runs = store.runs()
+    try:
+        store = SessionStore(db, read_only=True)  # status never writes: it works on a read-only disk too
+        runs = store.runs()
+    except (sqlite3.Error, RuntimeError) as exc:
+        stderr.write(f"bulk-transcribe: error: cannot read {db}: {exc}\n")
+        return EXIT_FAILED
     if not runs:
         stderr.write(f"bulk-transcribe: error: no runs recorded in {args.out}\n")
         return EXIT_USAGE

@@ -170,14 +170,21 @@ class RunRecord:
 class SessionStore:
     """Runs and videos of one output folder. Safe to share between threads; open one per process."""
 
-    def __init__(self, db_path: Path | str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db_path: Path | str, clock: Callable[[], float] = time.time, *,
+                 read_only: bool = False) -> None:
         self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        """Readers that must never write (`status`, on a read-only disk too) open the file read-only."""
+        if not read_only:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()  # guards only the list of connections, for close()
-        self._migrate()
+        if read_only:
+            self._check_version()
+        else:
+            self._migrate()
 
     @classmethod
     def in_folder(cls, out_dir: Path | str, clock: Callable[[], float] = time.time) -> "SessionStore":
@@ -189,14 +196,15 @@ class SessionStore:
         conn = getattr(self._local, "conn", None)
         # A connection inherited through fork() must not be used by the child: open its own.
         if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(
+            conn = self._open_read_only() if self.read_only else sqlite3.connect(
                 self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn, self._local.pid = conn, os.getpid()
             with self._all_lock:
                 self._all.append(conn)
@@ -229,6 +237,28 @@ class SessionStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """mode=ro sees a live writer's changes; a WAL file on a read-only disk cannot be opened that way (SQLite
+        needs to create its -shm file), and there nobody can be writing, so it is read as immutable."""
+        if not self.db_path.is_file():
+            raise sqlite3.OperationalError(f"no session store at {self.db_path}")
+        common = dict(timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, uri=True)
+        try:
+            conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", **common)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+            return conn
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"file:{self.db_path}?immutable=1", **common)
+
+    def _check_version(self) -> None:
+        version = self._conn().execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.db_path} has schema {version}, this bulk-transcribe reads {SCHEMA_VERSION}: "
+                + ("run it once with write access to upgrade the folder" if version < SCHEMA_VERSION
+                   else "upgrade bulk-transcribe")
+            )
 
     def _migrate(self) -> None:
         with self._write() as conn:
@@ -644,8 +674,14 @@ def _read_owner(fd: int) -> Owner | None:
 
 
 def _command_name() -> str:
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    return "the dashboard" if "streamlit" in name else ("bulk-transcribe" if "bulk" in name else name)
+    """How a person would call this process: the CLI however it was started, the dashboard, or the program."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    name = Path(argv0).name
+    if "streamlit" in name:
+        return "the dashboard"
+    if "bulk" in name or "bulk_transcribe" in argv0:  # the script, or `python -m bulk_transcribe.cli`
+        return "bulk-transcribe"
+    return name
 
 
 class _FolderNames:

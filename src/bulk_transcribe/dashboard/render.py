@@ -59,6 +59,19 @@ def remember(name: str, default) -> dict:
     return {"key": key, "on_change": keep}
 
 
+def starting_text(config, inputs: int) -> str:
+    """What the page is waiting for while a run registers: Ray's first start takes seconds, resolution more."""
+    from ..parallel.cluster import is_connected
+
+    what = f"Resolving {inputs} input{'' if inputs == 1 else 's'}…"
+    effective = config.with_env_overrides()
+    if effective.parallel and not is_connected():
+        first = f"Joining the Ray cluster at {effective.ray_address}" if effective.ray_address else \
+            "Starting Ray on this machine"
+        return plain(f"{first}, then {what[0].lower()}{what[1:]}")
+    return plain(what)
+
+
 def language_placeholder(model: str) -> str:
     from .submit import english_only
 
