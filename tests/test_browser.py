@@ -159,12 +159,12 @@ def table_rows(page) -> list[list[str]]:
     )
 
 
-def overall_percent(page) -> int | None:
+def overall_percent(page) -> float | None:
     bar = page.locator('.st-key-global-progress [data-testid="stProgress"]')
     if not bar.count():
         return None
-    match = re.search(r"Overall: (\d+)%", bar.first.inner_text())
-    return int(match.group(1)) if match else None
+    match = re.search(r"Overall: ~?(\d+(?:\.\d)?)%", bar.first.inner_text())
+    return float(match.group(1)) if match else None
 
 
 def overall_label(page) -> str:

@@ -416,3 +416,16 @@ def test_markdown_in_outside_text_is_shown_literally():
     # Every markdown-significant character is escaped, so no link, image, colour, maths or HTML can form.
     assert "](" not in escaped and "![" not in escaped and "**" not in escaped and "<b>" not in escaped
     assert escaped.replace("\\", "") == hostile
+
+
+def test_an_almost_finished_run_reads_99_9_never_100():
+    from bulk_transcribe.progress import describe_progress
+
+    tracker, items = _tracker({"long": 5000.0, "tiny": 1.0})
+    ids = {k: v.video_id for k, v in items.items()}
+    tracker.apply(ProgressEvent(ids["long"], EventKind.TRANSCRIBE_STARTED, worker="local"))
+    tracker.apply(ProgressEvent(ids["long"], EventKind.DONE))
+    tracker.apply(ProgressEvent(ids["tiny"], EventKind.TRANSCRIBE_STARTED, worker="local"))
+    assert describe_progress(tracker.snapshot()).startswith("99.9% of the audio")
+    tracker.apply(ProgressEvent(ids["tiny"], EventKind.DONE))
+    assert describe_progress(tracker.snapshot()).startswith("100% of the audio")

@@ -448,7 +448,9 @@ def describe_progress(snapshot: Snapshot) -> str:
     """What the global bar means, honestly: of the audio when lengths are known, marked as an estimate while some
     are not, of the videos when none is."""
     total = len(snapshot.videos)
-    percent = f"{snapshot.progress:.0%}" if snapshot.progress < UNFINISHED_CAP else f"{snapshot.progress:.1%}"
+    # Whole percent; just short of the end, one decimal, so an unfinished run reads 99.9% and never "100%".
+    percent = f"{snapshot.progress:.0%}" if snapshot.progress < 0.995 or snapshot.progress >= 1 else \
+        f"{snapshot.progress:.1%}"
     if snapshot.lengths_known == 0:
         done = sum(1 for v in snapshot.videos if v.status in (VideoStatus.DONE, VideoStatus.SKIPPED))
         return f"{done} of {total} video{'' if total == 1 else 's'} done (lengths not known yet)"

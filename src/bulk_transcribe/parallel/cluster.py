@@ -132,6 +132,20 @@ def _daemons_in_own_session() -> Iterator[None]:
         services.ConsolePopen = original
 
 
+def _send_ray_logs_to(path: Path) -> None:
+    """Point the `ray` logger (Ray gives it a stderr handler when imported) at a file."""
+    import ray  # noqa: F401 — importing sets up Ray's own handlers, which are replaced here
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger = logging.getLogger("ray")
+    for old in list(ray_logger.handlers):
+        ray_logger.removeHandler(old)
+    ray_logger.addHandler(handler)
+    ray_logger.propagate = False
+
+
 def _leave_stop_signals_to_the_driver() -> None:
     """Keep Ray's core worker (in this process) from taking over SIGTERM.
 
@@ -165,8 +179,12 @@ def connect(
     namespace: str = NAMESPACE,
     object_store_memory: int | None = None,
     include_dashboard: bool = True,
+    log_file: Path | None = None,
 ) -> ClusterInfo:
     """Start or join Ray once per process (on the owner thread); later calls return what is already there.
+
+    With `log_file`, Ray's own log lines (its token-authentication warning, "Started a local Ray instance", the
+    workers' output) go to that file instead of the terminal, where they would tear through the progress display.
 
     Raises ConnectionError when this process is already connected elsewhere and `address` names another cluster:
     Ray allows one connection per process, and silently running on the other one would surprise the user. No
@@ -184,6 +202,8 @@ def connect(
             return ClusterInfo(_state["address"], _state["embedded"], _state["dashboard_url"], cluster_resources())
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         _leave_stop_signals_to_the_driver()
+        if log_file is not None:
+            _send_ray_logs_to(log_file)
         if address is None:
             with _daemons_in_own_session():
                 context = ray.init(
@@ -196,7 +216,7 @@ def connect(
                     include_dashboard=include_dashboard,
                     dashboard_host="127.0.0.1",
                     namespace=namespace,
-                    log_to_driver=True,
+                    log_to_driver=log_file is None,
                 )
             _state["embedded"] = True
         else:
