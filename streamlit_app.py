@@ -13,6 +13,7 @@ from bulk_transcribe.dashboard import render
 from bulk_transcribe.dashboard.cluster_info import cluster_info
 from bulk_transcribe.dashboard.history import recent_runs, run_url, when
 from bulk_transcribe.dashboard.settings import DashboardSettings
+from bulk_transcribe.dashboard.text import plain
 
 
 def home() -> None:
@@ -28,13 +29,13 @@ def home() -> None:
     try:
         settings = DashboardSettings.from_env()
     except ValueError as exc:
-        st.error(f"Dashboard settings: {exc}")
+        st.error(f"Dashboard settings: {plain(exc)}")
         return
     st.subheader("Recent runs")
     extra = [e.out_dir for e in render.shared_registry().entries()]
     runs, problems = recent_runs(settings.output_root, extra)
     for problem in problems:
-        st.warning(f"Could not read runs in {problem}")
+        st.warning(f"Could not read runs in {plain(problem)}")
     if runs:
         st.dataframe(
             [{
@@ -45,6 +46,7 @@ def home() -> None:
                 "Videos": r.total,
                 "Done": r.counts.get("done", 0) + r.counts.get("skipped", 0),
                 "Failed": r.counts.get("failed", 0),
+                "Cancelled": r.counts.get("cancelled", 0),
                 "Started": when(r.created_at),
                 "Finished": when(r.finished_at),
             } for r in runs],
@@ -53,14 +55,14 @@ def home() -> None:
             width="stretch",
         )
     else:
-        st.caption(f"No runs yet under {settings.output_root}.")
+        st.caption(f"No runs yet under {plain(settings.output_root)}.")
 
     st.subheader("Ray cluster")
     info = cluster_info()
     if info is None:
         st.caption("Not connected. A parallel run starts a local Ray on this machine, or joins the address you give.")
     elif info.error:
-        st.error(f"Ray cluster unreachable: {info.error}")
+        st.error(f"Ray cluster unreachable: {plain(info.error)}")
     else:
         for col, (label, value) in zip(st.columns(max(1, len(info.metrics))), info.metrics):
             col.metric(label, value)

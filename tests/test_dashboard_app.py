@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from bulk_transcribe.dashboard import render
+from bulk_transcribe.models import EventKind, ProgressEvent, SourceKind, VideoItem
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE_REL = "pages/02_Bulk_Transcribe.py"
@@ -188,3 +189,35 @@ def test_an_unreachable_ray_cluster_is_a_message_and_nothing_starts(roots):
     assert f"127.0.0.1:{port}" in message and "cannot be reached" in message
     assert "switch off Parallel processing" in message
     assert "run" not in at.query_params
+
+
+def test_history_shows_each_runs_own_outcome_and_a_killed_run_as_stopped(roots):
+    """Two runs into one folder: the first cancelled with 1 of 3 done, the second finishing the rest; a third
+    recorded as running whose process is gone. The home page shows each run's own counts and 'stopped'."""
+    from bulk_transcribe.config import RunConfig
+    from bulk_transcribe.session_manager import SessionStore
+
+    _, out = roots
+    folder = out / "shared"
+    store = SessionStore(RunConfig(out_dir=folder).state_db)
+    items = [VideoItem(f"https://example.com/{n}.mp3", SourceKind.URL, n, title=n, duration_s=5.0) for n in "abc"]
+    first = store.begin_run(RunConfig(out_dir=folder), "sequential")
+    store.register_videos(first, items)
+    store.apply_event(ProgressEvent(items[0].video_id, EventKind.DONE))
+    for item in items[1:]:
+        store.apply_event(ProgressEvent(item.video_id, EventKind.CANCELLED))
+    store.finish_run(first, "cancelled")
+    second = store.begin_run(RunConfig(out_dir=folder), "sequential")
+    store.register_videos(second, items)
+    for item in items[1:]:
+        store.apply_event(ProgressEvent(item.video_id, EventKind.DONE))
+    store.finish_run(second, "finished")
+    killed = store.begin_run(RunConfig(out_dir=folder), "sequential")  # never finished, nobody owns the folder
+
+    home = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
+    assert not home.exception
+    rows = {link.split("run=")[1].split("&")[0]: r for link, r in
+            zip(home.dataframe[0].value["Run"], home.dataframe[0].value.to_dict("records"))}
+    assert (rows[first]["Status"], rows[first]["Done"], rows[first]["Cancelled"]) == ("cancelled", 1, 2)
+    assert (rows[second]["Status"], rows[second]["Done"], rows[second]["Cancelled"]) == ("finished", 3, 0)
+    assert rows[killed]["Status"] == "stopped"
