@@ -20,7 +20,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from . import common
 from .corpus import REPO, corpus, references, total_audio_s
