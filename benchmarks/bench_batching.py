@@ -7,8 +7,10 @@ One loaded model (Bulk Transcribe's `Transcriber`, as a worker holds it) transcr
   kK         bundles of K videos, their chunks pooled into shared batches of --bundle-batch (`transcribe_bundle`)
 
 Modes run in a rotated order each repeat (a noisy machine slows them all alike) and medians are reported. Model
-load is excluded (every mode shares the model). The figure is audio seconds per wall second; WER is over the whole
-corpus (every clip's words, against the text espeak-ng spoke). Goal: batched and bundled WER <= unbatched + 0.03.
+load is excluded (every mode shares the model). Two figures: audio seconds per wall second, and audio seconds per
+CPU second of this process (all its threads): on a machine shared with other work the wall time swings with the
+load (seen here: the same mode 3.2x and 9.7x in two repeats), the CPU time much less. WER is over the whole corpus
+(every clip's words, against the text espeak-ng spoke). Goal: batched and bundled WER <= unbatched + 0.03.
 
     python -m benchmarks.bench_batching [--quick] [--repeats 3] [--batch-sizes 1,4,8,16] [--bundle-sizes 2,4,8]
         [--bundle-batch 8] [--device cpu|cuda] [--compute-type int8|float16] [--model bundled|PATH|NAME]
@@ -60,10 +62,10 @@ def batching_ratios(audio_s: float, walls: dict[str, float], wers: dict[str, flo
     return out
 
 
-def run_mode(transcriber, clips, mode: str, opts, bundle_batch: int) -> tuple[float, list[str]]:
-    """Wall seconds for the whole corpus in this mode, and each clip's text."""
+def run_mode(transcriber, clips, mode: str, opts, bundle_batch: int) -> tuple[float, float, list[str]]:
+    """Wall and CPU seconds for the whole corpus in this mode, and each clip's text."""
     texts = [""] * len(clips)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if mode.startswith("k"):
         o = replace(opts, batch_size=bundle_batch)
         for group in bundles(len(clips), int(mode[1:])):
@@ -76,7 +78,7 @@ def run_mode(transcriber, clips, mode: str, opts, bundle_batch: int) -> tuple[fl
         o = replace(opts, batch_size=1 if mode == "unbatched" else int(mode[1:]))
         for i, clip in enumerate(clips):
             texts[i] = transcriber.transcribe(clip.path, str(i), options=o).text
-    return time.perf_counter() - started, texts
+    return time.perf_counter() - started, time.process_time() - cpu_started, texts
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -109,25 +111,33 @@ def main(argv: list[str] | None = None) -> dict:
     transcriber.transcribe(clips[-1].path, "warm-up", options=replace(opts, batch_size=2))  # loads VAD, warms up
 
     walls: dict[str, list[float]] = {m: [] for m in modes}
+    cpus: dict[str, list[float]] = {m: [] for m in modes}
     wers: dict[str, float] = {}
     for r in range(repeats):
         order = modes[r % len(modes):] + modes[:r % len(modes)]
         for mode in order:
-            wall, texts = run_mode(transcriber, clips, mode, opts, args.bundle_batch)
+            wall, cpu, texts = run_mode(transcriber, clips, mode, opts, args.bundle_batch)
             walls[mode].append(wall)
+            cpus[mode].append(cpu)
             wers.setdefault(mode, _wer(" ".join(refs), " ".join(texts)))
-            print(f"  repeat {r + 1} {mode:<9} {wall:6.1f} s  {audio_s / wall:5.1f}x  WER {wers[mode]:.3f}", flush=True)
+            print(f"  repeat {r + 1} {mode:<9} {wall:6.1f} s  {audio_s / wall:5.1f}x  cpu {cpu:6.1f} s  "
+                  f"{audio_s / cpu:5.1f}x/cpu-s  WER {wers[mode]:.3f}", flush=True)
 
     med = {m: common.median(w) for m, w in walls.items()}
-    rows = [(m, med[m], audio_s / med[m], wers[m]) for m in modes]
-    print(common.table(["mode", "wall s (median)", "audio s / wall s", "WER"], rows))
+    med_cpu = {m: common.median(c) for m, c in cpus.items()}
+    rows = [(m, med[m], audio_s / med[m], med_cpu[m], audio_s / med_cpu[m], wers[m]) for m in modes]
+    print(common.table(["mode", "wall s (median)", "audio s / wall s", "cpu s (median)", "audio s / cpu s", "WER"],
+                       rows))
     ratios = batching_ratios(audio_s, med, wers, args.bundle_batch)
+    cpu_ratios = batching_ratios(audio_s, med_cpu, wers, args.bundle_batch)
+    ratios.update({f"{k}_cpu": v for k, v in cpu_ratios.items() if k.endswith(("_unbatched", f"_b{args.bundle_batch}"))
+                   and not k.startswith("wer")})
     verdict = "ok" if ratios["wer_excess_max"] <= WER_MARGIN else "MISSED"
     print(f"WER: worst batched/bundled mode minus unbatched = {ratios['wer_excess_max']:+.3f} "
           f"(goal <= +{WER_MARGIN}): {verdict}")
     result = {"settings": {"model": args.model, "device": transcriber.device, "compute_type": compute_type,
                            "cpu_threads": opts.cpu_threads, "bundle_batch": args.bundle_batch, "repeats": repeats},
-              "audio_s": audio_s, "walls": walls, "wers": wers, "ratios": ratios}
+              "audio_s": audio_s, "walls": walls, "cpu_s": cpus, "wers": wers, "ratios": ratios}
     return common.finish("batching", args, result)
 
 

@@ -161,6 +161,17 @@ def test_bundle_splits_results_back_per_video(transcriber, long_speech, late_spe
         assert mine and mine == sorted(mine) and mine[-1] == pytest.approx(t.duration_s)
 
 
+def test_batched_bad_media_fails_with_the_unbatched_reason(transcriber, bad_media):
+    for name in ("empty", "no_audio", "truncated"):
+        with pytest.raises(errors.MediaError) as plain:
+            transcriber.transcribe(bad_media[name], name)
+        with pytest.raises(errors.MediaError) as batched_error:
+            transcriber.transcribe(bad_media[name], name, options=BATCHED)
+        assert batched_error.value.reason == plain.value.reason
+    silence = transcriber.transcribe(bad_media["silence"], "silence", options=BATCHED)
+    assert silence.segments == [] and silence.duration_s == pytest.approx(3.0, abs=0.1)
+
+
 def test_bundle_cancel_stops_between_batches(transcriber, long_speech, jfk_flac):
     seen = []
     with pytest.raises(errors.Cancelled, match="cancelled at"):
