@@ -15,6 +15,7 @@ Audio-seconds per wall-second is the figure; the ratios say how much of the bare
 
     python -m benchmarks.bench_throughput [--quick] [--repeats 3] [--workers 2]
         [--device cpu|cuda] [--compute-type int8|float16] [--model bundled|PATH|NAME] [--gpus-per-worker 0.5]
+        [--batch-size 8]
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Settings:
     cores: int = 2
     workers: int = 2
     gpus_per_worker: float = 1.0
+    batch_size: int = 1
+    """Batch size for seq and par (R1 and RN stay bare, unbatched): 1 = unbatched, as the CPU default."""
 
     @property
     def threads_rn(self) -> int:
@@ -138,7 +141,7 @@ def _bulk_child(clips_dir: str, settings: Settings, parallel: bool, out) -> None
             out_dir=work / "out",
             transcribe=TranscribeOptions(
                 model=settings.model, device=settings.device, compute_type=settings.compute_type,
-                beam_size=settings.beam_size,
+                beam_size=settings.beam_size, batch_size=settings.batch_size,
                 # Sequential: one model with every core, like R1. Parallel: 0 lets the engine split the cores
                 # between its workers (cores / workers each), like RN.
                 cpu_threads=0 if parallel else settings.cores,
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--compute-type", default=None, help="default int8 on cpu, float16 on cuda")
     p.add_argument("--model", default="bundled")
     p.add_argument("--gpus-per-worker", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=1, help="for seq and par (gpu.sh); R1 and RN stay unbatched")
     args = p.parse_args(argv)
     from bulk_transcribe.config import available_cpus
 
@@ -234,13 +238,14 @@ def main(argv: list[str] | None = None) -> dict:
         model=args.model, device=args.device,
         compute_type=args.compute_type or ("float16" if args.device == "cuda" else "int8"),
         cores=cores, workers=args.workers or cores, gpus_per_worker=args.gpus_per_worker,
+        batch_size=args.batch_size,
     )
     repeats = args.repeats or (1 if args.quick else 3)
     clips = corpus(args.quick)
     audio = total_audio_s(clips)
     print(f"throughput: {len(clips)} clips, {audio / 60:.1f} min of speech, model {settings.model}, "
-          f"{settings.device}/{settings.compute_type}, beam {settings.beam_size}, {cores} cores, "
-          f"N={settings.workers}, {repeats} repeat(s)", flush=True)
+          f"{settings.device}/{settings.compute_type}, beam {settings.beam_size}, batch {settings.batch_size}, "
+          f"{cores} cores, N={settings.workers}, {repeats} repeat(s)", flush=True)
     runs = measure(clips, settings, repeats, log=lambda s: print(s, flush=True))
     result = summarise(clips, settings, runs)
     labels = {

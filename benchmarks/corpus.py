@@ -100,6 +100,16 @@ def clip_text(target_s: float, rng: random.Random) -> str:
     return " ".join(parts)
 
 
+def scripts(targets: tuple[int, ...], seed: int = 5) -> list[tuple[str, int]]:
+    """(text, espeak speed) of each clip, in order: what `build` speaks, and the reference for word error rates."""
+    rng = random.Random(seed)
+    out = []
+    for target in targets:
+        text = clip_text(target, rng)
+        out.append((text, rng.choice((150, 160, 170))))
+    return out
+
+
 def build(name: str, targets: tuple[int, ...], *, seed: int = 5, cache: Path = CACHE) -> list[Clip]:
     """The clips of corpus `name`, generating them (espeak-ng -> mp3 with PyAV) when the cache is stale."""
     folder = cache / name
@@ -115,11 +125,9 @@ def build(name: str, targets: tuple[int, ...], *, seed: int = 5, cache: Path = C
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.mp3"):
         old.unlink()
-    rng = random.Random(seed)
     clips = []
-    for i, target in enumerate(targets):
-        text = clip_text(target, rng)
-        path = media.speech(text, folder / f"clip{i:02d}_{target:03d}s.mp3", speed=rng.choice((150, 160, 170)))
+    for i, (target, (text, speed)) in enumerate(zip(targets, scripts(targets, seed))):
+        path = media.speech(text, folder / f"clip{i:02d}_{target:03d}s.mp3", speed=speed)
         samples, rate = media.read_pcm(path)
         clips.append(Clip(path, round(len(samples) / rate, 2), len(text.split())))
     manifest.write_text(json.dumps({
@@ -131,6 +139,11 @@ def build(name: str, targets: tuple[int, ...], *, seed: int = 5, cache: Path = C
 
 def corpus(quick: bool) -> list[Clip]:
     return build("quick", QUICK_TARGETS_S) if quick else build("full", FULL_TARGETS_S)
+
+
+def references(quick: bool) -> list[str]:
+    """What each clip of `corpus(quick)` says, in the same order."""
+    return [text for text, _ in scripts(QUICK_TARGETS_S if quick else FULL_TARGETS_S)]
 
 
 def total_audio_s(clips: list[Clip]) -> float:

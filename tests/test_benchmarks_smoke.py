@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from benchmarks import bench_overlap, bench_scale, bench_scheduling, bench_throughput, common, corpus, run_all
+from benchmarks import (bench_batching, bench_overlap, bench_scale, bench_scheduling, bench_throughput, common,
+                        corpus, run_all)
 
 
 def test_ratios_line_round_trips():
@@ -89,3 +90,19 @@ def test_corpus_text_reaches_its_target_length():
     assert corpus.total_audio_s([corpus.Clip(corpus.ROOT / "x.mp3", 5.0, 10),
                                  corpus.Clip(corpus.ROOT / "y.mp3", 7.5, 12)]) == 12.5
     assert sum(corpus.FULL_TARGETS_S) >= 15 * 60
+    # The references are the texts the clips speak: same count, sized like each clip's target.
+    refs = corpus.references(quick=True)
+    assert len(refs) == len(corpus.QUICK_TARGETS_S)
+    assert all(len(r.split()) >= t * corpus.WORDS_PER_S for r, t in zip(refs, corpus.QUICK_TARGETS_S))
+    assert refs == corpus.references(quick=True) and refs != corpus.references(quick=False)[: len(refs)]
+
+
+def test_batching_bundles_and_ratios():
+    assert bench_batching.bundles(5, 2) == [[0, 1], [2, 3], [4]]
+    # 600 s of audio: unbatched in 30 s (20x), b8 in 20 s (30x), bundles of 4 at batch 8 in 15 s (40x).
+    r = bench_batching.batching_ratios(600.0, {"unbatched": 30.0, "b8": 20.0, "k4": 15.0},
+                                       {"unbatched": 0.10, "b8": 0.11, "k4": 0.12}, bundle_batch=8)
+    assert r["b8_over_unbatched"] == pytest.approx(1.5)
+    assert r["k4_over_unbatched"] == pytest.approx(2.0)
+    assert r["k4_over_b8"] == pytest.approx(20.0 / 15.0)
+    assert r["wer_unbatched"] == pytest.approx(0.10) and r["wer_excess_max"] == pytest.approx(0.02)

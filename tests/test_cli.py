@@ -38,12 +38,13 @@ def test_help_lists_every_option():
     assert "run" in text and "status" in text
     run_help = subprocess.run(CLI + ["run", "--help"], capture_output=True, text=True, check=True).stdout
     for flag in ("--input-file", "--out", "--formats", "--model", "--device", "--compute-type", "--language",
-                 "--rate-limit", "--sleep", "--keep-audio", "--parallel", "--sequential", "--workers"):
+                 "--rate-limit", "--sleep", "--keep-audio", "--parallel", "--sequential", "--workers", "--batch-size"):
         assert flag in run_help
 
 
 @pytest.mark.parametrize("args", [["run"], ["run", "x", "--formats", "doc"], ["run", "x", "--workers", "0"],
-                                  ["bogus"], ["run", "x", "--input-file", "/no/such/list.txt"]])
+                                  ["bogus"], ["run", "x", "--input-file", "/no/such/list.txt"],
+                                  ["run", "x", "--batch-size", "-1"]])
 def test_bad_usage_exits_2(args, tmp_path):
     code, _, err = run_cli(*args, *(["--out", str(tmp_path)] if args[0] == "run" and len(args) > 1 else []))
     assert code == 2

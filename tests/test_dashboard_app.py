@@ -49,6 +49,7 @@ def test_settings_start_with_safe_defaults(roots):
     assert parallel.value is False
     assert labelled(at.sidebar.number_input, "Workers").disabled  # only meaningful in parallel mode
     assert labelled(at.sidebar.text_input, "Model").value == "bundled"
+    assert labelled(at.sidebar.number_input, "Batch size").value == 0  # the device's measured default
     assert labelled(at.sidebar.multiselect, "Output formats").value == ["txt", "srt", "vtt", "json"]
     assert labelled(at.sidebar.text_input, "Output folder").value == "transcripts"
     parallel.set_value(True).run()

@@ -91,7 +91,7 @@ def test_an_empty_submission_is_an_error_not_a_run(roots):
 
 def test_settings_become_the_run_config(roots):
     settings = RunSettings(parallel=True, workers=3, model="bundled", language="EN", formats=("txt", "srt"),
-                           rate_limit_kib=200, pause_s=1.5, ray_address="auto", output_folder="batch1")
+                           batch_size=8, rate_limit_kib=200, pause_s=1.5, ray_address="auto", output_folder="batch1")
     result = build_run(Submission(videos_text="https://example.com/v/1\ntalks/a.mp3\n", settings=settings), roots)
     assert result.ok, result.errors
     config = result.config
@@ -100,6 +100,7 @@ def test_settings_become_the_run_config(roots):
     assert config.formats == ("txt", "srt")
     assert config.download.rate_limit == 200 * 1024 and config.download.sleep_s == 1.5
     assert config.transcribe.language == "en" and config.transcribe.model == "bundled"
+    assert config.transcribe.batch_size == 8
     assert config.out_dir == roots.output_root / "batch1"
 
 
@@ -172,6 +173,7 @@ def test_a_list_of_nothing_but_garbage_is_an_error(roots):
     (RunSettings(formats=()), "at least one output format"),
     (RunSettings(model="/etc"), "Model folder"),
     (RunSettings(workers=0), "Workers must be between"),
+    (RunSettings(batch_size=-2), "Batch size -2"),
 ])
 def test_bad_settings_are_errors_that_name_the_setting(roots, settings, message):
     result = build_run(Submission(videos_text="https://example.com/v/1", settings=settings), roots)

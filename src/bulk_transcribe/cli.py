@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--language", default=None, help="ISO code such as 'en' (default: detect)")
     model.add_argument("--vad", action="store_true", help="skip silence with the VAD filter")
     model.add_argument("--word-timestamps", action="store_true", help="add word timings to the JSON output")
+    model.add_argument("--batch-size", type=int, default=0, help="30 s chunks decoded at once; 1 = off, 0 = per device")
     model.add_argument("--timeout-factor", type=float, default=TranscribeOptions().timeout_factor,
                        help="fail a transcription running longer than this x its duration (+60 s); 0 = off")
 
@@ -134,7 +135,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         transcribe=TranscribeOptions(
             model=args.model, device=args.device, compute_type=args.compute_type, cpu_threads=args.cpu_threads,
             beam_size=args.beam_size, language=args.language, vad_filter=args.vad,
-            word_timestamps=args.word_timestamps, timeout_factor=args.timeout_factor,
+            word_timestamps=args.word_timestamps, timeout_factor=args.timeout_factor, batch_size=args.batch_size,
         ),
         parallel=args.parallel,
         workers=args.workers,

@@ -93,10 +93,17 @@ class TranscribeOptions:
     """Skip silence with Silero VAD before decoding."""
     word_timestamps: bool = False
     """Add per-word timings to the JSON output."""
+    batch_size: int = 0
+    """Chunks of 30 s decoded together (faster-whisper's batched pipeline, VAD chunking); 1 = unbatched decoding;
+    0 = the measured default for the device (unbatched on CPU, 8 on CUDA: see batched.py)."""
     timeout_factor: float = 10.0
     """Stop a transcription running longer than this x its audio duration (+60 s); 0 = no limit. On by default:
     a decoding loop would otherwise hold a worker forever (tiny.en runs ~17x faster than real time here, and even
     large models on a small CPU stay well inside 10x), and the retry runs with safer options."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 0:
+            raise ValueError(f"batch size {self.batch_size} must be 0 (the device's default), 1 (unbatched) or more")
 
     def resolved_threads(self) -> int:
         return self.cpu_threads if self.cpu_threads > 0 else available_cpus()

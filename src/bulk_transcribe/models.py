@@ -114,6 +114,9 @@ class Transcript:
     transcribe_s: float = 0.0
     download_s: float = 0.0
     worker: str = ""
+    batch_size: int = 1
+    """How it was decoded: 1 = unbatched; more = 30 s chunks in batches of this size (timestamps per chunk unless
+    word timestamps are on), possibly shared with other videos of a bundle."""
 
     @property
     def text(self) -> str:

@@ -47,8 +47,9 @@ class _Throttle:
 
 
 def safer_options(options: TranscribeOptions) -> TranscribeOptions:
-    """Options for a retry after a runaway decode: VAD drops the silence that feeds repetition loops."""
-    return replace(options, vad_filter=True)
+    """Options for a retry after a runaway decode: VAD drops the silence that feeds repetition loops, and decoding
+    is unbatched so the temperature fallback (which the batched pipeline lacks) can break a repetition loop."""
+    return replace(options, vad_filter=True, batch_size=1)
 
 
 class VideoProcessor:

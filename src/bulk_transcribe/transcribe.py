@@ -1,8 +1,10 @@
-"""Model resolution and transcription with faster-whisper: the only module that imports it.
+"""Model resolution and transcription with faster-whisper: with `batched.py` (its batched pipeline), the only
+modules that import it.
 
 A `Transcriber` loads one model and keeps it for its whole life (a Ray worker or the sequential runner holds one),
 then turns audio files into `models.Transcript`s, reporting progress per segment and stopping cleanly on cancel
-or when a transcription overruns its time budget.
+or when a transcription overruns its time budget. With a batch size above 1 it decodes 30 s chunks in batches
+(`batched.py`), and `transcribe_bundle` pools the chunks of several short files into the same batches.
 
 Audio is decoded here with PyAV rather than by faster-whisper, so a bad file fails with a reason the user can act
 on ("file is empty", "no audio track", "audio breaks off at 12.0 s of 95.0 s") instead of an IndexError.
@@ -12,15 +14,16 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import av
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 
-from . import config, errors, models
+from . import batched, config, errors, models
 from .config import TranscribeOptions
 
 SAMPLE_RATE = 16000
@@ -131,6 +134,7 @@ class Transcriber:
         except RuntimeError as exc:  # CTranslate2: unsupported compute type, out of memory, broken model.bin
             raise ValueError(f"cannot load model {options.model!r} on {self.device}: {_one_line(exc)}") from exc
         self.load_s = time.perf_counter() - started
+        self._decoder: batched.BatchedDecoder | None = None
 
     def transcribe(
         self,
@@ -150,6 +154,8 @@ class Transcriber:
         model fails or runs past timeout_factor x duration + timeout_grace_s (60 s). Silence gives no segments.
         """
         opts = options or self.options
+        if self.batch_size(opts) > 1:  # the batched pipeline: see batched.py and transcribe_bundle
+            return self._transcribe_batched(audio, video_id, opts, on_progress, should_cancel)
         cancelled = should_cancel or (lambda: False)
         started = time.perf_counter()
         if cancelled():
@@ -205,6 +211,128 @@ class Transcriber:
             model=self.model_name,
             transcribe_s=time.perf_counter() - started,
         )
+
+    # ---- batched decoding ----------------------------------------------------------------------------------------
+
+    def batch_size(self, options: TranscribeOptions | None = None) -> int:
+        """The batch size these options give on this device (0 picks the measured default per device)."""
+        size = (options or self.options).batch_size
+        return size if size > 0 else batched.default_batch_size(self.device)
+
+    def _transcribe_batched(self, audio, video_id, opts, on_progress, should_cancel) -> models.Transcript:
+        progress = None if on_progress is None else (lambda _i, done, total, text: on_progress(done, total, text))
+        (result,) = self.transcribe_bundle(
+            [(Path(audio), video_id)], options=opts, on_progress=progress, should_cancel=should_cancel
+        )
+        if isinstance(result, errors.VideoError):
+            raise result
+        return result
+
+    def transcribe_bundle(
+        self,
+        files: Sequence[tuple[Path, str]],
+        *,
+        options: TranscribeOptions | None = None,
+        on_progress: Callable[[int, float, float, str], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> list[models.Transcript | errors.VideoError]:
+        """Transcribe several files (path, video_id) with their chunks pooled into shared batches.
+
+        Returns, in order, each file's Transcript or the VideoError that ended it: one file's bad media, or a time
+        limit reached before its last chunk, fails that file alone, and files whose chunks were all decoded keep
+        their transcripts. `on_progress(index, done_s, duration_s, text)` is called per chunk. Raises
+        errors.Cancelled (for the whole bundle) when should_cancel() turns true between batches. The time limit is
+        timeout_factor x the bundle's audio + timeout_grace_s; each transcript's transcribe_s is its share of the
+        bundle's wall time by duration. Uses batch_size(options), at least 1.
+        """
+        opts = options or self.options
+        cancelled = should_cancel or (lambda: False)
+        started = time.perf_counter()
+        if cancelled():
+            raise errors.Cancelled("cancelled before transcription started")
+        if self._decoder is None:
+            self._decoder = batched.BatchedDecoder(self.model)
+        decoder = self._decoder
+
+        results: list[models.Transcript | errors.VideoError | None] = [None] * len(files)
+        audios: list[np.ndarray] = []
+        for i, (path, _video_id) in enumerate(files):
+            try:
+                audios.append(decode_audio(Path(path)))
+            except errors.MediaError as exc:
+                results[i] = exc
+                audios.append(np.zeros(0, dtype=np.float32))
+        durations = [len(a) / SAMPLE_RATE for a in audios]
+        languages, probabilities = [], []
+        for i, audio in enumerate(audios):
+            if opts.language or not decoder.multilingual or results[i] is not None:
+                languages.append(opts.language or "en")
+                probabilities.append(1.0)
+            else:
+                language, probability = decoder.detect_language(audio)
+                languages.append(language)
+                probabilities.append(probability)
+        try:
+            chunks = [c for i, a in enumerate(audios) if results[i] is None for c in batched.plan_chunks(a, i)]
+        except RuntimeError as exc:  # the VAD model (onnxruntime) failing
+            raise errors.TranscriptionError(f"voice activity detection failed: {_one_line(exc)}") from exc
+        total_s = sum(durations)
+        limit_s = opts.timeout_factor * total_s + self.timeout_grace_s if opts.timeout_factor > 0 else None
+
+        segments: list[list[models.Segment]] = [[] for _ in files]
+        remaining = Counter(c.file for c in chunks)
+        has_chunks = set(remaining)
+        done_s = [0.0] * len(files)
+
+        def fail_unfinished(error: errors.VideoError) -> None:
+            for i in range(len(files)):
+                if results[i] is None and remaining[i] > 0:
+                    results[i] = error
+
+        batch_size = max(1, self.batch_size(opts))
+        stream = batched.decode_in_batches(decoder, audios, chunks, languages, opts, batch_size)
+        try:
+            for decoded in stream:
+                for chunk, segs in decoded:
+                    i = chunk.file
+                    segments[i] += segs
+                    remaining[i] -= 1
+                    done_s[i] = durations[i] if remaining[i] == 0 else max(done_s[i], chunk.end_s)
+                    if on_progress is not None:
+                        on_progress(i, done_s[i], durations[i], segs[-1].text.strip() if segs else "")
+                if cancelled():
+                    done = sum(done_s)
+                    raise errors.Cancelled(f"cancelled at {done:.1f} s of {total_s:.1f} s")
+                elapsed = time.perf_counter() - started
+                if limit_s is not None and elapsed > limit_s:
+                    fail_unfinished(errors.TranscriptionError(
+                        f"transcription exceeded its time limit ({limit_s:.0f} s for {total_s:.0f} s of audio)"
+                    ))
+                    break
+        except RuntimeError as exc:
+            fail_unfinished(errors.TranscriptionError(f"model failed: {_one_line(exc)}"))
+        finally:
+            stream.close()
+
+        wall = time.perf_counter() - started
+        out: list[models.Transcript | errors.VideoError] = []
+        for i, (_path, video_id) in enumerate(files):
+            result = results[i]
+            if result is None:
+                if on_progress is not None and i not in has_chunks:
+                    on_progress(i, durations[i], durations[i], "")  # silence: done, with no segments
+                result = models.Transcript(
+                    video_id=video_id,
+                    language=languages[i],
+                    language_probability=probabilities[i],
+                    duration_s=durations[i],
+                    segments=sorted(segments[i], key=lambda s: (s.start, s.end)),
+                    model=self.model_name,
+                    transcribe_s=wall * (durations[i] / total_s) if total_s else wall,
+                    batch_size=batch_size,
+                )
+            out.append(result)
+        return out
 
 
 def _segment(seg, with_words: bool) -> models.Segment:

@@ -136,6 +136,7 @@ def transcript_dict(t: Transcript, item: VideoItem, extra: dict[str, Any] | None
         "language_probability": _r(t.language_probability),
         "duration": _r(t.duration_s),
         "model": t.model,
+        "batch_size": t.batch_size,
         "worker": t.worker,
         "timings": timings,
         "text": t.text,

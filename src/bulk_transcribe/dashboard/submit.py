@@ -42,6 +42,8 @@ class RunSettings:
     model: str = BUNDLED_MODEL
     language: str = ""
     """Blank = detect."""
+    batch_size: int = 0
+    """Chunks decoded together; 1 = unbatched, 0 = the device's default (see TranscribeOptions.batch_size)."""
     formats: tuple[str, ...] = DEFAULT_FORMATS
     rate_limit_kib: int = 0
     """Per-download limit in KiB/s; 0 = unlimited."""
@@ -233,7 +235,9 @@ def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: l
         except (ValueError, OSError) as exc:
             errors.append(f"Model folder: {_one_line(exc)}.")
             model = BUNDLED_MODEL
-    return TranscribeOptions(model=model, language=language)
+    if run.batch_size < 0:
+        errors.append(f"Batch size {run.batch_size} must be 0 (the device's default) or more.")
+    return TranscribeOptions(model=model, language=language, batch_size=max(0, run.batch_size))
 
 
 def _one_line(exc: BaseException) -> str:
