@@ -239,3 +239,69 @@ def test_probe_media_accepts_a_truncated_file_with_some_audio(tmp_path, speech_c
 def test_probe_media_missing_file(tmp_path):
     with pytest.raises(errors.InputError, match="file not found"):
         probe_media(tmp_path / "nothing.wav")
+
+
+# --------------------------------------------------------------------------------------------- bounded resolution
+
+
+def test_trickling_page_fails_alone_at_its_deadline_and_the_rest_resolve(media_server):
+    """A page at a few bytes a second once held the whole batch before anything started."""
+    slow = media_server.url(f"trickle-page/{uuid.uuid4().hex[:8]}")
+    options = DownloadOptions(socket_timeout_s=2, resolve_timeout_s=1, stall_bytes_per_s=0)
+    slow_item, *feed = resolve_inputs([slow, media_server.url("feed.rss")], options=options).items
+    assert slow_item.error == f"resolution timed out after 1 s: {slow}"
+    assert len(feed) == 4 and all(i.error is None for i in feed)
+    assert all(n < 200 for n in _hangups(media_server, slow))  # hung up at the deadline, not at the page's end
+
+
+def test_trickling_page_trips_the_low_speed_guard(media_server):
+    slow = media_server.url(f"trickle-page/{uuid.uuid4().hex[:8]}")
+    options = DownloadOptions(socket_timeout_s=2, stall_bytes_per_s=200, stall_time_s=1)
+    (item,) = resolve_inputs([slow], options=options).items
+    assert item.error == f"resolution stalled: below 200 bytes/s for 1 s: {slow}"
+
+
+def _hangups(media_server, url: str) -> list[int]:
+    import time
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path
+    for _ in range(100):
+        if media_server.bytes_sent(path):
+            break
+        time.sleep(0.1)
+    return media_server.bytes_sent(path)
+
+
+def test_gzip_bomb_and_huge_page_fail_alone_in_bounded_memory(media_server, speech_clips):
+    """400 MB pages (one sent as 400 KB of gzip) once took 1.3-1.7 GB of memory to be told "no media"."""
+    import threading
+
+    import psutil
+
+    media_server.gzip_bomb()  # built before measuring: the server shares this process
+    process = psutil.Process()
+    base = peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.01):
+            peak = max(peak, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    bomb = media_server.url(f"gzip-bomb/{uuid.uuid4().hex[:8]}")
+    huge = media_server.url(f"huge-page/{uuid.uuid4().hex[:8]}")
+    good = media_server.url(speech_clips["weather"].path.name)
+    try:
+        items = resolve_inputs([bomb, huge, good], options=FAST).items
+    finally:
+        done.set()
+        sampler.join()
+    assert [i.error for i in items] == [
+        f"page refused: its gzip body inflates past 16.0 MiB (a decompression bomb?): {bomb}",
+        f"page too large: more than 16.0 MiB: {huge}",
+        None,
+    ]
+    assert peak - base < 300 * 1024**2, f"resolution grew memory by {(peak - base) / 1024**2:.0f} MiB"

@@ -1,7 +1,8 @@
 """Audio download with yt-dlp, politely: paced, bounded retries, Retry-After honoured, failures named in one line.
 
-Only this module and `sources.py` import yt_dlp. Audio is fetched as-is (`bestaudio/best`) with no post-processors,
-so no ffmpeg binary is needed: PyAV (through faster-whisper) decodes whatever container arrives.
+Only this module, `guard.py` and `sources.py` import yt_dlp. Audio is fetched as-is (`bestaudio/best`) with no
+post-processors, so no ffmpeg binary is needed: PyAV (through faster-whisper) decodes whatever container arrives.
+Every response goes through `guard.py` (low-speed guard, cancel that interrupts a waiting read, page byte cap).
 
 yt-dlp's own retry loops are switched off (`retries=0` and friends) so that every request the server sees is one
 this module decided to make: the retry count, the back-off and the Retry-After waits live here, where the parallel
@@ -24,11 +25,11 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError, UnsupportedRequest
 from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError, unsmuggle_url
 
 from . import errors
+from .guard import DeadlineExceeded, GuardedYDL, PageTooLarge, Stalled, TransferGuard
 from .config import MEDIA_EXTENSIONS, DownloadOptions
 from .models import SourceKind, VideoItem
 
@@ -112,6 +113,35 @@ def ytdlp_params(options: DownloadOptions, logger: _QuietLogger | None = None, *
         params["cookiefile"] = options.cookies_file
     params.update(extra)
     return params
+
+
+def transfer_guard(options: DownloadOptions, **extra: Any) -> TransferGuard:
+    """The low-speed guard and page cap for one YoutubeDL. A user's own rate limit lowers the stall threshold to
+    half of it, so downloads paced on purpose are never taken for stalled ones."""
+    speed = float(options.stall_bytes_per_s)
+    if speed > 0 and options.rate_limit:
+        speed = min(speed, options.rate_limit / 2)
+    return TransferGuard(stall_bytes_per_s=speed, stall_time_s=options.stall_time_s,
+                         page_cap=options.max_page_bytes or None, **extra)
+
+
+def page_too_large_message(exc: PageTooLarge, url: str) -> str:
+    if exc.compressed:
+        return (f"page refused: its {exc.compressed} body inflates past {human_size(exc.cap)} "
+                f"(a decompression bomb?): {url}")
+    return f"page too large: more than {human_size(exc.cap)}: {url}"
+
+
+def guard_failure(exc: BaseException, url: str, *, resolving: bool, timeout_s: float = 0) -> Failure | None:
+    """The guard's own exceptions as Failures (None for anything else)."""
+    if isinstance(exc, Stalled):
+        what = "resolution stalled" if resolving else "download stalled"
+        return Failure(f"{what}: {exc.detail}: {url}", True)
+    if isinstance(exc, PageTooLarge):
+        return Failure(page_too_large_message(exc, url), False, bad_input=True)
+    if isinstance(exc, DeadlineExceeded):
+        return Failure(f"resolution timed out after {_seconds(timeout_s)} s: {url}", False)
+    return None
 
 
 def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptions:
@@ -348,8 +378,9 @@ class AudioDownloader:
                     raise errors.InputError(self._too_large_message(big.size, item.source)) from None
                 except errors.VideoError:  # ours (cancel, too large, playlist): already final
                     raise
-                except Exception as exc:  # yt-dlp's DownloadError and whatever it wraps
-                    failure = classify_error(exc, item.source, self.options.socket_timeout_s)
+                except Exception as exc:  # yt-dlp's DownloadError and whatever it wraps; the guard's
+                    failure = (guard_failure(exc, item.source, resolving=False)
+                               or classify_error(exc, item.source, self.options.socket_timeout_s))
                     if not failure.retryable or attempt == attempts:
                         break
                     self._wait_before_retry(failure, attempt, item.source, cancelled)
@@ -430,7 +461,9 @@ class AudioDownloader:
             overwrites=True,
             continuedl=False,
         )
-        with yt_dlp.YoutubeDL(params) as ydl:
+        # The watchdog polls `cancelled` too: a cancel lands within a second even while a read waits on the server.
+        guard = transfer_guard(self.options, should_cancel=cancelled)
+        with GuardedYDL(params, guard) as ydl:
             if is_direct_media_url(item.source):
                 # Skip the generic extractor's probing GET: the URL already says what it is.
                 ext = Path(unquote(urlsplit(item.source).path)).suffix.lower().lstrip(".")
@@ -442,6 +475,7 @@ class AudioDownloader:
                 size = _known_size(info)
                 if limit is not None and size is not None and size > limit:
                     raise _TooLarge(size)
+            guard.page_cap = None  # media from here on: max_filesize is its cap
             result = ydl.process_ie_result(info, download=True)
         path = _downloaded_path(result, folder)
         if path is None:

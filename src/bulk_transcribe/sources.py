@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -21,10 +22,13 @@ from .download import (
     classify_error,
     clean_url,
     direct_media_title,
+    guard_failure,
     is_direct_media_url,
     private_cookie_copy,
+    transfer_guard,
     ytdlp_params,
 )
+from .guard import GuardedYDL
 from .models import SourceKind, VideoItem
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -202,6 +206,8 @@ class _UrlResolver:
         self.options = options
         self._ydl: yt_dlp.YoutubeDL | None = None
         self._cookie_copy: str | None = None
+        # Every page is capped in bytes and watched for stalls; `resolve` sets a deadline per input.
+        self._guard = transfer_guard(options)
 
     def _client(self) -> yt_dlp.YoutubeDL:
         if self._ydl is None:
@@ -211,14 +217,14 @@ class _UrlResolver:
             if options.cookies_file:
                 options = private_cookie_copy(options, Path(tempfile.mkdtemp(prefix="bt-cookies-")))
                 self._cookie_copy = options.cookies_file
-            self._ydl = yt_dlp.YoutubeDL(ytdlp_params(
+            self._ydl = GuardedYDL(ytdlp_params(
                 options,
                 extract_flat="in_playlist",  # list entries without visiting each one
                 format="bestaudio/best",
                 simulate=True,
                 skip_download=True,
                 lazy_playlist=False,
-            ))
+            ), self._guard)
         return self._ydl
 
     def close(self) -> None:
@@ -238,11 +244,16 @@ class _UrlResolver:
             client = self._client()
         except errors.VideoError as exc:  # e.g. the cookies file is missing
             return [_failed(url, SourceKind.URL, text, exc.reason)]
+        timeout = self.options.resolve_timeout_s
+        self._guard.deadline = time.monotonic() + timeout if timeout > 0 else None
         try:
             info = client.extract_info(url, download=False)
-        except Exception as exc:  # yt-dlp wraps every failure in its DownloadError
-            failure = classify_error(exc, url, self.options.socket_timeout_s)
+        except Exception as exc:  # yt-dlp wraps every failure in its DownloadError; the guard's stop it
+            failure = (guard_failure(exc, url, resolving=True, timeout_s=timeout)
+                       or classify_error(exc, url, self.options.socket_timeout_s))
             return [_failed(url, SourceKind.URL, text, failure.message)]
+        finally:
+            self._guard.deadline = None
         if not info:
             return [_failed(url, SourceKind.URL, text, f"no media found: {url}")]
         return _items_from_info(info, url, text)
