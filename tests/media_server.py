@@ -14,7 +14,7 @@ Routes (besides plain files under the served folder):
   /trickle-page/<name>    an HTML page served the same way
   /gzip-bomb/<name>       an HTML page sent gzip-encoded: ~400 KB on the wire, `BOMB_BYTES` once inflated
   /huge-page/<name>       an HTML page of `HUGE_PAGE_BYTES`, generated as it is sent
-  /auth/<user>/<pw>/<file>  the file, only with HTTP Basic auth of exactly that user and password (case matters)
+  /auth/<file>            the file, only with HTTP Basic auth of exactly `auth` (user, password; case matters)
 Every request is counted per path, so tests can assert how hard a client hit the server; the trickling routes
 also record how many body bytes each request got before the client hung up (`sent`).
 """
@@ -57,6 +57,8 @@ class MediaServer:
         self.flaky_429_count = flaky_429_count
         self.slow_bytes_per_s = slow_bytes_per_s
         self.trickle_bytes_per_s = trickle_bytes_per_s
+        self.auth = ("User", "PassWord")
+        """The only credentials /auth/ accepts."""
         self.hits: Counter[str] = Counter()
         self.sent: dict[str, list[int]] = {}
         """Body bytes each request to a trickling route got before the client hung up (or the body ended)."""
@@ -183,11 +185,10 @@ def _make_handler(server: MediaServer):
             if prefix == "huge-page":
                 return self._huge_page(head)
             if prefix == "auth":
-                user, password, name = (rest.split("/", 2) + ["", ""])[:3]
-                expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+                expected = "Basic " + base64.b64encode(":".join(server.auth).encode()).decode()
                 if self.headers.get("Authorization") != expected:
                     return self._plain(401, b"who are you?\n", {"WWW-Authenticate": 'Basic realm="test"'})
-                return self._file(name, head)
+                return self._file(rest, head)
             if prefix == "html":
                 return self._plain(200, b"<html><head><title>Just a page</title></head>"
                                         b"<body><p>No media here.</p></body></html>", content_type="text/html")

@@ -191,3 +191,37 @@ def test_non_utf8_file_names_fail_alone_with_a_readable_name(tmp_path, speech_cl
     assert all(p.name.isprintable() for p in out.iterdir())
     code, table, _ = run_cli("status", str(out))
     assert code == 1 and "name is not valid UTF-8" in table
+
+
+def test_credentials_in_a_url_are_sent_as_given_and_never_shown_or_stored(tmp_path, media_dir, media_server,
+                                                                           speech_clips):
+    """`http://User:PassWord@host/...`: the server compares case-sensitively (a lower-cased netloc got 401), and
+    the secret once landed in manifest.json, the store, the console and the dashboard."""
+    user, secret = media_server.auth
+    assert secret != secret.lower()  # mixed case, or this test could not tell
+    name = f"members-{uuid.uuid4().hex[:8]}"
+    clip = speech_clips["weather"].path
+    (media_dir / f"{name}.mp3").write_bytes(clip.read_bytes())
+    (media_dir / name).write_bytes(clip.read_bytes())  # no extension: through yt-dlp's extractor
+    direct = media_server.url(f"auth/{name}.mp3").replace("http://", f"http://{user}:{secret}@")
+    page = media_server.url(f"auth/{name}").replace("http://", f"http://{user}:{secret}@")
+    shown = {url.replace(f":{secret}@", ":***@") for url in (direct, page)}
+
+    out = tmp_path / "out"
+    args = ("run", direct, page, "--out", str(out), "--formats", "txt", "--cpu-threads", "2")
+    code, stdout, stderr = run_cli(*args)
+    assert code == 0, stdout + stderr
+    entries = manifest(out)
+    assert set(entries) == shown and all(e["status"] == "done" for e in entries.values())
+    assert {e["input"] for e in entries.values()} == shown
+
+    # A rerun resumes the same videos (their id is the redacted URL's) and the password is needed again.
+    code, again, _ = run_cli(*args)
+    assert code == 0 and "0 to do, 2 already finished" in again
+    _, table, _ = run_cli("status", str(out))
+
+    screens = stdout + stderr + again + table
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("bulk_transcribe.sqlite") for p in files)
+    for text in [screens] + [p.read_bytes().decode("utf-8", "replace") for p in files]:
+        assert secret.lower() not in text.lower()

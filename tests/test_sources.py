@@ -305,3 +305,29 @@ def test_gzip_bomb_and_huge_page_fail_alone_in_bounded_memory(media_server, spee
         None,
     ]
     assert peak - base < 300 * 1024**2, f"resolution grew memory by {(peak - base) / 1024**2:.0f} MiB"
+
+
+def test_credentials_are_masked_in_every_form_they_come_in():
+    from bulk_transcribe.redact import redact_text, reveal
+
+    assert redact_text("http://User:PassWord@host:8/a?b=c") == "http://User:***@host:8/a?b=c"
+    assert redact_text("https://TOKEN123@host/x") == "https://***@host/x"  # a lone user name is often a token
+    assert redact_text("http://u:p@ss@host/x") == "http://u:***@host/x"  # an @ in the password
+    assert redact_text("error: http://a:b@h/x and https://c:d@i/y") == "error: http://a:***@h/x and https://c:***@i/y"
+    assert redact_text("mail me: someone@example.com /tmp/a@b.mp3") == "mail me: someone@example.com /tmp/a@b.mp3"
+    assert redact_text("http://User:***@host/x") == "http://User:***@host/x"
+    real = "http://User:PassWord@host/x"
+    assert reveal("http://User:***@host/x", [("http://User:***@host/x", real)]) == real
+    assert reveal("http://User:***@host/y", [("http://User:***@host/x", real)]) == "http://User:***@host/y"
+
+
+def test_resolution_keeps_credentials_as_given_for_the_request_only(media_server, media_dir, speech_clips):
+    user, secret = media_server.auth
+    name = f"members-{uuid.uuid4().hex[:8]}"
+    shutil.copy(speech_clips["weather"].path, media_dir / name)
+    url = media_server.url(f"auth/{name}").replace("http://", f"http://{user}:{secret}@")
+    resolved = resolve_inputs([url], options=FAST)
+    (item,) = resolved.items
+    shown = url.replace(secret, "***")
+    assert (item.source, item.input, item.error) == (shown, shown, None)  # yt-dlp got in: the case was kept
+    assert resolved.credentials == {shown: url}

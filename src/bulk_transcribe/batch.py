@@ -12,13 +12,14 @@ import sys
 import threading
 import traceback
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from .config import MANIFEST_NAME, RunConfig
 from .models import EventKind, ProgressEvent, Snapshot, VideoStatus
 from .progress import ProgressTracker
+from .redact import credentials_from
 from .session_manager import SessionStore, VideoRecord
 from .sources import resolve_inputs
 from .writers import write_manifest
@@ -67,6 +68,9 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
     config = config.with_env_overrides()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     resolved = resolve_inputs(config.inputs, config.input_files, options=config.download)
+    if resolved.credentials:  # passwords from the inputs, for the downloads only (never stored: redact.py)
+        config = replace(config, download=replace(config.download,
+                                                  url_credentials=credentials_from(resolved.credentials)))
     store = SessionStore(config.state_db)
     run_id = store.begin_run(config, "parallel" if config.parallel else "sequential")
     records = store.register_videos(run_id, resolved.items)

@@ -83,6 +83,9 @@ class DownloadOptions:
     """Keep downloaded audio under OUT/audio instead of deleting it after transcription."""
     max_concurrent: int = 2
     """Downloads in flight at once across the whole run (parallel mode)."""
+    url_credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """(redacted URL, real URL) for URLs given with user:password: filled when a batch is prepared, used
+    for the request only, never stored or shown (redact.py)."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError,
 
 from . import errors
 from .guard import DeadlineExceeded, GuardedYDL, PageTooLarge, Stalled, TransferGuard
+from .redact import redact_text, reveal
 from .config import MEDIA_EXTENSIONS, DownloadOptions
 from .models import SourceKind, VideoItem
 
@@ -66,6 +67,10 @@ class Failure:
     retry_after: float | None = None
     bad_input: bool = False
     """The input itself is wrong (unsupported URL, page without media): an InputError, never retried."""
+
+    def __post_init__(self) -> None:
+        # yt-dlp's own texts may quote the URL it was given, password included.
+        self.message = redact_text(self.message)
 
     def to_error(self) -> errors.VideoError:
         if self.bad_input:
@@ -169,10 +174,12 @@ def direct_media_title(url: str) -> str:
 
 
 def clean_url(url: str) -> str:
-    """The URL without yt-dlp's smuggled data (RSS entries carry some), scheme and host lower-cased."""
+    """The URL without yt-dlp's smuggled data (RSS entries carry some), scheme and host lower-cased. User name and
+    password stay as given: servers compare them case-sensitively (see redact.py for how they are hidden)."""
     url, _ = unsmuggle_url(url.strip())
     parts = urlsplit(url)
-    return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
+    userinfo, at, host = parts.netloc.rpartition("@")
+    return parts._replace(scheme=parts.scheme.lower(), netloc=userinfo + at + host.lower()).geturl()
 
 
 def _clean_message(text: str) -> str:
@@ -463,13 +470,14 @@ class AudioDownloader:
         )
         # The watchdog polls `cancelled` too: a cancel lands within a second even while a read waits on the server.
         guard = transfer_guard(self.options, should_cancel=cancelled)
+        url = reveal(item.source, self.options.url_credentials)  # the real user:password, for the request only
         with GuardedYDL(params, guard) as ydl:
-            if is_direct_media_url(item.source):
+            if is_direct_media_url(url):
                 # Skip the generic extractor's probing GET: the URL already says what it is.
-                ext = Path(unquote(urlsplit(item.source).path)).suffix.lower().lstrip(".")
-                info = {"id": item.video_id, "title": item.title or item.video_id, "url": item.source, "ext": ext}
+                ext = Path(unquote(urlsplit(url).path)).suffix.lower().lstrip(".")
+                info = {"id": item.video_id, "title": item.title or item.video_id, "url": url, "ext": ext}
             else:
-                info = ydl.extract_info(item.source, download=False)
+                info = ydl.extract_info(url, download=False)
                 if info.get("_type") == "playlist" or info.get("entries") is not None:
                     raise errors.InputError(f"URL is a playlist, not one video (resolve it first): {item.source}")
                 size = _known_size(info)

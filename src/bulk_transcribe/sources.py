@@ -29,6 +29,7 @@ from .download import (
     ytdlp_params,
 )
 from .guard import GuardedYDL
+from .redact import redact_text
 from .models import SourceKind, VideoItem
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -42,6 +43,8 @@ class ResolvedInputs:
     items: list[VideoItem] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     """Sources (URLs, absolute paths) given more than once, each listed once; only the first copy is kept."""
+    credentials: dict[str, str] = field(default_factory=dict)
+    """Redacted URL -> the real one, for URLs given with user:password (items carry only the redacted form)."""
 
 
 # --------------------------------------------------------------------------------------------- input lists
@@ -86,7 +89,7 @@ def resolve_inputs(
     reported: set[str] = set()
     try:
         for item in _expand(_all_inputs(inputs, input_files), resolver):
-            item = _contain_undecodable_name(item)
+            item = _redacted(_contain_undecodable_name(item), result.credentials)
             if item.source in seen:
                 if item.source not in reported:
                     reported.add(item.source)
@@ -188,6 +191,19 @@ def _contain_undecodable_name(item: VideoItem) -> VideoItem:
     except UnicodeEncodeError:
         source, text = _readable(item.source), _readable(item.input)
         return _failed(source, item.kind, text, f"name is not valid UTF-8 (rename it): {source}")
+
+
+def _redacted(item: VideoItem, credentials: dict[str, str]) -> VideoItem:
+    """The item as it may be shown and stored: any password in its URL, input, title or error masked (its id is
+    then the hash of the masked URL, stable across reruns). The real netloc is remembered for the download."""
+    fields = (item.source, item.input, item.title, item.error or "")
+    masked = tuple(redact_text(text) for text in fields)
+    if masked == fields:
+        return item
+    source, text, title, error = masked
+    if item.kind == SourceKind.URL and source != item.source:
+        credentials.setdefault(source, item.source)  # the first copy is the one kept (duplicates are dropped)
+    return VideoItem(source, item.kind, text, title=title, duration_s=item.duration_s, error=error or None)
 
 
 def _readable(text: str) -> str:
