@@ -14,6 +14,7 @@ Routes (besides plain files under the served folder):
   /trickle-page/<name>    an HTML page served the same way
   /gzip-bomb/<name>       an HTML page sent gzip-encoded: ~400 KB on the wire, `BOMB_BYTES` once inflated
   /huge-page/<name>       an HTML page of `HUGE_PAGE_BYTES`, generated as it is sent
+  /no-answer/<anything>   reads the request and closes the connection without a word
   /auth/<file>            the file, only with HTTP Basic auth of exactly `auth` (user, password; case matters)
 Every request is counted per path, so tests can assert how hard a client hit the server; the trickling routes
 also record how many body bytes each request got before the client hung up (`sent`).
@@ -184,6 +185,9 @@ def _make_handler(server: MediaServer):
                     return None
             if prefix == "huge-page":
                 return self._huge_page(head)
+            if prefix == "no-answer":
+                self.close_connection = True
+                return None
             if prefix == "auth":
                 expected = "Basic " + base64.b64encode(":".join(server.auth).encode()).decode()
                 if self.headers.get("Authorization") != expected:

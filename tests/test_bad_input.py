@@ -12,6 +12,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -225,3 +228,69 @@ def test_credentials_in_a_url_are_sent_as_given_and_never_shown_or_stored(tmp_pa
     assert any(p.name.startswith("bulk_transcribe.sqlite") for p in files)
     for text in [screens] + [p.read_bytes().decode("utf-8", "replace") for p in files]:
         assert secret.lower() not in text.lower()
+
+
+def test_output_folder_inside_the_input_folder_is_left_alone_and_partials_cleaned(tmp_path, speech_clips):
+    folder = tmp_path / "videos"
+    out = folder / "transcripts"
+    partial = out / ".work" / "dl-0123456789abcdef-deadbeef"
+    partial.mkdir(parents=True)
+    (out / "audio").mkdir()
+    clip = speech_clips["weather"].path
+    shutil.copy(clip, folder / "talk.mp3")
+    shutil.copy(clip, out / "audio" / "kept.mp3")  # what --keep-audio leaves
+    shutil.copy(clip, partial / "0123456789abcdef.mp3")  # a finished download a kill left behind
+    (partial / "0123456789abcdef.m4a.part").write_bytes(b"\0" * 1000)
+
+    code, stdout, stderr = run_cli("run", str(folder), "--out", str(out), "--cpu-threads", "2", "--quiet")
+    assert code == 0, stdout + stderr
+    assert list(manifest(out)) == [str(folder / "talk.mp3")]
+    assert not partial.exists()  # cut-off downloads cleaned at the start of the run
+    assert (out / "audio" / "kept.mp3").is_file()  # kept audio is the user's: kept, just never an input
+
+
+def _without_root_override(tmp_path) -> list[str]:
+    """A command prefix under which file permissions apply even to root: tests run as root here, and root
+    reads mode-000 files. Dropping CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH keeps uid 0 (the venv under /root stays
+    usable) but makes the owner bits count. Skips, saying why, where that cannot be had."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+              "--inh-caps", "-dac_override,-dac_read_search"]
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    try:
+        check = subprocess.run(prefix + ["cat", str(probe)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("running as root without setpriv: root cannot be denied a read here")
+    if check.returncode == 0 or "Permission denied" not in check.stderr:
+        pytest.skip(f"running as root and setpriv could not drop the override ({check.stderr.strip()[:80]})")
+    return prefix
+
+
+def test_unreadable_files_and_folders_fail_alone_as_such(tmp_path, speech_clips):
+    """A folder with one unsearchable subfolder failed entirely; an unreadable file read "not a media file"."""
+    prefix = _without_root_override(tmp_path)
+    folder = tmp_path / "videos"
+    (folder / "locked").mkdir(parents=True)
+    clip = speech_clips["weather"].path
+    shutil.copy(clip, folder / "good.mp3")
+    shutil.copy(clip, folder / "locked" / "hidden.mp3")
+    shutil.copy(clip, folder / "secret.mp3")
+    (folder / "secret.mp3").chmod(0)
+    (folder / "locked").chmod(0)
+    out = tmp_path / "out"
+    try:
+        run = subprocess.run(
+            prefix + [sys.executable, "-m", "bulk_transcribe.cli", "run", str(folder), str(folder / "secret.mp3"),
+                      "--out", str(out), "--cpu-threads", "2", "--quiet"],
+            capture_output=True, text=True, timeout=300)
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert run.returncode == 1, run.stdout + run.stderr
+    entries = manifest(out)
+    assert entries[str(folder / "good.mp3")]["status"] == "done"
+    assert entries[str(folder / "locked")]["error"] == f"cannot read folder {folder / 'locked'}: permission denied"
+    assert entries[str(folder / "secret.mp3")]["error"] == f"cannot read {folder / 'secret.mp3'}: permission denied"
+    assert len(entries) == 3

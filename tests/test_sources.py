@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import uuid
@@ -331,3 +332,64 @@ def test_resolution_keeps_credentials_as_given_for_the_request_only(media_server
     shown = url.replace(secret, "***")
     assert (item.source, item.input, item.error) == (shown, shown, None)  # yt-dlp got in: the case was kept
     assert resolved.credentials == {shown: url}
+
+
+# --------------------------------------------------------------------------------------------- readable reasons
+
+
+def test_odd_urls_get_a_specific_short_reason(media_server):
+    long_url = media_server.url("status/404/" + "a" * 100_000)
+    silent = media_server.url(f"no-answer/{uuid.uuid4().hex[:8]}")
+    inputs = ["http://", "http://[::1/x", "http://127.0.0.1:99999/x", "http://exa mple.com/x", "http://a..b/x",
+              long_url, silent]
+    items = {i.input: i for i in resolve_inputs(inputs, options=FAST).items}
+    assert items["http://"].error == "malformed URL (no host name): http://"
+    assert items["http://[::1/x"].error == "malformed URL (invalid IPv6 URL): http://[::1/x"
+    assert items["http://127.0.0.1:99999/x"].error == "malformed URL (port out of range): http://127.0.0.1:99999/x"
+    assert items["http://exa mple.com/x"].error.startswith("malformed URL (invalid host name 'exa mple.com')")
+    assert items["http://a..b/x"].error.startswith("malformed URL (invalid host name 'a..b')")
+    port = media_server.port
+    assert items[silent].error == f"127.0.0.1:{port} closed the connection without answering: {silent}"
+    # A 100 KB URL is the item's identity, but its reason stays short and readable at both ends.
+    long_error = items[long_url].error
+    assert long_error.startswith(f"HTTP 414 Request-URI Too Long: http://127.0.0.1:{port}/status/404/aaa")
+    assert long_error.endswith("aaaa") and "…" in long_error and len(long_error) < 300
+    assert items[long_url].source == long_url
+
+
+def test_odd_local_inputs_are_named_for_what_they_are(tmp_path, speech_clips):
+    os.mkfifo(tmp_path / "pipe.mp3")
+    os.symlink(tmp_path / "loop-b", tmp_path / "loop-a")
+    os.symlink(tmp_path / "loop-a", tmp_path / "loop-b")
+    os.symlink("nowhere.mp3", tmp_path / "dangling.mp3")
+    inputs = [tmp_path / "pipe.mp3", "/dev/zero", tmp_path / "loop-a", tmp_path / "dangling.mp3", tmp_path]
+    items = resolve_inputs([str(p) for p in inputs]).items
+    assert [i.error for i in items] == [
+        f"not a regular file (a named pipe): {tmp_path / 'pipe.mp3'}",
+        "not a regular file (a device): /dev/zero",
+        f"symbolic link loop: {tmp_path / 'loop-a'}",
+        f"broken symbolic link: {tmp_path / 'dangling.mp3'} -> nowhere.mp3 (not found)",
+        f"no media files in folder: {tmp_path}",  # the pipe and the links inside are skipped, never opened
+    ]
+
+
+def test_output_folder_inside_an_input_folder_is_never_an_input(tmp_path, speech_clips):
+    """OUT inside the folder being transcribed: its kept audio and a partial download left by a kill were
+    transcribed as extra videos on the rerun."""
+    folder = tmp_path / "videos"
+    out = folder / "transcripts"
+    (out / ".work" / "dl-x").mkdir(parents=True)
+    (out / "audio").mkdir()
+    clip = speech_clips["weather"].path
+    shutil.copy(clip, folder / "talk.mp3")
+    shutil.copy(clip, out / "audio" / "kept.mp3")
+    shutil.copy(clip, out / ".work" / "dl-x" / "cut-off.mp3")
+    items = resolve_inputs([str(folder), str(out / "audio" / "kept.mp3")], out_dir=out).items
+    assert [(i.source, i.error) for i in items] == [
+        (str(folder / "talk.mp3"), None),
+        (str(out / "audio" / "kept.mp3"),
+         f"one of the tool's own working files in {out} (never an input): {out / 'audio' / 'kept.mp3'}"),
+    ]
+    # OUT being the input folder itself (`--out .`, input `.`): only its working folders are skipped.
+    shutil.copy(clip, out / "mine.mp3")
+    assert [i.source for i in resolve_inputs([str(out)], out_dir=out).items] == [str(out / "mine.mp3")]

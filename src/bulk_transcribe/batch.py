@@ -7,6 +7,7 @@ the video in flight and a rerun on the same OUT resumes.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import sys
 import threading
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from .config import MANIFEST_NAME, RunConfig
+from .config import MANIFEST_NAME, WORK_DIR_NAME, RunConfig
 from .models import EventKind, ProgressEvent, Snapshot, VideoStatus
 from .progress import ProgressTracker
 from .redact import credentials_from
@@ -67,7 +68,10 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
     """Resolve inputs and register them; done videos from earlier runs on the same OUT stay done (resume)."""
     config = config.with_env_overrides()
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    resolved = resolve_inputs(config.inputs, config.input_files, options=config.download)
+    # What OUT/.work holds at the start was cut off by a crash or a kill: never resumed (yt-dlp restarts each
+    # download), never an input, so it goes.
+    shutil.rmtree(config.out_dir / WORK_DIR_NAME, ignore_errors=True)
+    resolved = resolve_inputs(config.inputs, config.input_files, options=config.download, out_dir=config.out_dir)
     if resolved.credentials:  # passwords from the inputs, for the downloads only (never stored: redact.py)
         config = replace(config, download=replace(config.download,
                                                   url_credentials=credentials_from(resolved.credentials)))

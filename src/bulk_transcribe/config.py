@@ -35,6 +35,12 @@ STATE_DB_NAME = "bulk_transcribe.sqlite"
 MANIFEST_NAME = "manifest.json"
 """The per-run summary written next to the transcripts."""
 
+WORK_DIR_NAME = ".work"
+"""OUT/.work: downloads in progress (emptied when a run starts: what is there was cut off by a crash)."""
+
+AUDIO_DIR_NAME = "audio"
+"""OUT/audio: downloaded audio kept with --keep-audio."""
+
 MEDIA_EXTENSIONS = frozenset(
     {
         ".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".oga", ".opus", ".wma", ".aiff", ".aif",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import http
+import http.client
 import re
 import shutil
 import socket
@@ -69,8 +70,8 @@ class Failure:
     """The input itself is wrong (unsupported URL, page without media): an InputError, never retried."""
 
     def __post_init__(self) -> None:
-        # yt-dlp's own texts may quote the URL it was given, password included.
-        self.message = redact_text(self.message)
+        # yt-dlp's own texts may quote the URL it was given, password included; a URL may be 100 KB long.
+        self.message = errors.one_line(redact_text(self.message))
 
     def to_error(self) -> errors.VideoError:
         if self.bad_input:
@@ -163,6 +164,27 @@ def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptio
     return replace(options, cookies_file=str(copy))
 
 
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable before any request (None when fine), so the user reads "malformed URL (no host
+    name)" instead of whatever the HTTP library happens to raise."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises on a port out of range
+    except ValueError as exc:
+        text = str(exc)
+        return "port out of range" if "port" in text.lower() else text[:1].lower() + text[1:]
+    host = parts.hostname
+    if not host:
+        return "no host name"
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return f"invalid host name {host!r}"
+    if any(c.isspace() or c in "<>\"{}|\\^`" for c in host):
+        return f"invalid host name {host!r}"
+    return None
+
+
 def is_direct_media_url(url: str) -> bool:
     """A link straight to a media file: yt-dlp's generic extractor would only confirm it with an extra request."""
     return Path(unquote(urlsplit(url).path)).suffix.lower() in MEDIA_EXTENSIONS
@@ -206,6 +228,8 @@ def _causes(exc: BaseException) -> list[BaseException]:
         if isinstance(info, tuple) and len(info) > 1:
             stack.append(info[1])
         stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__, getattr(e, "reason", None)])
+        # requests wraps urllib3's ('Connection aborted.', RemoteDisconnected(...)) in its args only
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
     return seen
 
 
@@ -262,6 +286,8 @@ def classify_error(exc: BaseException, url: str, timeout_s: float) -> Failure:
             return Failure(f"cannot connect to {_host_port(url)} (connection refused): {url}", True)
         if isinstance(e, socket.gaierror):
             return Failure(f"cannot resolve host {urlsplit(url).hostname}: {url}", True)
+        if isinstance(e, http.client.RemoteDisconnected):
+            return Failure(f"{_host_port(url)} closed the connection without answering: {url}", True)
         if isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
             return Failure(f"connection reset by {_host_port(url)}: {url}", True)
         if isinstance(e, ContentTooShortError):
@@ -306,6 +332,8 @@ def _failure_from_text(text: str, url: str, timeout_s: float) -> Failure:
         return Failure(f"cannot connect to {_host_port(url)} (connection refused): {url}", True)
     if "connection reset" in lowered or "bytes read" in lowered:
         return Failure(f"connection reset by {_host_port(url)}: {url}", True)
+    if "no connection adapters were found" in lowered:  # requests, for a link that is not http(s)
+        return Failure(f"unsupported link (only http and https are fetched): {url}", False, bad_input=True)
     if "unsupported url" in lowered:
         return Failure(f"no media found (unsupported URL or page without video): {url}", False, bad_input=True)
     return Failure(f"{text}: {url}" if url not in text else text, False)

@@ -6,8 +6,10 @@ with `error` set to a one-line reason, which the run records as failed and never
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ import av
 import yt_dlp
 
 from . import errors
-from .config import MEDIA_EXTENSIONS, DownloadOptions
+from .config import AUDIO_DIR_NAME, MEDIA_EXTENSIONS, WORK_DIR_NAME, DownloadOptions
 from .download import (
     classify_error,
     clean_url,
@@ -26,6 +28,7 @@ from .download import (
     is_direct_media_url,
     private_cookie_copy,
     transfer_guard,
+    url_problem,
     ytdlp_params,
 )
 from .guard import GuardedYDL
@@ -76,6 +79,7 @@ def resolve_inputs(
     input_files: Sequence[str | os.PathLike[str]] = (),
     *,
     options: DownloadOptions = DownloadOptions(),
+    out_dir: str | os.PathLike[str] | None = None,
 ) -> ResolvedInputs:
     """Turn a mix of URLs, files, folders and input lists into de-duplicated VideoItems, in the order given.
 
@@ -88,7 +92,8 @@ def resolve_inputs(
     seen: set[str] = set()
     reported: set[str] = set()
     try:
-        for item in _expand(_all_inputs(inputs, input_files), resolver):
+        out = Path(out_dir).resolve() if out_dir is not None else None
+        for item in _expand(_all_inputs(inputs, input_files), resolver, out):
             item = _redacted(_contain_undecodable_name(item), result.credentials)
             if item.source in seen:
                 if item.source not in reported:
@@ -121,7 +126,9 @@ def _all_inputs(
         yield from lines
 
 
-def _expand(inputs: Iterable[str | VideoItem], resolver: "_UrlResolver") -> Iterator[VideoItem]:
+def _expand(
+    inputs: Iterable[str | VideoItem], resolver: "_UrlResolver", out_dir: Path | None = None
+) -> Iterator[VideoItem]:
     for entry in inputs:
         if isinstance(entry, VideoItem):
             yield entry
@@ -137,47 +144,112 @@ def _expand(inputs: Iterable[str | VideoItem], resolver: "_UrlResolver") -> Iter
                 yield _failed(text, SourceKind.URL, text,
                               f"unsupported URL scheme {scheme.group(1).lower()}:// (use http or https): {text}")
             continue
-        yield from _local(text)
+        yield from _local(text, out_dir)
 
 
-def _local(text: str) -> Iterator[VideoItem]:
+def _local(text: str, out_dir: Path | None = None) -> Iterator[VideoItem]:
     path = Path(text).expanduser()
     try:
-        if path.is_dir():
-            yield from _folder(path, text)
-            return
-        if path.is_file():
-            resolved = path.resolve()
-            yield VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem,
-                            duration_s=container_duration(resolved))
-            return
-    except OSError as exc:  # e.g. a name too long for the file system
-        yield _failed(text, SourceKind.FILE, text, f"cannot read {text}: {exc.strerror or exc}")
+        info = os.stat(path)
+    except OSError as exc:
+        yield _unreachable(path, text, exc)
         return
+    shown = path.absolute()
+    if out_dir is not None and any(_inside(path.resolve(), d) for d in _working_dirs(out_dir)):
+        yield _failed(str(shown), SourceKind.FILE, text,
+                      f"one of the tool's own working files in {out_dir} (never an input): {shown}")
+        return
+    if stat.S_ISDIR(info.st_mode):
+        yield from _folder(path, text, out_dir)
+    elif stat.S_ISREG(info.st_mode):
+        yield _file_item(path, text)
+    else:
+        yield _failed(str(shown), SourceKind.FILE, text, f"not a regular file ({_file_type(info.st_mode)}): {shown}")
+
+
+def _unreachable(path: Path, text: str, exc: OSError) -> VideoItem:
+    """The reason a path given as input cannot even be looked at, named (not all of them are "not found")."""
+    shown = path.absolute()
+    if exc.errno == errno.ELOOP:
+        return _failed(str(shown), SourceKind.FILE, text, f"symbolic link loop: {shown}")
+    if exc.errno == errno.EACCES:
+        return _failed(str(shown), SourceKind.FILE, text, f"cannot read {shown}: permission denied (a folder on "
+                                                          "the way cannot be searched)")
+    if exc.errno not in (errno.ENOENT, errno.ENOTDIR):  # e.g. a name too long for the file system
+        return _failed(text, SourceKind.FILE, text, f"cannot read {text}: {exc.strerror or exc}")
+    if os.path.islink(path):
+        return _failed(str(shown), SourceKind.FILE, text,
+                       f"broken symbolic link: {shown} -> {os.readlink(path)} (not found)")
     looks_like_path = (
         os.sep in text or text.startswith((".", "~")) or path.suffix.lower() in MEDIA_EXTENSIONS
     ) and not _DOMAIN_LIKE.match(text)
     if looks_like_path:
         # read_input_file turns bytes that are not UTF-8 into U+FFFD: say so, or "not found" would puzzle.
         hint = " (the input list has bytes here that are not UTF-8; save it as UTF-8)" if "\ufffd" in text else ""
-        yield _failed(str(path.absolute()), SourceKind.FILE, text, f"file not found: {path.absolute()}{hint}")
-    elif _DOMAIN_LIKE.match(text) and " " not in text:
-        yield _failed(text, SourceKind.URL, text, f"not a URL or file (URLs need http:// or https://): {text}")
-    else:
-        yield _failed(text, SourceKind.FILE, text, f"not a URL or file: {text}")
+        return _failed(str(shown), SourceKind.FILE, text, f"file not found: {shown}{hint}")
+    if _DOMAIN_LIKE.match(text) and " " not in text:
+        return _failed(text, SourceKind.URL, text, f"not a URL or file (URLs need http:// or https://): {text}")
+    return _failed(text, SourceKind.FILE, text, f"not a URL or file: {text}")
 
 
-def _folder(folder: Path, text: str) -> Iterator[VideoItem]:
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file or folder"
+
+
+def _file_item(path: Path, text: str) -> VideoItem:
+    """A regular file, opened once here so that an unreadable one fails as such (not as "not a media file")."""
+    resolved = path.resolve()
+    try:
+        with open(resolved, "rb"):
+            pass
+    except OSError as exc:
+        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        return _failed(str(resolved), SourceKind.FILE, text, f"cannot read {resolved}: {reason}")
+    return VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem, duration_s=container_duration(resolved))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _working_dirs(out_dir: Path) -> tuple[Path, Path]:
+    """Where a run keeps media of its own: partial downloads and kept audio."""
+    return out_dir / WORK_DIR_NAME, out_dir / AUDIO_DIR_NAME
+
+
+def _folder(folder: Path, text: str, out_dir: Path | None = None) -> Iterator[VideoItem]:
+    """Media files under `folder`, recursively, sorted; symlinked folders are not followed (as Path.rglob).
+
+    A subfolder that cannot be listed fails alone as its own row. The run's own files are never searched: the
+    whole output folder when it lies inside `folder`, else (OUT is `folder` or above it) its working folders."""
     root = folder.resolve()
-    found = sorted(
-        p for p in root.rglob("*")
-        if p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
+    found: list[tuple[Path, VideoItem]] = []
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename or root)
+        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        found.append((where, _failed(str(where), SourceKind.FILE, text, f"cannot read folder {where}: {reason}")))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        here = Path(dirpath)
+        if out_dir is not None:
+            skip = {out_dir, *_working_dirs(out_dir)}
+            dirnames[:] = [d for d in dirnames if here / d not in skip]
+        for name in filenames:
+            path = here / name
+            if path.suffix.lower() in MEDIA_EXTENSIONS and not name.startswith(".") and path.is_file():
+                found.append((path, _file_item(path, text)))
     if not found:
         yield _failed(str(root), SourceKind.FILE, text, f"no media files in folder: {root}")
         return
-    for path in found:
-        yield VideoItem(str(path), SourceKind.FILE, text, title=path.stem, duration_s=container_duration(path))
+    for _, item in sorted(found, key=lambda pair: pair[0]):
+        yield item
 
 
 def _contain_undecodable_name(item: VideoItem) -> VideoItem:
@@ -212,7 +284,7 @@ def _readable(text: str) -> str:
 
 
 def _failed(source: str, kind: SourceKind, text: str, reason: str) -> VideoItem:
-    return VideoItem(source, kind, text, error=reason)
+    return VideoItem(source, kind, text, error=errors.one_line(reason))
 
 
 class _UrlResolver:
@@ -253,6 +325,9 @@ class _UrlResolver:
             shutil.rmtree(Path(self._cookie_copy).parent, ignore_errors=True)
 
     def resolve(self, text: str) -> list[VideoItem]:
+        problem = url_problem(text.strip())
+        if problem:
+            return [_failed(text.strip(), SourceKind.URL, text, f"malformed URL ({problem}): {text.strip()}")]
         url = clean_url(text)
         if is_direct_media_url(url):
             return [VideoItem(url, SourceKind.URL, text, title=direct_media_title(url))]
@@ -342,6 +417,8 @@ def probe_media(path: str | os.PathLike[str]) -> float:
         raise errors.MediaError("file is empty")
     try:
         container = av.open(str(path))
+    except PermissionError:  # PyAV's own error subclasses it: not a question of media at all
+        raise errors.InputError(f"cannot read {path}: permission denied") from None
     except av.FFmpegError as exc:
         raise errors.MediaError(f"not a media file ({_av_reason(exc)})") from None
     with container:
