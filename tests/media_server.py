@@ -12,6 +12,7 @@ Routes (besides plain files under the served folder):
   /trickle/<file>         serves the file with its true Content-Length at `trickle_bytes_per_s` (a few bytes a
                           second: never silent long enough for a socket timeout)
   /trickle-page/<name>    an HTML page served the same way
+  /trickle-headers/<name> answers its status line and headers a few bytes a second (a body never comes)
   /gzip-bomb/<name>       an HTML page sent gzip-encoded: ~400 KB on the wire, `BOMB_BYTES` once inflated
   /huge-page/<name>       an HTML page of `HUGE_PAGE_BYTES`, generated as it is sent
   /no-answer/<anything>   reads the request and closes the connection without a word
@@ -176,6 +177,23 @@ def _make_handler(server: MediaServer):
                 body = (b"<html><head><title>Slow page</title></head><body>"
                         + b"<p>words</p>" * 400 + b"</body></html>")
                 return self._trickle(path, body, "text/html", head)
+            if prefix == "trickle-headers":
+                self.close_connection = True
+                head_bytes = b"HTTP/1.1 200 OK\r\n" + b"".join(
+                    f"X-Filler-{i}: {'z' * 40}\r\n".encode() for i in range(200))
+                sent = 0
+                try:
+                    for i in range(len(head_bytes)):
+                        if server._stopping.is_set():
+                            break
+                        self.wfile.write(head_bytes[i:i + 1])
+                        self.wfile.flush()
+                        sent += 1
+                        time.sleep(1 / server.trickle_bytes_per_s)
+                except OSError:
+                    pass
+                server._record_sent(path, sent)
+                return None
             if prefix == "gzip-bomb":
                 self.close_connection = True  # the client hangs up mid-body: no next request on this socket
                 body = server.gzip_bomb()

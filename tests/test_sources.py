@@ -393,3 +393,14 @@ def test_output_folder_inside_an_input_folder_is_never_an_input(tmp_path, speech
     # OUT being the input folder itself (`--out .`, input `.`): only its working folders are skipped.
     shutil.copy(clip, out / "mine.mp3")
     assert [i.source for i in resolve_inputs([str(out)], out_dir=out).items] == [str(out / "mine.mp3")]
+
+
+def test_response_headers_trickling_in_cannot_hold_resolution_either(media_server):
+    """No response object exists yet while headers arrive, so no guard can read along: the input is left behind
+    at its deadline and the next one resolves on a fresh client."""
+    warm_up = media_server.url("html/warm-up")  # yt-dlp's first extraction imports for seconds on a busy machine
+    stuck = media_server.url(f"trickle-headers/{uuid.uuid4().hex[:8]}")
+    options = DownloadOptions(socket_timeout_s=2, resolve_timeout_s=3, stall_bytes_per_s=0)
+    _, stuck_item, *feed = resolve_inputs([warm_up, stuck, media_server.url("feed.rss")], options=options).items
+    assert stuck_item.error == f"resolution timed out after 3 s: {stuck}"
+    assert len(feed) == 4 and all(i.error is None for i in feed)

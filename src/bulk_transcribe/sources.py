@@ -10,6 +10,7 @@ import errno
 import os
 import re
 import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +32,14 @@ from .download import (
     url_problem,
     ytdlp_params,
 )
-from .guard import GuardedYDL
+from .guard import DeadlineExceeded, GuardedYDL
 from .redact import redact_text
 from .models import SourceKind, VideoItem
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _DOMAIN_LIKE = re.compile(r"^[\w-]+(\.[\w-]+)+(/|$)")
+ABANDON_GRACE_S = 2.0
+"""How long past its deadline an input's resolution may take to stop by itself before it is left behind."""
 PROBE_DECODE_PACKETS = 50
 """Audio packets decoded by `probe_media` to prove the audio is decodable (a second or so, not the whole file)."""
 
@@ -288,25 +291,33 @@ def _failed(source: str, kind: SourceKind, text: str, reason: str) -> VideoItem:
 
 
 class _UrlResolver:
-    """One quiet YoutubeDL reused for every URL of a batch (building one per URL costs more than most lookups)."""
+    """One quiet YoutubeDL reused for every URL of a batch (building one per URL costs more than most lookups).
+
+    Each input gets `resolve_timeout_s`. The transfer guard enforces it on every page being read; a request stuck
+    where no guard reaches (a connect, response headers arriving a byte at a time) is left behind on its thread
+    with its YoutubeDL, and the next input gets a fresh one: that input fails, the batch goes on."""
 
     def __init__(self, options: DownloadOptions) -> None:
         self.options = options
         self._ydl: yt_dlp.YoutubeDL | None = None
-        self._cookie_copy: str | None = None
-        # Every page is capped in bytes and watched for stalls; `resolve` sets a deadline per input.
         self._guard = transfer_guard(options)
+        self._options: DownloadOptions | None = None
+        self._cookie_copy: str | None = None
 
     def _client(self) -> yt_dlp.YoutubeDL:
-        if self._ydl is None:
+        if self._options is None:
             import tempfile
 
             options = self.options
             if options.cookies_file:
                 options = private_cookie_copy(options, Path(tempfile.mkdtemp(prefix="bt-cookies-")))
                 self._cookie_copy = options.cookies_file
+            self._options = options
+        if self._ydl is None:
+            # Every page is capped in bytes and watched for stalls; `resolve` sets a deadline per input.
+            self._guard = transfer_guard(self.options)
             self._ydl = GuardedYDL(ytdlp_params(
-                options,
+                self._options,
                 extract_flat="in_playlist",  # list entries without visiting each one
                 format="bestaudio/best",
                 simulate=True,
@@ -336,18 +347,42 @@ class _UrlResolver:
         except errors.VideoError as exc:  # e.g. the cookies file is missing
             return [_failed(url, SourceKind.URL, text, exc.reason)]
         timeout = self.options.resolve_timeout_s
-        self._guard.deadline = time.monotonic() + timeout if timeout > 0 else None
         try:
-            info = client.extract_info(url, download=False)
+            info = self._extract(client, url, timeout)
         except Exception as exc:  # yt-dlp wraps every failure in its DownloadError; the guard's stop it
             failure = (guard_failure(exc, url, resolving=True, timeout_s=timeout)
                        or classify_error(exc, url, self.options.socket_timeout_s))
             return [_failed(url, SourceKind.URL, text, failure.message)]
-        finally:
-            self._guard.deadline = None
         if not info:
             return [_failed(url, SourceKind.URL, text, f"no media found: {url}")]
         return _items_from_info(info, url, text)
+
+    def _extract(self, client: yt_dlp.YoutubeDL, url: str, timeout: float) -> Any:
+        if timeout <= 0:
+            return client.extract_info(url, download=False)
+        guard = self._guard
+        guard.deadline = time.monotonic() + timeout
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["info"] = client.extract_info(url, download=False)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="bt-resolve", daemon=True).start()
+        # An Event, not Thread.join: a Ctrl-C during join can leave a thread marked stopped on Python 3.11.
+        if not done.wait(timeout + ABANDON_GRACE_S):
+            guard.should_cancel = lambda: True  # whatever that thread reads later stops at once
+            self._ydl = None  # not closed: its thread still uses it
+            raise DeadlineExceeded()
+        guard.deadline = None
+        if "error" in box:
+            raise box["error"]
+        return box.get("info")
 
 
 def _items_from_info(info: dict[str, Any], url: str, text: str) -> list[VideoItem]:
