@@ -38,6 +38,9 @@ WATCH_TICK_S = 0.25
 
 _READ_ALL_CHUNK = 1 << 16
 
+FILL_S = 0.2
+"""Longest a read waits to fill the block it was asked for once some bytes are in hand."""
+
 
 class Stalled(Exception):
     """The transfer ran below the low-speed limit for the whole window (retryable: the next attempt may be fast)."""
@@ -122,7 +125,7 @@ class GuardedResponse(Response):
         self._raise_if_aborted()
         try:
             if self._raw is not None:
-                data = _read1(self._raw, amt)
+                data = self._fill(amt)
             else:
                 data = self.fp.read(amt)
         except Exception:
@@ -138,6 +141,22 @@ class GuardedResponse(Response):
             encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
             raise PageTooLarge(cap, encoding if encoding not in ("", "identity") else None)
         return data
+
+    def _fill(self, amt: int) -> bytes:
+        """Up to `amt` bytes: what has arrived, topped up for at most FILL_S. Fast transfers get the blocks yt-dlp
+        asks for (its block size adapts to what it gets: small reads would mean many more small writes), a
+        trickle returns after one receive and FILL_S, so the caller and its hooks keep running."""
+        data = _read1(self._raw, amt)
+        if not data or len(data) >= amt:
+            return data
+        parts, got, until = [data], len(data), time.monotonic() + FILL_S
+        while got < amt and time.monotonic() < until:
+            more = _read1(self._raw, amt - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
 
     def _body_done(self) -> bool:
         """The whole body has arrived: urllib3 then hands the connection back to its pool for the next request,
