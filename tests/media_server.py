@@ -15,6 +15,7 @@ Routes (besides plain files under the served folder):
   /trickle-headers/<name> answers its status line and headers a few bytes a second (a body never comes)
   /gzip-bomb/<name>       an HTML page sent gzip-encoded: ~400 KB on the wire, `BOMB_BYTES` once inflated
   /huge-page/<name>       an HTML page of `HUGE_PAGE_BYTES`, generated as it is sent
+  /redirect-ftp/<anything> redirects to an ftp:// link
   /no-answer/<anything>   reads the request and closes the connection without a word
   /auth/<file>            the file, only with HTTP Basic auth of exactly `auth` (user, password; case matters)
 Every request is counted per path, so tests can assert how hard a client hit the server; the trickling routes
@@ -201,6 +202,12 @@ def _make_handler(server: MediaServer):
                     return None
             if prefix == "huge-page":
                 return self._huge_page(head)
+            if prefix == "redirect-ftp":
+                self.send_response(302)
+                self.send_header("Location", f"ftp://127.0.0.1/{rest}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if prefix == "no-answer":
                 self.close_connection = True
                 return None

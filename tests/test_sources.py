@@ -340,8 +340,9 @@ def test_resolution_keeps_credentials_as_given_for_the_request_only(media_server
 def test_odd_urls_get_a_specific_short_reason(media_server):
     long_url = media_server.url("status/404/" + "a" * 100_000)
     silent = media_server.url(f"no-answer/{uuid.uuid4().hex[:8]}")
+    to_ftp = media_server.url(f"redirect-ftp/{uuid.uuid4().hex[:8]}")
     inputs = ["http://", "http://[::1/x", "http://127.0.0.1:99999/x", "http://exa mple.com/x", "http://a..b/x",
-              long_url, silent]
+              long_url, silent, to_ftp]
     items = {i.input: i for i in resolve_inputs(inputs, options=FAST).items}
     assert items["http://"].error == "malformed URL (no host name): http://"
     assert items["http://[::1/x"].error == "malformed URL (invalid IPv6 URL): http://[::1/x"
@@ -350,6 +351,8 @@ def test_odd_urls_get_a_specific_short_reason(media_server):
     assert items["http://a..b/x"].error.startswith("malformed URL (invalid host name 'a..b')")
     port = media_server.port
     assert items[silent].error == f"127.0.0.1:{port} closed the connection without answering: {silent}"
+    ftp = "ftp://127.0.0.1/" + to_ftp.rsplit("/", 1)[1]
+    assert items[to_ftp].error == f"leads to a link that is not http or https ({ftp}): {to_ftp}"
     # A 100 KB URL is the item's identity, but its reason stays short and readable at both ends.
     long_error = items[long_url].error
     assert long_error.startswith(f"HTTP 414 Request-URI Too Long: http://127.0.0.1:{port}/status/404/aaa")

@@ -42,6 +42,7 @@ AUDIO_FORMAT = "bestaudio/best"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TOO_LARGE = re.compile(r"larger than max-filesize \((\d+) bytes > (\d+) bytes\)")
+_NO_ADAPTER = re.compile(r"No connection adapters were found for '([^']*)'")
 _NOT_RETRIED = frozenset({400, 401, 403, 404, 405, 410, 451})
 
 
@@ -293,6 +294,11 @@ def classify_error(exc: BaseException, url: str, timeout_s: float) -> Failure:
         if isinstance(e, ContentTooShortError):
             return Failure(f"download cut short ({e.downloaded} of {e.expected} bytes): {url}", True)
     for e in chain:
+        adapter = _NO_ADAPTER.search(str(e))
+        if adapter:  # requests, after a redirect to ftp://, file:// ...
+            return Failure(f"leads to a link that is not http or https ({adapter.group(1)}): {url}", False,
+                           bad_input=True)
+    for e in chain:
         if isinstance(e, TransportError):
             text = _clean_message(str(e))
             if "certificate" in text.lower() or "ssl" in text.lower():
@@ -332,8 +338,6 @@ def _failure_from_text(text: str, url: str, timeout_s: float) -> Failure:
         return Failure(f"cannot connect to {_host_port(url)} (connection refused): {url}", True)
     if "connection reset" in lowered or "bytes read" in lowered:
         return Failure(f"connection reset by {_host_port(url)}: {url}", True)
-    if "no connection adapters were found" in lowered:  # requests, for a link that is not http(s)
-        return Failure(f"unsupported link (only http and https are fetched): {url}", False, bad_input=True)
     if "unsupported url" in lowered:
         return Failure(f"no media found (unsupported URL or page without video): {url}", False, bad_input=True)
     return Failure(f"{text}: {url}" if url not in text else text, False)
