@@ -9,11 +9,23 @@ Routes (besides plain files under the served folder):
   /redirect-loop/<n>      redirects to itself forever
   /html/<anything>        an HTML page with no media
   /huge/<name>            announces a 2 GiB body (Content-Length) but sends only 64 KiB, then closes
-Every request is counted per path, so tests can assert how hard a client hit the server.
+  /trickle/<file>         serves the file with its true Content-Length at `trickle_bytes_per_s` (a few bytes a
+                          second: never silent long enough for a socket timeout)
+  /trickle-page/<name>    an HTML page served the same way
+  /trickle-headers/<name> answers its status line and headers a few bytes a second (a body never comes)
+  /gzip-bomb/<name>       an HTML page sent gzip-encoded: ~400 KB on the wire, `BOMB_BYTES` once inflated
+  /huge-page/<name>       an HTML page of `HUGE_PAGE_BYTES`, generated as it is sent
+  /redirect-ftp/<anything> redirects to an ftp:// link
+  /no-answer/<anything>   reads the request and closes the connection without a word
+  /auth/<file>            the file, only with HTTP Basic auth of exactly `auth` (user, password; case matters)
+Every request is counted per path, so tests can assert how hard a client hit the server; the trickling routes
+also record how many body bytes each request got before the client hung up (`sent`).
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import threading
 import time
 from collections import Counter
@@ -24,13 +36,34 @@ from pathlib import Path
 HUGE_BYTES = 2 * 1024**3
 """What /huge/<name> announces: a 2 GiB "video"."""
 
+BOMB_BYTES = 400 * 1024**2
+"""What /gzip-bomb/<name> inflates to."""
+
+HUGE_PAGE_BYTES = 400 * 1024**2
+"""What /huge-page/<name> sends."""
+
+
+def _gzip_bomb() -> bytes:
+    """BOMB_BYTES of HTML-ish filler as gzip: one 1 MiB member compressed once and repeated (a gzip stream may be
+    several members back to back, and decoders inflate them all), so it is built in milliseconds."""
+    piece = b"<p>" + b" " * (1024**2 - 8) + b"</p>\n"
+    member = gzip.compress(piece, compresslevel=9)
+    return gzip.compress(b"<html><body>") + member * (BOMB_BYTES // len(piece))
+
 
 class MediaServer:
-    def __init__(self, root: Path, *, flaky_429_count: int = 1, slow_bytes_per_s: int = 64_000) -> None:
+    def __init__(self, root: Path, *, flaky_429_count: int = 1, slow_bytes_per_s: int = 64_000,
+                 trickle_bytes_per_s: int = 20) -> None:
         self.root = Path(root)
         self.flaky_429_count = flaky_429_count
         self.slow_bytes_per_s = slow_bytes_per_s
+        self.trickle_bytes_per_s = trickle_bytes_per_s
+        self.auth = ("User", "PassWord")
+        """The only credentials /auth/ accepts."""
         self.hits: Counter[str] = Counter()
+        self.sent: dict[str, list[int]] = {}
+        """Body bytes each request to a trickling route got before the client hung up (or the body ended)."""
+        self._bomb: bytes | None = None
         self.request_log: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -60,6 +93,20 @@ class MediaServer:
         with self._lock:
             self.hits.clear()
             self.request_log.clear()
+
+    def bytes_sent(self, path: str) -> list[int]:
+        with self._lock:
+            return list(self.sent.get("/" + path.lstrip("/"), []))
+
+    def gzip_bomb(self) -> bytes:
+        with self._lock:
+            if self._bomb is None:
+                self._bomb = _gzip_bomb()
+            return self._bomb
+
+    def _record_sent(self, path: str, n: int) -> None:
+        with self._lock:
+            self.sent.setdefault(path, []).append(n)
 
     def _record(self, path: str) -> int:
         with self._lock:
@@ -120,6 +167,55 @@ def _make_handler(server: MediaServer):
                     except OSError:  # the client refused the size and hung up
                         pass
                 return None
+            if prefix == "trickle":
+                target = (server.root / rest).resolve()
+                if not target.is_file() or server.root.resolve() not in target.parents:
+                    return self._plain(404, b"not found\n")
+                return self._trickle(path, target.read_bytes(), self.guess_type(str(target)), head)
+            if prefix == "trickle-page":
+                body = (b"<html><head><title>Slow page</title></head><body>"
+                        + b"<p>words</p>" * 400 + b"</body></html>")
+                return self._trickle(path, body, "text/html", head)
+            if prefix == "trickle-headers":
+                self.close_connection = True
+                head_bytes = b"HTTP/1.1 200 OK\r\n" + b"".join(
+                    f"X-Filler-{i}: {'z' * 40}\r\n".encode() for i in range(200))
+                sent = 0
+                try:
+                    for i in range(len(head_bytes)):
+                        if server._stopping.is_set():
+                            break
+                        self.wfile.write(head_bytes[i:i + 1])
+                        self.wfile.flush()
+                        sent += 1
+                        time.sleep(1 / server.trickle_bytes_per_s)
+                except OSError:
+                    pass
+                server._record_sent(path, sent)
+                return None
+            if prefix == "gzip-bomb":
+                self.close_connection = True  # the client hangs up mid-body: no next request on this socket
+                body = server.gzip_bomb()
+                try:
+                    return self._plain(200, body, {"Content-Encoding": "gzip"}, content_type="text/html")
+                except OSError:
+                    return None
+            if prefix == "huge-page":
+                return self._huge_page(head)
+            if prefix == "redirect-ftp":
+                self.send_response(302)
+                self.send_header("Location", f"ftp://127.0.0.1/{rest}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            if prefix == "no-answer":
+                self.close_connection = True
+                return None
+            if prefix == "auth":
+                expected = "Basic " + base64.b64encode(":".join(server.auth).encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    return self._plain(401, b"who are you?\n", {"WWW-Authenticate": 'Basic realm="test"'})
+                return self._file(rest, head)
             if prefix == "html":
                 return self._plain(200, b"<html><head><title>Just a page</title></head>"
                                         b"<body><p>No media here.</p></body></html>", content_type="text/html")
@@ -137,6 +233,47 @@ def _make_handler(server: MediaServer):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
+
+        def _trickle(self, path: str, body: bytes, content_type: str, head: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if head:
+                return
+            sent = 0
+            try:
+                self.wfile.flush()
+                for i in range(len(body)):
+                    if server._stopping.is_set():
+                        break
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(1 / server.trickle_bytes_per_s)
+            except OSError:  # the client hung up: what we want to see
+                pass
+            finally:
+                server._record_sent(path, sent)
+                self.close_connection = True
+
+        def _huge_page(self, head: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(HUGE_PAGE_BYTES))
+            self.end_headers()
+            self.close_connection = True
+            if head:
+                return
+            piece = b"<p>" + b"x" * (1024**2 - 8) + b"</p>\n"
+            try:
+                for _ in range(HUGE_PAGE_BYTES // len(piece)):
+                    if server._stopping.is_set():
+                        return
+                    self.wfile.write(piece)
+                self.wfile.write(b"\n" * (HUGE_PAGE_BYTES % len(piece)))
+            except OSError:
+                pass
 
         def _file(self, rel: str, head: bool, rate: int | None = None) -> None:
             target = (server.root / rel).resolve()

@@ -12,6 +12,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -191,3 +194,103 @@ def test_non_utf8_file_names_fail_alone_with_a_readable_name(tmp_path, speech_cl
     assert all(p.name.isprintable() for p in out.iterdir())
     code, table, _ = run_cli("status", str(out))
     assert code == 1 and "name is not valid UTF-8" in table
+
+
+def test_credentials_in_a_url_are_sent_as_given_and_never_shown_or_stored(tmp_path, media_dir, media_server,
+                                                                           speech_clips):
+    """`http://User:PassWord@host/...`: the server compares case-sensitively (a lower-cased netloc got 401), and
+    the secret once landed in manifest.json, the store, the console and the dashboard."""
+    user, secret = media_server.auth
+    assert secret != secret.lower()  # mixed case, or this test could not tell
+    name = f"members-{uuid.uuid4().hex[:8]}"
+    clip = speech_clips["weather"].path
+    (media_dir / f"{name}.mp3").write_bytes(clip.read_bytes())
+    (media_dir / name).write_bytes(clip.read_bytes())  # no extension: through yt-dlp's extractor
+    direct = media_server.url(f"auth/{name}.mp3").replace("http://", f"http://{user}:{secret}@")
+    page = media_server.url(f"auth/{name}").replace("http://", f"http://{user}:{secret}@")
+    shown = {url.replace(f":{secret}@", ":***@") for url in (direct, page)}
+
+    out = tmp_path / "out"
+    args = ("run", direct, page, "--out", str(out), "--formats", "txt", "--cpu-threads", "2")
+    code, stdout, stderr = run_cli(*args)
+    assert code == 0, stdout + stderr
+    entries = manifest(out)
+    assert set(entries) == shown and all(e["status"] == "done" for e in entries.values())
+    assert {e["input"] for e in entries.values()} == shown
+
+    # A rerun resumes the same videos (their id is the redacted URL's) and the password is needed again.
+    code, again, _ = run_cli(*args)
+    assert code == 0 and "0 to do, 2 already finished" in again
+    _, table, _ = run_cli("status", str(out))
+
+    screens = stdout + stderr + again + table
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("bulk_transcribe.sqlite") for p in files)
+    for text in [screens] + [p.read_bytes().decode("utf-8", "replace") for p in files]:
+        assert secret.lower() not in text.lower()
+
+
+def test_output_folder_inside_the_input_folder_is_left_alone_and_partials_cleaned(tmp_path, speech_clips):
+    folder = tmp_path / "videos"
+    out = folder / "transcripts"
+    partial = out / ".work" / "dl-0123456789abcdef-deadbeef"
+    partial.mkdir(parents=True)
+    (out / "audio").mkdir()
+    clip = speech_clips["weather"].path
+    shutil.copy(clip, folder / "talk.mp3")
+    shutil.copy(clip, out / "audio" / "kept.mp3")  # what --keep-audio leaves
+    shutil.copy(clip, partial / "0123456789abcdef.mp3")  # a finished download a kill left behind
+    (partial / "0123456789abcdef.m4a.part").write_bytes(b"\0" * 1000)
+
+    code, stdout, stderr = run_cli("run", str(folder), "--out", str(out), "--cpu-threads", "2", "--quiet")
+    assert code == 0, stdout + stderr
+    assert list(manifest(out)) == [str(folder / "talk.mp3")]
+    assert not partial.exists()  # cut-off downloads cleaned at the start of the run
+    assert (out / "audio" / "kept.mp3").is_file()  # kept audio is the user's: kept, just never an input
+
+
+def _without_root_override(tmp_path) -> list[str]:
+    """A command prefix under which file permissions apply even to root: tests run as root here, and root
+    reads mode-000 files. Dropping CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH keeps uid 0 (the venv under /root stays
+    usable) but makes the owner bits count. Skips, saying why, where that cannot be had."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+              "--inh-caps", "-dac_override,-dac_read_search"]
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    try:
+        check = subprocess.run(prefix + ["cat", str(probe)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("running as root without setpriv: root cannot be denied a read here")
+    if check.returncode == 0 or "Permission denied" not in check.stderr:
+        pytest.skip(f"running as root and setpriv could not drop the override ({check.stderr.strip()[:80]})")
+    return prefix
+
+
+def test_unreadable_files_and_folders_fail_alone_as_such(tmp_path, speech_clips):
+    """A folder with one unsearchable subfolder failed entirely; an unreadable file read "not a media file"."""
+    prefix = _without_root_override(tmp_path)
+    folder = tmp_path / "videos"
+    (folder / "locked").mkdir(parents=True)
+    clip = speech_clips["weather"].path
+    shutil.copy(clip, folder / "good.mp3")
+    shutil.copy(clip, folder / "locked" / "hidden.mp3")
+    shutil.copy(clip, folder / "secret.mp3")
+    (folder / "secret.mp3").chmod(0)
+    (folder / "locked").chmod(0)
+    out = tmp_path / "out"
+    try:
+        run = subprocess.run(
+            prefix + [sys.executable, "-m", "bulk_transcribe.cli", "run", str(folder), str(folder / "secret.mp3"),
+                      "--out", str(out), "--cpu-threads", "2", "--quiet"],
+            capture_output=True, text=True, timeout=300)
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert run.returncode == 1, run.stdout + run.stderr
+    entries = manifest(out)
+    assert entries[str(folder / "good.mp3")]["status"] == "done"
+    assert entries[str(folder / "locked")]["error"] == f"cannot read folder {folder / 'locked'}: permission denied"
+    assert entries[str(folder / "secret.mp3")]["error"] == f"cannot read {folder / 'secret.mp3'}: permission denied"
+    assert len(entries) == 3

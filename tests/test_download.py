@@ -266,3 +266,61 @@ def test_sleep_s_spaces_the_starts_of_downloads(media_server, media_dir, speech_
     starts = [t for t, path in media_server.request_log if path.lstrip("/") in names]
     # A lower bound only (sleeping can overshoot on a busy machine, never undershoot).
     assert len(starts) == 2 and starts[1] - starts[0] >= 0.3
+
+
+# --------------------------------------------------------------------------------------------- trickles and stalls
+
+
+def wait_for_hangups(media_server, path: str, count: int) -> list[int]:
+    """The server notes a request's bytes once it sees the client gone (its next write fails)."""
+    import time
+
+    for _ in range(100):
+        sent = media_server.bytes_sent(path)
+        if len(sent) >= count:
+            return sent
+        time.sleep(0.1)
+    return media_server.bytes_sent(path)
+
+
+def test_trickling_download_is_stalled_retried_then_failed(media_server, media_dir, speech_clips, work):
+    """A server sending a few bytes a second with the right Content-Length never trips the socket timeout; the
+    low-speed guard must (the file would take minutes at this pace)."""
+    name = fresh_copy(media_dir, speech_clips["weather"].path)
+    path = f"trickle/{name}"
+    options = DownloadOptions(retries=2, backoff_s=0.01, stall_bytes_per_s=200, stall_time_s=1)
+    error = fetch_error(AudioDownloader(options, work), media_server.url(path), errors.DownloadError)
+    assert str(error) == f"download stalled: below 200 bytes/s for 1 s: {media_server.url(path)} (after 2 attempts)"
+    assert media_server.count(path) == 2  # retried once, then given up
+    sent = wait_for_hangups(media_server, path, 2)
+    assert len(sent) == 2 and all(n < 200 for n in sent)  # each attempt hung up early, not at the end
+    assert list(work.iterdir()) == []
+
+
+def test_rate_limit_below_the_stall_speed_lowers_the_guard():
+    from bulk_transcribe.download import transfer_guard
+
+    assert transfer_guard(DownloadOptions(stall_bytes_per_s=1000, rate_limit=600)).stall_bytes_per_s == 300
+    assert transfer_guard(DownloadOptions(stall_bytes_per_s=1000, rate_limit=10**6)).stall_bytes_per_s == 1000
+    assert transfer_guard(DownloadOptions(stall_bytes_per_s=0, rate_limit=600)).stall_bytes_per_s == 0
+
+
+def test_cancel_lands_while_a_read_waits_on_a_trickle(media_server, media_dir, speech_clips, work):
+    """yt-dlp reads 1 KiB blocks and calls its progress hook after each: at 20 bytes/s that is 50 s between
+    chances to cancel. The guard's watchdog must shut the socket down at once instead."""
+    name = fresh_copy(media_dir, speech_clips["weather"].path)
+    path = f"trickle/{name}"
+    options = DownloadOptions(retries=3, backoff_s=0.01, stall_bytes_per_s=0)  # only the cancel can stop it
+    with pytest.raises(errors.Cancelled):
+        AudioDownloader(options, work).fetch(url_item(media_server.url(path)),
+                                             should_cancel=lambda: media_server.count(path) > 0)
+    assert media_server.count(path) == 1  # a cancel is final: no retry
+    (sent,) = wait_for_hangups(media_server, path, 1)
+    assert sent < 100  # far from the 1,024 bytes yt-dlp's first block would wait for
+    assert list(work.iterdir()) == []
+
+
+def test_page_that_inflates_past_the_cap_is_refused(media_server, work):
+    url = media_server.url(f"gzip-bomb/{uuid.uuid4().hex[:8]}")
+    error = fetch_error(AudioDownloader(FAST, work), url, errors.InputError)
+    assert str(error) == f"page refused: its gzip body inflates past 16.0 MiB (a decompression bomb?): {url}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import uuid
@@ -239,3 +240,170 @@ def test_probe_media_accepts_a_truncated_file_with_some_audio(tmp_path, speech_c
 def test_probe_media_missing_file(tmp_path):
     with pytest.raises(errors.InputError, match="file not found"):
         probe_media(tmp_path / "nothing.wav")
+
+
+# --------------------------------------------------------------------------------------------- bounded resolution
+
+
+def test_trickling_page_fails_alone_at_its_deadline_and_the_rest_resolve(media_server):
+    """A page at a few bytes a second once held the whole batch before anything started."""
+    slow = media_server.url(f"trickle-page/{uuid.uuid4().hex[:8]}")
+    options = DownloadOptions(socket_timeout_s=2, resolve_timeout_s=1, stall_bytes_per_s=0)
+    slow_item, *feed = resolve_inputs([slow, media_server.url("feed.rss")], options=options).items
+    assert slow_item.error == f"resolution timed out after 1 s: {slow}"
+    assert len(feed) == 4 and all(i.error is None for i in feed)
+    assert all(n < 200 for n in _hangups(media_server, slow))  # hung up at the deadline, not at the page's end
+
+
+def test_trickling_page_trips_the_low_speed_guard(media_server):
+    slow = media_server.url(f"trickle-page/{uuid.uuid4().hex[:8]}")
+    options = DownloadOptions(socket_timeout_s=2, stall_bytes_per_s=200, stall_time_s=1)
+    (item,) = resolve_inputs([slow], options=options).items
+    assert item.error == f"resolution stalled: below 200 bytes/s for 1 s: {slow}"
+
+
+def _hangups(media_server, url: str) -> list[int]:
+    import time
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path
+    for _ in range(100):
+        if media_server.bytes_sent(path):
+            break
+        time.sleep(0.1)
+    return media_server.bytes_sent(path)
+
+
+def test_gzip_bomb_and_huge_page_fail_alone_in_bounded_memory(media_server, speech_clips):
+    """400 MB pages (one sent as 400 KB of gzip) once took 1.3-1.7 GB of memory to be told "no media"."""
+    import threading
+
+    import psutil
+
+    media_server.gzip_bomb()  # built before measuring: the server shares this process
+    process = psutil.Process()
+    base = peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.01):
+            peak = max(peak, process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    bomb = media_server.url(f"gzip-bomb/{uuid.uuid4().hex[:8]}")
+    huge = media_server.url(f"huge-page/{uuid.uuid4().hex[:8]}")
+    good = media_server.url(speech_clips["weather"].path.name)
+    try:
+        items = resolve_inputs([bomb, huge, good], options=FAST).items
+    finally:
+        done.set()
+        sampler.join()
+    assert [i.error for i in items] == [
+        f"page refused: its gzip body inflates past 16.0 MiB (a decompression bomb?): {bomb}",
+        f"page too large: more than 16.0 MiB: {huge}",
+        None,
+    ]
+    assert peak - base < 300 * 1024**2, f"resolution grew memory by {(peak - base) / 1024**2:.0f} MiB"
+
+
+def test_credentials_are_masked_in_every_form_they_come_in():
+    from bulk_transcribe.redact import redact_text, reveal
+
+    assert redact_text("http://User:PassWord@host:8/a?b=c") == "http://User:***@host:8/a?b=c"
+    assert redact_text("https://TOKEN123@host/x") == "https://***@host/x"  # a lone user name is often a token
+    assert redact_text("http://u:p@ss@host/x") == "http://u:***@host/x"  # an @ in the password
+    assert redact_text("error: http://a:b@h/x and https://c:d@i/y") == "error: http://a:***@h/x and https://c:***@i/y"
+    assert redact_text("mail me: someone@example.com /tmp/a@b.mp3") == "mail me: someone@example.com /tmp/a@b.mp3"
+    assert redact_text("http://User:***@host/x") == "http://User:***@host/x"
+    real = "http://User:PassWord@host/x"
+    assert reveal("http://User:***@host/x", [("http://User:***@host/x", real)]) == real
+    assert reveal("http://User:***@host/y", [("http://User:***@host/x", real)]) == "http://User:***@host/y"
+
+
+def test_resolution_keeps_credentials_as_given_for_the_request_only(media_server, media_dir, speech_clips):
+    user, secret = media_server.auth
+    name = f"members-{uuid.uuid4().hex[:8]}"
+    shutil.copy(speech_clips["weather"].path, media_dir / name)
+    url = media_server.url(f"auth/{name}").replace("http://", f"http://{user}:{secret}@")
+    resolved = resolve_inputs([url], options=FAST)
+    (item,) = resolved.items
+    shown = url.replace(secret, "***")
+    assert (item.source, item.input, item.error) == (shown, shown, None)  # yt-dlp got in: the case was kept
+    assert resolved.credentials == {shown: url}
+
+
+# --------------------------------------------------------------------------------------------- readable reasons
+
+
+def test_odd_urls_get_a_specific_short_reason(media_server):
+    long_url = media_server.url("status/404/" + "a" * 100_000)
+    silent = media_server.url(f"no-answer/{uuid.uuid4().hex[:8]}")
+    to_ftp = media_server.url(f"redirect-ftp/{uuid.uuid4().hex[:8]}")
+    inputs = ["http://", "http://[::1/x", "http://127.0.0.1:99999/x", "http://exa mple.com/x", "http://a..b/x",
+              long_url, silent, to_ftp]
+    items = {i.input: i for i in resolve_inputs(inputs, options=FAST).items}
+    assert items["http://"].error == "malformed URL (no host name): http://"
+    assert items["http://[::1/x"].error == "malformed URL (invalid IPv6 URL): http://[::1/x"
+    assert items["http://127.0.0.1:99999/x"].error == "malformed URL (port out of range): http://127.0.0.1:99999/x"
+    assert items["http://exa mple.com/x"].error.startswith("malformed URL (invalid host name 'exa mple.com')")
+    assert items["http://a..b/x"].error.startswith("malformed URL (invalid host name 'a..b')")
+    port = media_server.port
+    assert items[silent].error == f"127.0.0.1:{port} closed the connection without answering: {silent}"
+    ftp = "ftp://127.0.0.1/" + to_ftp.rsplit("/", 1)[1]
+    assert items[to_ftp].error == f"leads to a link that is not http or https ({ftp}): {to_ftp}"
+    # A 100 KB URL is the item's identity, but its reason stays short and readable at both ends.
+    long_error = items[long_url].error
+    assert long_error.startswith(f"HTTP 414 Request-URI Too Long: http://127.0.0.1:{port}/status/404/aaa")
+    assert long_error.endswith("aaaa") and "…" in long_error and len(long_error) < 300
+    assert items[long_url].source == long_url
+
+
+def test_odd_local_inputs_are_named_for_what_they_are(tmp_path, speech_clips):
+    os.mkfifo(tmp_path / "pipe.mp3")
+    os.symlink(tmp_path / "loop-b", tmp_path / "loop-a")
+    os.symlink(tmp_path / "loop-a", tmp_path / "loop-b")
+    os.symlink("nowhere.mp3", tmp_path / "dangling.mp3")
+    inputs = [tmp_path / "pipe.mp3", "/dev/zero", tmp_path / "loop-a", tmp_path / "dangling.mp3", tmp_path]
+    items = resolve_inputs([str(p) for p in inputs]).items
+    assert [i.error for i in items] == [
+        f"not a regular file (a named pipe): {tmp_path / 'pipe.mp3'}",
+        "not a regular file (a device): /dev/zero",
+        f"symbolic link loop: {tmp_path / 'loop-a'}",
+        f"broken symbolic link: {tmp_path / 'dangling.mp3'} -> nowhere.mp3 (not found)",
+        f"no media files in folder: {tmp_path}",  # the pipe and the links inside are skipped, never opened
+    ]
+
+
+def test_output_folder_inside_an_input_folder_is_never_an_input(tmp_path, speech_clips):
+    """OUT inside the folder being transcribed: its kept audio and a partial download left by a kill were
+    transcribed as extra videos on the rerun."""
+    folder = tmp_path / "videos"
+    out = folder / "transcripts"
+    (out / ".work" / "dl-x").mkdir(parents=True)
+    (out / "audio").mkdir()
+    clip = speech_clips["weather"].path
+    shutil.copy(clip, folder / "talk.mp3")
+    shutil.copy(clip, out / "audio" / "kept.mp3")
+    shutil.copy(clip, out / ".work" / "dl-x" / "cut-off.mp3")
+    items = resolve_inputs([str(folder), str(out / "audio" / "kept.mp3")], out_dir=out).items
+    assert [(i.source, i.error) for i in items] == [
+        (str(folder / "talk.mp3"), None),
+        (str(out / "audio" / "kept.mp3"),
+         f"one of the tool's own working files in {out} (never an input): {out / 'audio' / 'kept.mp3'}"),
+    ]
+    # OUT being the input folder itself (`--out .`, input `.`): only its working folders are skipped.
+    shutil.copy(clip, out / "mine.mp3")
+    assert [i.source for i in resolve_inputs([str(out)], out_dir=out).items] == [str(out / "mine.mp3")]
+
+
+def test_response_headers_trickling_in_cannot_hold_resolution_either(media_server):
+    """No response object exists yet while headers arrive, so no guard can read along: the input is left behind
+    at its deadline and the next one resolves on a fresh client."""
+    warm_up = media_server.url("html/warm-up")  # yt-dlp's first extraction imports for seconds on a busy machine
+    stuck = media_server.url(f"trickle-headers/{uuid.uuid4().hex[:8]}")
+    options = DownloadOptions(socket_timeout_s=2, resolve_timeout_s=3, stall_bytes_per_s=0)
+    _, stuck_item, *feed = resolve_inputs([warm_up, stuck, media_server.url("feed.rss")], options=options).items
+    assert stuck_item.error == f"resolution timed out after 3 s: {stuck}"
+    assert len(feed) == 4 and all(i.error is None for i in feed)

@@ -7,18 +7,20 @@ the video in flight and a rerun on the same OUT resumes.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import sys
 import threading
 import traceback
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from .config import MANIFEST_NAME, RunConfig
+from .config import MANIFEST_NAME, WORK_DIR_NAME, RunConfig
 from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
 from .progress import ProgressTracker
+from .redact import credentials_from, redact_text
 from .session_manager import OwnerLock, SessionStore, VideoRecord
 from .sources import resolve_inputs
 from .writers import write_manifest
@@ -77,10 +79,17 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
     config.out_dir.mkdir(parents=True, exist_ok=True)
     lock = OwnerLock(config.out_dir).acquire()
     try:
+        # What OUT/.work holds at the start was cut off by a crash or a kill (we own OUT now, so nobody else is
+        # downloading there): never resumed (yt-dlp restarts each download), never an input, so it goes.
+        shutil.rmtree(config.out_dir / WORK_DIR_NAME, ignore_errors=True)
         store = SessionStore(config.state_db)
         store.close_stale_runs()  # runs whose process was killed: we own OUT now, so nobody runs them
-        resolved = resolve_inputs(config.inputs, config.input_files, options=config.download)
+        resolved = resolve_inputs(config.inputs, config.input_files, options=config.download,
+                                  out_dir=config.out_dir)
         resolved.items.extend(refused_item(line, why) for line, why in config.rejected)
+        if resolved.credentials:  # passwords from the inputs, for the downloads only (never stored: redact.py)
+            config = replace(config, download=replace(config.download,
+                                                      url_credentials=credentials_from(resolved.credentials)))
         mode = RunMode.PARALLEL if config.parallel else RunMode.SEQUENTIAL
         run_id = store.begin_run(config, mode.value)
         lock.record(run_id)
@@ -95,7 +104,8 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
 
 def refused_item(line: str, reason: str) -> VideoItem:
     """A failed row for an input line a front end refused (outside the media folder, not a URL): data, like any
-    other failure, so it shows in the table and the manifest."""
+    other failure, so it shows in the table and the manifest (credentials in it redacted, as everywhere)."""
+    line, reason = redact_text(line), redact_text(reason)
     kind = SourceKind.URL if "://" in line else SourceKind.FILE
     return VideoItem(line, kind, line, title=line, error=reason)
 
@@ -222,7 +232,7 @@ def _execute(
                     sink(ProgressEvent(record.video_id, EventKind.FAILED, error=f"batch stopped: {error}"))
         except (OSError, sqlite3.Error):
             pass  # the store cannot be written (disk full): a rerun requeues whatever is not done
-    _remove_if_empty(config.out_dir / ".work")
+    _remove_if_empty(config.out_dir / WORK_DIR_NAME)
     status = RunStatus.FAILED if error else (RunStatus.CANCELLED if cancel_event.is_set() else RunStatus.FINISHED)
     manifest = config.out_dir / MANIFEST_NAME
     snapshot = store.snapshot(run_id)

@@ -19,6 +19,10 @@ DEFAULT_MAX_FILESIZE = 1024**3
 """Largest download accepted by default (1 GiB): audio of a multi-hour video is far smaller, and a cap keeps a
 hostile or mistaken URL from filling the disk."""
 
+DEFAULT_MAX_PAGE_BYTES = 16 * 1024**2
+"""Largest web page, feed or API answer read while resolving (decoded bytes): YouTube pages and 2,000-entry feeds
+are a few MB; a page past this, or a gzip body that inflates past it, fails that input before it fills memory."""
+
 DEFAULT_WORKERS = 2
 """Parallel workers when the user names none."""
 
@@ -33,6 +37,12 @@ MANIFEST_NAME = "manifest.json"
 
 LOCK_NAME = ".bulk_transcribe.lock"
 """The lock file that makes one live process the owner of an output folder (session_manager.OwnerLock)."""
+
+WORK_DIR_NAME = ".work"
+"""OUT/.work: downloads in progress (emptied when a run starts: what is there was cut off by a crash)."""
+
+AUDIO_DIR_NAME = "audio"
+"""OUT/audio: downloaded audio kept with --keep-audio."""
 
 MEDIA_EXTENSIONS = frozenset(
     {
@@ -65,6 +75,15 @@ class DownloadOptions:
     """Longest Retry-After (HTTP 429/503) honoured before giving up on the video."""
     socket_timeout_s: float = 30.0
     """A connection silent this long fails the attempt."""
+    stall_bytes_per_s: int = 1000
+    """Low-speed guard: a transfer below this many bytes/s for `stall_time_s` is stalled (retried, then failed);
+    0 turns it off. Lowered to half of `rate_limit` when that is smaller, so a user's own cap never trips it."""
+    stall_time_s: float = 30.0
+    """How long a transfer may stay under `stall_bytes_per_s` before it counts as stalled."""
+    resolve_timeout_s: float = 300.0
+    """Longest time resolving one input URL (page, playlist, feed) may take; past it that input fails alone."""
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    """Largest page read while resolving or extracting (after decompression); bigger ones fail that input."""
     cookies_file: str | None = None
     """A Netscape cookies file passed to yt-dlp."""
     max_filesize: int | None = DEFAULT_MAX_FILESIZE
@@ -73,6 +92,9 @@ class DownloadOptions:
     """Keep downloaded audio under OUT/audio instead of deleting it after transcription."""
     max_concurrent: int = 2
     """Downloads in flight at once across the whole run (parallel mode)."""
+    url_credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """(redacted URL, real URL) for URLs given with user:password: filled when a batch is prepared, used
+    for the request only, never stored or shown (redact.py)."""
 
 
 @dataclass(frozen=True)

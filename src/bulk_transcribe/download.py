@@ -1,7 +1,8 @@
 """Audio download with yt-dlp, politely: paced, bounded retries, Retry-After honoured, failures named in one line.
 
-Only this module and `sources.py` import yt_dlp. Audio is fetched as-is (`bestaudio/best`) with no post-processors,
-so no ffmpeg binary is needed: PyAV (through faster-whisper) decodes whatever container arrives.
+Only this module, `guard.py` and `sources.py` import yt_dlp. Audio is fetched as-is (`bestaudio/best`) with no
+post-processors, so no ffmpeg binary is needed: PyAV (through faster-whisper) decodes whatever container arrives.
+Every response goes through `guard.py` (low-speed guard, cancel that interrupts a waiting read, page byte cap).
 
 yt-dlp's own retry loops are switched off (`retries=0` and friends) so that every request the server sees is one
 this module decided to make: the retry count, the back-off and the Retry-After waits live here, where the parallel
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import http
+import http.client
 import re
 import shutil
 import socket
@@ -24,11 +26,12 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError, UnsupportedRequest
 from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError, unsmuggle_url
 
 from . import errors
+from .guard import DeadlineExceeded, GuardedYDL, PageTooLarge, Stalled, TransferGuard
+from .redact import redact_text, reveal
 from .config import MEDIA_EXTENSIONS, DownloadOptions
 from .models import SourceKind, VideoItem
 
@@ -39,6 +42,7 @@ AUDIO_FORMAT = "bestaudio/best"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TOO_LARGE = re.compile(r"larger than max-filesize \((\d+) bytes > (\d+) bytes\)")
+_NO_ADAPTER = re.compile(r"No connection adapters were found for '([^']*)'")
 _NOT_RETRIED = frozenset({400, 401, 403, 404, 405, 410, 451})
 
 
@@ -65,6 +69,10 @@ class Failure:
     retry_after: float | None = None
     bad_input: bool = False
     """The input itself is wrong (unsupported URL, page without media): an InputError, never retried."""
+
+    def __post_init__(self) -> None:
+        # yt-dlp's own texts may quote the URL it was given, password included; a URL may be 100 KB long.
+        self.message = errors.one_line(redact_text(self.message))
 
     def to_error(self) -> errors.VideoError:
         if self.bad_input:
@@ -114,6 +122,35 @@ def ytdlp_params(options: DownloadOptions, logger: _QuietLogger | None = None, *
     return params
 
 
+def transfer_guard(options: DownloadOptions, **extra: Any) -> TransferGuard:
+    """The low-speed guard and page cap for one YoutubeDL. A user's own rate limit lowers the stall threshold to
+    half of it, so downloads paced on purpose are never taken for stalled ones."""
+    speed = float(options.stall_bytes_per_s)
+    if speed > 0 and options.rate_limit:
+        speed = min(speed, options.rate_limit / 2)
+    return TransferGuard(stall_bytes_per_s=speed, stall_time_s=options.stall_time_s,
+                         page_cap=options.max_page_bytes or None, **extra)
+
+
+def page_too_large_message(exc: PageTooLarge, url: str) -> str:
+    if exc.compressed:
+        return (f"page refused: its {exc.compressed} body inflates past {human_size(exc.cap)} "
+                f"(a decompression bomb?): {url}")
+    return f"page too large: more than {human_size(exc.cap)}: {url}"
+
+
+def guard_failure(exc: BaseException, url: str, *, resolving: bool, timeout_s: float = 0) -> Failure | None:
+    """The guard's own exceptions as Failures (None for anything else)."""
+    if isinstance(exc, Stalled):
+        what = "resolution stalled" if resolving else "download stalled"
+        return Failure(f"{what}: {exc.detail}: {url}", True)
+    if isinstance(exc, PageTooLarge):
+        return Failure(page_too_large_message(exc, url), False, bad_input=True)
+    if isinstance(exc, DeadlineExceeded):
+        return Failure(f"resolution timed out after {_seconds(timeout_s)} s: {url}", False)
+    return None
+
+
 def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptions:
     """yt-dlp writes cookies back into `cookiefile` on exit; hand it a private copy so concurrent workers never
     race on (or silently rewrite) the user's file."""
@@ -128,6 +165,27 @@ def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptio
     return replace(options, cookies_file=str(copy))
 
 
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable before any request (None when fine), so the user reads "malformed URL (no host
+    name)" instead of whatever the HTTP library happens to raise."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises on a port out of range
+    except ValueError as exc:
+        text = str(exc)
+        return "port out of range" if "port" in text.lower() else text[:1].lower() + text[1:]
+    host = parts.hostname
+    if not host:
+        return "no host name"
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return f"invalid host name {host!r}"
+    if any(c.isspace() or c in "<>\"{}|\\^`" for c in host):
+        return f"invalid host name {host!r}"
+    return None
+
+
 def is_direct_media_url(url: str) -> bool:
     """A link straight to a media file: yt-dlp's generic extractor would only confirm it with an extra request."""
     return Path(unquote(urlsplit(url).path)).suffix.lower() in MEDIA_EXTENSIONS
@@ -139,10 +197,12 @@ def direct_media_title(url: str) -> str:
 
 
 def clean_url(url: str) -> str:
-    """The URL without yt-dlp's smuggled data (RSS entries carry some), scheme and host lower-cased."""
+    """The URL without yt-dlp's smuggled data (RSS entries carry some), scheme and host lower-cased. User name and
+    password stay as given: servers compare them case-sensitively (see redact.py for how they are hidden)."""
     url, _ = unsmuggle_url(url.strip())
     parts = urlsplit(url)
-    return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
+    userinfo, at, host = parts.netloc.rpartition("@")
+    return parts._replace(scheme=parts.scheme.lower(), netloc=userinfo + at + host.lower()).geturl()
 
 
 def _clean_message(text: str) -> str:
@@ -169,6 +229,8 @@ def _causes(exc: BaseException) -> list[BaseException]:
         if isinstance(info, tuple) and len(info) > 1:
             stack.append(info[1])
         stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__, getattr(e, "reason", None)])
+        # requests wraps urllib3's ('Connection aborted.', RemoteDisconnected(...)) in its args only
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
     return seen
 
 
@@ -225,10 +287,17 @@ def classify_error(exc: BaseException, url: str, timeout_s: float) -> Failure:
             return Failure(f"cannot connect to {_host_port(url)} (connection refused): {url}", True)
         if isinstance(e, socket.gaierror):
             return Failure(f"cannot resolve host {urlsplit(url).hostname}: {url}", True)
+        if isinstance(e, http.client.RemoteDisconnected):
+            return Failure(f"{_host_port(url)} closed the connection without answering: {url}", True)
         if isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
             return Failure(f"connection reset by {_host_port(url)}: {url}", True)
         if isinstance(e, ContentTooShortError):
             return Failure(f"download cut short ({e.downloaded} of {e.expected} bytes): {url}", True)
+    for e in chain:
+        adapter = _NO_ADAPTER.search(str(e))
+        if adapter:  # requests, after a redirect to ftp://, file:// ...
+            return Failure(f"leads to a link that is not http or https ({adapter.group(1)}): {url}", False,
+                           bad_input=True)
     for e in chain:
         if isinstance(e, TransportError):
             text = _clean_message(str(e))
@@ -348,8 +417,9 @@ class AudioDownloader:
                     raise errors.InputError(self._too_large_message(big.size, item.source)) from None
                 except errors.VideoError:  # ours (cancel, too large, playlist): already final
                     raise
-                except Exception as exc:  # yt-dlp's DownloadError and whatever it wraps
-                    failure = classify_error(exc, item.source, self.options.socket_timeout_s)
+                except Exception as exc:  # yt-dlp's DownloadError and whatever it wraps; the guard's
+                    failure = (guard_failure(exc, item.source, resolving=False)
+                               or classify_error(exc, item.source, self.options.socket_timeout_s))
                     if not failure.retryable or attempt == attempts:
                         break
                     self._wait_before_retry(failure, attempt, item.source, cancelled)
@@ -430,18 +500,22 @@ class AudioDownloader:
             overwrites=True,
             continuedl=False,
         )
-        with yt_dlp.YoutubeDL(params) as ydl:
-            if is_direct_media_url(item.source):
+        # The watchdog polls `cancelled` too: a cancel lands within a second even while a read waits on the server.
+        guard = transfer_guard(self.options, should_cancel=cancelled)
+        url = reveal(item.source, self.options.url_credentials)  # the real user:password, for the request only
+        with GuardedYDL(params, guard) as ydl:
+            if is_direct_media_url(url):
                 # Skip the generic extractor's probing GET: the URL already says what it is.
-                ext = Path(unquote(urlsplit(item.source).path)).suffix.lower().lstrip(".")
-                info = {"id": item.video_id, "title": item.title or item.video_id, "url": item.source, "ext": ext}
+                ext = Path(unquote(urlsplit(url).path)).suffix.lower().lstrip(".")
+                info = {"id": item.video_id, "title": item.title or item.video_id, "url": url, "ext": ext}
             else:
-                info = ydl.extract_info(item.source, download=False)
+                info = ydl.extract_info(url, download=False)
                 if info.get("_type") == "playlist" or info.get("entries") is not None:
                     raise errors.InputError(f"URL is a playlist, not one video (resolve it first): {item.source}")
                 size = _known_size(info)
                 if limit is not None and size is not None and size > limit:
                     raise _TooLarge(size)
+            guard.page_cap = None  # media from here on: max_filesize is its cap
             result = ydl.process_ie_result(info, download=True)
         path = _downloaded_path(result, folder)
         if path is None:

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -29,6 +29,7 @@ from .config import LOCK_NAME, STATE_DB_NAME, RunConfig
 from .models import RunStatus, EventKind, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
 from .naming import safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
+from .redact import config_record
 
 SCHEMA_VERSION = 2
 """Bump with a new entry in _MIGRATIONS; PRAGMA user_version records what a database holds."""
@@ -280,7 +281,7 @@ class SessionStore:
         """Record a new run and return its id (sortable by time, with a random suffix for uniqueness)."""
         now = self._clock()
         run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(3)
-        config_json = json.dumps(asdict(config), default=str, sort_keys=True)
+        config_json = json.dumps(config_record(config), default=str, sort_keys=True)  # no passwords
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (run_id, name, mode, status, created_at, out_dir, config_json) "

@@ -6,8 +6,12 @@ with `error` set to a one-line reason, which the run records as failed and never
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -16,19 +20,26 @@ import av
 import yt_dlp
 
 from . import errors
-from .config import MEDIA_EXTENSIONS, DownloadOptions
+from .config import AUDIO_DIR_NAME, MEDIA_EXTENSIONS, WORK_DIR_NAME, DownloadOptions
 from .download import (
     classify_error,
     clean_url,
     direct_media_title,
+    guard_failure,
     is_direct_media_url,
     private_cookie_copy,
+    transfer_guard,
+    url_problem,
     ytdlp_params,
 )
+from .guard import DeadlineExceeded, GuardedYDL
+from .redact import redact_text
 from .models import SourceKind, VideoItem
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _DOMAIN_LIKE = re.compile(r"^[\w-]+(\.[\w-]+)+(/|$)")
+ABANDON_GRACE_S = 2.0
+"""How long past its deadline an input's resolution may take to stop by itself before it is left behind."""
 PROBE_DECODE_PACKETS = 50
 """Audio packets decoded by `probe_media` to prove the audio is decodable (a second or so, not the whole file)."""
 
@@ -38,6 +49,8 @@ class ResolvedInputs:
     items: list[VideoItem] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     """Sources (URLs, absolute paths) given more than once, each listed once; only the first copy is kept."""
+    credentials: dict[str, str] = field(default_factory=dict)
+    """Redacted URL -> the real one, for URLs given with user:password (items carry only the redacted form)."""
 
 
 # --------------------------------------------------------------------------------------------- input lists
@@ -69,6 +82,7 @@ def resolve_inputs(
     input_files: Sequence[str | os.PathLike[str]] = (),
     *,
     options: DownloadOptions = DownloadOptions(),
+    out_dir: str | os.PathLike[str] | None = None,
 ) -> ResolvedInputs:
     """Turn a mix of URLs, files, folders and input lists into de-duplicated VideoItems, in the order given.
 
@@ -81,8 +95,9 @@ def resolve_inputs(
     seen: set[str] = set()
     reported: set[str] = set()
     try:
-        for item in _expand(_all_inputs(inputs, input_files), resolver):
-            item = _contain_undecodable_name(item)
+        out = Path(out_dir).resolve() if out_dir is not None else None
+        for item in _expand(_all_inputs(inputs, input_files), resolver, out):
+            item = _redacted(_contain_undecodable_name(item), result.credentials)
             if item.source in seen:
                 if item.source not in reported:
                     reported.add(item.source)
@@ -114,7 +129,9 @@ def _all_inputs(
         yield from lines
 
 
-def _expand(inputs: Iterable[str | VideoItem], resolver: "_UrlResolver") -> Iterator[VideoItem]:
+def _expand(
+    inputs: Iterable[str | VideoItem], resolver: "_UrlResolver", out_dir: Path | None = None
+) -> Iterator[VideoItem]:
     for entry in inputs:
         if isinstance(entry, VideoItem):
             yield entry
@@ -130,47 +147,112 @@ def _expand(inputs: Iterable[str | VideoItem], resolver: "_UrlResolver") -> Iter
                 yield _failed(text, SourceKind.URL, text,
                               f"unsupported URL scheme {scheme.group(1).lower()}:// (use http or https): {text}")
             continue
-        yield from _local(text)
+        yield from _local(text, out_dir)
 
 
-def _local(text: str) -> Iterator[VideoItem]:
+def _local(text: str, out_dir: Path | None = None) -> Iterator[VideoItem]:
     path = Path(text).expanduser()
     try:
-        if path.is_dir():
-            yield from _folder(path, text)
-            return
-        if path.is_file():
-            resolved = path.resolve()
-            yield VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem,
-                            duration_s=container_duration(resolved))
-            return
-    except OSError as exc:  # e.g. a name too long for the file system
-        yield _failed(text, SourceKind.FILE, text, f"cannot read {text}: {exc.strerror or exc}")
+        info = os.stat(path)
+    except OSError as exc:
+        yield _unreachable(path, text, exc)
         return
+    shown = path.absolute()
+    if out_dir is not None and any(_inside(path.resolve(), d) for d in _working_dirs(out_dir)):
+        yield _failed(str(shown), SourceKind.FILE, text,
+                      f"one of the tool's own working files in {out_dir} (never an input): {shown}")
+        return
+    if stat.S_ISDIR(info.st_mode):
+        yield from _folder(path, text, out_dir)
+    elif stat.S_ISREG(info.st_mode):
+        yield _file_item(path, text)
+    else:
+        yield _failed(str(shown), SourceKind.FILE, text, f"not a regular file ({_file_type(info.st_mode)}): {shown}")
+
+
+def _unreachable(path: Path, text: str, exc: OSError) -> VideoItem:
+    """The reason a path given as input cannot even be looked at, named (not all of them are "not found")."""
+    shown = path.absolute()
+    if exc.errno == errno.ELOOP:
+        return _failed(str(shown), SourceKind.FILE, text, f"symbolic link loop: {shown}")
+    if exc.errno == errno.EACCES:
+        return _failed(str(shown), SourceKind.FILE, text, f"cannot read {shown}: permission denied (a folder on "
+                                                          "the way cannot be searched)")
+    if exc.errno not in (errno.ENOENT, errno.ENOTDIR):  # e.g. a name too long for the file system
+        return _failed(text, SourceKind.FILE, text, f"cannot read {text}: {exc.strerror or exc}")
+    if os.path.islink(path):
+        return _failed(str(shown), SourceKind.FILE, text,
+                       f"broken symbolic link: {shown} -> {os.readlink(path)} (not found)")
     looks_like_path = (
         os.sep in text or text.startswith((".", "~")) or path.suffix.lower() in MEDIA_EXTENSIONS
     ) and not _DOMAIN_LIKE.match(text)
     if looks_like_path:
         # read_input_file turns bytes that are not UTF-8 into U+FFFD: say so, or "not found" would puzzle.
         hint = " (the input list has bytes here that are not UTF-8; save it as UTF-8)" if "\ufffd" in text else ""
-        yield _failed(str(path.absolute()), SourceKind.FILE, text, f"file not found: {path.absolute()}{hint}")
-    elif _DOMAIN_LIKE.match(text) and " " not in text:
-        yield _failed(text, SourceKind.URL, text, f"not a URL or file (URLs need http:// or https://): {text}")
-    else:
-        yield _failed(text, SourceKind.FILE, text, f"not a URL or file: {text}")
+        return _failed(str(shown), SourceKind.FILE, text, f"file not found: {shown}{hint}")
+    if _DOMAIN_LIKE.match(text) and " " not in text:
+        return _failed(text, SourceKind.URL, text, f"not a URL or file (URLs need http:// or https://): {text}")
+    return _failed(text, SourceKind.FILE, text, f"not a URL or file: {text}")
 
 
-def _folder(folder: Path, text: str) -> Iterator[VideoItem]:
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file or folder"
+
+
+def _file_item(path: Path, text: str) -> VideoItem:
+    """A regular file, opened once here so that an unreadable one fails as such (not as "not a media file")."""
+    resolved = path.resolve()
+    try:
+        with open(resolved, "rb"):
+            pass
+    except OSError as exc:
+        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        return _failed(str(resolved), SourceKind.FILE, text, f"cannot read {resolved}: {reason}")
+    return VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem, duration_s=container_duration(resolved))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _working_dirs(out_dir: Path) -> tuple[Path, Path]:
+    """Where a run keeps media of its own: partial downloads and kept audio."""
+    return out_dir / WORK_DIR_NAME, out_dir / AUDIO_DIR_NAME
+
+
+def _folder(folder: Path, text: str, out_dir: Path | None = None) -> Iterator[VideoItem]:
+    """Media files under `folder`, recursively, sorted; symlinked folders are not followed (as Path.rglob).
+
+    A subfolder that cannot be listed fails alone as its own row. The run's own files are never searched: the
+    whole output folder when it lies inside `folder`, else (OUT is `folder` or above it) its working folders."""
     root = folder.resolve()
-    found = sorted(
-        p for p in root.rglob("*")
-        if p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
+    found: list[tuple[Path, VideoItem]] = []
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename or root)
+        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        found.append((where, _failed(str(where), SourceKind.FILE, text, f"cannot read folder {where}: {reason}")))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+        here = Path(dirpath)
+        if out_dir is not None:
+            skip = {out_dir, *_working_dirs(out_dir)}
+            dirnames[:] = [d for d in dirnames if here / d not in skip]
+        for name in filenames:
+            path = here / name
+            if path.suffix.lower() in MEDIA_EXTENSIONS and not name.startswith(".") and path.is_file():
+                found.append((path, _file_item(path, text)))
     if not found:
         yield _failed(str(root), SourceKind.FILE, text, f"no media files in folder: {root}")
         return
-    for path in found:
-        yield VideoItem(str(path), SourceKind.FILE, text, title=path.stem, duration_s=container_duration(path))
+    for _, item in sorted(found, key=lambda pair: pair[0]):
+        yield item
 
 
 def _contain_undecodable_name(item: VideoItem) -> VideoItem:
@@ -186,39 +268,62 @@ def _contain_undecodable_name(item: VideoItem) -> VideoItem:
         return _failed(source, item.kind, text, f"name is not valid UTF-8 (rename it): {source}")
 
 
+def _redacted(item: VideoItem, credentials: dict[str, str]) -> VideoItem:
+    """The item as it may be shown and stored: any password in its URL, input, title or error masked (its id is
+    then the hash of the masked URL, stable across reruns). The real netloc is remembered for the download."""
+    fields = (item.source, item.input, item.title, item.error or "")
+    masked = tuple(redact_text(text) for text in fields)
+    if masked == fields:
+        return item
+    source, text, title, error = masked
+    if item.kind == SourceKind.URL and source != item.source:
+        credentials.setdefault(source, item.source)  # the first copy is the one kept (duplicates are dropped)
+    return VideoItem(source, item.kind, text, title=title, duration_s=item.duration_s, error=error or None)
+
+
 def _readable(text: str) -> str:
     """The original bytes with the non-UTF-8 ones shown as \\xNN escapes."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _failed(source: str, kind: SourceKind, text: str, reason: str) -> VideoItem:
-    return VideoItem(source, kind, text, error=reason)
+    return VideoItem(source, kind, text, error=errors.one_line(reason))
 
 
 class _UrlResolver:
-    """One quiet YoutubeDL reused for every URL of a batch (building one per URL costs more than most lookups)."""
+    """One quiet YoutubeDL reused for every URL of a batch (building one per URL costs more than most lookups).
+
+    Each input gets `resolve_timeout_s`. The transfer guard enforces it on every page being read; a request stuck
+    where no guard reaches (a connect, response headers arriving a byte at a time) is left behind on its thread
+    with its YoutubeDL, and the next input gets a fresh one: that input fails, the batch goes on."""
 
     def __init__(self, options: DownloadOptions) -> None:
         self.options = options
         self._ydl: yt_dlp.YoutubeDL | None = None
+        self._guard = transfer_guard(options)
+        self._options: DownloadOptions | None = None
         self._cookie_copy: str | None = None
 
     def _client(self) -> yt_dlp.YoutubeDL:
-        if self._ydl is None:
+        if self._options is None:
             import tempfile
 
             options = self.options
             if options.cookies_file:
                 options = private_cookie_copy(options, Path(tempfile.mkdtemp(prefix="bt-cookies-")))
                 self._cookie_copy = options.cookies_file
-            self._ydl = yt_dlp.YoutubeDL(ytdlp_params(
-                options,
+            self._options = options
+        if self._ydl is None:
+            # Every page is capped in bytes and watched for stalls; `resolve` sets a deadline per input.
+            self._guard = transfer_guard(self.options)
+            self._ydl = GuardedYDL(ytdlp_params(
+                self._options,
                 extract_flat="in_playlist",  # list entries without visiting each one
                 format="bestaudio/best",
                 simulate=True,
                 skip_download=True,
                 lazy_playlist=False,
-            ))
+            ), self._guard)
         return self._ydl
 
     def close(self) -> None:
@@ -231,6 +336,9 @@ class _UrlResolver:
             shutil.rmtree(Path(self._cookie_copy).parent, ignore_errors=True)
 
     def resolve(self, text: str) -> list[VideoItem]:
+        problem = url_problem(text.strip())
+        if problem:
+            return [_failed(text.strip(), SourceKind.URL, text, f"malformed URL ({problem}): {text.strip()}")]
         url = clean_url(text)
         if is_direct_media_url(url):
             return [VideoItem(url, SourceKind.URL, text, title=direct_media_title(url))]
@@ -238,14 +346,43 @@ class _UrlResolver:
             client = self._client()
         except errors.VideoError as exc:  # e.g. the cookies file is missing
             return [_failed(url, SourceKind.URL, text, exc.reason)]
+        timeout = self.options.resolve_timeout_s
         try:
-            info = client.extract_info(url, download=False)
-        except Exception as exc:  # yt-dlp wraps every failure in its DownloadError
-            failure = classify_error(exc, url, self.options.socket_timeout_s)
+            info = self._extract(client, url, timeout)
+        except Exception as exc:  # yt-dlp wraps every failure in its DownloadError; the guard's stop it
+            failure = (guard_failure(exc, url, resolving=True, timeout_s=timeout)
+                       or classify_error(exc, url, self.options.socket_timeout_s))
             return [_failed(url, SourceKind.URL, text, failure.message)]
         if not info:
             return [_failed(url, SourceKind.URL, text, f"no media found: {url}")]
         return _items_from_info(info, url, text)
+
+    def _extract(self, client: yt_dlp.YoutubeDL, url: str, timeout: float) -> Any:
+        if timeout <= 0:
+            return client.extract_info(url, download=False)
+        guard = self._guard
+        guard.deadline = time.monotonic() + timeout
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["info"] = client.extract_info(url, download=False)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="bt-resolve", daemon=True).start()
+        # An Event, not Thread.join: a Ctrl-C during join can leave a thread marked stopped on Python 3.11.
+        if not done.wait(timeout + ABANDON_GRACE_S):
+            guard.should_cancel = lambda: True  # whatever that thread reads later stops at once
+            self._ydl = None  # not closed: its thread still uses it
+            raise DeadlineExceeded()
+        guard.deadline = None
+        if "error" in box:
+            raise box["error"]
+        return box.get("info")
 
 
 def _items_from_info(info: dict[str, Any], url: str, text: str) -> list[VideoItem]:
@@ -315,6 +452,8 @@ def probe_media(path: str | os.PathLike[str]) -> float:
         raise errors.MediaError("file is empty")
     try:
         container = av.open(str(path))
+    except PermissionError:  # PyAV's own error subclasses it: not a question of media at all
+        raise errors.InputError(f"cannot read {path}: permission denied") from None
     except av.FFmpegError as exc:
         raise errors.MediaError(f"not a media file ({_av_reason(exc)})") from None
     with container:
