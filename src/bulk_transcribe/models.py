@@ -99,6 +99,8 @@ class Transcript:
     transcribe_s: float = 0.0
     download_s: float = 0.0
     worker: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What a reader should know about a finished transcript (e.g. "audio track 1 of 2 has no speech; ...")."""
 
     @property
     def text(self) -> str:

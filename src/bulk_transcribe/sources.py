@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-import av
 import yt_dlp
 
 from . import errors
+from .audio import audio_duration, probe_media  # probe_media: re-exported for callers of sources
 from .config import MEDIA_EXTENSIONS, DownloadOptions
 from .download import (
     classify_error,
@@ -29,8 +29,6 @@ from .models import SourceKind, VideoItem
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _DOMAIN_LIKE = re.compile(r"^[\w-]+(\.[\w-]+)+(/|$)")
-PROBE_DECODE_PACKETS = 50
-"""Audio packets decoded by `probe_media` to prove the audio is decodable (a second or so, not the whole file)."""
 
 
 @dataclass
@@ -142,7 +140,7 @@ def _local(text: str) -> Iterator[VideoItem]:
         if path.is_file():
             resolved = path.resolve()
             yield VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem,
-                            duration_s=container_duration(resolved))
+                            duration_s=audio_duration(resolved))
             return
     except OSError as exc:  # e.g. a name too long for the file system
         yield _failed(text, SourceKind.FILE, text, f"cannot read {text}: {exc.strerror or exc}")
@@ -170,7 +168,7 @@ def _folder(folder: Path, text: str) -> Iterator[VideoItem]:
         yield _failed(str(root), SourceKind.FILE, text, f"no media files in folder: {root}")
         return
     for path in found:
-        yield VideoItem(str(path), SourceKind.FILE, text, title=path.stem, duration_s=container_duration(path))
+        yield VideoItem(str(path), SourceKind.FILE, text, title=path.stem, duration_s=audio_duration(path))
 
 
 def _contain_undecodable_name(item: VideoItem) -> VideoItem:
@@ -281,96 +279,6 @@ def _duration(info: dict[str, Any]) -> float | None:
     except (TypeError, ValueError):
         return None
     return seconds if seconds > 0 else None
-
-
-# --------------------------------------------------------------------------------------------- probing
-
-
-def container_duration(path: Path) -> float | None:
-    """The duration a local file's header declares, without decoding (a few ms): lets the table and the
-    longest-first scheduler know local files' lengths before any work starts. None when it cannot tell;
-    probe_media still validates the file before transcription."""
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                return None
-            return _declared_duration(container, container.streams.audio[0])
-    except (av.FFmpegError, OSError, UnicodeError, ValueError):
-        return None
-
-
-def probe_media(path: str | os.PathLike[str]) -> float:
-    """Seconds of audio in `path`, read from the container (or counted by decoding when it has none).
-
-    A few packets are always decoded, so a file that opens but cannot produce audio is caught here, before a model
-    spends time on it. Raises MediaError ("file is empty", "not a media file (...)", "no audio track",
-    "cannot decode audio: ...") or InputError ("file not found: ...").
-    """
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise errors.InputError(f"file not found: {path}") from None
-    if size == 0:
-        raise errors.MediaError("file is empty")
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as exc:
-        raise errors.MediaError(f"not a media file ({_av_reason(exc)})") from None
-    with container:
-        if not container.streams.audio:
-            raise errors.MediaError("no audio track")
-        stream = container.streams.audio[0]
-        declared = _declared_duration(container, stream)
-        decoded_s, complete = _decode_seconds(
-            container, stream, limit=None if declared is None else PROBE_DECODE_PACKETS
-        )
-        if decoded_s <= 0:
-            raise errors.MediaError("cannot decode audio: no audio frames could be decoded")
-        # Trust the container's length unless decoding already reached the end: then the samples counted are the
-        # truth (a truncated mp3 keeps the full length in its header).
-        return decoded_s if complete or declared is None else declared
-
-
-def _declared_duration(container: av.container.InputContainer, stream: Any) -> float | None:
-    if container.duration and container.duration > 0:
-        return container.duration / av.time_base
-    if stream.duration and stream.time_base:
-        seconds = float(stream.duration * stream.time_base)
-        if seconds > 0:
-            return seconds
-    return None
-
-
-def _decode_seconds(container: Any, stream: Any, limit: int | None) -> tuple[float, bool]:
-    """Decode up to `limit` packets (all when None); return (seconds decoded, reached the end)."""
-    samples = 0.0
-    packets = 0
-    first_error: str | None = None
-    try:
-        for packet in container.demux(stream):
-            try:
-                for frame in packet.decode():
-                    samples += frame.samples / (frame.sample_rate or stream.rate or 1)
-            except av.FFmpegError as exc:
-                # A damaged packet in the middle is tolerable (the decoder resyncs); a file of nothing else is not.
-                first_error = first_error or _av_reason(exc)
-            packets += 1
-            if limit is not None and packets >= limit:
-                return samples, False
-    except av.FFmpegError as exc:
-        first_error = first_error or _av_reason(exc)
-        if samples <= 0:
-            raise errors.MediaError(f"cannot decode audio: {first_error}") from None
-        return samples, True  # a truncated tail: keep what decoded
-    if samples <= 0 and first_error:
-        raise errors.MediaError(f"cannot decode audio: {first_error}")
-    return samples, True
-
-
-def _av_reason(exc: Exception) -> str:
-    reason = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(reason).split()).rstrip(".") or type(exc).__name__
 
 
 __all__ = ["ResolvedInputs", "probe_media", "read_input_file", "resolve_inputs"]
