@@ -258,3 +258,47 @@ def test_a_file_shorter_than_a_window_is_transcribed_as_one_piece(transcriber, j
     windowed = transcriber.transcribe(jfk_flac, "jfk", options=TranscribeOptions(cpu_threads=1, window_s=600))
     whole = transcriber.transcribe(jfk_flac, "jfk", options=TranscribeOptions(cpu_threads=1, window_s=0))
     assert windowed.segments == whole.segments and windowed.duration_s == whole.duration_s
+
+
+# --------------------------------------------------------------------------------------------- container layouts
+
+LAYOUTS = ["video_longer.mkv", "video_longer.webm", "video_longer.mov", "video_longer.ts",
+           "late_audio.mkv", "late_audio.webm", "late_audio.m4a", "late_audio_video.mkv"]
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_valid_files_whose_container_outlasts_the_audio_are_transcribed(transcriber, odd_layouts, name):
+    # 30 s of video over ~3 s of audio, or audio that starts at 1:00:00: not truncated, whatever the container.
+    layout = odd_layouts[name]
+    t = transcriber.transcribe(layout.path, name)
+    assert wer(layout.text, t.text) <= 0.2, t.text
+    assert t.duration_s == pytest.approx(layout.audio_s, abs=0.1)
+
+
+def test_truncated_matroska_is_still_refused(odd_layouts, tmp_path):
+    for name in ("video_longer.mkv", "video_longer.webm", "late_audio.mkv"):
+        cut = media.truncated_copy(odd_layouts[name].path, tmp_path / name, 0.5)
+        with pytest.raises(errors.MediaError, match="audio breaks off at .* truncated or corrupt"):
+            decode_audio(cut)
+
+
+# --------------------------------------------------------------------------------------------- audio tracks
+
+
+def test_a_silent_first_track_gives_way_to_one_with_speech(transcriber, odd_layouts):
+    layout = odd_layouts["first_track_silent.mkv"]
+    t = transcriber.transcribe(layout.path, "tracks")
+    assert wer(layout.text, t.text) <= 0.2, t.text
+    assert t.notes == ["audio track 1 of 2 has no speech; transcribed audio track 2 instead"]
+
+
+def test_the_first_track_with_speech_is_used_and_nothing_is_noted(transcriber, odd_layouts):
+    layout = odd_layouts["second_track_silent.mkv"]
+    t = transcriber.transcribe(layout.path, "tracks")
+    assert wer(layout.text, t.text) <= 0.2, t.text
+    assert t.notes == []
+
+
+def test_no_speech_on_any_track_is_noted(transcriber, odd_layouts):
+    t = transcriber.transcribe(odd_layouts["both_tracks_silent.mkv"].path, "tracks")
+    assert t.segments == [] and t.notes == ["no speech in any of the 2 audio tracks"]

@@ -118,40 +118,49 @@ def probe_media(path: str | os.PathLike[str]) -> float:
             raise errors.MediaError("no audio track")
         stream = container.streams.audio[0]
         declared = audio_extent(container, stream)
-        decoded_s, complete = _decode_seconds(
+        decoded_s, complete, first_s = _decode_seconds(
             container, stream, limit=None if declared is None else PROBE_DECODE_PACKETS
         )
         if decoded_s <= 0:
             raise errors.MediaError("cannot decode audio: no audio frames could be decoded")
+        start = _seconds(stream.start_time, stream.time_base) or 0.0
+        if declared is not None and first_s is not None and first_s - start > TRUNCATION_MIN_S:
+            # The audio starts later than FFmpeg saw when it opened the file (a Matroska track at 1:00:00 behind
+            # a video track that starts at 0): its declared end stays, its start is the first frame's.
+            declared = max(start + declared - first_s, decoded_s)
         # Trust the declared length unless decoding already reached the end: then the samples counted are the
         # truth (a truncated mp3 keeps the full length in its header).
         return decoded_s if complete or declared is None else declared
 
 
-def _decode_seconds(container: Any, stream: Any, limit: int | None) -> tuple[float, bool]:
-    """Decode up to `limit` packets (all when None); return (seconds decoded, reached the end)."""
+def _decode_seconds(container: Any, stream: Any, limit: int | None) -> tuple[float, bool, float | None]:
+    """Decode up to `limit` packets (all when None); return (seconds decoded, reached the end, first frame's
+    time on the stream's timeline or None)."""
     samples = 0.0
     packets = 0
     first_error: str | None = None
+    first_s: float | None = None
     try:
         for packet in container.demux(stream):
             try:
                 for frame in packet.decode():
+                    if first_s is None and frame.pts is not None and frame.time_base is not None:
+                        first_s = float(frame.pts * frame.time_base)
                     samples += frame.samples / (frame.sample_rate or stream.rate or 1)
             except av.FFmpegError as exc:
                 # A damaged packet in the middle is tolerable (the decoder resyncs); a file of nothing else is not.
                 first_error = first_error or _av_reason(exc).rstrip(".")
             packets += 1
             if limit is not None and packets >= limit:
-                return samples, False
+                return samples, False, first_s
     except av.FFmpegError as exc:
         first_error = first_error or _av_reason(exc).rstrip(".")
         if samples <= 0:
             raise errors.MediaError(f"cannot decode audio: {first_error}") from None
-        return samples, True  # a truncated tail: keep what decoded
+        return samples, True, first_s  # a truncated tail: keep what decoded
     if samples <= 0 and first_error:
         raise errors.MediaError(f"cannot decode audio: {first_error}")
-    return samples, True
+    return samples, True, first_s
 
 
 def _seconds(value: Any, time_base: Any) -> float | None:
