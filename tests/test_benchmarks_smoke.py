@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmarks import bench_overlap, bench_scale, bench_scheduling, bench_throughput, common, corpus, run_all
+from benchmarks import bench_memory, bench_overlap, bench_scale, bench_scheduling, bench_throughput, common, corpus, run_all
 
 
 def test_ratios_line_round_trips():
@@ -89,3 +89,13 @@ def test_corpus_text_reaches_its_target_length():
     assert corpus.total_audio_s([corpus.Clip(corpus.ROOT / "x.mp3", 5.0, 10),
                                  corpus.Clip(corpus.ROOT / "y.mp3", 7.5, 12)]) == 12.5
     assert sum(corpus.FULL_TARGETS_S) >= 15 * 60
+
+
+def test_memory_ratios_compare_windowed_with_whole_at_the_longest_shared_length():
+    rows = [{"length_s": 600, "mode": "windowed", "peak_gb": 0.6}, {"length_s": 600, "mode": "whole", "peak_gb": 0.9},
+            {"length_s": 3600, "mode": "windowed", "peak_gb": 0.7}, {"length_s": 3600, "mode": "whole", "peak_gb": 3.5},
+            {"length_s": 10800, "mode": "windowed", "peak_gb": 0.75}]
+    r = bench_memory.memory_ratios(rows, loaded_gb=0.25, hour_s=3600)
+    assert r["windowed_peak_gb_1h"] == 0.7 and r["windowed_peak_gb_at_longest"] == 0.75
+    assert r["windowed_longest_over_shortest"] == pytest.approx(0.75 / 0.6)
+    assert r["whole_over_windowed"] == pytest.approx(3.5 / 0.7)

@@ -260,8 +260,6 @@ class AudioWindows:
         """The track's declared length (None when its headers do not say): progress until the end is known."""
         self.decoded_s = 0.0
         """Seconds decoded so far."""
-        self.peak = 0.0
-        """The largest sample magnitude decoded so far, 0..1: tells a digitally silent track."""
         self._start_s = _seconds(self._stream.start_time, self._stream.time_base) or 0.0
         self._timeline_end: float | None = None
 
@@ -337,7 +335,6 @@ class AudioWindows:
                 if len(pcm):
                     total += len(pcm)
                     self.decoded_s = total / SAMPLE_RATE
-                    self.peak = max(self.peak, float(np.abs(pcm.astype(np.int32)).max()) / 32768.0)
                     yield pcm
             if frame is None:
                 break

@@ -184,10 +184,21 @@ class Transcriber:
         timeline, the language found in the first window is kept for the rest, and each window is conditioned on
         the previous window's last line, as Whisper conditions one 30 s chunk on the one before.
         """
-        windows = AudioWindows(path, window_s=opts.window_s or None, track=track, should_cancel=cancelled)
+        with AudioWindows(path, window_s=opts.window_s or None, track=track, should_cancel=cancelled) as windows:
+            return self._transcribe_windows(windows, video_id, opts, duration_s, on_progress, cancelled, started)
+
+    def _transcribe_windows(
+        self,
+        windows: AudioWindows,
+        video_id: str,
+        opts: TranscribeOptions,
+        duration_s: float | None,
+        on_progress: Callable[[float, float, str], None] | None,
+        cancelled: Callable[[], bool],
+        started: float,
+    ) -> tuple[models.Transcript, int]:
         segments: list[models.Segment] = []
         language: str | None = opts.language
-        language_probability = 1.0
         detected: tuple[str, float] | None = None
         done_s = 0.0
         last_text = ""
