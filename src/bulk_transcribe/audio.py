@@ -231,7 +231,7 @@ class AudioWindows:
         should_cancel: Callable[[], bool] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.window_samples = int(window_s * SAMPLE_RATE) if window_s else None
+        self.window_samples = int(window_s * SAMPLE_RATE) if window_s and window_s > 0 else None
         self.should_cancel = should_cancel or (lambda: False)
         try:
             size = self.path.stat().st_size

@@ -12,11 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from .audio import audio_duration, probe_media
 from .config import RunConfig, TranscribeOptions
 from .download import AudioDownloader, FetchedAudio
 from .errors import Cancelled, TranscriptionError, VideoError
 from .models import EventKind, ProgressEvent, Transcript, VideoItem
-from .sources import probe_media
 from .transcribe import Transcriber
 from .writers import write_transcript
 
@@ -89,6 +89,9 @@ class VideoProcessor:
         emit(ProgressEvent(
             item.video_id, EventKind.DOWNLOADED, worker=self.worker, progress=1.0,
             downloaded_bytes=fetched.size_bytes,
+            # The file's own audio length (headers only, milliseconds) replaces the site's figure, which is the
+            # video's, as soon as the file is here: a prefetched video waits with its true length.
+            duration_s=audio_duration(fetched.path),
         ))
         return fetched
 
@@ -101,7 +104,7 @@ class VideoProcessor:
         *,
         safer: bool = False,
     ) -> Transcript:
-        # The container's own duration beats the site's estimate, and probing rejects files with no audio early.
+        # The audio stream's own length beats the site's estimate, and probing rejects files with no audio early.
         duration = probe_media(fetched.path) or item.duration_s or 0.0
         emit(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_STARTED, worker=self.worker, duration_s=duration))
         throttle = _Throttle()
