@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import media
@@ -73,6 +74,44 @@ def bad_media(media_dir, speech_clips) -> dict[str, Path]:
         "corrupt": media.corrupt_copy(speech_clips["garden"].path, bad / "corrupt.m4a"),
         "no_audio": media.video_without_audio(bad / "no_audio.mp4"),
         "silence": media.silence(bad / "silence.wav", 3.0),
+    }
+
+
+@dataclass(frozen=True)
+class LayoutFile:
+    path: Path
+    text: str
+    audio_s: float
+    """Seconds of audio in the file (its video track, if any, is longer)."""
+
+
+@pytest.fixture(scope="session")
+def odd_layouts(tmp_path_factory) -> dict[str, LayoutFile]:
+    """Valid files whose container length is not their audio's: video outlasting the audio (30 s of picture,
+    ~3 s of speech) in each container, audio starting at 1:00:00, and two audio tracks with the first silent."""
+    folder = tmp_path_factory.mktemp("layouts")
+    text = SPEECH_TEXTS["weather"]
+    pcm, _ = media.read_pcm(media.espeak_wav(text, folder / "weather.wav"))
+    (folder / "weather.wav").unlink()
+    pad = np.zeros(media.SAMPLE_RATE // 2, np.int16)  # AAC's priming in MPEG-TS eats the first word otherwise
+    pcm = np.concatenate([pad, pcm, pad])
+    quiet = pcm * 0
+    seconds = len(pcm) / media.SAMPLE_RATE
+    specs = {
+        "video_longer.mkv": dict(tracks=[pcm], video_s=30),
+        "video_longer.webm": dict(tracks=[pcm], video_s=30),
+        "video_longer.mov": dict(tracks=[pcm], video_s=30),
+        "video_longer.ts": dict(tracks=[pcm], video_s=30),
+        "late_audio.mkv": dict(tracks=[pcm], audio_start_s=3600),
+        "late_audio.webm": dict(tracks=[pcm], audio_start_s=3600),
+        "late_audio.m4a": dict(tracks=[pcm], audio_start_s=3600),
+        "late_audio_video.mkv": dict(tracks=[pcm], video_s=30, audio_start_s=3600),
+        "first_track_silent.mkv": dict(tracks=[quiet, pcm]),
+        "second_track_silent.mkv": dict(tracks=[pcm, quiet]),
+        "both_tracks_silent.mkv": dict(tracks=[quiet, quiet]),
+    }
+    return {
+        name: LayoutFile(media.mux(folder / name, **spec), text, seconds) for name, spec in specs.items()
     }
 
 

@@ -94,6 +94,71 @@ def encode_audio(samples: np.ndarray, path: Path, *, codec: str, rate: int = SAM
     return path
 
 
+def mux(path: Path, tracks: list[np.ndarray], *, video_s: float = 0.0, audio_start_s: float = 0.0,
+        rate: int = SAMPLE_RATE) -> Path:
+    """A container (from the suffix) holding `tracks` (mono int16 at `rate`, one audio stream each) and, when
+    video_s > 0, a tiny video track of that length, which may outlast the audio. audio_start_s puts the audio's
+    first timestamp there (a recording cut from a live stream: the audio starts at 1:00:00).
+
+    Codecs follow the container: Opus + VP8 for .webm, AAC + H.264 otherwise (MPEG-4 part 2 for .ts)."""
+    webm = path.suffix == ".webm"
+    acodec, arate = ("libopus", 48000) if webm else ("aac", rate)
+    vcodec = "libvpx" if webm else ("mpeg4" if path.suffix == ".ts" else "libx264")
+    with av.open(str(path), "w") as container:
+        vstream = None
+        if video_s > 0:
+            vstream = container.add_stream(vcodec, rate=5)
+            vstream.width, vstream.height, vstream.pix_fmt = 64, 48, "yuv420p"
+        astreams = []
+        for _ in tracks:
+            astream = container.add_stream(acodec, rate=arate)
+            astream.layout = "mono"
+            astreams.append(astream)
+        first = int(audio_start_s * rate)
+        for astream, samples in zip(astreams, tracks):
+            resampler = av.AudioResampler(format=astream.format.name, layout="mono", rate=arate)
+            block = rate // 10
+            for start in range(0, len(samples), block):
+                chunk = samples[start:start + block].astype(np.int16).reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = rate, first + start, Fraction(1, rate)
+                for rf in resampler.resample(frame):
+                    for packet in astream.encode(rf):
+                        container.mux(packet)
+            for rf in resampler.resample(None):
+                for packet in astream.encode(rf):
+                    container.mux(packet)
+            for packet in astream.encode(None):
+                container.mux(packet)
+        if vstream is not None:
+            for i in range(int(video_s * 5)):
+                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 10 % 255, np.uint8), format="rgb24")
+                frame.pts = i
+                for packet in vstream.encode(frame):
+                    container.mux(packet)
+            for packet in vstream.encode(None):
+                container.mux(packet)
+    return path
+
+
+def spaced_speech(texts: list[str], path: Path, *, gap_s: float = 3.0) -> tuple[Path, list[float]]:
+    """One file of espeak-ng sentences with `gap_s` of silence before each; returns it and each sentence's start."""
+    pieces, starts, at = [], [], 0
+    gap = np.zeros(int(gap_s * SAMPLE_RATE), np.int16)
+    for i, text in enumerate(texts):
+        pcm, _ = read_pcm(espeak_wav(text, path.with_suffix(f".{i}.wav")))
+        path.with_suffix(f".{i}.wav").unlink()
+        pieces += [gap, pcm]
+        starts.append((at + len(gap)) / SAMPLE_RATE)
+        at += len(gap) + len(pcm)
+    pieces.append(gap)
+    samples = np.concatenate(pieces)
+    if path.suffix == ".wav":
+        return write_wav(samples, path), starts
+    codec = {".ogg": "libopus", ".opus": "libopus", ".m4a": "aac", ".mp3": "libmp3lame"}[path.suffix]
+    return encode_audio(samples, path, codec=codec), starts
+
+
 def video_without_audio(path: Path, seconds: int = 2) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=5)

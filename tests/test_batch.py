@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bulk_transcribe.batch import attach_snapshot, prepare_batch, retry_failed, run_batch, start_batch
 from bulk_transcribe.config import PARALLEL_ENV, RunConfig, TranscribeOptions
@@ -70,3 +71,22 @@ def test_retry_failed_requeues_only_failed(tmp_path, speech_clips, media_server)
     snap = handle.snapshot()
     assert snap.counts["done"] == 1 and snap.counts["failed"] == 1
     assert attach_snapshot(out, "no-such-run") is None
+
+
+def test_lengths_are_the_audios_and_a_silent_first_track_is_said(tmp_path, odd_layouts):
+    # 30 s of video over ~4 s of speech is ~4 s long from the start; a file whose first audio track is silent is
+    # transcribed from the track with speech, and the row and the JSON say so.
+    longer, tracks = odd_layouts["video_longer.mkv"], odd_layouts["first_track_silent.mkv"]
+    out = tmp_path / "out"
+    config = make_config(out, longer.path, tracks.path)
+    prepared = prepare_batch(config)
+    assert [round(r.duration_s, 1) for r in prepared.records] == [round(longer.audio_s, 1), round(tracks.audio_s, 1)]
+    result = run_batch(config, prepared=prepared)
+    assert result.counts["done"] == 2
+    entries = {Path(e["source"]).name: e for e in json.loads(result.manifest.read_text())["videos"]}
+    note = "audio track 1 of 2 has no speech; transcribed audio track 2 instead"
+    assert entries["first_track_silent.mkv"]["error"] == note
+    assert entries["video_longer.mkv"]["error"] is None
+    data = json.loads((out / entries["first_track_silent.mkv"]["outputs"]["json"]).read_text())
+    assert data["notes"] == [note] and "breeze from the west" in data["text"]
+    assert "notes" not in json.loads((out / entries["video_longer.mkv"]["outputs"]["json"]).read_text())

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from benchmarks import (bench_batching, bench_overlap, bench_scale, bench_scheduling, bench_throughput, common,
-                        corpus, run_all)
+from benchmarks import (bench_batching, bench_memory, bench_overlap, bench_scale, bench_scheduling,
+                        bench_throughput, common, corpus, run_all)
 
 
 def test_ratios_line_round_trips():
@@ -106,3 +106,13 @@ def test_batching_bundles_and_ratios():
     assert r["k4_over_unbatched"] == pytest.approx(2.0)
     assert r["k4_over_b8"] == pytest.approx(20.0 / 15.0)
     assert r["wer_unbatched"] == pytest.approx(0.10) and r["wer_excess_max"] == pytest.approx(0.02)
+
+
+def test_memory_ratios_compare_windowed_with_whole_at_the_longest_shared_length():
+    rows = [{"length_s": 600, "mode": "windowed", "peak_gb": 0.6}, {"length_s": 600, "mode": "whole", "peak_gb": 0.9},
+            {"length_s": 3600, "mode": "windowed", "peak_gb": 0.7}, {"length_s": 3600, "mode": "whole", "peak_gb": 3.5},
+            {"length_s": 10800, "mode": "windowed", "peak_gb": 0.75}]
+    r = bench_memory.memory_ratios(rows, loaded_gb=0.25, hour_s=3600)
+    assert r["windowed_peak_gb_1h"] == 0.7 and r["windowed_peak_gb_at_longest"] == 0.75
+    assert r["windowed_longest_over_shortest"] == pytest.approx(0.75 / 0.6)
+    assert r["whole_over_windowed"] == pytest.approx(3.5 / 0.7)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from bulk_transcribe.config import RunConfig, TranscribeOptions
@@ -65,3 +67,15 @@ def test_failure_reason_and_retry_policy():
     assert should_retry(VideoError("x"), 1, 2) and not should_retry(VideoError("x"), 2, 2)
     assert not should_retry(MediaError("x"), 1, 3)
     assert not should_retry(KeyError("x"), 1, 3)
+
+
+def test_a_downloaded_video_takes_its_audio_length_at_once(processor, media_server, media_dir, odd_layouts):
+    # The site says 30 s (its video's length); the file holds ~4 s of audio: that is the length from DOWNLOADED on.
+    layout = odd_layouts["video_longer.mkv"]
+    shutil.copy(layout.path, media_dir / "layout_video_longer.mkv")
+    item = VideoItem(media_server.url("layout_video_longer.mkv"), SourceKind.URL, input="x", duration_s=30.0)
+    events = []
+    processor.process(item, events.append)
+    lengths = {e.kind: e.duration_s for e in events if e.kind in (EventKind.DOWNLOADED, EventKind.TRANSCRIBE_STARTED)}
+    assert lengths[EventKind.DOWNLOADED] == pytest.approx(layout.audio_s, abs=0.15)
+    assert lengths[EventKind.TRANSCRIBE_STARTED] == pytest.approx(layout.audio_s, abs=0.15)

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import uuid
+from pathlib import Path
 
 import av
 import pytest
@@ -407,3 +408,22 @@ def test_response_headers_trickling_in_cannot_hold_resolution_either(media_serve
     _, stuck_item, *feed = resolve_inputs([warm_up, stuck, media_server.url("feed.rss")], options=options).items
     assert stuck_item.error == f"resolution timed out after 3 s: {stuck}"
     assert len(feed) == 4 and all(i.error is None for i in feed)
+# The audio's own length, whatever the container says (30 s of video over ~4 s of speech; audio from 1:00:00).
+LISTED_LAYOUTS = ["video_longer.mkv", "video_longer.webm", "video_longer.mov", "video_longer.ts",
+                  "late_audio.mkv", "late_audio.webm", "late_audio.m4a"]
+
+
+@pytest.mark.parametrize("name", LISTED_LAYOUTS + ["late_audio_video.mkv"])
+def test_probe_media_gives_the_audio_streams_length(odd_layouts, name):
+    layout = odd_layouts[name]
+    assert probe_media(layout.path) == pytest.approx(layout.audio_s, abs=0.15)
+
+
+def test_local_files_are_listed_with_their_audio_length(odd_layouts):
+    folder = odd_layouts["video_longer.mkv"].path.parent
+    listed = {Path(item.source).name: item.duration_s for item in resolve_inputs([str(folder)]).items}
+    for name in LISTED_LAYOUTS:
+        assert listed[name] == pytest.approx(odd_layouts[name].audio_s, abs=0.15), name
+    # A Matroska track that starts at 1:00:00 behind a video from 0: FFmpeg's header read cannot see the start,
+    # so the listing (headers only, a few ms per file) is an over-estimate until probe_media decodes (above).
+    assert listed["late_audio_video.mkv"] >= odd_layouts["late_audio_video.mkv"].audio_s

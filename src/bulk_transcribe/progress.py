@@ -119,7 +119,7 @@ def advance(state: VideoState, event: ProgressEvent) -> bool:
             v.elapsed_s = max(0.0, t - v.started_at)
         v.current_text = "" if kind is not EventKind.DONE else v.current_text
         if kind is EventKind.DONE:
-            v.error = None
+            v.error = event.error  # a note on a finished transcript, or nothing
             v.stage_progress = v.progress = 1.0
             if event.outputs is not None:
                 v.outputs = dict(event.outputs)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-import av
 import yt_dlp
 
 from . import errors
+from .audio import audio_duration, probe_media  # probe_media: re-exported for callers of sources
 from .config import AUDIO_DIR_NAME, MEDIA_EXTENSIONS, WORK_DIR_NAME, DownloadOptions
 from .download import (
     classify_error,
@@ -40,8 +40,6 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _DOMAIN_LIKE = re.compile(r"^[\w-]+(\.[\w-]+)+(/|$)")
 ABANDON_GRACE_S = 2.0
 """How long past its deadline an input's resolution may take to stop by itself before it is left behind."""
-PROBE_DECODE_PACKETS = 50
-"""Audio packets decoded by `probe_media` to prove the audio is decodable (a second or so, not the whole file)."""
 
 
 @dataclass
@@ -214,7 +212,7 @@ def _file_item(path: Path, text: str) -> VideoItem:
     except OSError as exc:
         reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
         return _failed(str(resolved), SourceKind.FILE, text, f"cannot read {resolved}: {reason}")
-    return VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem, duration_s=container_duration(resolved))
+    return VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem, duration_s=audio_duration(resolved))
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -418,98 +416,6 @@ def _duration(info: dict[str, Any]) -> float | None:
     except (TypeError, ValueError):
         return None
     return seconds if seconds > 0 else None
-
-
-# --------------------------------------------------------------------------------------------- probing
-
-
-def container_duration(path: Path) -> float | None:
-    """The duration a local file's header declares, without decoding (a few ms): lets the table and the
-    longest-first scheduler know local files' lengths before any work starts. None when it cannot tell;
-    probe_media still validates the file before transcription."""
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                return None
-            return _declared_duration(container, container.streams.audio[0])
-    except (av.FFmpegError, OSError, UnicodeError, ValueError):
-        return None
-
-
-def probe_media(path: str | os.PathLike[str]) -> float:
-    """Seconds of audio in `path`, read from the container (or counted by decoding when it has none).
-
-    A few packets are always decoded, so a file that opens but cannot produce audio is caught here, before a model
-    spends time on it. Raises MediaError ("file is empty", "not a media file (...)", "no audio track",
-    "cannot decode audio: ...") or InputError ("file not found: ...").
-    """
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise errors.InputError(f"file not found: {path}") from None
-    if size == 0:
-        raise errors.MediaError("file is empty")
-    try:
-        container = av.open(str(path))
-    except PermissionError:  # PyAV's own error subclasses it: not a question of media at all
-        raise errors.InputError(f"cannot read {path}: permission denied") from None
-    except av.FFmpegError as exc:
-        raise errors.MediaError(f"not a media file ({_av_reason(exc)})") from None
-    with container:
-        if not container.streams.audio:
-            raise errors.MediaError("no audio track")
-        stream = container.streams.audio[0]
-        declared = _declared_duration(container, stream)
-        decoded_s, complete = _decode_seconds(
-            container, stream, limit=None if declared is None else PROBE_DECODE_PACKETS
-        )
-        if decoded_s <= 0:
-            raise errors.MediaError("cannot decode audio: no audio frames could be decoded")
-        # Trust the container's length unless decoding already reached the end: then the samples counted are the
-        # truth (a truncated mp3 keeps the full length in its header).
-        return decoded_s if complete or declared is None else declared
-
-
-def _declared_duration(container: av.container.InputContainer, stream: Any) -> float | None:
-    if container.duration and container.duration > 0:
-        return container.duration / av.time_base
-    if stream.duration and stream.time_base:
-        seconds = float(stream.duration * stream.time_base)
-        if seconds > 0:
-            return seconds
-    return None
-
-
-def _decode_seconds(container: Any, stream: Any, limit: int | None) -> tuple[float, bool]:
-    """Decode up to `limit` packets (all when None); return (seconds decoded, reached the end)."""
-    samples = 0.0
-    packets = 0
-    first_error: str | None = None
-    try:
-        for packet in container.demux(stream):
-            try:
-                for frame in packet.decode():
-                    samples += frame.samples / (frame.sample_rate or stream.rate or 1)
-            except av.FFmpegError as exc:
-                # A damaged packet in the middle is tolerable (the decoder resyncs); a file of nothing else is not.
-                first_error = first_error or _av_reason(exc)
-            packets += 1
-            if limit is not None and packets >= limit:
-                return samples, False
-    except av.FFmpegError as exc:
-        first_error = first_error or _av_reason(exc)
-        if samples <= 0:
-            raise errors.MediaError(f"cannot decode audio: {first_error}") from None
-        return samples, True  # a truncated tail: keep what decoded
-    if samples <= 0 and first_error:
-        raise errors.MediaError(f"cannot decode audio: {first_error}")
-    return samples, True
-
-
-def _av_reason(exc: Exception) -> str:
-    reason = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(reason).split()).rstrip(".") or type(exc).__name__
 
 
 __all__ = ["ResolvedInputs", "probe_media", "read_input_file", "resolve_inputs"]

@@ -12,32 +12,21 @@ on ("file is empty", "no audio track", "audio breaks off at 12.0 s of 95.0 s") i
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-import av
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 
 from . import batched, config, errors, models
+from .audio import SAMPLE_RATE, AudioWindows, decode_audio  # decode_audio: re-exported for callers of this module
 from .config import TranscribeOptions
-
-SAMPLE_RATE = 16000
-"""What Whisper models expect: mono float32 at 16 kHz."""
 
 TIMEOUT_GRACE_S = 60.0
 """Added to timeout_factor x duration so short clips are not cut off by model warm-up."""
-
-TRUNCATION_TOLERANCE = 0.10
-"""Decoded audio may fall this far short of the container's declared duration (bitrate estimates for VBR files
-without a header are approximate) before the file counts as truncated."""
-
-TRUNCATION_MIN_S = 1.0
-"""...and must miss at least this many seconds (codec priming and padding differ by tens of milliseconds)."""
 
 _PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
 
@@ -151,7 +140,12 @@ class Transcriber:
         `duration_s` is the caller's estimate, used only until the audio is decoded; after that the decoded
         length is the truth for progress, the time limit and the transcript. Raises errors.MediaError for
         undecodable files, errors.Cancelled when should_cancel() turns true, errors.TranscriptionError when the
-        model fails or runs past timeout_factor x duration + timeout_grace_s (60 s). Silence gives no segments.
+        model fails or runs past timeout_factor x duration + timeout_grace_s (60 s), per window. Silence gives no
+        segments.
+
+        A file whose first audio track gives no speech while the file holds other audio tracks: the others are
+        tried in order and the first with speech is the transcript; either way `Transcript.notes` says so (a
+        silent commentary or placeholder track would otherwise give a "done" video with an empty transcript).
         """
         opts = options or self.options
         if self.batch_size(opts) > 1:  # the batched pipeline: see batched.py and transcribe_bundle
@@ -160,57 +154,132 @@ class Transcriber:
         started = time.perf_counter()
         if cancelled():
             raise errors.Cancelled("cancelled before transcription started")
-
-        samples = decode_audio(Path(audio))
-        duration = len(samples) / SAMPLE_RATE
-        limit_s = opts.timeout_factor * duration + self.timeout_grace_s if opts.timeout_factor > 0 else None
-
-        try:
-            segments_iter, info = self.model.transcribe(
-                samples,
-                beam_size=opts.beam_size,
-                language=opts.language,
-                vad_filter=opts.vad_filter,
-                word_timestamps=opts.word_timestamps,
+        transcript, tracks = self._transcribe_track(
+            Path(audio), video_id, 0, opts, duration_s, on_progress, cancelled, started
+        )
+        if transcript.segments or tracks < 2:
+            return transcript
+        for track in range(1, tracks):
+            other, _ = self._transcribe_track(
+                Path(audio), video_id, track, opts, duration_s, on_progress, cancelled, time.perf_counter()
             )
-        except RuntimeError as exc:
-            raise errors.TranscriptionError(f"model failed: {_one_line(exc)}") from exc
-        del samples  # faster-whisper keeps its own features; the raw audio can go
+            if other.segments:
+                other.notes.append(
+                    f"audio track 1 of {tracks} has no speech; transcribed audio track {track + 1} instead"
+                )
+                other.transcribe_s = time.perf_counter() - started
+                return other
+        transcript.notes.append(f"no speech in any of the {tracks} audio tracks")
+        transcript.transcribe_s = time.perf_counter() - started
+        return transcript
 
+    def _transcribe_track(
+        self,
+        path: Path,
+        video_id: str,
+        track: int,
+        opts: TranscribeOptions,
+        duration_s: float | None,
+        on_progress: Callable[[float, float, str], None] | None,
+        cancelled: Callable[[], bool],
+        started: float,
+    ) -> tuple[models.Transcript, int]:
+        """One audio track, window by window; returns the transcript and how many audio tracks the file holds.
+
+        A file no longer than one window is transcribed in one call, exactly as faster-whisper would do it whole.
+        Longer files go window by window (each cut at a quiet moment): segments are moved onto the file's
+        timeline, the language found in the first window is kept for the rest, and each window is conditioned on
+        the previous window's last line, as Whisper conditions one 30 s chunk on the one before.
+        """
+        with AudioWindows(path, window_s=opts.window_s or None, track=track, should_cancel=cancelled) as windows:
+            return self._transcribe_windows(windows, video_id, opts, duration_s, on_progress, cancelled, started)
+
+    def _transcribe_windows(
+        self,
+        windows: AudioWindows,
+        video_id: str,
+        opts: TranscribeOptions,
+        duration_s: float | None,
+        on_progress: Callable[[float, float, str], None] | None,
+        cancelled: Callable[[], bool],
+        started: float,
+    ) -> tuple[models.Transcript, int]:
         segments: list[models.Segment] = []
+        language: str | None = opts.language
+        detected: tuple[str, float] | None = None
         done_s = 0.0
-        try:
-            # The generator decodes lazily, one 30 s window at a time: progress, cancel and the time limit are
-            # checked between segments (one segment's decoding cannot be interrupted).
-            for seg in segments_iter:
-                segments.append(_segment(seg, opts.word_timestamps))
-                done_s = max(done_s, min(float(seg.end), info.duration))
-                if on_progress is not None:
-                    on_progress(done_s, info.duration, seg.text.strip())
-                if cancelled():
-                    raise errors.Cancelled(f"cancelled at {done_s:.1f} s of {info.duration:.1f} s")
-                elapsed = time.perf_counter() - started
-                if limit_s is not None and elapsed > limit_s:
-                    raise errors.TranscriptionError(
-                        f"transcription exceeded its time limit ({limit_s:.0f} s for {info.duration:.0f} s of audio)"
-                    )
-        except RuntimeError as exc:
-            raise errors.TranscriptionError(f"model failed at {done_s:.1f} s: {_one_line(exc)}") from exc
-        finally:
-            segments_iter.close()
-
-        if on_progress is not None and done_s < info.duration:
-            # Trailing silence produces no segment; the file is still fully transcribed.
-            on_progress(info.duration, info.duration, segments[-1].text.strip() if segments else "")
-        return models.Transcript(
+        last_text = ""
+        window_started = started
+        total_s = 0.0
+        for window in windows:
+            single = window.last and window.offset_s == 0
+            if window.last:
+                total_s = window.end_s
+            else:
+                # Until the end is decoded, progress is measured against the declared (or caller's) length.
+                total_s = max(windows.declared_s or duration_s or 0.0, window.end_s)
+            limit_s = (
+                opts.timeout_factor * window.duration_s + self.timeout_grace_s if opts.timeout_factor > 0 else None
+            )
+            prompt = last_text if (window.offset_s > 0 and last_text) else None
+            try:
+                segments_iter, info = self.model.transcribe(
+                    window.samples,
+                    beam_size=opts.beam_size,
+                    language=language,
+                    vad_filter=opts.vad_filter,
+                    word_timestamps=opts.word_timestamps,
+                    initial_prompt=prompt,
+                )
+            except RuntimeError as exc:
+                raise errors.TranscriptionError(f"model failed: {_one_line(exc)}") from exc
+            window_end, offset, last = window.end_s, window.offset_s, window.last
+            del window  # faster-whisper keeps its own features; the raw audio can go
+            if detected is None:
+                detected = (info.language, float(info.language_probability))
+                language = language or info.language  # detect once, in the first window
+            try:
+                # The generator decodes lazily, one 30 s chunk at a time: progress, cancel and the time limit are
+                # checked between segments (one segment's decoding cannot be interrupted).
+                for seg in segments_iter:
+                    segment = _segment(seg, opts.word_timestamps, offset, None if single else window_end)
+                    segments.append(segment)
+                    done_s = max(done_s, min(segment.end, window_end))
+                    if segment.text.strip():
+                        last_text = segment.text.strip()
+                    if on_progress is not None:
+                        on_progress(done_s, total_s, seg.text.strip())
+                    if cancelled():
+                        raise errors.Cancelled(f"cancelled at {done_s:.1f} s of {total_s:.1f} s")
+                    elapsed = time.perf_counter() - window_started
+                    if limit_s is not None and elapsed > limit_s:
+                        raise errors.TranscriptionError(
+                            f"transcription exceeded its time limit ({limit_s:.0f} s for "
+                            f"{window_end - offset:.0f} s of audio)"
+                        )
+            except RuntimeError as exc:
+                raise errors.TranscriptionError(f"model failed at {done_s:.1f} s: {_one_line(exc)}") from exc
+            finally:
+                segments_iter.close()
+            if on_progress is not None and done_s < window_end:
+                # Trailing silence produces no segment; the window is still fully transcribed.
+                done_s = window_end
+                on_progress(done_s, total_s, segments[-1].text.strip() if segments else "")
+            if not last and cancelled():
+                raise errors.Cancelled(f"cancelled at {done_s:.1f} s of {total_s:.1f} s")
+            window_started = time.perf_counter()
+        assert detected is not None  # AudioWindows yields at least one window or raises
+        language, language_probability = detected
+        transcript = models.Transcript(
             video_id=video_id,
-            language=info.language,
-            language_probability=float(info.language_probability),
-            duration_s=float(info.duration),
+            language=language,
+            language_probability=language_probability,
+            duration_s=float(total_s),
             segments=segments,
             model=self.model_name,
             transcribe_s=time.perf_counter() - started,
         )
+        return transcript, windows.tracks
 
     # ---- batched decoding ----------------------------------------------------------------------------------------
 
@@ -335,109 +404,33 @@ class Transcriber:
         return out
 
 
-def _segment(seg, with_words: bool) -> models.Segment:
-    start, end = float(seg.start), float(seg.end)
+def _segment(seg, with_words: bool, offset: float = 0.0, window_end: float | None = None) -> models.Segment:
+    """A faster-whisper segment on the file's timeline (its window's offset added), kept inside its window when
+    the file has several so that windows never overlap."""
+    start, end = float(seg.start) + offset, float(seg.end) + offset
+    if window_end is not None:
+        end = min(end, window_end)
+        start = min(start, end)
     words = None
     if with_words:
-        words = [_word_inside(w, start, end) for w in (seg.words or [])]
+        words = [_word_inside(w, start, end, offset) for w in (seg.words or [])]
     return models.Segment(start, end, seg.text, words)
 
 
-def _word_inside(w, seg_start: float, seg_end: float) -> models.Word:
+def _word_inside(w, seg_start: float, seg_end: float, offset: float = 0.0) -> models.Word:
     """A word clamped to its segment.
 
     faster-whisper's word alignment can put a word's edge a few hundredths past its segment's (seen: " you" ending
     at 7.58 s in a segment that ends at 7.54 s). Subtitle editors and JSON consumers read words inside their
     segment, so the project's output holds that invariant: a word never starts before or ends after its segment.
     """
-    start = min(max(float(w.start), seg_start), seg_end)
-    end = min(max(float(w.end), start), seg_end)
+    start = min(max(float(w.start) + offset, seg_start), seg_end)
+    end = min(max(float(w.end) + offset, start), seg_end)
     return models.Word(start, end, w.word, float(w.probability))
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def decode_audio(path: Path) -> np.ndarray:
-    """Decode the first audio track to mono float32 at 16 kHz, or raise errors.MediaError with the reason.
-
-    A file that decodes for a while and then breaks (a cut-off download, a corrupt tail) FAILS rather than being
-    transcribed in part: a partial transcript would be marked done and look complete in the manifest, while a
-    failure names the cause and lets the user fetch the file again. Single damaged packets are skipped (as
-    faster-whisper and ffmpeg do); only audio that ends well short of the container's own duration counts as broken.
-    """
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise errors.MediaError(f"audio file not found: {path}") from None
-    if size == 0:
-        raise errors.MediaError("file is empty (0 bytes)")
-    try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore")
-    except av.error.EOFError as exc:
-        raise errors.MediaError("cannot decode audio: the file ends inside its header (truncated)") from exc
-    except av.error.InvalidDataError as exc:
-        raise errors.MediaError("cannot decode audio: not a media file, or a damaged one (invalid data)") from exc
-    except av.error.FFmpegError as exc:
-        raise errors.MediaError(f"cannot decode audio: {_av_reason(exc)}") from exc
-    chunks: list[np.ndarray] = []
-    decoded = 0
-    try:
-        if not container.streams.audio:
-            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
-            raise errors.MediaError(f"no audio track in the file (it holds: {', '.join(kinds)})")
-        stream = container.streams.audio[0]
-        declared_s = _declared_duration(container, stream)
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        frames = container.decode(stream)
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                frame = None
-            except av.error.InvalidDataError:
-                continue  # one damaged packet: skip it, like faster-whisper's own decoder
-            except av.error.FFmpegError as exc:
-                raise errors.MediaError(
-                    f"cannot decode audio after {decoded / SAMPLE_RATE:.1f} s: {_av_reason(exc)}"
-                ) from exc
-            if frame is not None:
-                frame.pts = None  # a gap or jump in timestamps must not stop the resampler
-            for out in resampler.resample(frame):
-                pcm = out.to_ndarray().reshape(-1)
-                chunks.append(pcm)
-                decoded += len(pcm)
-            if frame is None:
-                break
-        del resampler
-    finally:
-        container.close()
-        # PyAV's resampler graphs are only freed by a collection (faster-whisper issue #390).
-        gc.collect()
-
-    seconds = decoded / SAMPLE_RATE
-    if decoded == 0:
-        raise errors.MediaError("cannot decode audio: the audio track holds no decodable samples")
-    if declared_s and declared_s - seconds > max(TRUNCATION_MIN_S, TRUNCATION_TOLERANCE * declared_s):
-        raise errors.MediaError(
-            f"audio breaks off at {seconds:.1f} s of {declared_s:.1f} s: the file is truncated or corrupt"
-        )
-    return (np.concatenate(chunks).astype(np.float32) / 32768.0)
-
-
-def _declared_duration(container, stream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
-
-
-def _av_reason(exc: BaseException) -> str:
-    # PyAV messages end with the file name; the user already knows which file, keep the cause.
-    text = getattr(exc, "strerror", None) or str(exc)
-    return " ".join(str(text).split())
 
 
 __all__ = ["Transcriber", "resolve_model", "resolve_device", "decode_audio"]

@@ -142,6 +142,8 @@ def transcript_dict(t: Transcript, item: VideoItem, extra: dict[str, Any] | None
         "text": t.text,
         "segments": segments,
     }
+    if t.notes:  # only when there is something to say, so ordinary transcripts keep their exact shape
+        data["notes"] = list(t.notes)
     data.update(extra)
     return data
 
