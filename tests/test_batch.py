@@ -85,8 +85,9 @@ def test_lengths_are_the_audios_and_a_silent_first_track_is_said(tmp_path, odd_l
     assert result.counts["done"] == 2
     entries = {Path(e["source"]).name: e for e in json.loads(result.manifest.read_text())["videos"]}
     note = "audio track 1 of 2 has no speech; transcribed audio track 2 instead"
-    assert entries["first_track_silent.mkv"]["error"] == note
-    assert entries["video_longer.mkv"]["error"] is None
+    assert entries["first_track_silent.mkv"]["note"] == note  # a note on a done video, not an error
+    assert entries["first_track_silent.mkv"]["error"] is None
+    assert entries["video_longer.mkv"]["error"] is None and entries["video_longer.mkv"]["note"] is None
     data = json.loads((out / entries["first_track_silent.mkv"]["outputs"]["json"]).read_text())
     assert data["notes"] == [note] and "breeze from the west" in data["text"]
     assert "notes" not in json.loads((out / entries["video_longer.mkv"]["outputs"]["json"]).read_text())

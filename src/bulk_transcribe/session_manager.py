@@ -549,7 +549,10 @@ class SessionStore:
                 "title": r.title,
                 "duration_s": r.duration_s,
                 "status": r.status.value,
-                "error": r.error,
+                # A done video's reason text is a note about its transcript ("audio track 1 of 2 has no
+                # speech; …"), not an error: tools reading the manifest test "error" for failures.
+                "error": r.error if r.status is not VideoStatus.DONE else None,
+                "note": r.error if r.status is VideoStatus.DONE else None,
                 "attempts": r.attempts,
                 "outputs": dict(r.outputs),
                 "started_at": r.started_at,

@@ -61,7 +61,7 @@ def status_rows(snapshot: Snapshot, show: str = "All") -> list[dict]:
             "Title": v.title,
             "Status": status,
             "Progress": percent,
-            "Error": v.error or "",
+            "Error": (f"note: {v.error}" if v.status is VideoStatus.DONE else v.error) if v.error else "",
             "Duration": clock(v.duration_s) if v.duration_s else "",
             "Worker": v.worker or "",
             "Speed": f"{v.speed_x:.1f}×" if v.speed_x else "",
