@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .config import STATE_DB_NAME, RunConfig
 from .models import EventKind, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
-from .naming import safe_name
+from .naming import is_safe, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 
 SCHEMA_VERSION = 1
@@ -340,6 +340,11 @@ class SessionStore:
                     )
                 else:
                     # A new run starts this video afresh: timings and attempts of the earlier run do not apply.
+                    if not is_safe(existing["folder"]):
+                        # Named by an older version (a title such as `manifest.json`, or too long in bytes):
+                        # that name failed once and would fail on every rerun, so the video gets a safe one.
+                        conn.execute("UPDATE videos SET folder = ? WHERE video_id = ?",
+                                     (folders.claim(item.title), item.video_id))
                     conn.execute(
                         "UPDATE videos SET position = ?, input = ?, duration_s = COALESCE(?, duration_s), "
                         "status = ?, attempts = 0, error = ?, worker = '', progress = 0, stage_progress = 0, "

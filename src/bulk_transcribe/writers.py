@@ -157,6 +157,10 @@ def output_folder(out_dir: Path, folder: str) -> Path:
     root = Path(out_dir).resolve()
     if not folder or not folder.strip() or Path(folder).is_absolute():
         raise ValueError(f"output folder name {folder!r} must be a non-empty relative name")
+    from .naming import is_reserved  # naming imports config only; kept local so writers stays a leaf module
+
+    if is_reserved((Path(folder).parts or ("",))[0]):
+        raise ValueError(f"output folder {folder!r} is one of the tool's own files or folders")
     target = (root / folder).resolve()
     if target == root or root not in target.parents:
         raise ValueError(f"output folder {folder!r} would be written outside {out_dir}")
