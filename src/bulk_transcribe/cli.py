@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--cpu-threads", type=int, default=0, help="threads per model on CPU (0 = available cores)")
     model.add_argument("--beam-size", type=_positive_int, default=1)
     model.add_argument("--language", default=None, help="ISO code such as 'en' (default: detect)")
+    model.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
+                       help="translate: speech in any language to English text (multilingual models only)")
     model.add_argument("--vad", action="store_true", help="skip silence with the VAD filter")
     model.add_argument("--word-timestamps", action="store_true", help="add word timings to the JSON output")
     model.add_argument("--timeout-factor", type=float, default=TranscribeOptions().timeout_factor,
@@ -133,7 +135,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         ),
         transcribe=TranscribeOptions(
             model=args.model, device=args.device, compute_type=args.compute_type, cpu_threads=args.cpu_threads,
-            beam_size=args.beam_size, language=args.language, vad_filter=args.vad,
+            beam_size=args.beam_size, language=args.language, task=args.task, vad_filter=args.vad,
             word_timestamps=args.word_timestamps, timeout_factor=args.timeout_factor,
         ),
         parallel=args.parallel,
@@ -245,6 +247,13 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if not Path(path).is_file():
             stderr.write(f"bulk-transcribe: error: input file not found: {path}\n")
             return EXIT_USAGE
+
+    from .model_check import check_model
+
+    problem = check_model(config.transcribe)  # before Ray or the store: a bad model fails no video
+    if problem:
+        stderr.write(f"bulk-transcribe: error: {problem}\n")
+        return EXIT_USAGE
 
     if config.parallel:
         # Join (or start) Ray before registering the run, so an unreachable cluster fails fast and clearly.

@@ -86,6 +86,8 @@ class TranscribeOptions:
     """Beam width; 1 is greedy (fastest, and what the numbers in the README use)."""
     language: str | None = None
     """ISO code, or None to detect."""
+    task: str = "transcribe"
+    """`transcribe` (speech in its own language) or `translate` (into English; multilingual models only)."""
     vad_filter: bool = False
     """Skip silence with Silero VAD before decoding."""
     word_timestamps: bool = False

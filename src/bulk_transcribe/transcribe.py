@@ -164,6 +164,7 @@ class Transcriber:
                 samples,
                 beam_size=opts.beam_size,
                 language=opts.language,
+                task=opts.task,
                 vad_filter=opts.vad_filter,
                 word_timestamps=opts.word_timestamps,
             )
