@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("out", type=Path, help="the batch's output folder")
     status.add_argument("--run", default=None, help="a run id (default: the latest run)")
     status.add_argument("--ray-address", default=None, help="read a live parallel run from this cluster")
+    status.add_argument("--json", action="store_true",
+                        help="print the run and its videos as JSON (exit status: 0 all good, 1 failed or cancelled)")
     return parser
 
 
@@ -323,11 +325,15 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if run is None:
         stderr.write(f"bulk-transcribe: error: no run {run_id} in {args.out}\n")
         return EXIT_USAGE
+    from .status_report import status_exit_code, status_json
+
     snapshot = attach_snapshot(args.out, run_id, args.ray_address)
-    stdout.write(f"Run {run.run_id} ({run.mode}, {run.status})\n")
-    stdout.write(render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
-    failed = snapshot.counts.get(VideoStatus.FAILED.value, 0)
-    return EXIT_FAILED if failed else EXIT_OK
+    if args.json:
+        stdout.write(status_json(run, snapshot, {r.video_id: r.folder for r in store.videos(run_id)}))
+    else:
+        stdout.write(f"Run {run.run_id} ({run.mode}, {run.status})\n")
+        stdout.write(render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
+    return status_exit_code(run, snapshot)
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
