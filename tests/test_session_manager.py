@@ -326,3 +326,21 @@ for vid in json.loads(sys.argv[2]):
 store.close()
 print(json.dumps(wins))
 """
+
+
+def test_a_version_1_store_gains_the_sites_metadata_on_open(tmp_path, clock):
+    """A store written before metadata existed opens, keeps its videos, and records meta from then on."""
+    from bulk_transcribe.session_manager import _MIGRATIONS
+
+    db = tmp_path / "out" / STATE_DB_NAME
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        conn.executescript(_MIGRATIONS[1] + "PRAGMA user_version = 1;")
+    with SessionStore(db, clock=clock) as s:
+        assert s._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        run = s.begin_run(config(tmp_path), "sequential")
+        meta = {"id": "abc", "extractor_key": "Youtube", "uploader": "Ann", "playlist_index": 3}
+        video = VideoItem("http://127.0.0.1/a.mp3", SourceKind.URL, "x", title="A", meta=meta)
+        [record] = s.register_videos(run, [video])
+        assert record.meta == meta and record.to_item().meta == meta
+        assert s.get(video.video_id).meta == meta

@@ -14,7 +14,10 @@ import traceback
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .backfill import BackfillResult
 
 from .config import MANIFEST_NAME, RunConfig
 from .models import EventKind, ProgressEvent, Snapshot, VideoStatus
@@ -38,6 +41,8 @@ class PreparedBatch:
     run_id: str
     records: list[VideoRecord]
     duplicates: list[str] = field(default_factory=list)
+    backfill: "BackfillResult | None" = None
+    """Outputs written for done videos from their stored transcripts (a rerun with more formats)."""
 
     @property
     def mode(self) -> str:
@@ -70,7 +75,10 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
     store = SessionStore(config.state_db)
     run_id = store.begin_run(config, "parallel" if config.parallel else "sequential")
     records = store.register_videos(run_id, resolved.items)
-    return PreparedBatch(config, store, run_id, records, resolved.duplicates)
+    from .backfill import write_missing_outputs  # more formats for done videos, without a model
+
+    backfill = write_missing_outputs(config, store, records)
+    return PreparedBatch(config, store, run_id, records, resolved.duplicates, backfill)
 
 
 class EventSink:

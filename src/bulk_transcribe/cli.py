@@ -25,6 +25,7 @@ from .config import (
     PARALLEL_ENV,
     STATE_DB_NAME,
     DownloadOptions,
+    OutputOptions,
     RunConfig,
     TranscribeOptions,
 )
@@ -76,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", "-o", default="transcripts", type=Path, help="output folder (holds state for resume)")
     run.add_argument("--formats", default=",".join(DEFAULT_FORMATS), type=parse_formats,
                      help="comma-separated transcript formats")
+
+    outg = run.add_argument_group("output")
+    outg.add_argument("--output-template", default=OutputOptions().template, metavar="TEMPLATE",
+                      help="where each transcript goes inside OUT, yt-dlp style; fields: title, id, uploader, "
+                           "upload_date, playlist, playlist_index, ext")
+    outg.add_argument("--subtitles-beside-source", action="store_true",
+                      help="also write NAME.srt / NAME.vtt next to a local NAME.mp4, where players find them")
+    outg.add_argument("--max-line-width", type=_positive_int, default=None, metavar="N",
+                      help="wrap srt/vtt lines at N characters (words are never cut)")
+    outg.add_argument("--max-line-count", type=_positive_int, default=None, metavar="N",
+                      help="at most N lines per srt/vtt cue (needs --max-line-width)")
 
     model = run.add_argument_group("model")
     model.add_argument("--model", default=BUNDLED_MODEL,
@@ -145,6 +157,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         gpus_per_worker=args.gpus_per_worker,
         ray_address=args.ray_address,
         max_attempts=args.max_attempts,
+        output=OutputOptions(
+            template=args.output_template, beside_source=args.subtitles_beside_source,
+            max_line_width=args.max_line_width, max_line_count=args.max_line_count,
+        ),
     )
 
 
@@ -231,6 +247,17 @@ class LiveProgress:
         self.stream.flush()
 
 
+def backfill_line(backfill) -> str:
+    parts = []
+    if backfill.files:
+        parts.append(f"wrote {backfill.files} missing output(s) for {backfill.videos} finished video(s) "
+                     "from their stored transcripts")
+    if backfill.unavailable:
+        parts.append(f"{len(backfill.unavailable)} finished video(s) have no stored transcript for the new "
+                     "formats (delete their folder and rerun to transcribe them again)")
+    return "; ".join(parts).capitalize()
+
+
 # ---------------------------------------------------------------------------------------------------- commands
 
 
@@ -284,6 +311,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                  + (f", {resumed} already finished" if resumed else "")
                  + (f"; {len(prepared.duplicates)} duplicate input(s) ignored" if prepared.duplicates else "")
                  + "\n")
+    if prepared.backfill and (prepared.backfill.files or prepared.backfill.unavailable):
+        stdout.write(backfill_line(prepared.backfill) + "\n")
     stdout.flush()
 
     cancel = threading.Event()

@@ -102,6 +102,31 @@ class TranscribeOptions:
 
 
 @dataclass(frozen=True)
+class OutputOptions:
+    template: str = "%(title)s/transcript.%(ext)s"
+    """Where each transcript goes inside OUT, in yt-dlp's `-o` style (see templates.py)."""
+    beside_source: bool = False
+    """Also write `<name>.srt` / `<name>.vtt` next to a local `<name>.mp4`, where players look for them."""
+    max_line_width: int | None = None
+    """Subtitle line width in characters (srt, vtt); None = one line per segment."""
+    max_line_count: int | None = None
+    """Subtitle lines per cue (srt, vtt); needs max_line_width."""
+
+    def __post_init__(self) -> None:
+        from .subtitles import LineShape
+        from .templates import check_template
+
+        check_template(self.template)
+        LineShape(self.max_line_width, self.max_line_count)  # raises on bad values
+
+    @property
+    def shape(self):
+        from .subtitles import LineShape
+
+        return LineShape(self.max_line_width, self.max_line_count)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     inputs: tuple[str, ...] = ()
     """URLs, files and folders, in the order given."""
@@ -121,6 +146,8 @@ class RunConfig:
     """None = embedded local Ray; `auto`, HOST:PORT or ray://HOST:10001 joins an existing cluster."""
     max_attempts: int = 2
     """Attempts per video before it is marked failed."""
+    output: OutputOptions = field(default_factory=OutputOptions)
+    """Where transcripts go and how subtitle lines are shaped."""
     run_name: str = ""
     """A label for the run shown in history (defaults to the output folder's name)."""
 

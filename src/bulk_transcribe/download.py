@@ -138,6 +138,11 @@ def direct_media_title(url: str) -> str:
     return name or url
 
 
+def direct_media_meta(url: str) -> dict:
+    """The id and extractor yt-dlp's generic extractor gives a direct media link (what its archive records)."""
+    return {"id": unquote(Path(urlsplit(url).path).stem) or url, "extractor_key": "Generic"}
+
+
 def clean_url(url: str) -> str:
     """The URL without yt-dlp's smuggled data (RSS entries carry some), scheme and host lower-cased."""
     url, _ = unsmuggle_url(url.strip())

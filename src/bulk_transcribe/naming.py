@@ -18,7 +18,7 @@ and an extension such as `.json` (80 emoji are 320 bytes and would fail with "Fi
 TOOL_NAMES = frozenset(
     n.lower() for n in (
         MANIFEST_NAME, STATE_DB_NAME, f"{STATE_DB_NAME}-wal", f"{STATE_DB_NAME}-shm", f"{STATE_DB_NAME}-journal",
-        "audio", ".work", "logs",
+        "audio", ".work", ".transcripts", "logs",
     )
 )
 """Files and folders the tool keeps in OUT: a title equal to one of them would break every later run."""

@@ -27,7 +27,7 @@ from .models import EventKind, ProgressEvent, Snapshot, SourceKind, VideoItem, V
 from .naming import is_safe, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump with a new entry in _MIGRATIONS; PRAGMA user_version records what a database holds."""
 
 BUSY_TIMEOUT_MS = 30_000
@@ -83,12 +83,17 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX run_videos_order ON run_videos(run_id, position);
     """,
+    # What the site says beyond the title (uploader, upload date, playlist, id): output templates and the
+    # download archive need it after a restart too.
+    2: """
+    ALTER TABLE videos ADD COLUMN meta_json TEXT NOT NULL DEFAULT '{}';
+    """,
 }
 
 _VIDEO_COLUMNS = (
     "video_id position input source kind title duration_s status attempts error worker progress stage_progress "
     "folder outputs_json started_at finished_at elapsed_s speed_x transcribe_started_at current_text "
-    "downloaded_bytes download_speed run_id updated_at"
+    "downloaded_bytes download_speed run_id updated_at meta_json"
 ).split()
 
 
@@ -122,6 +127,7 @@ class VideoRecord:
     current_text: str = ""
     downloaded_bytes: int | None = None
     download_speed: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def to_item(self) -> VideoItem:
         """The VideoItem to schedule; a failed record keeps its error so it is not scheduled again in this run."""
@@ -133,6 +139,7 @@ class VideoRecord:
             duration_s=self.duration_s,
             video_id=self.video_id,
             error=self.error if self.status is VideoStatus.FAILED else None,
+            meta=dict(self.meta),
         )
 
 
@@ -322,15 +329,19 @@ class SessionStore:
                 existing = conn.execute("SELECT * FROM videos WHERE video_id = ?", (item.video_id,)).fetchone()
                 failed = item.error is not None
                 status = VideoStatus.FAILED if failed else VideoStatus.QUEUED
+                if existing is not None and item.meta:  # the site's latest word (a renamed playlist, say)
+                    conn.execute("UPDATE videos SET meta_json = ? WHERE video_id = ?",
+                                 (json.dumps(item.meta, sort_keys=True), item.video_id))
                 if existing is None:
                     folder = folders.claim(item.title)
                     conn.execute(
                         "INSERT INTO videos (video_id, position, input, source, kind, title, duration_s, status, "
-                        "error, folder, finished_at, run_id, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "error, folder, finished_at, run_id, updated_at, meta_json) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             item.video_id, position, item.input, item.source, SourceKind(item.kind).value,
                             item.title, item.duration_s, status.value, item.error, folder,
-                            now if failed else None, run_id, now,
+                            now if failed else None, run_id, now, json.dumps(item.meta or {}, sort_keys=True),
                         ),
                     )
                 elif existing["status"] == VideoStatus.DONE.value:
@@ -375,6 +386,15 @@ class SessionStore:
                 return False
             self._save(conn, state)
             return True
+
+    def set_outputs(self, video_id: str, outputs: dict[str, str]) -> bool:
+        """Replace a done video's outputs (formats written later from its stored transcript)."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE videos SET outputs_json = ?, updated_at = ? WHERE video_id = ? AND status = 'done'",
+                (json.dumps(outputs, sort_keys=True), self._clock(), video_id),
+            )
+            return cur.rowcount > 0
 
     def mark_done(
         self,
@@ -506,5 +526,6 @@ def _record(row: sqlite3.Row) -> VideoRecord:
         updated_at=row["updated_at"], stage_progress=row["stage_progress"],
         transcribe_started_at=row["transcribe_started_at"], current_text=row["current_text"],
         downloaded_bytes=row["downloaded_bytes"], download_speed=row["download_speed"],
+        meta=json.loads(row["meta_json"] or "{}"),
     )
 

@@ -20,6 +20,7 @@ from .config import MEDIA_EXTENSIONS, DownloadOptions
 from .download import (
     classify_error,
     clean_url,
+    direct_media_meta,
     direct_media_title,
     is_direct_media_url,
     private_cookie_copy,
@@ -233,7 +234,7 @@ class _UrlResolver:
     def resolve(self, text: str) -> list[VideoItem]:
         url = clean_url(text)
         if is_direct_media_url(url):
-            return [VideoItem(url, SourceKind.URL, text, title=direct_media_title(url))]
+            return [VideoItem(url, SourceKind.URL, text, title=direct_media_title(url), meta=direct_media_meta(url))]
         try:
             client = self._client()
         except errors.VideoError as exc:  # e.g. the cookies file is missing
@@ -251,9 +252,10 @@ class _UrlResolver:
 def _items_from_info(info: dict[str, Any], url: str, text: str) -> list[VideoItem]:
     entries = info.get("entries")
     if entries is None:
-        return [VideoItem(url, SourceKind.URL, text, title=_title(info), duration_s=_duration(info))]
+        return [VideoItem(url, SourceKind.URL, text, title=_title(info), duration_s=_duration(info),
+                          meta=video_meta(info))]
     items = []
-    for entry in entries:
+    for index, entry in enumerate(entries, 1):
         if not entry:
             continue  # yt-dlp leaves None for entries it could not list (private, removed)
         if entry.get("entries") is not None:  # a playlist of playlists, already expanded by yt-dlp
@@ -263,10 +265,33 @@ def _items_from_info(info: dict[str, Any], url: str, text: str) -> list[VideoIte
         if not target:
             continue
         source = clean_url(target)
-        items.append(VideoItem(source, SourceKind.URL, text, title=_title(entry), duration_s=_duration(entry)))
+        items.append(VideoItem(source, SourceKind.URL, text, title=_title(entry), duration_s=_duration(entry),
+                               meta=video_meta(entry, playlist=info, index=index)))
     if not items:
         return [_failed(url, SourceKind.URL, text, f"playlist is empty: {url}")]
     return items
+
+
+_META_KEYS = ("id", "extractor_key", "uploader", "upload_date", "playlist", "playlist_index")
+
+
+def video_meta(info: dict[str, Any], playlist: dict[str, Any] | None = None, index: int | None = None) -> dict:
+    """The fields output templates and the download archive use, as plain strings and numbers."""
+    meta: dict[str, Any] = {}
+    for key in _META_KEYS:
+        value = info.get(key)
+        if value not in (None, ""):
+            meta[key] = value if isinstance(value, (int, float)) else " ".join(str(value).split())
+    # Flat playlist entries name their extractor as ie_key (or not at all, when the playlist's extractor made them).
+    extractor = info.get("extractor_key") or info.get("ie_key") or (playlist or {}).get("extractor_key")
+    if extractor:
+        meta["extractor_key"] = str(extractor)
+    if playlist is not None:
+        meta.setdefault("playlist", _title(playlist) or None)
+        meta.setdefault("playlist_index", index)
+        if playlist.get("uploader") and "uploader" not in meta:
+            meta["uploader"] = " ".join(str(playlist["uploader"]).split())
+    return {k: v for k, v in meta.items() if v is not None}
 
 
 def _title(info: dict[str, Any]) -> str:
