@@ -43,6 +43,8 @@ class PreparedBatch:
     duplicates: list[str] = field(default_factory=list)
     backfill: "BackfillResult | None" = None
     """Outputs written for done videos from their stored transcripts (a rerun with more formats)."""
+    archived: int = 0
+    """Videos left out because the download archive lists them."""
 
     @property
     def mode(self) -> str:
@@ -72,13 +74,18 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
     config = config.with_env_overrides()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     resolved = resolve_inputs(config.inputs, config.input_files, options=config.download)
+    archived: list = []
+    if config.download_archive:
+        from .archive import read_archive, split_archived
+
+        resolved.items, archived = split_archived(resolved.items, read_archive(Path(config.download_archive)))
     store = SessionStore(config.state_db)
     run_id = store.begin_run(config, "parallel" if config.parallel else "sequential")
     records = store.register_videos(run_id, resolved.items)
     from .backfill import write_missing_outputs  # more formats for done videos, without a model
 
     backfill = write_missing_outputs(config, store, records)
-    return PreparedBatch(config, store, run_id, records, resolved.duplicates, backfill)
+    return PreparedBatch(config, store, run_id, records, resolved.duplicates, backfill, len(archived))
 
 
 class EventSink:

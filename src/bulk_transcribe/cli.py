@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import BinaryIO, Sequence, TextIO
 
 from . import __version__
 from .config import (
@@ -61,78 +61,186 @@ def _positive_int(text: str) -> int:
     return value
 
 
+RUN_EPILOG = """\
+examples:
+  a playlist or channel (rerun the same command to resume after a stop):
+    bulk-transcribe run "https://www.youtube.com/playlist?list=PL..." --out talks
+  a list file with one URL or path per line, or a list on stdin:
+    bulk-transcribe run -a urls.txt --out talks
+    grep -h youtube.com notes/*.md | bulk-transcribe run -a - --out talks
+  a folder of recordings, subtitles written next to each video:
+    bulk-transcribe run ~/Videos/lectures --formats srt --subtitles-beside-source
+  a podcast feed in parallel on a Ray cluster, four GPU workers:
+    bulk-transcribe run https://example.com/feed.rss --parallel --ray-address auto --workers 4
+  only what is new since last time (yt-dlp's archive format), politely:
+    bulk-transcribe run CHANNEL_URL --download-archive seen.txt --sleep-requests 1 --min-sleep-interval 5
+  see how a batch stands, or feed it to a script:
+    bulk-transcribe status talks
+    bulk-transcribe status talks --json | jq .run.counts
+
+exit status: 0 every video done, 1 some video failed (the others finished), 2 bad usage, 130 interrupted.
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wider option column than argparse's default, examples kept as written."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=34)
+
+
+def _browser_spec(text: str) -> tuple[str, str | None, str | None, str | None]:
+    """yt-dlp's BROWSER[+KEYRING][:PROFILE][::CONTAINER] -> its `cookiesfrombrowser` tuple, checked the same way."""
+    from yt_dlp.cookies import SUPPORTED_BROWSERS, SUPPORTED_KEYRINGS
+
+    match = re.fullmatch(r"(?P<name>[^+:]+)(?:\s*\+\s*(?P<keyring>[^:]+))?(?:\s*:\s*(?!:)(?P<profile>.+?))?"
+                         r"(?:\s*::\s*(?P<container>.+))?", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a browser specification: {text!r}")
+    name, keyring, profile, container = match.group("name", "keyring", "profile", "container")
+    name = name.lower()
+    if name not in SUPPORTED_BROWSERS:
+        raise argparse.ArgumentTypeError(f"unsupported browser {name!r}; choose from "
+                                         f"{', '.join(sorted(SUPPORTED_BROWSERS))}")
+    if keyring is not None:
+        keyring = keyring.upper()
+        if keyring not in SUPPORTED_KEYRINGS:
+            raise argparse.ArgumentTypeError(f"unsupported keyring {keyring!r}; choose from "
+                                             f"{', '.join(sorted(SUPPORTED_KEYRINGS))}")
+    return name, profile, keyring, container
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bulk-transcribe",
-        description="Transcribe many videos at once: URLs (videos, playlists, channels, RSS feeds), files, folders.",
+        prog="bulk-transcribe", formatter_class=_HelpFormatter,
+        description="Transcribe many videos at once: URLs (anything yt-dlp knows: videos, playlists, channels, "
+                    "RSS feeds), files and folders, to txt/srt/vtt/json. `bulk-transcribe run --help` for options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="transcribe a batch (rerun the same command to resume)",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    run.add_argument("inputs", nargs="*", metavar="INPUT", help="URL, playlist/channel/feed URL, file or folder")
-    run.add_argument("--input-file", "-i", action="append", default=[], metavar="FILE",
-                     help="text file with one input per line (# comments and blank lines ignored); repeatable")
-    run.add_argument("--out", "-o", default="transcripts", type=Path, help="output folder (holds state for resume)")
-    run.add_argument("--formats", default=",".join(DEFAULT_FORMATS), type=parse_formats,
-                     help="comma-separated transcript formats")
+    run = sub.add_parser(
+        "run", help="transcribe a batch (rerun the same command to resume)", formatter_class=_HelpFormatter,
+        description="Transcribe a batch into OUT. State is kept in OUT: rerunning the same command resumes, "
+                    "skipping what is done and retrying what failed.",
+        epilog=RUN_EPILOG,
+    )
+    run.add_argument("inputs", nargs="*", metavar="INPUT",
+                     help="a video, playlist, channel or feed URL, a media file, or a folder (searched recursively)")
 
-    outg = run.add_argument_group("output")
-    outg.add_argument("--output-template", default=OutputOptions().template, metavar="TEMPLATE",
-                      help="where each transcript goes inside OUT, yt-dlp style; fields: title, id, uploader, "
-                           "upload_date, playlist, playlist_index, ext")
-    outg.add_argument("--subtitles-beside-source", action="store_true",
-                      help="also write NAME.srt / NAME.vtt next to a local NAME.mp4, where players find them")
-    outg.add_argument("--max-line-width", type=_positive_int, default=None, metavar="N",
-                      help="wrap srt/vtt lines at N characters (words are never cut)")
-    outg.add_argument("--max-line-count", type=_positive_int, default=None, metavar="N",
-                      help="at most N lines per srt/vtt cue (needs --max-line-width)")
+    inp = run.add_argument_group("input")
+    inp.add_argument("-a", "--batch-file", "--input-file", dest="input_file", action="append", default=[],
+                     metavar="FILE",
+                     help="more inputs from FILE, one per line ('-' reads stdin; lines starting with #, ; or ] "
+                          "are comments); repeatable")
+    inp.add_argument("--playlist-items", default=None, metavar="SPEC",
+                     help="only these playlist entries, as yt-dlp takes them: '1,3,5-7', '-10:', '::2'")
+    inp.add_argument("--match-filter", default=None, metavar="FILTER",
+                     help="only entries matching a yt-dlp filter, e.g. \"duration > 600 & title ~= '(?i)talk'\"")
+    inp.add_argument("--download-archive", default=None, type=Path, metavar="FILE",
+                     help="skip videos listed in FILE and add each one that finishes (yt-dlp's archive format, "
+                          "so both tools can share one)")
+
+    out = run.add_argument_group("output")
+    out.add_argument("-o", "--out", default="transcripts", type=Path, metavar="OUT",
+                     help="output folder; it also holds the state that makes reruns resume (default: ./transcripts)")
+    out.add_argument("--formats", default=",".join(DEFAULT_FORMATS), type=parse_formats, metavar="LIST",
+                     help=f"comma-separated, from {', '.join(DEFAULT_FORMATS)} (default: all four); a rerun with "
+                          "more formats writes them for finished videos without transcribing again")
+    out.add_argument("--output-template", default=OutputOptions().template, metavar="TEMPLATE",
+                     help="where each file goes inside OUT, in yt-dlp's -o style; fields: title, id, uploader, "
+                          "upload_date, playlist, playlist_index, ext (default: '%%(title)s/transcript.%%(ext)s')")
+    out.add_argument("--subtitles-beside-source", action="store_true",
+                     help="also write NAME.srt / NAME.vtt next to a local NAME.mp4, where players look for them")
+    out.add_argument("--max-line-width", type=_positive_int, default=None, metavar="N",
+                     help="wrap srt/vtt lines at N characters (a word is never cut)")
+    out.add_argument("--max-line-count", type=_positive_int, default=None, metavar="N",
+                     help="at most N lines per srt/vtt cue; needs --max-line-width")
 
     model = run.add_argument_group("model")
-    model.add_argument("--model", default=BUNDLED_MODEL,
-                       help="'bundled' (tiny.en, offline), a local CTranslate2 folder, or a faster-whisper name")
-    model.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    model.add_argument("--compute-type", default="default", help="int8, float16, ... ('default' picks per device)")
-    model.add_argument("--cpu-threads", type=int, default=0, help="threads per model on CPU (0 = available cores)")
-    model.add_argument("--beam-size", type=_positive_int, default=1)
-    model.add_argument("--language", default=None, help="ISO code such as 'en' (default: detect)")
+    model.add_argument("--model", default=BUNDLED_MODEL, metavar="NAME",
+                       help="'bundled' (tiny.en, English-only, works offline; the default), a local CTranslate2 "
+                            "folder, or a faster-whisper name such as small or large-v3")
+    model.add_argument("--language", default=None, metavar="CODE",
+                       help="spoken language as an ISO code such as de; detected when not given "
+                            "(English-only models accept only en)")
     model.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
                        help="translate: speech in any language to English text (multilingual models only)")
-    model.add_argument("--vad", action="store_true", help="skip silence with the VAD filter")
-    model.add_argument("--word-timestamps", action="store_true", help="add word timings to the JSON output")
-    model.add_argument("--timeout-factor", type=float, default=TranscribeOptions().timeout_factor,
-                       help="fail a transcription running longer than this x its duration (+60 s); 0 = off")
+    model.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="where the model runs; auto picks CUDA when a GPU is visible")
+    model.add_argument("--compute-type", default="default", metavar="TYPE",
+                       help="CTranslate2 precision: int8, int8_float16, float16, float32 "
+                            "(default: int8 on CPU, float16 on CUDA)")
+    model.add_argument("--cpu-threads", type=int, default=0, metavar="N",
+                       help="threads per model on CPU (default: every core this process may use)")
+    model.add_argument("--beam-size", type=_positive_int, default=1, metavar="N",
+                       help="beam search width; 1 is greedy decoding, the fastest (default: 1)")
+    model.add_argument("--vad", action="store_true", help="skip silence with the Silero VAD filter")
+    model.add_argument("--word-timestamps", action="store_true",
+                       help="time every word (in the JSON, and for shaping subtitle lines)")
+    model.add_argument("--timeout-factor", type=float, default=TranscribeOptions().timeout_factor, metavar="X",
+                       help="fail a transcription running longer than X times the audio's length plus a minute, "
+                            f"then retry it with VAD; 0 = never (default: {TranscribeOptions().timeout_factor:g})")
 
-    dl = run.add_argument_group("download")
-    dl.add_argument("--rate-limit", type=parse_size, default=None, metavar="BYTES",
-                    help="download speed limit per download, e.g. 2M")
-    dl.add_argument("--sleep", type=float, default=0.0, metavar="S", help="minimum pause between downloads")
-    dl.add_argument("--retries", type=int, default=3, help="download retries for transient errors")
-    dl.add_argument("--socket-timeout", type=float, default=30.0, metavar="S")
-    dl.add_argument("--cookies", default=None, metavar="FILE", help="Netscape cookies file for yt-dlp")
-    dl.add_argument("--max-filesize", type=parse_size, default=DEFAULT_MAX_FILESIZE, metavar="BYTES",
-                    help="refuse media larger than this (0 = no cap)")
-    dl.add_argument("--keep-audio", action="store_true", help="keep downloaded audio under OUT/audio")
-    dl.add_argument("--max-attempts", type=_positive_int, default=2, help="attempts per video before it fails")
+    dl = run.add_argument_group("download (per video; pacing holds across the whole cluster in parallel mode)")
+    dl.add_argument("--rate-limit", "-r", type=parse_size, default=None, metavar="RATE",
+                    help="download speed cap per download in bytes per second, e.g. 500K or 2M (default: none)")
+    dl.add_argument("--min-sleep-interval", "--sleep-interval", "--sleep", dest="sleep", type=_seconds, default=0.0,
+                    metavar="S", help="pause at least S seconds between the starts of two downloads (default: 0)")
+    dl.add_argument("--max-sleep-interval", type=_seconds, default=None, metavar="S",
+                    help="with --min-sleep-interval: pause a random time between the two, as yt-dlp does")
+    dl.add_argument("--sleep-requests", type=_seconds, default=0.0, metavar="S",
+                    help="pause S seconds between the requests that list playlists and pages (default: 0)")
+    dl.add_argument("--retries", type=int, default=3, metavar="N",
+                    help="retries of a download after a transient error: reset, HTTP 5xx, 429 (default: 3)")
+    dl.add_argument("--socket-timeout", type=_seconds, default=30.0, metavar="S",
+                    help="give up on a connection silent for S seconds (default: 30)")
+    dl.add_argument("--cookies", default=None, metavar="FILE", help="Netscape-format cookies file, as for yt-dlp")
+    dl.add_argument("--cookies-from-browser", type=_browser_spec, default=None,
+                    metavar="BROWSER[+KEYRING][:PROFILE][::CONTAINER]",
+                    help="take cookies from a browser on this machine, as yt-dlp does (e.g. firefox, chrome:Profile 1)")
+    dl.add_argument("--max-filesize", type=parse_size, default=DEFAULT_MAX_FILESIZE, metavar="SIZE",
+                    help="refuse media larger than SIZE, e.g. 500M or 2G; 0 = no cap (default: 1G)")
+    dl.add_argument("--keep-audio", action="store_true", help="keep the downloaded audio under OUT/audio")
+    dl.add_argument("--max-attempts", type=_positive_int, default=2, metavar="N",
+                    help="attempts per video, download and transcription together, before it fails (default: 2)")
 
     par = run.add_argument_group("parallel (Ray)")
     mode = par.add_mutually_exclusive_group()
     mode.add_argument("--parallel", dest="parallel", action="store_true", default=False,
-                      help=f"run on Ray actors (the environment variable {PARALLEL_ENV}=0|1 overrides this flag)")
-    mode.add_argument("--sequential", dest="parallel", action="store_false", help="run in this process (default)")
-    par.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help="model-holding workers")
-    par.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPU share per worker (0.5 packs two)")
-    par.add_argument("--ray-address", default=None,
-                     help="join a cluster: auto, HOST:PORT or ray://HOST:10001 (default: embedded local Ray)")
-    run.add_argument("--quiet", "-q", action="store_true", help="no live progress, only the summary")
+                      help=f"run on Ray actors; the environment variable {PARALLEL_ENV}=0|1 overrides this flag")
+    mode.add_argument("--sequential", dest="parallel", action="store_false",
+                      help="one video at a time in this process (the default)")
+    par.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, metavar="N",
+                     help=f"workers each holding a model (default: {DEFAULT_WORKERS})")
+    par.add_argument("--gpus-per-worker", type=float, default=1.0, metavar="X",
+                     help="GPU share per worker; 0.5 packs two workers on one GPU (default: 1)")
+    par.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="join a cluster: auto, HOST:PORT or ray://HOST:10001 (default: start a local Ray)")
 
-    status = sub.add_parser("status", help="show the videos and state of a batch")
-    status.add_argument("out", type=Path, help="the batch's output folder")
-    status.add_argument("--run", default=None, help="a run id (default: the latest run)")
-    status.add_argument("--ray-address", default=None, help="read a live parallel run from this cluster")
-    status.add_argument("--json", action="store_true",
-                        help="print the run and its videos as JSON (exit status: 0 all good, 1 failed or cancelled)")
+    show = run.add_argument_group("display")
+    show.add_argument("-q", "--quiet", action="store_true", help="no live progress, only the summary")
+    show.add_argument("-v", "--verbose", action="store_true",
+                      help="show Ray's own log lines on the terminal (otherwise they go to OUT/logs/ray.log)")
+
+    status = sub.add_parser("status", help="show the videos and state of a batch", formatter_class=_HelpFormatter,
+                            description="Show a batch's latest run (or --run ID). Exit status: 0 when no video "
+                                        "failed or was cancelled, 1 otherwise, 2 when OUT holds no batch.")
+    status.add_argument("out", type=Path, metavar="OUT", help="the batch's output folder")
+    status.add_argument("--run", default=None, metavar="ID", help="a run id (default: the latest run)")
+    status.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="read a live parallel run from this cluster")
+    status.add_argument("--json", action="store_true", help="print the run and its videos as JSON, for scripts")
     return parser
 
 
@@ -143,9 +251,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         out_dir=args.out,
         formats=args.formats,
         download=DownloadOptions(
-            rate_limit=args.rate_limit, sleep_s=args.sleep, retries=args.retries,
-            socket_timeout_s=args.socket_timeout, cookies_file=args.cookies, max_filesize=args.max_filesize or None,
-            keep_audio=args.keep_audio,
+            rate_limit=args.rate_limit, sleep_s=args.sleep, max_sleep_s=args.max_sleep_interval,
+            sleep_requests_s=args.sleep_requests, retries=args.retries,
+            socket_timeout_s=args.socket_timeout, cookies_file=args.cookies,
+            cookies_from_browser=args.cookies_from_browser, max_filesize=args.max_filesize or None,
+            keep_audio=args.keep_audio, playlist_items=args.playlist_items, match_filter=args.match_filter,
         ),
         transcribe=TranscribeOptions(
             model=args.model, device=args.device, compute_type=args.compute_type, cpu_threads=args.cpu_threads,
@@ -157,6 +267,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         gpus_per_worker=args.gpus_per_worker,
         ray_address=args.ray_address,
         max_attempts=args.max_attempts,
+        download_archive=str(args.download_archive) if args.download_archive else None,
         output=OutputOptions(
             template=args.output_template, beside_source=args.subtitles_beside_source,
             max_line_width=args.max_line_width, max_line_count=args.max_line_count,
@@ -270,12 +381,9 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         stderr.write(f"bulk-transcribe: error: {exc}\n")
         return EXIT_USAGE
     if not config.inputs and not config.input_files:
-        stderr.write("bulk-transcribe: error: give at least one INPUT or --input-file\n")
+        stderr.write("bulk-transcribe: error: give at least one INPUT or -a/--batch-file "
+                     "(a batch file with no inputs counts as none)\n")
         return EXIT_USAGE
-    for path in config.input_files:
-        if not Path(path).is_file():
-            stderr.write(f"bulk-transcribe: error: input file not found: {path}\n")
-            return EXIT_USAGE
 
     from .model_check import check_model
 
@@ -311,6 +419,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                  + (f", {resumed} already finished" if resumed else "")
                  + (f"; {len(prepared.duplicates)} duplicate input(s) ignored" if prepared.duplicates else "")
                  + "\n")
+    if prepared.archived:
+        stdout.write(f"{prepared.archived} video(s) skipped: already in the download archive\n")
     if prepared.backfill and (prepared.backfill.files or prepared.backfill.unavailable):
         stdout.write(backfill_line(prepared.backfill) + "\n")
     stdout.flush()
@@ -326,6 +436,14 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
 
+    if config.download_archive:
+        from .archive import record_finished
+
+        try:
+            record_finished(Path(config.download_archive), prepared.store.videos(result.run_id))
+        except OSError as exc:
+            stderr.write(f"bulk-transcribe: cannot update the download archive {config.download_archive}: "
+                         f"{exc.strerror or exc}\n")
     snapshot = prepared.store.snapshot(result.run_id)
     stdout.write("\n" + render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
     if result.error:
@@ -365,7 +483,8 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return status_exit_code(run, snapshot)
 
 
-def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
+         stdin: BinaryIO | None = None) -> int:
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     try:
@@ -374,6 +493,14 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
     if args.command == "run":
+        from .batch_files import read_batch_files
+
+        try:  # read once, up front: pipes, FIFOs and /dev/stdin cannot be read a second time
+            args.inputs = [*args.inputs, *read_batch_files(args.input_file, stdin or sys.stdin.buffer)]
+        except ValueError as exc:
+            stderr.write(f"bulk-transcribe: error: {exc}\n")
+            return EXIT_USAGE
+        args.input_file = []
         return cmd_run(args, stdout, stderr)
     return cmd_status(args, stdout, stderr)
 

@@ -53,7 +53,11 @@ class DownloadOptions:
     rate_limit: int | None = None
     """Bytes per second per download (yt-dlp `ratelimit`); None = unlimited."""
     sleep_s: float = 0.0
-    """Minimum pause between the starts of two downloads."""
+    """Minimum pause between the starts of two downloads (yt-dlp's --min-sleep-interval)."""
+    max_sleep_s: float | None = None
+    """With sleep_s: the pause is drawn between sleep_s and this, as yt-dlp's --max-sleep-interval does."""
+    sleep_requests_s: float = 0.0
+    """Pause between the requests that list playlists and pages (yt-dlp's --sleep-requests)."""
     retries: int = 3
     """Attempts per download for transient errors (HTTP 5xx, 429, resets)."""
     backoff_s: float = 1.0
@@ -64,12 +68,30 @@ class DownloadOptions:
     """A connection silent this long fails the attempt."""
     cookies_file: str | None = None
     """A Netscape cookies file passed to yt-dlp."""
+    cookies_from_browser: tuple | None = None
+    """yt-dlp's `cookiesfrombrowser`: (browser, profile, keyring, container)."""
+    playlist_items: str | None = None
+    """yt-dlp's --playlist-items (e.g. '1,3,5-7'), applied when playlists are listed."""
+    match_filter: str | None = None
+    """yt-dlp's --match-filter expression, applied when playlists are listed."""
     max_filesize: int | None = DEFAULT_MAX_FILESIZE
     """Refuse media larger than this many bytes (checked before download when the size is known); None = no cap."""
     keep_audio: bool = False
     """Keep downloaded audio under OUT/audio instead of deleting it after transcription."""
     max_concurrent: int = 2
     """Downloads in flight at once across the whole run (parallel mode)."""
+
+    def __post_init__(self) -> None:
+        if self.max_sleep_s is not None and self.max_sleep_s < self.sleep_s:
+            raise ValueError("the maximum sleep interval must not be shorter than the minimum")
+        if self.match_filter:
+            from yt_dlp.utils import match_filter_func
+
+            try:
+                # yt-dlp parses lazily: try the filter once on a sample entry so a bad regex fails here.
+                match_filter_func(self.match_filter)({"id": "x", "title": "x", "duration": 1.0}, incomplete=True)
+            except Exception as exc:  # noqa: BLE001 — yt-dlp raises several kinds for a bad expression
+                raise ValueError(f"bad --match-filter {self.match_filter!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -146,6 +168,8 @@ class RunConfig:
     """None = embedded local Ray; `auto`, HOST:PORT or ray://HOST:10001 joins an existing cluster."""
     max_attempts: int = 2
     """Attempts per video before it is marked failed."""
+    download_archive: str | None = None
+    """yt-dlp-format archive file: videos listed are skipped, videos that finish are added."""
     output: OutputOptions = field(default_factory=OutputOptions)
     """Where transcripts go and how subtitle lines are shaped."""
     run_name: str = ""

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import av
 import yt_dlp
@@ -23,6 +23,7 @@ from .download import (
     direct_media_meta,
     direct_media_title,
     is_direct_media_url,
+    listing_params,
     private_cookie_copy,
     ytdlp_params,
 )
@@ -219,6 +220,7 @@ class _UrlResolver:
                 simulate=True,
                 skip_download=True,
                 lazy_playlist=False,
+                **listing_params(options),
             ))
         return self._ydl
 
@@ -246,10 +248,20 @@ class _UrlResolver:
             return [_failed(url, SourceKind.URL, text, failure.message)]
         if not info:
             return [_failed(url, SourceKind.URL, text, f"no media found: {url}")]
-        return _items_from_info(info, url, text)
+        return _items_from_info(info, url, text, self._matches)
+
+    def _matches(self, entry: dict[str, Any]) -> bool:
+        """--match-filter on a listed entry: yt-dlp skips flat entries' filtering, so it is applied here too
+        (fields an entry lacks pass, as yt-dlp's `incomplete` rule says)."""
+        if not self.options.match_filter:
+            return True
+        from yt_dlp.utils import match_filter_func
+
+        return match_filter_func(self.options.match_filter)(entry, incomplete=True) is None
 
 
-def _items_from_info(info: dict[str, Any], url: str, text: str) -> list[VideoItem]:
+def _items_from_info(info: dict[str, Any], url: str, text: str,
+                     matches: Callable[[dict[str, Any]], bool] = lambda entry: True) -> list[VideoItem]:
     entries = info.get("entries")
     if entries is None:
         return [VideoItem(url, SourceKind.URL, text, title=_title(info), duration_s=_duration(info),
@@ -259,14 +271,17 @@ def _items_from_info(info: dict[str, Any], url: str, text: str) -> list[VideoIte
         if not entry:
             continue  # yt-dlp leaves None for entries it could not list (private, removed)
         if entry.get("entries") is not None:  # a playlist of playlists, already expanded by yt-dlp
-            items.extend(_items_from_info(entry, url, text))
+            items.extend(_items_from_info(entry, url, text, matches))
             continue
         target = entry.get("url") or entry.get("webpage_url") or entry.get("original_url")
-        if not target:
+        if not target or not matches(entry):
             continue
         source = clean_url(target)
+        meta = video_meta(entry, playlist=info, index=index)
+        if "id" not in meta and is_direct_media_url(source):  # a feed's enclosure: the id yt-dlp would give it
+            meta = {**meta, **direct_media_meta(source)}
         items.append(VideoItem(source, SourceKind.URL, text, title=_title(entry), duration_s=_duration(entry),
-                               meta=video_meta(entry, playlist=info, index=index)))
+                               meta=meta))
     if not items:
         return [_failed(url, SourceKind.URL, text, f"playlist is empty: {url}")]
     return items
