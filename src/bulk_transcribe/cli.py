@@ -30,6 +30,7 @@ from .config import (
     TranscribeOptions,
 )
 from .models import Snapshot, VideoStatus
+from .terminal import live_view, nothing_to_do, print_summary, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -286,11 +287,6 @@ def _clock(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _bar(fraction: float, width: int = 24) -> str:
-    filled = int(round(max(0.0, min(1.0, fraction)) * width))
-    return "█" * filled + "░" * (width - filled)
-
-
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
@@ -302,8 +298,8 @@ def render_table(snapshot: Snapshot, width: int = 120) -> str:
     for n, v in enumerate(snapshot.videos, 1):
         speed = f"{v.speed_x:.1f}x" if v.speed_x else "-"
         lines.append(
-            f"{n:>3}  {_shorten(v.title, title_w):<{title_w}} {_clock(v.duration_s):>8} {v.status.value:<12} "
-            f"{speed:>7} {v.attempts:>5}  {_shorten(v.error or '', 60)}"
+            f"{n:>3}  {_shorten(printable(v.title), title_w):<{title_w}} {_clock(v.duration_s):>8} {v.status.value:<12} "
+            f"{speed:>7} {v.attempts:>5}  {_shorten(printable(v.error or ''), 60)}"
         )
     lines.append(summary_line(snapshot))
     return "\n".join(lines)
@@ -316,46 +312,6 @@ def summary_line(snapshot: Snapshot) -> str:
     n = len(snapshot.videos)
     return (f"{n} video{'' if n == 1 else 's'}: {', '.join(parts) or 'none'}; "
             f"audio {_clock(snapshot.audio_done_s)} / {_clock(snapshot.audio_total_s)}{speed}")
-
-
-class LiveProgress:
-    """Progress bars on a terminal (global + each current video), plain status lines otherwise."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self._drawn = 0
-        self._seen: dict[str, VideoStatus] = {}
-
-    def __call__(self, snapshot: Snapshot) -> None:
-        if self.tty:
-            self._draw(snapshot)
-        else:
-            self._log_changes(snapshot)
-
-    def _draw(self, snapshot: Snapshot) -> None:
-        width = shutil.get_terminal_size((100, 20)).columns
-        eta = f" ETA {_clock(snapshot.eta_s)}" if snapshot.eta_s else ""
-        lines = [f"{_bar(snapshot.progress)} {snapshot.progress:6.1%}  {summary_line(snapshot)}{eta}"]
-        for v in snapshot.active:
-            lines.append(f"  {_bar(v.progress, 16)} {v.progress:5.0%} {v.status.value:<12} "
-                         f"{_shorten(v.title, 30):<30} {_shorten(v.current_text, max(10, width - 72))}")
-        out = "".join("\x1b[1A\x1b[2K" for _ in range(self._drawn))
-        out += "\n".join(_shorten(line, width - 1) for line in lines) + "\n"
-        self.stream.write(out)
-        self.stream.flush()
-        self._drawn = len(lines)
-
-    def _log_changes(self, snapshot: Snapshot) -> None:
-        for v in snapshot.videos:
-            if self._seen.get(v.video_id) == v.status:
-                continue
-            self._seen[v.video_id] = v.status
-            if v.status == VideoStatus.QUEUED:
-                continue
-            detail = f": {v.error}" if v.status == VideoStatus.FAILED and v.error else ""
-            self.stream.write(f"[{snapshot.progress:6.1%}] {v.status.value:<12} {v.title}{detail}\n")
-        self.stream.flush()
 
 
 def backfill_line(backfill) -> str:
@@ -425,13 +381,20 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         stdout.write(backfill_line(prepared.backfill) + "\n")
     stdout.flush()
 
+    # A rerun with everything already done says so in one line (no bars, no table of finished videos).
+    settled = n > 0 and resumed == n
+    if settled:
+        stdout.write(nothing_to_do(n, config.out_dir) + "\n")
+
     cancel = threading.Event()
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     try:
-        live = None if args.quiet else LiveProgress(stdout)
+        live = None if args.quiet or settled else live_view(stdout)
         result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=cancel)
+        if live is not None:
+            live.close()
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
@@ -445,10 +408,12 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             stderr.write(f"bulk-transcribe: cannot update the download archive {config.download_archive}: "
                          f"{exc.strerror or exc}\n")
     snapshot = prepared.store.snapshot(result.run_id)
-    stdout.write("\n" + render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
+    if not settled:
+        print_summary(stdout, snapshot, render_table(snapshot, shutil.get_terminal_size((120, 20)).columns))
     if result.error:
         stderr.write(f"bulk-transcribe: the batch stopped: {result.error}\n")
-    stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
+    if not settled:
+        stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
     if cancel.is_set():
         return EXIT_INTERRUPTED
     return result.exit_code
