@@ -78,6 +78,7 @@ def test_archive_round_trip_with_yt_dlp(tmp_path, media_server):
     # And a rerun of ours has nothing to do and adds no duplicates.
     code, stdout, _ = _run("run", feed, "--download-archive", str(archive), "--out", str(out), "--quiet")
     assert code == 0 and "4 video(s) skipped" in stdout
+    assert "Nothing to do: every video is already in the download archive (4)." in stdout
     assert len(archive.read_text().splitlines()) == 4
 
 

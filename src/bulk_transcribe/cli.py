@@ -382,9 +382,9 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     stdout.flush()
 
     # A rerun with everything already done says so in one line (no bars, no table of finished videos).
-    settled = n > 0 and resumed == n
+    settled = resumed == n and (n > 0 or prepared.archived > 0)
     if settled:
-        stdout.write(nothing_to_do(n, config.out_dir) + "\n")
+        stdout.write(nothing_to_do(n, config.out_dir, prepared.archived) + "\n")
 
     cancel = threading.Event()
     previous = signal.getsignal(signal.SIGTERM)

@@ -179,6 +179,8 @@ def print_summary(stream: TextIO, snapshot: Snapshot, plain_table: str) -> None:
         stream.write("\n" + plain_table + "\n")
 
 
-def nothing_to_do(n: int, out_dir: Path) -> str:
+def nothing_to_do(n: int, out_dir: Path, archived: int = 0) -> str:
+    if not n:
+        return f"Nothing to do: every video is already in the download archive ({archived})."
     return (f"Nothing to do: all {n} video{'' if n == 1 else 's'} already done in {out_dir} "
             f"(bulk-transcribe status {out_dir} shows them).")
