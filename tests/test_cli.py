@@ -190,3 +190,9 @@ def test_cookies_from_browser_is_parsed_as_yt_dlp_does_and_handed_to_it(tmp_path
         "cookiesfrombrowser") is None
     code, _, err = run_cli("run", "x", "--cookies-from-browser", "netscape", "--out", str(tmp_path))
     assert code == 2 and "unsupported browser 'netscape'" in err
+
+
+def test_a_yt_dlp_template_given_as_out_is_pointed_to_output_template(tmp_path):
+    code, _, err = run_cli("run", "x", "-o", str(tmp_path / "%(title)s.%(ext)s"))
+    assert code == 2 and "--output-template" in err
+    assert not list(tmp_path.iterdir())

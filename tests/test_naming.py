@@ -93,3 +93,25 @@ def test_a_folder_named_by_an_older_version_is_renamed_on_rerun(tmp_path, media_
     assert code == 0, stdout + stderr
     entry = json.loads((out / MANIFEST_NAME).read_text())["videos"][0]
     assert entry["status"] == "done" and len(Path(entry["outputs"]["txt"]).parts[0].encode()) <= MAX_NAME_BYTES
+
+
+def test_a_done_video_in_a_folder_named_manifest_json_is_moved_and_the_manifest_written(
+        tmp_path, media_dir, media_server, speech_clips):
+    """OUT as an older version left it: a finished video's folder is OUT/manifest.json, so no manifest could be
+    written ('IsADirectoryError' on every run). The rerun moves the folder and writes the manifest."""
+    url = _feed(media_dir, media_server, speech_clips["library"].path.name, [MANIFEST_NAME])
+    out = tmp_path / "out"
+    args = ("run", url, "--out", str(out), "--formats", "txt", "--cpu-threads", "2", "--quiet")
+    assert _run(*args)[0] == 0
+    with sqlite3.connect(out / STATE_DB_NAME) as db:
+        folder, outputs = db.execute("SELECT folder, outputs_json FROM videos").fetchone()
+        (out / MANIFEST_NAME).unlink()
+        (out / folder).rename(out / MANIFEST_NAME)  # the older version's layout
+        db.execute("UPDATE videos SET folder = ?, outputs_json = ?",
+                   (MANIFEST_NAME, json.dumps({"txt": f"{MANIFEST_NAME}/transcript.txt"})))
+    code, stdout, stderr = _run(*args)
+    assert code == 0, stdout + stderr
+    assert (out / MANIFEST_NAME).is_file()
+    entry = json.loads((out / MANIFEST_NAME).read_text())["videos"][0]
+    assert entry["status"] == "done" and not is_reserved(Path(entry["outputs"]["txt"]).parts[0])
+    assert "library" in (out / entry["outputs"]["txt"]).read_text().lower()

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from .config import RunConfig
 from .models import SourceKind, VideoStatus
+from .naming import is_safe, safe_name
 from .session_manager import SessionStore, VideoRecord
 from .writers import BESIDE_SUFFIX, SUBTITLE_FORMATS, load_transcript, write_beside_source, write_transcript
 
@@ -69,3 +70,28 @@ def write_missing_outputs(config: RunConfig, store: SessionStore, records: Seque
         result.videos += 1
         result.files += len(in_out) + len(beside)
     return result
+
+
+def repair_unsafe_folders(config: RunConfig, store: SessionStore, records: Sequence[VideoRecord]) -> int:
+    """Move finished videos out of folders an older version named unsafely (a title `manifest.json` became the
+    folder OUT/manifest.json, and the manifest could never be written again). Returns how many were moved."""
+    out = Path(config.out_dir)
+    taken = {r.folder for r in store.videos()}
+    moved = 0
+    for record in records:
+        if record.status != VideoStatus.DONE or is_safe(record.folder):
+            continue
+        new = safe_name(record.title, taken)
+        taken.add(new)
+        old_path = out / record.folder
+        try:
+            if old_path.is_dir() and not old_path.is_symlink():
+                old_path.rename(out / new)
+        except OSError:
+            continue  # left as it was: the rest of the run goes on
+        prefix = f"{record.folder}/"
+        outputs = {k: (new + "/" + v[len(prefix):]) if v.startswith(prefix) else v for k, v in record.outputs.items()}
+        store.set_folder(record.video_id, new, outputs)
+        record.folder, record.outputs = new, outputs
+        moved += 1
+    return moved

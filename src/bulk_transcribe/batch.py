@@ -82,9 +82,10 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
     store = SessionStore(config.state_db)
     run_id = store.begin_run(config, "parallel" if config.parallel else "sequential")
     records = store.register_videos(run_id, resolved.items)
-    from .backfill import write_missing_outputs  # more formats for done videos, without a model
+    from .backfill import repair_unsafe_folders, write_missing_outputs
 
-    backfill = write_missing_outputs(config, store, records)
+    repair_unsafe_folders(config, store, records)  # before the manifest is written: it may sit where one belongs
+    backfill = write_missing_outputs(config, store, records)  # more formats for done videos, without a model
     return PreparedBatch(config, store, run_id, records, resolved.duplicates, backfill, len(archived))
 
 

@@ -331,6 +331,10 @@ def backfill_line(backfill) -> str:
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from .batch import prepare_batch, run_batch
 
+    if "%(" in str(args.out):  # yt-dlp's -o is the template; here it is the folder
+        stderr.write(f"bulk-transcribe: error: --out/-o is the output folder here; {str(args.out)!r} looks like a "
+                     "yt-dlp output template: pass it as --output-template\n")
+        return EXIT_USAGE
     try:
         config = config_from_args(args).with_env_overrides()
     except ValueError as exc:
@@ -444,7 +448,7 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         stdout.write(status_json(run, snapshot, {r.video_id: r.folder for r in store.videos(run_id)}))
     else:
         stdout.write(f"Run {run.run_id} ({run.mode}, {run.status})\n")
-        stdout.write(render_table(snapshot, shutil.get_terminal_size((120, 20)).columns) + "\n")
+        print_summary(stdout, snapshot, render_table(snapshot, shutil.get_terminal_size((120, 20)).columns))
     return status_exit_code(run, snapshot)
 
 

@@ -396,6 +396,12 @@ class SessionStore:
             )
             return cur.rowcount > 0
 
+    def set_folder(self, video_id: str, folder: str, outputs: dict[str, str]) -> None:
+        """Rename a video's folder (and the outputs inside it), e.g. away from a name an older version allowed."""
+        with self._write() as conn:
+            conn.execute("UPDATE videos SET folder = ?, outputs_json = ?, updated_at = ? WHERE video_id = ?",
+                         (folder, json.dumps(outputs, sort_keys=True), self._clock(), video_id))
+
     def mark_done(
         self,
         video_id: str,
