@@ -394,12 +394,12 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    live = None if args.quiet or settled else live_view(stdout)
     try:
-        live = None if args.quiet or settled else live_view(stdout)
         result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=cancel)
-        if live is not None:
-            live.close()
     finally:
+        if live is not None:
+            live.close()  # leave the terminal's cursor and last frame in place before anything else prints
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
 
