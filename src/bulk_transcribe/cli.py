@@ -124,7 +124,7 @@ def _seconds(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bulk-transcribe", formatter_class=_HelpFormatter,
-        description="Transcribe many videos at once: URLs (anything yt-dlp knows: videos, playlists, channels, "
+        description="Transcribe many videos at once: URLs (anything yt-dlp knows: videos, playlists, channels,\n"
                     "RSS feeds), files and folders, to txt/srt/vtt/json. `bulk-transcribe run --help` for options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="transcribe a batch (rerun the same command to resume)", formatter_class=_HelpFormatter,
-        description="Transcribe a batch into OUT. State is kept in OUT: rerunning the same command resumes, "
+        description="Transcribe a batch into OUT. State is kept in OUT: rerunning the same command resumes,\n"
                     "skipping what is done and retrying what failed.",
         epilog=RUN_EPILOG,
     )
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="show Ray's own log lines on the terminal (otherwise they go to OUT/logs/ray.log)")
 
     status = sub.add_parser("status", help="show the videos and state of a batch", formatter_class=_HelpFormatter,
-                            description="Show a batch's latest run (or --run ID). Exit status: 0 when no video "
+                            description="Show a batch's latest run (or --run ID). Exit status: 0 when no video\n"
                                         "failed or was cancelled, 1 otherwise, 2 when OUT holds no batch.")
     status.add_argument("out", type=Path, metavar="OUT", help="the batch's output folder")
     status.add_argument("--run", default=None, metavar="ID", help="a run id (default: the latest run)")
