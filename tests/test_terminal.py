@@ -64,8 +64,8 @@ def test_summary_table_wraps_titles_at_words_within_the_width():
 
 def test_plain_lines_say_only_what_changed_in_this_run():
     buffer = io.StringIO()
-    view = PlainProgress(buffer)
     settled = _snapshot([VideoStatus.DONE] * 12 + [VideoStatus.QUEUED])
+    view = PlainProgress(buffer, {v.video_id for v in settled.videos[:12]})
     view(settled)
     assert buffer.getvalue() == ""  # twelve videos done in an earlier run: nothing to say about them
     settled.videos[-1].status = VideoStatus.TRANSCRIBING
@@ -75,6 +75,12 @@ def test_plain_lines_say_only_what_changed_in_this_run():
     lines = buffer.getvalue().splitlines()
     assert len(lines) == 2 and "transcribing" in lines[0] and "done" in lines[1]
     assert "\x1b" not in buffer.getvalue() and "?" in lines[0]
+
+
+def test_a_failure_found_before_the_first_redraw_still_gets_its_line():
+    buffer = io.StringIO()
+    PlainProgress(buffer)(_snapshot([VideoStatus.FAILED, VideoStatus.QUEUED]))
+    assert "failed" in buffer.getvalue() and "download stalled" in buffer.getvalue()
 
 
 def test_ray_log_file_lives_in_out(tmp_path):

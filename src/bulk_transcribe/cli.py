@@ -394,7 +394,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: cancel.set())
-    live = None if args.quiet or settled else live_view(stdout)
+    done_before = {r.video_id for r in prepared.records if r.status == VideoStatus.DONE}
+    live = None if args.quiet or settled else live_view(stdout, done_before)
     try:
         result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=cancel)
     finally:

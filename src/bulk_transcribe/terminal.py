@@ -114,13 +114,13 @@ class RichProgress:
 class PlainProgress:
     """One line per status change, for pipes and logs. Videos already finished when the run began are quiet."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, done_before: frozenset[str] | set[str] = frozenset()) -> None:
         self.stream = stream
-        self._seen: dict[str, VideoStatus] | None = None
+        # Videos finished by an earlier run say nothing; everything else (failures found while resolving
+        # included) gets its line.
+        self._seen: dict[str, VideoStatus] = {video_id: VideoStatus.DONE for video_id in done_before}
 
     def __call__(self, snapshot: Snapshot) -> None:
-        if self._seen is None:  # the first snapshot: what was already settled before this run says nothing
-            self._seen = {v.video_id: v.status for v in snapshot.videos if v.status.is_terminal}
         lines = []
         for v in snapshot.videos:
             if self._seen.get(v.video_id) == v.status:
@@ -144,9 +144,9 @@ def console_for(stream: TextIO) -> Console:
     return Console(file=stream, highlight=False, soft_wrap=False)
 
 
-def live_view(stream: TextIO) -> RichProgress | PlainProgress:
+def live_view(stream: TextIO, done_before: frozenset[str] | set[str] = frozenset()) -> RichProgress | PlainProgress:
     console = console_for(stream)
-    return RichProgress(console) if console.is_terminal else PlainProgress(stream)
+    return RichProgress(console) if console.is_terminal else PlainProgress(stream, done_before)
 
 
 def summary_table(snapshot: Snapshot, width: int | None = None) -> Table:
