@@ -107,5 +107,10 @@ def test_playlist_items_and_match_filter_choose_entries_as_yt_dlp_does(tmp_path,
                                 "--formats", "txt", "--cpu-threads", "2", "--quiet")
     assert code == 0, stdout + stderr
     assert _titles(out) == ["Garden episode"]
+    out = tmp_path / "none"
+    code, stdout, _ = _run("run", feed, "--match-filter", "duration > 99999", "--out", str(out), "--quiet")
+    assert code == 1
+    [entry] = json.loads((out / "manifest.json").read_text())["videos"]
+    assert entry["error"].startswith("no entry matches --playlist-items/--match-filter")
     code, _, stderr = _run("run", feed, "--match-filter", "title ~= '(unclosed'", "--out", str(tmp_path / "bad"))
     assert code == 2 and "--match-filter" in stderr

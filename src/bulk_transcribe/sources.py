@@ -248,7 +248,12 @@ class _UrlResolver:
             return [_failed(url, SourceKind.URL, text, failure.message)]
         if not info:
             return [_failed(url, SourceKind.URL, text, f"no media found: {url}")]
-        return _items_from_info(info, url, text, self._matches)
+        items = _items_from_info(info, url, text, self._matches)
+        chosen = self.options.playlist_items or self.options.match_filter
+        if chosen and len(items) == 1 and (items[0].error or "").startswith("playlist is empty"):
+            return [_failed(url, SourceKind.URL, text,
+                            f"no entry matches --playlist-items/--match-filter: {url}")]
+        return items
 
     def _matches(self, entry: dict[str, Any]) -> bool:
         """--match-filter on a listed entry: yt-dlp skips flat entries' filtering, so it is applied here too
