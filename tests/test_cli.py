@@ -42,6 +42,28 @@ def test_help_lists_every_option():
         assert flag in run_help
 
 
+def test_help_reads_like_yt_dlps():
+    """Every option explained, no argparse '(default: None)', sizes in human units, groups and examples."""
+    parser = build_parser()
+    run = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    for action in run._actions:
+        assert action.help and len(action.help) > 10, action.option_strings
+    env = {**os.environ, "COLUMNS": "100"}
+    run_help = subprocess.run(CLI + ["run", "--help"], capture_output=True, text=True, check=True, env=env).stdout
+    assert "(default: None)" not in run_help and "default: []" not in run_help
+    assert "1073741824" not in run_help and "(default: 1G)" in run_help
+    assert all(action.help.count("default") <= 1 for action in run._actions)  # no doubled defaults
+    for group in ("input:", "output:", "model:", "download", "parallel (Ray):", "display:"):
+        assert f"\n{group}" in run_help
+    assert "-a FILE, --batch-file FILE, --input-file FILE" in run_help
+    examples = run_help.split("examples:", 1)[1]
+    for example in ("playlist", "run -a urls.txt", "-a -", "~/Videos/lectures", "--parallel --ray-address",
+                    "status talks --json", "--download-archive"):
+        assert example in examples
+    status_help = subprocess.run(CLI + ["status", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--json" in status_help and "(default: None)" not in status_help
+
+
 @pytest.mark.parametrize("args", [["run"], ["run", "x", "--formats", "doc"], ["run", "x", "--workers", "0"],
                                   ["bogus"], ["run", "x", "--input-file", "/no/such/list.txt"],
                                   ["run", "x", "--batch-size", "-1"]])
@@ -200,3 +222,22 @@ def test_a_second_run_on_a_folder_a_live_run_owns_is_refused_naming_the_owner(tm
         first.wait(timeout=600)
     assert first.returncode == 0
     assert len(list(out.rglob("transcript.txt"))) == 5  # each video once
+
+
+def test_cookies_from_browser_is_parsed_as_yt_dlp_does_and_handed_to_it(tmp_path):
+    from bulk_transcribe.cli import config_from_args
+    from bulk_transcribe.download import ytdlp_params
+
+    args = build_parser().parse_args(["run", "x", "--cookies-from-browser", "chrome+gnomekeyring:Profile 1::work"])
+    options = config_from_args(args).download
+    assert ytdlp_params(options)["cookiesfrombrowser"] == ("chrome", "Profile 1", "GNOMEKEYRING", "work")
+    assert ytdlp_params(config_from_args(build_parser().parse_args(["run", "x"])).download).get(
+        "cookiesfrombrowser") is None
+    code, _, err = run_cli("run", "x", "--cookies-from-browser", "netscape", "--out", str(tmp_path))
+    assert code == 2 and "unsupported browser 'netscape'" in err
+
+
+def test_a_yt_dlp_template_given_as_out_is_pointed_to_output_template(tmp_path):
+    code, _, err = run_cli("run", "x", "-o", str(tmp_path / "%(title)s.%(ext)s"))
+    assert code == 2 and "--output-template" in err
+    assert not list(tmp_path.iterdir())

@@ -153,3 +153,31 @@ def test_a_429_backs_off_everyone(ray_local, media_server, speech_clips, tmp_pat
     ray.get(limiter.back_off.remote(30.0))
     assert ray.get(limiter.start.remote("other", 0.3)) is False
     assert ray.get(limiter.stats.remote())["starts"] == stats["starts"]
+
+
+def test_max_sleep_interval_draws_each_gap_between_min_and_max():
+    """yt-dlp's --min/--max-sleep-interval, cluster-wide: every gap between two starts lies in [min, max] and
+    the gaps are not all the same."""
+    from bulk_transcribe.parallel.rate_limit import RateLimitCore
+
+    now = [0.0]
+    core = RateLimitCore(max_concurrent=100, min_interval_s=2.0, max_interval_s=5.0, clock=lambda: now[0])
+    starts = []
+    for n in range(30):
+        while (wait := core.try_start(f"v{n}")) > 0:
+            now[0] += wait
+        starts.append(now[0])
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(2.0 <= g <= 5.0 + 1e-9 for g in gaps)
+    assert max(gaps) - min(gaps) > 0.5
+
+
+def test_sequential_pause_follows_the_same_rule():
+    from bulk_transcribe.config import DownloadOptions
+    from bulk_transcribe.download import pause_between_downloads
+
+    pauses = {pause_between_downloads(DownloadOptions(sleep_s=1.0, max_sleep_s=3.0)) for _ in range(20)}
+    assert all(1.0 <= p <= 3.0 for p in pauses) and len(pauses) > 1
+    assert pause_between_downloads(DownloadOptions(sleep_s=1.5)) == 1.5
+    with pytest.raises(ValueError, match="maximum sleep"):
+        DownloadOptions(sleep_s=3.0, max_sleep_s=1.0)

@@ -106,7 +106,7 @@ def test_output_names_from_hostile_titles_stay_inside_out(tmp_path, media_dir, m
     created = set(tmp_path.rglob("*")) - before
     outside = [p for p in created if not paths.within(p, out)]
     assert outside == [], outside
-    folders = [p for p in out.iterdir() if p.is_dir() and p.name != ".work"]
+    folders = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]  # .work, .transcripts
     assert len(folders) == len(hostile)  # collisions got suffixes, none overwrote another
     for folder in folders:
         assert folder.parent == out and "/" not in folder.name and "\\" not in folder.name

@@ -389,3 +389,21 @@ def test_a_run_whose_owner_died_reads_as_stopped_and_keeps_its_own_outcome(tmp_p
     assert old.status == "stopped" and old.counts["done"] == 1 and old.counts["transcribing"] == 1
     assert [v.status.value for v in store.videos(run1)] == ["done", "transcribing"]
     assert store.run(run2).counts["done"] == 2
+
+
+def test_a_version_1_store_gains_the_sites_metadata_on_open(tmp_path, clock):
+    """A store written before metadata existed opens, keeps its videos, and records meta from then on."""
+    from bulk_transcribe.session_manager import _MIGRATIONS
+
+    db = tmp_path / "out" / STATE_DB_NAME
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        conn.executescript(_MIGRATIONS[1] + "PRAGMA user_version = 1;")
+    with SessionStore(db, clock=clock) as s:
+        assert s._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        run = s.begin_run(config(tmp_path), "sequential")
+        meta = {"id": "abc", "extractor_key": "Youtube", "uploader": "Ann", "playlist_index": 3}
+        video = VideoItem("http://127.0.0.1/a.mp3", SourceKind.URL, "x", title="A", meta=meta)
+        [record] = s.register_videos(run, [video])
+        assert record.meta == meta and record.to_item().meta == meta
+        assert s.get(video.video_id).meta == meta

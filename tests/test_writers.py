@@ -184,3 +184,11 @@ def test_manifest_round_trips(tmp_path):
     write_manifest(tmp_path / "out", entries[:1])  # rewritten in place, atomically
     assert len(read_manifest(tmp_path / "out")) == 1
     assert read_manifest(tmp_path / "nothing") == []
+
+
+@pytest.mark.parametrize("folder", ["manifest.json", "bulk_transcribe.sqlite", "Audio", "MANIFEST.JSON/x"])
+def test_folder_named_like_the_tools_own_files_is_refused(tmp_path, folder):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="tool's own"):
+        write_transcript(out, folder, ITEM, _transcript(), ("txt",))
+    assert not (out / folder).exists()

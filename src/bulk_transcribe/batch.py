@@ -15,7 +15,10 @@ import traceback
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .backfill import BackfillResult
 
 from .config import MANIFEST_NAME, WORK_DIR_NAME, RunConfig
 from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
@@ -42,6 +45,10 @@ class PreparedBatch:
     duplicates: list[str] = field(default_factory=list)
     lock: OwnerLock | None = None
     """This process's ownership of OUT, held until the batch ends (released by BatchHandle or `release`)."""
+    backfill: "BackfillResult | None" = None
+    """Outputs written for done videos from their stored transcripts (a rerun with more formats)."""
+    archived: int = 0
+    """Videos left out because the download archive lists them."""
 
     @property
     def mode(self) -> RunMode:
@@ -87,6 +94,11 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
         resolved = resolve_inputs(config.inputs, config.input_files, options=config.download,
                                   out_dir=config.out_dir)
         resolved.items.extend(refused_item(line, why) for line, why in config.rejected)
+        archived: list = []
+        if config.download_archive:
+            from .archive import read_archive, split_archived
+
+            resolved.items, archived = split_archived(resolved.items, read_archive(Path(config.download_archive)))
         if resolved.credentials:  # passwords from the inputs, for the downloads only (never stored: redact.py)
             config = replace(config, download=replace(config.download,
                                                       url_credentials=credentials_from(resolved.credentials)))
@@ -96,10 +108,14 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
         records = store.register_videos(run_id, resolved.items)
         if resolved.duplicates:
             store.record_duplicates(run_id, resolved.duplicates)
+        from .backfill import repair_unsafe_folders, write_missing_outputs
+
+        repair_unsafe_folders(config, store, records)  # before the manifest is written: it may sit where one belongs
+        backfill = write_missing_outputs(config, store, records)  # more formats for done videos, without a model
     except BaseException:
         lock.release()
         raise
-    return PreparedBatch(config, store, run_id, records, resolved.duplicates, lock)
+    return PreparedBatch(config, store, run_id, records, resolved.duplicates, lock, backfill, len(archived))
 
 
 def refused_item(line: str, reason: str) -> VideoItem:

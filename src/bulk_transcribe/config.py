@@ -69,7 +69,11 @@ class DownloadOptions:
     rate_limit: int | None = None
     """Bytes per second per download (yt-dlp `ratelimit`); None = unlimited."""
     sleep_s: float = 0.0
-    """Minimum pause between the starts of two downloads."""
+    """Minimum pause between the starts of two downloads (yt-dlp's --min-sleep-interval)."""
+    max_sleep_s: float | None = None
+    """With sleep_s: the pause is drawn between sleep_s and this, as yt-dlp's --max-sleep-interval does."""
+    sleep_requests_s: float = 0.0
+    """Pause between the requests that list playlists and pages (yt-dlp's --sleep-requests)."""
     retries: int = 3
     """Attempts per download for transient errors (HTTP 5xx, 429, resets)."""
     backoff_s: float = 1.0
@@ -89,6 +93,12 @@ class DownloadOptions:
     """Largest page read while resolving or extracting (after decompression); bigger ones fail that input."""
     cookies_file: str | None = None
     """A Netscape cookies file passed to yt-dlp."""
+    cookies_from_browser: tuple | None = None
+    """yt-dlp's `cookiesfrombrowser`: (browser, profile, keyring, container)."""
+    playlist_items: str | None = None
+    """yt-dlp's --playlist-items (e.g. '1,3,5-7'), applied when playlists are listed."""
+    match_filter: str | None = None
+    """yt-dlp's --match-filter expression, applied when playlists are listed."""
     max_filesize: int | None = DEFAULT_MAX_FILESIZE
     """Refuse media larger than this many bytes (checked before download when the size is known); None = no cap."""
     keep_audio: bool = False
@@ -98,6 +108,18 @@ class DownloadOptions:
     url_credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     """(redacted URL, real URL) for URLs given with user:password: filled when a batch is prepared, used
     for the request only, never stored or shown (redact.py)."""
+
+    def __post_init__(self) -> None:
+        if self.max_sleep_s is not None and self.max_sleep_s < self.sleep_s:
+            raise ValueError("the maximum sleep interval must not be shorter than the minimum")
+        if self.match_filter:
+            from yt_dlp.utils import match_filter_func
+
+            try:
+                # yt-dlp parses lazily: try the filter once on a sample entry so a bad regex fails here.
+                match_filter_func(self.match_filter)({"id": "x", "title": "x", "duration": 1.0}, incomplete=True)
+            except Exception as exc:  # noqa: BLE001 — yt-dlp raises several kinds for a bad expression
+                raise ValueError(f"bad --match-filter {self.match_filter!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -114,6 +136,8 @@ class TranscribeOptions:
     """Beam width; 1 is greedy (fastest, and what the numbers in the README use)."""
     language: str | None = None
     """ISO code, or None to detect."""
+    task: str = "transcribe"
+    """`transcribe` (speech in its own language) or `translate` (into English; multilingual models only)."""
     vad_filter: bool = False
     """Skip silence with Silero VAD before decoding."""
     word_timestamps: bool = False
@@ -138,6 +162,31 @@ class TranscribeOptions:
 
 
 @dataclass(frozen=True)
+class OutputOptions:
+    template: str = "%(title)s/transcript.%(ext)s"
+    """Where each transcript goes inside OUT, in yt-dlp's `-o` style (see templates.py)."""
+    beside_source: bool = False
+    """Also write `<name>.srt` / `<name>.vtt` next to a local `<name>.mp4`, where players look for them."""
+    max_line_width: int | None = None
+    """Subtitle line width in characters (srt, vtt); None = one line per segment."""
+    max_line_count: int | None = None
+    """Subtitle lines per cue (srt, vtt); needs max_line_width."""
+
+    def __post_init__(self) -> None:
+        from .subtitles import LineShape
+        from .templates import check_template
+
+        check_template(self.template)
+        LineShape(self.max_line_width, self.max_line_count)  # raises on bad values
+
+    @property
+    def shape(self):
+        from .subtitles import LineShape
+
+        return LineShape(self.max_line_width, self.max_line_count)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     inputs: tuple[str, ...] = ()
     """URLs, files and folders, in the order given."""
@@ -157,6 +206,10 @@ class RunConfig:
     """None = embedded local Ray; `auto`, HOST:PORT or ray://HOST:10001 joins an existing cluster."""
     max_attempts: int = 2
     """Attempts per video before it is marked failed."""
+    download_archive: str | None = None
+    """yt-dlp-format archive file: videos listed are skipped, videos that finish are added."""
+    output: OutputOptions = field(default_factory=OutputOptions)
+    """Where transcripts go and how subtitle lines are shaped."""
     run_name: str = ""
     """A label for the run shown in history (defaults to the output folder's name)."""
     rejected: tuple[tuple[str, str], ...] = ()

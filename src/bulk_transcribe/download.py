@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import http
 import http.client
+import random
 import re
 import shutil
 import socket
@@ -118,6 +119,10 @@ def ytdlp_params(options: DownloadOptions, logger: _QuietLogger | None = None, *
     }
     if options.cookies_file:
         params["cookiefile"] = options.cookies_file
+    if options.cookies_from_browser:
+        params["cookiesfrombrowser"] = tuple(options.cookies_from_browser)
+    if options.sleep_requests_s:
+        params["sleep_interval_requests"] = options.sleep_requests_s
     params.update(extra)
     return params
 
@@ -149,6 +154,23 @@ def guard_failure(exc: BaseException, url: str, *, resolving: bool, timeout_s: f
     if isinstance(exc, DeadlineExceeded):
         return Failure(f"resolution timed out after {_seconds(timeout_s)} s: {url}", False)
     return None
+def listing_params(options: DownloadOptions) -> dict[str, Any]:
+    """yt-dlp params that choose which entries of a playlist, channel or feed become videos."""
+    params: dict[str, Any] = {}
+    if options.playlist_items:
+        params["playlist_items"] = options.playlist_items
+    if options.match_filter:
+        from yt_dlp.utils import match_filter_func
+
+        params["match_filter"] = match_filter_func(options.match_filter)
+    return params
+
+
+def pause_between_downloads(options: DownloadOptions) -> float:
+    """The pause before the next download: sleep_s, or a random time up to max_sleep_s (yt-dlp's rule)."""
+    if options.max_sleep_s is not None and options.max_sleep_s > options.sleep_s:
+        return random.uniform(options.sleep_s, options.max_sleep_s)
+    return options.sleep_s
 
 
 def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptions:
@@ -194,6 +216,11 @@ def is_direct_media_url(url: str) -> bool:
 def direct_media_title(url: str) -> str:
     name = Path(unquote(urlsplit(url).path)).stem
     return name or url
+
+
+def direct_media_meta(url: str) -> dict:
+    """The id and extractor yt-dlp's generic extractor gives a direct media link (what its archive records)."""
+    return {"id": unquote(Path(urlsplit(url).path).stem) or url, "extractor_key": "Generic"}
 
 
 def clean_url(url: str) -> str:
@@ -545,9 +572,10 @@ class AudioDownloader:
 
     def _pace(self, cancelled: Callable[[], bool]) -> None:
         """Keep at least `sleep_s` between the starts of this downloader's downloads."""
-        if self._last_start is None or self.options.sleep_s <= 0:
+        pause = pause_between_downloads(self.options)
+        if self._last_start is None or pause <= 0:
             return
-        remaining = self._last_start + self.options.sleep_s - time.monotonic()
+        remaining = self._last_start + pause - time.monotonic()
         if remaining > 0:
             _sleep(remaining, cancelled)
 

@@ -77,6 +77,9 @@ class VideoItem:
     duration_s: float | None = None
     video_id: str = ""
     error: str | None = None
+    meta: dict = field(default_factory=dict)
+    """What the site says beyond the title, for output templates and the download archive: id, extractor_key,
+    uploader, upload_date, playlist, playlist_index (only keys the site gave; plain strings and numbers)."""
 
     def __post_init__(self) -> None:
         if not self.video_id:

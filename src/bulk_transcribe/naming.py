@@ -1,12 +1,67 @@
-"""Safe, unique folder names for transcripts: a title can never escape OUT or collide with another."""
+"""Safe, unique names for transcripts: a title can never escape OUT, collide with another, exceed the file
+system's name limit, or take the name of one of the tool's own files."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
+from .config import MANIFEST_NAME, STATE_DB_NAME
+
 MAX_NAME_LENGTH = 80
-_RESERVED = {"", ".", "..", "audio", "con", "prn", "aux", "nul"}
+"""Characters kept of a title: enough to recognise it in a file browser."""
+
+MAX_NAME_BYTES = 200
+"""UTF-8 bytes kept of a title. Most file systems allow 255 bytes per name; 200 leaves room for a ` (12)` suffix
+and an extension such as `.json` (80 emoji are 320 bytes and would fail with "File name too long")."""
+
+TOOL_NAMES = frozenset(
+    n.lower() for n in (
+        MANIFEST_NAME, STATE_DB_NAME, f"{STATE_DB_NAME}-wal", f"{STATE_DB_NAME}-shm", f"{STATE_DB_NAME}-journal",
+        "audio", ".work", ".transcripts", "logs",
+    )
+)
+"""Files and folders the tool keeps in OUT: a title equal to one of them would break every later run."""
+
+TOOL_PREFIX = "bulk_transcribe"
+"""Names starting with this are kept for the tool's own files (the store, its lock, its logs)."""
+
+_RESERVED = {"", ".", "..", "con", "prn", "aux", "nul"} | TOOL_NAMES
+
+
+def cut_bytes(text: str, limit: int) -> str:
+    """`text` shortened to at most `limit` UTF-8 bytes, cut on a character boundary."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
+
+
+def is_reserved(name: str) -> bool:
+    """True for names a transcript must never take (the tool's own files and folders, `..`, device names)."""
+    lowered = name.lower()
+    return lowered in _RESERVED or lowered.startswith(TOOL_PREFIX)
+
+
+def clean(title: str) -> str:
+    """The sanitised form of `title` (no uniqueness): separators, control characters and shell-hostile
+    punctuation removed, at most MAX_NAME_LENGTH characters and MAX_NAME_BYTES bytes; a reserved result becomes
+    `video`."""
+    text = unicodedata.normalize("NFKC", title)
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    text = re.sub(r'[\\/:*?"<>|\x00]+', " ", text)
+    text = re.sub(r"\s+", " ", text).strip().strip(".").strip()
+    text = cut_bytes(text[:MAX_NAME_LENGTH], MAX_NAME_BYTES).rstrip(" .")
+    if is_reserved(text):
+        text = "video"
+    return text
+
+
+def is_safe(name: str) -> bool:
+    """True when `name` is already a clean, unreserved name (a folder stored by an older version may not be)."""
+    base = re.sub(r" \(\d+\)$", "", name)
+    return bool(name) and clean(base) == base and not is_reserved(name) \
+        and len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES + 12
 
 
 def safe_name(title: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
@@ -15,13 +70,7 @@ def safe_name(title: str, taken: set[str] | frozenset[str] = frozenset()) -> str
     Path separators, `..`, control characters and shell-hostile punctuation are removed; an empty or reserved
     result becomes `video`; collisions get ` (2)`, ` (3)` ...
     """
-    text = unicodedata.normalize("NFKC", title)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    text = re.sub(r'[\\/:*?"<>|\x00]+', " ", text)
-    text = re.sub(r"\s+", " ", text).strip().strip(".").strip()
-    text = text[:MAX_NAME_LENGTH].rstrip(" .")
-    if text.lower() in _RESERVED:
-        text = "video"
+    text = clean(title)
     lowered = {t.lower() for t in taken}
     candidate, n = text, 1
     while candidate.lower() in lowered:

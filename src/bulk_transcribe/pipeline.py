@@ -18,7 +18,7 @@ from .download import AudioDownloader, FetchedAudio
 from .errors import Cancelled, TranscriptionError, VideoError
 from .models import EventKind, ProgressEvent, Transcript, VideoItem
 from .transcribe import Transcriber
-from .writers import write_transcript
+from .writers import store_transcript, write_beside_source, write_transcript
 
 Emit = Callable[[ProgressEvent], None]
 ShouldCancel = Callable[[], bool]
@@ -145,7 +145,7 @@ def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcr
     were already there stay intact because every write is atomic.
     """
     try:
-        outputs = write_transcript(config.out_dir, folder, item, transcript, config.formats)
+        outputs = write_outputs(config, folder, item, transcript, config.formats)
     except OSError as exc:
         raise VideoError(f"cannot write outputs: {exc.strerror or exc}", retryable=False) from exc
     return ProgressEvent(
@@ -156,6 +156,20 @@ def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcr
         # table and the manifest show them beside a "done" that might otherwise look complete and empty.
         error="; ".join(transcript.notes) or None,
     )
+
+
+def write_outputs(config: RunConfig, folder: str, item: VideoItem, transcript: Transcript,
+                  formats: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The transcript where the output options say, the subtitles beside a local source when asked, and a stored
+    copy (OUT/.transcripts) from which a later run can write other formats without the model."""
+    output = config.output
+    shape = output.shape
+    outputs = write_transcript(config.out_dir, folder, item, transcript, formats, template=output.template,
+                               shape=shape)
+    if output.beside_source:
+        outputs.update(write_beside_source(item, transcript, formats, shape))
+    store_transcript(config.out_dir, item, transcript)
+    return outputs
 
 
 def failure_reason(exc: BaseException) -> str:

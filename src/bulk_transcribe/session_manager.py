@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .config import LOCK_NAME, STATE_DB_NAME, RunConfig
 from .models import RunStatus, EventKind, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
-from .naming import safe_name
+from .naming import is_safe, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 from .redact import config_record
 
@@ -88,17 +88,20 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX run_videos_order ON run_videos(run_id, position);
     """,
     # Each run keeps its own outcome: a video redone by a later run no longer rewrites an earlier run's history.
+    # What the site says beyond the title (uploader, upload date, playlist, id): output templates and the
+    # download archive need it after a restart too.
     2: """
     ALTER TABLE run_videos ADD COLUMN final_status TEXT;
     ALTER TABLE run_videos ADD COLUMN final_error TEXT;
     ALTER TABLE runs ADD COLUMN duplicates_json TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE videos ADD COLUMN meta_json TEXT NOT NULL DEFAULT '{}';
     """,
 }
 
 _VIDEO_COLUMNS = (
     "video_id position input source kind title duration_s status attempts error worker progress stage_progress "
     "folder outputs_json started_at finished_at elapsed_s speed_x transcribe_started_at current_text "
-    "downloaded_bytes download_speed run_id updated_at"
+    "downloaded_bytes download_speed run_id updated_at meta_json"
 ).split()
 
 
@@ -132,6 +135,7 @@ class VideoRecord:
     current_text: str = ""
     downloaded_bytes: int | None = None
     download_speed: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def to_item(self) -> VideoItem:
         """The VideoItem to schedule; a failed record keeps its error so it is not scheduled again in this run."""
@@ -143,6 +147,7 @@ class VideoRecord:
             duration_s=self.duration_s,
             video_id=self.video_id,
             error=self.error if self.status is VideoStatus.FAILED else None,
+            meta=dict(self.meta),
         )
 
 
@@ -414,15 +419,19 @@ class SessionStore:
                 existing = conn.execute("SELECT * FROM videos WHERE video_id = ?", (item.video_id,)).fetchone()
                 failed = item.error is not None
                 status = VideoStatus.FAILED if failed else VideoStatus.QUEUED
+                if existing is not None and item.meta:  # the site's latest word (a renamed playlist, say)
+                    conn.execute("UPDATE videos SET meta_json = ? WHERE video_id = ?",
+                                 (json.dumps(item.meta, sort_keys=True), item.video_id))
                 if existing is None:
                     folder = folders.claim(item.title)
                     conn.execute(
                         "INSERT INTO videos (video_id, position, input, source, kind, title, duration_s, status, "
-                        "error, folder, finished_at, run_id, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "error, folder, finished_at, run_id, updated_at, meta_json) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             item.video_id, position, item.input, item.source, SourceKind(item.kind).value,
                             item.title, item.duration_s, status.value, item.error, folder,
-                            now if failed else None, run_id, now,
+                            now if failed else None, run_id, now, json.dumps(item.meta or {}, sort_keys=True),
                         ),
                     )
                 elif existing["status"] == VideoStatus.DONE.value:
@@ -432,6 +441,11 @@ class SessionStore:
                     )
                 else:
                     # A new run starts this video afresh: timings and attempts of the earlier run do not apply.
+                    if not is_safe(existing["folder"]):
+                        # Named by an older version (a title such as `manifest.json`, or too long in bytes):
+                        # that name failed once and would fail on every rerun, so the video gets a safe one.
+                        conn.execute("UPDATE videos SET folder = ? WHERE video_id = ?",
+                                     (folders.claim(item.title), item.video_id))
                     conn.execute(
                         "UPDATE videos SET position = ?, input = ?, duration_s = COALESCE(?, duration_s), "
                         "status = ?, attempts = 0, error = ?, worker = '', progress = 0, stage_progress = 0, "
@@ -462,6 +476,21 @@ class SessionStore:
                 return False
             self._save(conn, state)
             return True
+
+    def set_outputs(self, video_id: str, outputs: dict[str, str]) -> bool:
+        """Replace a done video's outputs (formats written later from its stored transcript)."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE videos SET outputs_json = ?, updated_at = ? WHERE video_id = ? AND status = 'done'",
+                (json.dumps(outputs, sort_keys=True), self._clock(), video_id),
+            )
+            return cur.rowcount > 0
+
+    def set_folder(self, video_id: str, folder: str, outputs: dict[str, str]) -> None:
+        """Rename a video's folder (and the outputs inside it), e.g. away from a name an older version allowed."""
+        with self._write() as conn:
+            conn.execute("UPDATE videos SET folder = ?, outputs_json = ?, updated_at = ? WHERE video_id = ?",
+                         (folder, json.dumps(outputs, sort_keys=True), self._clock(), video_id))
 
     def mark_done(
         self,
@@ -722,5 +751,6 @@ def _record(row: sqlite3.Row) -> VideoRecord:
         updated_at=row["updated_at"], stage_progress=row["stage_progress"],
         transcribe_started_at=row["transcribe_started_at"], current_text=row["current_text"],
         downloaded_bytes=row["downloaded_bytes"], download_speed=row["download_speed"],
+        meta=json.loads(row["meta_json"] or "{}"),
     )
 

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import yt_dlp
 
@@ -24,9 +24,11 @@ from .config import AUDIO_DIR_NAME, MEDIA_EXTENSIONS, WORK_DIR_NAME, DownloadOpt
 from .download import (
     classify_error,
     clean_url,
+    direct_media_meta,
     direct_media_title,
     guard_failure,
     is_direct_media_url,
+    listing_params,
     private_cookie_copy,
     transfer_guard,
     url_problem,
@@ -321,6 +323,7 @@ class _UrlResolver:
                 simulate=True,
                 skip_download=True,
                 lazy_playlist=False,
+                **listing_params(self._options),
             ), self._guard)
         return self._ydl
 
@@ -339,7 +342,7 @@ class _UrlResolver:
             return [_failed(text.strip(), SourceKind.URL, text, f"malformed URL ({problem}): {text.strip()}")]
         url = clean_url(text)
         if is_direct_media_url(url):
-            return [VideoItem(url, SourceKind.URL, text, title=direct_media_title(url))]
+            return [VideoItem(url, SourceKind.URL, text, title=direct_media_title(url), meta=direct_media_meta(url))]
         try:
             client = self._client()
         except errors.VideoError as exc:  # e.g. the cookies file is missing
@@ -353,7 +356,21 @@ class _UrlResolver:
             return [_failed(url, SourceKind.URL, text, failure.message)]
         if not info:
             return [_failed(url, SourceKind.URL, text, f"no media found: {url}")]
-        return _items_from_info(info, url, text)
+        items = _items_from_info(info, url, text, self._matches)
+        chosen = self.options.playlist_items or self.options.match_filter
+        if chosen and len(items) == 1 and (items[0].error or "").startswith("playlist is empty"):
+            return [_failed(url, SourceKind.URL, text,
+                            f"no entry matches --playlist-items/--match-filter: {url}")]
+        return items
+
+    def _matches(self, entry: dict[str, Any]) -> bool:
+        """--match-filter on a listed entry: yt-dlp skips flat entries' filtering, so it is applied here too
+        (fields an entry lacks pass, as yt-dlp's `incomplete` rule says)."""
+        if not self.options.match_filter:
+            return True
+        from yt_dlp.utils import match_filter_func
+
+        return match_filter_func(self.options.match_filter)(entry, incomplete=True) is None
 
     def _extract(self, client: yt_dlp.YoutubeDL, url: str, timeout: float) -> Any:
         if timeout <= 0:
@@ -383,25 +400,53 @@ class _UrlResolver:
         return box.get("info")
 
 
-def _items_from_info(info: dict[str, Any], url: str, text: str) -> list[VideoItem]:
+def _items_from_info(info: dict[str, Any], url: str, text: str,
+                     matches: Callable[[dict[str, Any]], bool] = lambda entry: True) -> list[VideoItem]:
     entries = info.get("entries")
     if entries is None:
-        return [VideoItem(url, SourceKind.URL, text, title=_title(info), duration_s=_duration(info))]
+        return [VideoItem(url, SourceKind.URL, text, title=_title(info), duration_s=_duration(info),
+                          meta=video_meta(info))]
     items = []
-    for entry in entries:
+    for index, entry in enumerate(entries, 1):
         if not entry:
             continue  # yt-dlp leaves None for entries it could not list (private, removed)
         if entry.get("entries") is not None:  # a playlist of playlists, already expanded by yt-dlp
-            items.extend(_items_from_info(entry, url, text))
+            items.extend(_items_from_info(entry, url, text, matches))
             continue
         target = entry.get("url") or entry.get("webpage_url") or entry.get("original_url")
-        if not target:
+        if not target or not matches(entry):
             continue
         source = clean_url(target)
-        items.append(VideoItem(source, SourceKind.URL, text, title=_title(entry), duration_s=_duration(entry)))
+        meta = video_meta(entry, playlist=info, index=index)
+        if "id" not in meta and is_direct_media_url(source):  # a feed's enclosure: the id yt-dlp would give it
+            meta = {**meta, **direct_media_meta(source)}
+        items.append(VideoItem(source, SourceKind.URL, text, title=_title(entry), duration_s=_duration(entry),
+                               meta=meta))
     if not items:
         return [_failed(url, SourceKind.URL, text, f"playlist is empty: {url}")]
     return items
+
+
+_META_KEYS = ("id", "extractor_key", "uploader", "upload_date", "playlist", "playlist_index")
+
+
+def video_meta(info: dict[str, Any], playlist: dict[str, Any] | None = None, index: int | None = None) -> dict:
+    """The fields output templates and the download archive use, as plain strings and numbers."""
+    meta: dict[str, Any] = {}
+    for key in _META_KEYS:
+        value = info.get(key)
+        if value not in (None, ""):
+            meta[key] = value if isinstance(value, (int, float)) else " ".join(str(value).split())
+    # Flat playlist entries name their extractor as ie_key (or not at all, when the playlist's extractor made them).
+    extractor = info.get("extractor_key") or info.get("ie_key") or (playlist or {}).get("extractor_key")
+    if extractor:
+        meta["extractor_key"] = str(extractor)
+    if playlist is not None:
+        meta.setdefault("playlist", _title(playlist) or None)
+        meta.setdefault("playlist_index", index)
+        if playlist.get("uploader") and "uploader" not in meta:
+            meta["uploader"] = " ".join(str(playlist["uploader"]).split())
+    return {k: v for k, v in meta.items() if v is not None}
 
 
 def _title(info: dict[str, Any]) -> str:

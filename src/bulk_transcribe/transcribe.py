@@ -227,6 +227,7 @@ class Transcriber:
                     window.samples,
                     beam_size=opts.beam_size,
                     language=language,
+                    task=opts.task,
                     vad_filter=opts.vad_filter,
                     word_timestamps=opts.word_timestamps,
                     initial_prompt=prompt,

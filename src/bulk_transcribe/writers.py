@@ -6,6 +6,7 @@ disk or a bad value never leaves a half-written transcript: readers see the old 
 
 from __future__ import annotations
 
+import gzip
 import html
 import json
 import os
@@ -16,7 +17,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import config
-from .models import Transcript, VideoItem
+from .models import Segment, SourceKind, Transcript, VideoItem, Word
+from .subtitles import LineShape, shape_cues
+from .templates import DEFAULT_TEMPLATE
+from .templates import render as render_template
 
 MANIFEST_VERSION = 1
 
@@ -30,13 +34,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     The temporary file lives in the same folder (os.replace is only atomic within one file system); it is removed
     again if anything fails (disk full, a value UTF-8 cannot encode, the target being a folder).
     """
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """As atomic_write_text, for bytes."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # The temporary name is cut so that even a 255-byte target name leaves room for the prefix and suffix.
+    from .naming import cut_bytes
+
+    tmp = path.with_name(f".{cut_bytes(path.name, 200)}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 lets the umask decide the final mode, as a plain open() would (mkstemp forces 0600).
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -92,19 +104,24 @@ def render_txt(t: Transcript) -> str:
     return "".join(f"{text}\n" for _, _, text in _cues(t))
 
 
-def render_srt(t: Transcript) -> str:
-    """SubRip: numbered cues from 1, HH:MM:SS,mmm timestamps, a blank line after each cue."""
+def _subtitle_cues(t: Transcript, shape: LineShape | None) -> list[tuple[float, float, str]]:
+    return shape_cues(t, shape) if shape is not None and shape.active else _cues(t)
+
+
+def render_srt(t: Transcript, shape: LineShape | None = None) -> str:
+    """SubRip: numbered cues from 1, HH:MM:SS,mmm timestamps, a blank line after each cue; lines shaped by
+    `shape` (width and count) when given."""
     return "".join(
         f"{i}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n\n"
-        for i, (start, end, text) in enumerate(_cues(t), 1)
+        for i, (start, end, text) in enumerate(_subtitle_cues(t, shape), 1)
     )
 
 
-def render_vtt(t: Transcript) -> str:
+def render_vtt(t: Transcript, shape: LineShape | None = None) -> str:
     """WebVTT: the WEBVTT header, numbered cues, HH:MM:SS.mmm timestamps; &, < and > escaped as the spec asks."""
     cues = "".join(
         f"{i}\n{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{html.escape(text, quote=False)}\n\n"
-        for i, (start, end, text) in enumerate(_cues(t), 1)
+        for i, (start, end, text) in enumerate(_subtitle_cues(t, shape), 1)
     )
     return "WEBVTT\n\n" + cues
 
@@ -156,14 +173,28 @@ def render_json(t: Transcript, item: VideoItem, extra: dict[str, Any] | None = N
 
 
 def output_folder(out_dir: Path, folder: str) -> Path:
-    """OUT/<folder>, refusing any name that would land outside OUT (or on OUT itself), symlinks included."""
+    """OUT/<folder> (or a relative path inside OUT), refusing any name that would land outside OUT (or on OUT
+    itself, or on one of the tool's own files), symlinks included."""
     root = Path(out_dir).resolve()
     if not folder or not folder.strip() or Path(folder).is_absolute():
         raise ValueError(f"output folder name {folder!r} must be a non-empty relative name")
+    from .naming import is_reserved  # naming imports config only; kept local so writers stays a leaf module
+
+    if is_reserved((Path(folder).parts or ("",))[0]):
+        raise ValueError(f"output folder {folder!r} is one of the tool's own files or folders")
     target = (root / folder).resolve()
     if target == root or root not in target.parents:
         raise ValueError(f"output folder {folder!r} would be written outside {out_dir}")
     return target
+
+
+def render(fmt: str, transcript: Transcript, item: VideoItem, *, extra: dict[str, Any] | None = None,
+           shape: LineShape | None = None) -> str:
+    if fmt == "json":
+        return render_json(transcript, item, extra)
+    if fmt == "txt":
+        return render_txt(transcript)
+    return {"srt": render_srt, "vtt": render_vtt}[fmt](transcript, shape)
 
 
 def write_transcript(
@@ -174,8 +205,11 @@ def write_transcript(
     formats: Sequence[str],
     *,
     extra: dict[str, Any] | None = None,
+    template: str = DEFAULT_TEMPLATE,
+    shape: LineShape | None = None,
 ) -> dict[str, str]:
-    """Write OUT/<folder>/transcript.<fmt> for each format, each atomically; return {fmt: path relative to OUT}.
+    """Write each format where `template` says (default OUT/<folder>/transcript.<fmt>), each atomically; return
+    {fmt: path relative to OUT}.
 
     `folder` should come from naming.safe_name; it is checked again here because a wrong name would write
     outside the output folder.
@@ -183,19 +217,87 @@ def write_transcript(
     unknown = [f for f in formats if f not in config.SUPPORTED_FORMATS]
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(config.DEFAULT_FORMATS)}")
-    target = output_folder(out_dir, folder)
-    target.mkdir(parents=True, exist_ok=True)
+    output_folder(out_dir, folder)  # the folder name itself must be safe, whatever the template does with it
     root = Path(out_dir).resolve()
     written: dict[str, str] = {}
     for fmt in dict.fromkeys(formats):  # keep order, drop repeats
-        if fmt == "json":
-            text = render_json(transcript, item, extra)
-        else:
-            text = {"txt": render_txt, "srt": render_srt, "vtt": render_vtt}[fmt](transcript)
-        path = target / f"transcript.{fmt}"
-        atomic_write_text(path, text)
+        relative = render_template(template, item, folder, fmt)
+        path = output_folder(out_dir, relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, render(fmt, transcript, item, extra=extra, shape=shape))
         written[fmt] = path.relative_to(root).as_posix()
     return written
+
+
+SUBTITLE_FORMATS = ("srt", "vtt")
+BESIDE_SUFFIX = "@source"
+"""Outputs key suffix for subtitles written beside a local source file (`srt@source`: an absolute path)."""
+
+
+def write_beside_source(item: VideoItem, transcript: Transcript, formats: Sequence[str],
+                        shape: LineShape | None = None) -> dict[str, str]:
+    """`<name>.srt` / `<name>.vtt` next to a local `<name>.mp4`, so players load them; URLs have no such place.
+    Returns {"srt@source": absolute path, ...}. An existing file of that name is replaced (it is what a rerun
+    wrote before, or what the user asked to be replaced by choosing this option)."""
+    if item.kind != SourceKind.FILE:
+        return {}
+    source = Path(item.source)
+    written = {}
+    for fmt in (f for f in SUBTITLE_FORMATS if f in formats):
+        path = source.with_name(f"{source.stem}.{fmt}")
+        atomic_write_text(path, render(fmt, transcript, item, shape=shape))
+        written[f"{fmt}{BESIDE_SUFFIX}"] = str(path)
+    return written
+
+
+# --- stored transcripts (later formats without transcribing again) ---------------------------------------------
+
+STORED_DIR = ".transcripts"
+"""OUT/.transcripts/<video_id>.json.gz: every finished transcript, so a rerun asking for more formats (or other
+line shapes) writes them without a model. A title can never become this name (names never start with a dot)."""
+
+
+def store_transcript(out_dir: Path, item: VideoItem, transcript: Transcript) -> Path:
+    folder = Path(out_dir) / STORED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{item.video_id}.json.gz"
+    data = json.dumps(transcript_dict(transcript, item), ensure_ascii=False, default=str).encode("utf-8")
+    atomic_write_bytes(path, gzip.compress(data, compresslevel=6, mtime=0))
+    return path
+
+
+def transcript_from_dict(data: dict[str, Any]) -> Transcript:
+    """The Transcript a JSON output (or a stored copy) was written from."""
+    segments = []
+    for seg in data.get("segments") or []:
+        words = None
+        if seg.get("words") is not None:
+            words = [Word(w["start"], w["end"], w["word"], w.get("probability") or 0.0) for w in seg["words"]]
+        segments.append(Segment(seg["start"], seg["end"], seg["text"], words))
+    timings = data.get("timings") or {}
+    return Transcript(
+        video_id=data["video_id"], language=data.get("language") or "", duration_s=data.get("duration") or 0.0,
+        language_probability=data.get("language_probability") or 0.0, segments=segments,
+        model=data.get("model") or "", transcribe_s=timings.get("transcribe_s") or 0.0,
+        download_s=timings.get("download_s") or 0.0, worker=data.get("worker") or "",
+    )
+
+
+def load_transcript(out_dir: Path, video_id: str, outputs: dict[str, str] | None = None) -> Transcript | None:
+    """The stored copy of a finished transcript, or its JSON output; None when neither is there (or readable)."""
+    stored = Path(out_dir) / STORED_DIR / f"{video_id}.json.gz"
+    candidates: list[tuple[Path, bool]] = [(stored, True)]
+    if outputs and outputs.get("json"):
+        candidates.append((Path(out_dir) / outputs["json"], False))
+    for path, zipped in candidates:
+        try:
+            raw = path.read_bytes()
+            data = json.loads(gzip.decompress(raw) if zipped else raw)
+            if data.get("video_id") == video_id:
+                return transcript_from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError, EOFError):
+            continue
+    return None
 
 
 def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]], *, duplicates: Sequence[str] = ()) -> Path:

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..config import DownloadOptions, RunConfig, TranscribeOptions
+from ..config import DownloadOptions, OutputOptions, RunConfig, TranscribeOptions
 from ..models import Snapshot
 
 
@@ -196,6 +196,7 @@ def _config_from_dict(data: dict, out_dir: Path) -> RunConfig:
             top[key] = tuple(top[key])
     top["download"] = DownloadOptions(**pick(DownloadOptions, data.get("download", {})))
     top["transcribe"] = TranscribeOptions(**pick(TranscribeOptions, data.get("transcribe", {})))
+    top["output"] = OutputOptions(**pick(OutputOptions, data.get("output", {})))
     top["out_dir"] = out_dir
     return RunConfig(**top)
 

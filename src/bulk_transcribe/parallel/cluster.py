@@ -302,7 +302,8 @@ def _here():
 
 
 def start_run_actors(run_id: str, *, videos: list[Any], db_path: str | Path | None, max_attempts: int,
-                     backoff_s: float, max_concurrent: int, min_interval_s: float) -> dict[str, Any]:
+                     backoff_s: float, max_concurrent: int, min_interval_s: float,
+                     max_interval_s: float | None = None) -> dict[str, Any]:
     """Create the run's scheduler, progress and limiter actors (named, on this node, no CPU reserved)."""
     import ray
 
@@ -316,7 +317,7 @@ def start_run_actors(run_id: str, *, videos: list[Any], db_path: str | Path | No
     scheduler = ray.remote(SchedulerActor).options(name=actor_name(run_id, "scheduler"), **common).remote(
         run_id, max_attempts=max_attempts, backoff_s=backoff_s)
     limiter = ray.remote(RateLimiterActor).options(name=actor_name(run_id, "limiter"), **common).remote(
-        max_concurrent, min_interval_s)
+        max_concurrent, min_interval_s, max_interval_s=max_interval_s)
     # Fail here, with the cause, rather than at the first event.
     ray.get([progress.flush.remote(), scheduler.summary.remote(), limiter.stats.remote()])
     return {"progress": progress, "scheduler": scheduler, "limiter": limiter}

@@ -9,9 +9,10 @@ actor around it (waiters sleep without blocking other calls); `LimiterClient` is
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
-from collections import deque
 import time
+from collections import deque
 from typing import Any, Callable
 
 from ..errors import Cancelled
@@ -31,11 +32,14 @@ class RateLimitCore:
     """
 
     def __init__(self, max_concurrent: int = 2, min_interval_s: float = 0.0, *, max_backoff_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_interval_s: float | None = None) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self.max_concurrent = max_concurrent
         self.min_interval_s = max(0.0, min_interval_s)
+        # yt-dlp's --max-sleep-interval: each gap is drawn between the two, so starts do not tick like a clock.
+        self.max_interval_s = max(self.min_interval_s, max_interval_s) if max_interval_s is not None else None
+        self.interval_s = self._draw()
         self.max_backoff_s = max_backoff_s
         self.clock = clock
         self.holders: set[str] = set()
@@ -53,15 +57,21 @@ class RateLimitCore:
             return POLL_S
         wait = self.blocked_until - now
         if self.last_start is not None:
-            wait = max(wait, self.last_start + self.min_interval_s - now)
+            wait = max(wait, self.last_start + self.interval_s - now)
         if wait > 0:
             return wait
         self.holders.add(holder)
         self.last_start = now
+        self.interval_s = self._draw()
         self.starts += 1
         self.recent_starts.append(now)
         self.peak = max(self.peak, len(self.holders))
         return 0.0
+
+    def _draw(self) -> float:
+        if self.max_interval_s is None or self.max_interval_s <= self.min_interval_s:
+            return self.min_interval_s
+        return random.uniform(self.min_interval_s, self.max_interval_s)
 
     def finish(self, holder: str) -> None:
         self.holders.discard(holder)
@@ -95,8 +105,10 @@ class RateLimitCore:
 class RateLimiterActor:
     """Async actor body: waiting callers sleep in the actor's event loop, so a full house never blocks `finish`."""
 
-    def __init__(self, max_concurrent: int = 2, min_interval_s: float = 0.0, max_backoff_s: float = 300.0) -> None:
-        self.core = RateLimitCore(max_concurrent, min_interval_s, max_backoff_s=max_backoff_s)
+    def __init__(self, max_concurrent: int = 2, min_interval_s: float = 0.0, max_backoff_s: float = 300.0,
+                 max_interval_s: float | None = None) -> None:
+        self.core = RateLimitCore(max_concurrent, min_interval_s, max_backoff_s=max_backoff_s,
+                                  max_interval_s=max_interval_s)
 
     async def start(self, holder: str, max_wait_s: float = CLIENT_WAIT_S) -> bool:
         """Wait (up to `max_wait_s`) for a start; True when `holder` may download now."""

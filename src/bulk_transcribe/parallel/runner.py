@@ -239,6 +239,7 @@ class ParallelRun:
             self.run_id, videos=self._all_videos(), db_path=self.config.state_db.resolve(),
             max_attempts=self.config.max_attempts, backoff_s=RETRY_BACKOFF_S,
             max_concurrent=self.config.download.max_concurrent, min_interval_s=self.config.download.sleep_s,
+            max_interval_s=self.config.download.max_sleep_s,
         )
         try:
             self._run_loop()

@@ -1,0 +1,78 @@
+"""A rerun with more formats writes them for done videos from the stored transcript, with no model at all."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+from bulk_transcribe.cli import main
+from bulk_transcribe.model_check import locate_model
+from bulk_transcribe.writers import STORED_DIR, parse_srt, parse_vtt
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _broken_model(tmp_path: Path) -> Path:
+    """A folder the upfront check accepts (model.bin, English vocabulary) but CTranslate2 cannot load: any
+    transcription in the rerun would fail, so a rerun that ends 0 proves none happened."""
+    bundled = Path(locate_model("bundled").path)
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"not a model")
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(bundled / name, folder / name)
+    return folder
+
+
+def test_more_formats_on_rerun_without_transcribing(tmp_path, speech_clips, jfk_flac):
+    out = tmp_path / "out"
+    inputs = [str(jfk_flac), str(speech_clips["library"].path)]
+    code, stdout, stderr = _run("run", *inputs, "--out", str(out), "--formats", "txt", "--cpu-threads", "2",
+                                "--quiet")
+    assert code == 0, stdout + stderr
+    first = {e["source"]: e for e in json.loads((out / "manifest.json").read_text())["videos"]}
+    assert all(set(e["outputs"]) == {"txt"} for e in first.values())
+    assert len(list((out / STORED_DIR).glob("*.json.gz"))) == 2
+    txt_stamp = {s: (out / e["outputs"]["txt"]).stat().st_mtime_ns for s, e in first.items()}
+
+    broken = _broken_model(tmp_path)
+    code, stdout, stderr = _run("run", *inputs, "--out", str(out), "--formats", "txt,srt,vtt,json",
+                                "--max-line-width", "30", "--model", str(broken), "--cpu-threads", "2", "--quiet")
+    assert code == 0, stdout + stderr
+    assert "Wrote 6 missing output(s) for 2 finished video(s)" in stdout
+    entries = {e["source"]: e for e in json.loads((out / "manifest.json").read_text())["videos"]}
+    for source, entry in entries.items():
+        assert set(entry["outputs"]) == {"txt", "srt", "vtt", "json"}
+        assert entry["attempts"] == first[source]["attempts"]  # not run again
+        assert (out / entry["outputs"]["txt"]).stat().st_mtime_ns == txt_stamp[source]  # not rewritten
+        data = json.loads((out / entry["outputs"]["json"]).read_text())
+        assert "tiny.en" in data["model"]  # the first run's transcript, not one from the broken model
+        srt = parse_srt((out / entry["outputs"]["srt"]).read_text())
+        assert " ".join(" ".join(c[2].split()) for c in srt) == " ".join(data["text"].split())
+        assert all(len(line) <= 30 or " " not in line for c in srt for line in c[2].split("\n"))
+        assert parse_vtt((out / entry["outputs"]["vtt"]).read_text())
+
+    # Nothing missing: a third run writes nothing and says nothing about it.
+    code, stdout, _ = _run("run", *inputs, "--out", str(out), "--formats", "srt", "--quiet")
+    assert code == 0 and "missing output" not in stdout
+
+
+def test_an_older_videos_json_output_serves_when_no_copy_is_stored(tmp_path, speech_clips):
+    out = tmp_path / "out"
+    clip = str(speech_clips["weather"].path)
+    assert _run("run", clip, "--out", str(out), "--formats", "json", "--cpu-threads", "2", "--quiet")[0] == 0
+    shutil.rmtree(out / STORED_DIR)  # as a store written before copies were kept
+    code, stdout, _ = _run("run", clip, "--out", str(out), "--formats", "json,txt", "--quiet")
+    assert code == 0 and "Wrote 1 missing output(s)" in stdout
+    entry = json.loads((out / "manifest.json").read_text())["videos"][0]
+    assert "breeze" in (out / entry["outputs"]["txt"]).read_text()
+    # With neither the copy nor a JSON output, the rerun says so instead of pretending.
+    (out / entry["outputs"]["json"]).unlink()
+    code, stdout, _ = _run("run", clip, "--out", str(out), "--formats", "json,txt,srt", "--quiet")
+    assert code == 0 and "1 finished video(s) have no stored transcript" in stdout

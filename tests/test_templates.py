@@ -1,0 +1,87 @@
+"""Output templates (yt-dlp's -o style) and subtitles beside local sources, through the real CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bulk_transcribe.cli import main
+from bulk_transcribe.models import SourceKind, VideoItem
+from bulk_transcribe.templates import DEFAULT_TEMPLATE, check_template, render
+from bulk_transcribe.writers import parse_srt, parse_vtt
+
+ITEM = VideoItem("http://127.0.0.1/a.mp3", SourceKind.URL, "x", title="A talk",
+                 meta={"id": "abc123", "uploader": "Ann/../B", "upload_date": "20240131", "playlist": "Talks",
+                       "playlist_index": 7})
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_fields_render_like_yt_dlp_and_values_cannot_make_folders():
+    assert render(DEFAULT_TEMPLATE, ITEM, "A talk", "srt") == "A talk/transcript.srt"
+    assert render("%(uploader)s/%(upload_date)s %(playlist_index)03d - %(title)s [%(id)s].%(ext)s",
+                  ITEM, "A talk", "vtt") == "Ann .. B/20240131 007 - A talk [abc123].vtt"
+    # A field the site did not give is NA, as in yt-dlp; a local file's id is its stable video id.
+    local = VideoItem("/m/x.mp4", SourceKind.FILE, "/m/x.mp4")
+    assert render("%(uploader)s/%(id)s.%(ext)s", local, "x", "txt") == f"NA/{local.video_id}.txt"
+
+
+def test_rendered_names_are_limited_in_bytes_and_never_the_tools_files():
+    long_item = VideoItem("u", SourceKind.URL, "u", meta={"id": "i", "uploader": "🎉" * 200})
+    path = render("%(uploader)s - %(uploader)s - %(uploader)s/%(title)s.%(ext)s", long_item, "t", "json")
+    assert all(len(part.encode()) <= 255 for part in path.split("/"))
+    # `%(title)s.%(ext)s` for a video titled 'manifest' must not become OUT/manifest.json.
+    clash = render("%(title)s.%(ext)s", ITEM, "manifest", "json")
+    assert clash != "manifest.json" and clash.endswith(".json") and ITEM.video_id in clash
+
+
+@pytest.mark.parametrize("template, words", [
+    ("%(uploader)s.%(ext)s", "%(title)s or %(id)s"),
+    ("%(title)s/transcript.txt", "%(ext)s"),
+    ("/abs/%(title)s.%(ext)s", "relative"),
+    ("../%(title)s.%(ext)s", "'..'"),
+    ("audio/%(title)s.%(ext)s", "tool's own"),
+    ("%(title)s/%(views)s.%(ext)s", "unknown output template field(s): views"),
+])
+def test_bad_templates_are_refused_before_the_run(tmp_path, template, words):
+    with pytest.raises(ValueError) as info:
+        check_template(template)
+    assert words in str(info.value)
+    code, _, err = _run("run", "x", "--out", str(tmp_path / "o"), "--output-template", template)
+    assert code == 2 and words in err
+
+
+def test_a_feed_through_a_template_and_subtitles_beside_a_local_file(tmp_path, media_server, speech_clips):
+    out = tmp_path / "out"
+    local_dir = tmp_path / "videos"
+    local_dir.mkdir()
+    local = local_dir / "my talk.mp4"
+    shutil.copyfile(speech_clips["train"].path, local)
+    code, stdout, stderr = _run(
+        "run", media_server.url("feed.rss"), str(local), "--out", str(out), "--formats", "srt,vtt,json",
+        "--output-template", "%(playlist)s/%(playlist_index)02d - %(title)s.%(ext)s",
+        "--subtitles-beside-source", "--cpu-threads", "2", "--quiet")
+    assert code == 0, stdout + stderr
+    entries = {e["source"]: e for e in json.loads((out / "manifest.json").read_text())["videos"]}
+    feed = sorted(e["outputs"]["srt"] for e in entries.values() if e["source"] != str(local))
+    assert feed == ["Test podcast/01 - Weather episode.srt", "Test podcast/02 - Library episode.srt",
+                    "Test podcast/03 - Garden episode.srt", "Test podcast/04 - Train episode.srt"]
+    garden = parse_vtt((out / "Test podcast/03 - Garden episode.vtt").read_text())
+    assert "garden" in " ".join(c[2] for c in garden).lower()
+    # The local file: its own transcript in OUT (no playlist: NA), and subtitles where a player looks for them.
+    mine = entries[str(local)]
+    assert mine["outputs"]["srt"] == "NA/NA - my talk.srt"
+    beside = local_dir / "my talk.srt"
+    assert mine["outputs"]["srt@source"] == str(beside)
+    assert beside.read_text() == (out / mine["outputs"]["srt"]).read_text()
+    assert "train" in " ".join(c[2] for c in parse_srt(beside.read_text())).lower()
+    assert parse_vtt((local_dir / "my talk.vtt").read_text())
+    assert not (local_dir / "my talk.json").exists()  # only subtitles go beside the video
