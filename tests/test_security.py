@@ -62,15 +62,16 @@ def test_no_dashboard_input_reaches_outside_the_media_root(roots):
         settings=RunSettings(model="/etc", output_folder="../../../tmp/evil"),
     )
     result = build_run(submission, roots)
-    # The one good line is kept; every escape is refused by name (shown as skipped lines, not read).
+    # The one good line is kept; every escape is refused by name (a failed row with its reason, never read).
     assert result.inputs == [str(roots.media_root / "talks" / "ok.mp3")]
     warning = " ".join(result.warnings)
-    assert warning.startswith("Skipped 12 input line(s)")
-    assert "/etc/passwd is outside the allowed media folder" in warning
+    assert warning.startswith("12 input line(s) cannot be used and are listed as failed")
+    assert "/etc/passwd is outside the allowed folder" in warning
     assert "NUL byte" in warning
+    assert len(result.rejected) == 12 and all(reason for _, reason in result.rejected)
     # The settings boxes obey the same rule: no model read from /etc, no output written outside the root.
     errors = " ".join(result.errors)
-    assert "Model folder: /etc is outside the allowed media folder" in errors
+    assert "Model folder: /etc is outside the allowed folder" in errors
     assert "Output folder '../../../tmp/evil' must be inside" in errors
     assert result.config is None  # nothing starts while any of that stands
 
