@@ -431,3 +431,14 @@ def test_an_almost_finished_run_reads_99_9_never_100():
     assert describe_progress(tracker.snapshot()).startswith("99.9% of the audio")
     tracker.apply(ProgressEvent(ids["tiny"], EventKind.DONE))
     assert describe_progress(tracker.snapshot()).startswith("100% of the audio")
+
+
+def test_a_model_that_cannot_be_had_is_refused_on_the_form(roots):
+    """Found before the run starts, in one plain line, as the CLI does (model_check.check_model)."""
+    missing = roots.media_root / "no-model-here"
+    missing.mkdir()
+    result = build_run(Submission(videos_text="https://example.com/v/1",
+                                  settings=RunSettings(model=str(missing))), roots)
+    assert not result.ok and result.config is None
+    assert "Cannot load model" in result.errors[0] and "has no model.bin" in result.errors[0]
+    assert "Error" not in result.errors[0] and "Traceback" not in result.errors[0]

@@ -43,6 +43,16 @@ def _english_only_folder(folder: Path) -> bool:
     return folder.name.endswith(".en")
 
 
+def english_only(name: str) -> bool:
+    """A cheap guess for forms and help (no download): the bundled tiny.en, `*.en` names, and local folders with an
+    English-only vocabulary. `check_model` is the real check."""
+    name = (name or "").strip() or config.BUNDLED_MODEL
+    if name == config.BUNDLED_MODEL or name.lower().endswith(".en"):
+        return True
+    folder = Path(name).expanduser()
+    return folder.is_dir() and _english_only_folder(folder)
+
+
 def locate_model(name: str) -> ModelInfo:
     """Find the model without loading it. Raises ValueError with a plain message when it cannot be had."""
     from .transcribe import resolve_model

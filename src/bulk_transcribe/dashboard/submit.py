@@ -200,21 +200,11 @@ def _output_dir(folder: str, settings: DashboardSettings, errors: list[str]) -> 
     return path
 
 
-ENGLISH_VOCABULARY_SIZE = 51864
-"""Tokens in an English-only Whisper model's vocabulary (multilingual ones have 51865)."""
-
-
 def english_only(model: str) -> bool:
-    """True for the bundled tiny.en, `*.en` names, and local model folders with an English-only vocabulary."""
-    name = (model or "").strip() or BUNDLED_MODEL
-    if name == BUNDLED_MODEL or name.lower().endswith(".en"):
-        return True
-    vocabulary = Path(name).expanduser() / "vocabulary.txt"
-    try:
-        with vocabulary.open("rb") as fh:
-            return sum(1 for _ in fh) == ENGLISH_VOCABULARY_SIZE
-    except OSError:
-        return False
+    """For the form's hints: see model_check.english_only."""
+    from ..model_check import english_only as guess
+
+    return guess(model)
 
 
 def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: list[str]) -> TranscribeOptions:
@@ -237,7 +227,16 @@ def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: l
             model = BUNDLED_MODEL
     if run.batch_size < 0:
         errors.append(f"Batch size {run.batch_size} must be 0 (the device's default) or more.")
-    return TranscribeOptions(model=model, language=language, batch_size=max(0, run.batch_size))
+    options = TranscribeOptions(model=model, language=language, batch_size=max(0, run.batch_size))
+    if not errors:
+        from ..model_check import check_model
+
+        # The model is found (and fetched once, if it must be) before the run starts, as the CLI does: a bad name
+        # is a line on the form, not a run whose every video fails.
+        problem = check_model(options)
+        if problem:
+            errors.append(_sentence(problem))
+    return options
 
 
 def _one_line(exc: BaseException) -> str:
