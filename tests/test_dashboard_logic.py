@@ -270,7 +270,7 @@ def test_table_rows_cards_and_summary_follow_the_events():
     # Weighted by audio seconds: 10 s done + 15 of 30 s transcribing, over 60 s in all (not 1 of 3 videos).
     assert s.progress == pytest.approx(25 / 60)
     rows = {r["Title"]: r for r in views.status_rows(snap)}
-    assert rows["Bad"]["Error"] == "HTTP Error 404: Not Found" and rows["Bad"]["Attempts"] == 2
+    assert rows["Bad"]["Error"] == "HTTP Error 404: Not Found" and rows["Bad"]["Attempts"] == "2"
     assert rows["Bad"]["Progress"] is None  # a failed row keeps no bar
     assert rows["Short"]["Progress"] == 100 and rows["Short"]["ETA"] == ""
     assert [r["Title"] for r in views.status_rows(snap, "Failed first")][0] == "Bad"
