@@ -30,7 +30,7 @@ from .config import (
 from .interrupts import GracefulStop, SafeStream
 from .models import Snapshot, VideoStatus
 from .session_manager import FolderBusy
-from .terminal import live_view, nothing_to_do, print_summary, printable, ray_log_file
+from .terminal import RichProgress, live_view, nothing_to_do, print_summary, printable, ray_log_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -360,7 +360,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     def on_stop(name: str) -> None:
         message = (f"bulk-transcribe: {name}: stopping — videos in progress are cancelled, finished ones are kept; "
                    "press Ctrl-C again to quit at once")
-        if live is not None:
+        if isinstance(live, RichProgress):
             live.note(message)  # above the live bars, which would otherwise draw over it
         else:
             stderr.write(message + "\n")

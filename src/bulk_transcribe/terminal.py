@@ -141,10 +141,6 @@ class PlainProgress:
             self.stream.write("".join(lines))
             self.stream.flush()
 
-    def note(self, message: str) -> None:
-        self.stream.write(printable(message) + "\n")
-        self.stream.flush()
-
     def close(self) -> None:
         pass
 
