@@ -398,7 +398,7 @@ def test_every_line_ends_somewhere_visible_and_a_reopened_run_shows_its_own_sett
     lines = [url, url, "no-such-file.mp4"]  # a duplicate, and a path that is not there
     run_id = submit(page, base, lines, parallel=False, output_folder="lines")
     wait_not_live(page)
-    rows = table_rows(page)
+    rows = final_rows(page, 2)  # the grid fills in after the script run
     assert sorted(statuses(rows)) == ["done", "failed"]
     failed = next(r for r in rows if r[STATUS_COL] == "failed")
     assert "no such file" in failed[ERROR_COL]

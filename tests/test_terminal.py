@@ -23,6 +23,7 @@ def _snapshot(statuses: list[VideoStatus], *, eta: float | None = 112.0) -> Snap
             video_id=f"v{n}", title=f"{LONG} {n}\x1b]0;pwned\x07", source=f"/m/{n}.mp4", duration_s=600.0,
             status=status, progress=0.4 if status.is_active else (1.0 if status.is_terminal else 0.0),
             speed_x=14.2 if status.is_active else None, current_text="and so my fellow Americans ask not",
+            worker=f"worker-{n}" if status.is_active else "",
             error="download stalled: below 1 KB/s for 60 s" if status == VideoStatus.FAILED else None))
     counts = {s.value: sum(1 for v in videos if v.status == s) for s in VideoStatus}
     return Snapshot(run_id="r", videos=videos, counts=counts, audio_total_s=600.0 * len(videos),
@@ -46,7 +47,7 @@ def test_live_view_fits_the_window_and_keeps_the_eta_whole(width):
     text = " ".join(" ".join(lines).split())
     # The headline wraps between words rather than losing its end (the old view cut "…real time E…").
     assert "ETA 1:52" in text and "14.2x real time" in text and "1 of 5 done, 1 failed" in text
-    assert sum("transcribing" in line or "downloading" in line for line in lines) == 2  # a bar per active video
+    assert sum("transcribing" in line or "downloading" in line for line in lines) == 2  # a bar per worker
     assert "\x1b]0;" not in buffer.getvalue() and "\x07" not in buffer.getvalue()  # no raw escape from a title
 
 
