@@ -198,3 +198,15 @@ def test_time_limit_fails_only_the_unfinished_videos(jfk_flac, jfk_text, long_sp
     with pytest.raises(errors.TranscriptionError, match="exceeded its time limit"):
         strict.transcribe(longer, "longer", options=TranscribeOptions(cpu_threads=1, batch_size=2,
                                                                       timeout_factor=1e-6))
+
+
+def test_media_longer_than_a_window_is_transcribed_in_windows_even_when_batched(transcriber, jfk_flac, jfk_text):
+    """The batched pipeline takes a file's audio whole: past one window, memory would grow with the length, so such
+    media goes window by window (unbatched) instead; within a window, batching applies."""
+    from dataclasses import replace
+
+    windowed = transcriber.transcribe(jfk_flac, "jfk", options=replace(BATCHED, window_s=5.0))
+    assert windowed.batch_size == 1 and wer(jfk_text, windowed.text) <= 0.2
+    assert all(a.end <= b.start + 0.01 for a, b in zip(windowed.segments, windowed.segments[1:]))
+    whole = transcriber.transcribe(jfk_flac, "jfk", options=BATCHED)
+    assert whole.batch_size == 4

@@ -22,7 +22,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 from . import batched, config, errors, models
-from .audio import SAMPLE_RATE, AudioWindows, decode_audio  # decode_audio: re-exported for callers of this module
+from .audio import SAMPLE_RATE, AudioWindows, audio_duration, decode_audio  # decode_audio: re-exported
 from .config import TranscribeOptions
 
 TIMEOUT_GRACE_S = 60.0
@@ -148,7 +148,9 @@ class Transcriber:
         silent commentary or placeholder track would otherwise give a "done" video with an empty transcript).
         """
         opts = options or self.options
-        if self.batch_size(opts) > 1:  # the batched pipeline: see batched.py and transcribe_bundle
+        if self.batch_size(opts) > 1 and self._fits_one_window(Path(audio), opts):
+            # The batched pipeline (batched.py) takes a file's audio whole; media longer than one window is decoded
+            # and transcribed window by window below instead, so memory stays bounded whatever the length.
             return self._transcribe_batched(audio, video_id, opts, on_progress, should_cancel)
         cancelled = should_cancel or (lambda: False)
         started = time.perf_counter()
@@ -288,6 +290,13 @@ class Transcriber:
         """The batch size these options give on this device (0 picks the measured default per device)."""
         size = (options or self.options).batch_size
         return size if size > 0 else batched.default_batch_size(self.device)
+
+    @staticmethod
+    def _fits_one_window(path: Path, opts: TranscribeOptions) -> bool:
+        if not opts.window_s or opts.window_s <= 0:
+            return True
+        length = audio_duration(path)
+        return length is not None and length <= opts.window_s
 
     def _transcribe_batched(self, audio, video_id, opts, on_progress, should_cancel) -> models.Transcript:
         progress = None if on_progress is None else (lambda _i, done, total, text: on_progress(done, total, text))
