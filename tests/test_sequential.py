@@ -94,3 +94,17 @@ def test_cancel_mid_video_is_cancelled_not_failed(config, processor, jfk_flac):
     cancel, events, emit = cancel_on(EventKind.TRANSCRIBE_STARTED)
     run_sequential(config, records, emit, cancel_event=cancel, processor=processor)
     assert [e.kind for e in events if e.kind in TERMINAL] == [EventKind.CANCELLED]
+
+
+def test_start_up_phase_is_reported_while_the_model_loads(config, speech_clips):
+    """A run is never silent while it starts: the screens show 'loading the model' until videos flow."""
+    clip = speech_clips["train"]
+    records = register(config, [VideoItem(str(clip.path), SourceKind.FILE, str(clip.path), title="train")])
+    phases, events = [], []
+
+    def emit(event):
+        events.append((len(phases), event.kind))
+
+    run_sequential(config, records, emit, on_phase=phases.append)
+    assert phases == ["loading the model", None]
+    assert events and all(n == 2 for n, _ in events)  # every event came after the phase was cleared
