@@ -52,6 +52,26 @@ def write_wav(samples: np.ndarray, path: Path, rate: int = SAMPLE_RATE) -> Path:
     return path
 
 
+def _write_audio(container, astream, resampler, samples: np.ndarray, rate: int, first_pts: int = 0) -> None:
+    """Mono int16 `samples` at `rate` into `astream`, a tenth of a second per frame, then flush the encoder."""
+    block = rate // 10
+
+    def frames():
+        for start in range(0, len(samples), block):
+            chunk = samples[start:start + block].astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, first_pts + start, Fraction(1, rate)
+            yield frame
+        yield None  # flushes the resampler
+
+    for frame in frames():
+        for resampled in resampler.resample(frame):
+            for packet in astream.encode(resampled):
+                container.mux(packet)
+    for packet in astream.encode(None):
+        container.mux(packet)
+
+
 def encode_audio(samples: np.ndarray, path: Path, *, codec: str, rate: int = SAMPLE_RATE,
                  with_video: bool = False) -> Path:
     """Encode mono int16 samples into `path` (container from the suffix), optionally beside a tiny video track."""
@@ -65,23 +85,7 @@ def encode_audio(samples: np.ndarray, path: Path, *, codec: str, rate: int = SAM
         astream.layout = "mono"
         resampler = av.AudioResampler(format=astream.format.name if astream.format else "fltp",
                                       layout="mono", rate=out_rate)
-        block = rate // 10
-        pts = 0
-        for start in range(0, len(samples), block):
-            chunk = samples[start:start + block].astype(np.int16).reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = pts
-            frame.time_base = Fraction(1, rate)
-            pts += chunk.shape[1]
-            for rf in resampler.resample(frame):
-                for packet in astream.encode(rf):
-                    container.mux(packet)
-        for rf in resampler.resample(None):
-            for packet in astream.encode(rf):
-                container.mux(packet)
-        for packet in astream.encode(None):
-            container.mux(packet)
+        _write_audio(container, astream, resampler, samples, rate)
         if vstream is not None:
             seconds = max(1, int(len(samples) / rate))
             for i in range(seconds * 5):
@@ -117,19 +121,7 @@ def mux(path: Path, tracks: list[np.ndarray], *, video_s: float = 0.0, audio_sta
         first = int(audio_start_s * rate)
         for astream, samples in zip(astreams, tracks):
             resampler = av.AudioResampler(format=astream.format.name, layout="mono", rate=arate)
-            block = rate // 10
-            for start in range(0, len(samples), block):
-                chunk = samples[start:start + block].astype(np.int16).reshape(1, -1)
-                frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = rate, first + start, Fraction(1, rate)
-                for rf in resampler.resample(frame):
-                    for packet in astream.encode(rf):
-                        container.mux(packet)
-            for rf in resampler.resample(None):
-                for packet in astream.encode(rf):
-                    container.mux(packet)
-            for packet in astream.encode(None):
-                container.mux(packet)
+            _write_audio(container, astream, resampler, samples, rate, first_pts=first)
         if vstream is not None:
             for i in range(int(video_s * 5)):
                 frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 10 % 255, np.uint8), format="rgb24")
