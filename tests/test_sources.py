@@ -427,3 +427,48 @@ def test_local_files_are_listed_with_their_audio_length(odd_layouts):
     # A Matroska track that starts at 1:00:00 behind a video from 0: FFmpeg's header read cannot see the start,
     # so the listing (headers only, a few ms per file) is an over-estimate until probe_media decodes (above).
     assert listed["late_audio_video.mkv"] >= odd_layouts["late_audio_video.mkv"].audio_s
+
+
+# --------------------------------------------------------------------------------------------- live and upcoming
+
+LIVE_MPD = """<?xml version="1.0" encoding="UTF-8"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="2026-01-01T00:00:00Z"
+     minimumUpdatePeriod="PT2S" profiles="urn:mpeg:dash:profile:isoff-live:2011">
+ <Period id="0" start="PT0S">
+  <AdaptationSet mimeType="audio/mp4" contentType="audio">
+   <Representation id="a" bandwidth="64000" codecs="mp4a.40.2" audioSamplingRate="48000">
+    <SegmentTemplate media="seg-$Number$.m4s" initialization="init.mp4" duration="2" timescale="1" startNumber="1"/>
+   </Representation>
+  </AdaptationSet>
+ </Period>
+</MPD>
+"""
+
+
+def test_a_live_stream_ends_alone_with_a_clear_reason(media_server, media_dir, speech_clips):
+    """A live DASH stream (type="dynamic": yt-dlp says live_status is_live) would download until the size cap;
+    it fails alone, before any download, and the other input goes ahead."""
+    (media_dir / "live.mpd").write_text(LIVE_MPD)
+    live, good = media_server.url("live.mpd"), media_server.url(speech_clips["weather"].path.name)
+    items = resolve_inputs([live, good], options=FAST).items
+    assert [i.error for i in items] == [
+        "live stream: not transcribed (it has no end; transcribe its recording once the stream is over)", None]
+
+
+def test_channel_entries_that_are_upcoming_or_just_ended_are_listed_with_their_reason():
+    """A channel's flat listing marks entries as yt-dlp's YouTube extractor does (live_status per entry)."""
+    from bulk_transcribe.sources import _items_from_info
+
+    listing = {"_type": "playlist", "title": "A channel", "entries": [
+        {"url": "https://www.youtube.com/watch?v=aaaaaaaaaaa", "title": "Old talk", "duration": 600,
+         "live_status": "not_live"},
+        {"url": "https://www.youtube.com/watch?v=bbbbbbbbbbb", "title": "Premiere", "live_status": "is_upcoming"},
+        {"url": "https://www.youtube.com/watch?v=ccccccccccc", "title": "Now live", "live_status": "is_live"},
+        {"url": "https://www.youtube.com/watch?v=ddddddddddd", "title": "Just ended", "live_status": "post_live"},
+    ]}
+    items = _items_from_info(listing, "https://www.youtube.com/@a", "https://www.youtube.com/@a")
+    assert [i.title for i in items] == ["Old talk", "Premiere", "Now live", "Just ended"]
+    assert items[0].error is None
+    assert items[1].error.startswith("premiere or scheduled stream not yet available")
+    assert items[2].error.startswith("live stream: not transcribed")
+    assert items[3].error.startswith("live stream just ended")

@@ -405,7 +405,7 @@ def _items_from_info(info: dict[str, Any], url: str, text: str,
     entries = info.get("entries")
     if entries is None:
         return [VideoItem(url, SourceKind.URL, text, title=_title(info), duration_s=_duration(info),
-                          meta=video_meta(info))]
+                          meta=video_meta(info), error=live_problem(info))]
     items = []
     for index, entry in enumerate(entries, 1):
         if not entry:
@@ -421,10 +421,25 @@ def _items_from_info(info: dict[str, Any], url: str, text: str,
         if "id" not in meta and is_direct_media_url(source):  # a feed's enclosure: the id yt-dlp would give it
             meta = {**meta, **direct_media_meta(source)}
         items.append(VideoItem(source, SourceKind.URL, text, title=_title(entry), duration_s=_duration(entry),
-                               meta=meta))
+                               meta=meta, error=live_problem(entry)))
     if not items:
         return [_failed(url, SourceKind.URL, text, f"playlist is empty: {url}")]
     return items
+
+
+LIVE_REASONS = {
+    "is_live": "live stream: not transcribed (it has no end; transcribe its recording once the stream is over)",
+    "is_upcoming": "premiere or scheduled stream not yet available: not transcribed (try again once it has aired)",
+    "post_live": "live stream just ended and its recording is not processed yet: try again later",
+}
+"""Why an entry a channel or page lists as live or upcoming is not downloaded: a live stream would download until
+the size cap, an upcoming one has nothing to download yet."""
+
+
+def live_problem(info: dict[str, Any]) -> str | None:
+    """The reason an entry cannot be transcribed now, from yt-dlp's live_status (or is_live), or None."""
+    status = info.get("live_status") or ("is_live" if info.get("is_live") else None)
+    return LIVE_REASONS.get(status)
 
 
 _META_KEYS = ("id", "extractor_key", "uploader", "upload_date", "playlist", "playlist_index")
