@@ -11,23 +11,23 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class ClusterInfo:
+class ClusterSummary:
     metrics: list[tuple[str, str]] = field(default_factory=list)
     """(label, value) pairs in display order: nodes, CPUs, GPUs, memory."""
     dashboard_url: str | None = None
     error: str | None = None
 
 
-def cluster_info() -> ClusterInfo | None:
+def cluster_info() -> ClusterSummary | None:
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return None
     try:
         from ..parallel import cluster
 
-        return ClusterInfo(resource_metrics(cluster.cluster_resources()), cluster.dashboard_url())
+        return ClusterSummary(resource_metrics(cluster.cluster_resources()), cluster.dashboard_url())
     except Exception as exc:  # noqa: BLE001 — a cluster that went away is a message, not a crash
-        return ClusterInfo(error=" ".join(str(exc).split()) or type(exc).__name__)
+        return ClusterSummary(error=" ".join(str(exc).split()) or type(exc).__name__)
 
 
 def resource_metrics(summary: dict[str, float]) -> list[tuple[str, str]]:

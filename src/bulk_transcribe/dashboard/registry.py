@@ -43,7 +43,7 @@ class RunEntry:
 
 
 @dataclass
-class Outcome:
+class StartResult:
     """What a start or retry gave: the run, or the reason there is none."""
 
     entry: RunEntry | None = None
@@ -57,7 +57,7 @@ class RunRegistry:
         self._runs: dict[str, RunEntry] = {}
 
     # -- starting -----------------------------------------------------------------------------------------------
-    def start(self, config: RunConfig) -> Outcome:
+    def start(self, config: RunConfig) -> StartResult:
         """Resolve the inputs (titles, durations) and register them, then start the batch in the background.
 
         Returns once the run is registered, so the very first snapshot already lists every video as queued.
@@ -65,53 +65,53 @@ class RunRegistry:
         from .. import batch  # imported on use: the page module stays importable (and fast) without the engine
         problem = _ray_problem(config)
         if problem:
-            return Outcome(error=problem)
+            return StartResult(error=problem)
         from ..session_manager import FolderBusy
 
         try:
             _connect_ray(config)
             prepared = batch.prepare_batch(config)
         except FolderBusy as exc:
-            return Outcome(error=f"Not started: {exc}.")
+            return StartResult(error=f"Not started: {exc}.")
         except ConnectionError as exc:
-            return Outcome(error=f"Could not reach Ray: {_one_line(exc)}")
+            return StartResult(error=f"Could not reach Ray: {_one_line(exc)}")
         except Exception as exc:  # noqa: BLE001 — shown as st.error, never as a traceback
-            return Outcome(error=f"Could not read the inputs: {_one_line(exc)}")
+            return StartResult(error=f"Could not read the inputs: {_one_line(exc)}")
         try:
             handle = batch.start_batch(config, prepared)
         except Exception as exc:  # noqa: BLE001
-            return Outcome(error=f"Could not start the run: {_one_line(exc)}")
+            return StartResult(error=f"Could not start the run: {_one_line(exc)}")
         entry = RunEntry(handle.run_id, Path(config.out_dir), prepared.config, handle)
         with self._lock:
             self._runs[entry.run_id] = entry
-        return Outcome(entry=entry, duplicates=list(getattr(prepared, "duplicates", []) or []))
+        return StartResult(entry=entry, duplicates=list(getattr(prepared, "duplicates", []) or []))
 
-    def retry_failed(self, run_id: str, out_dir: Path) -> Outcome:
+    def retry_failed(self, run_id: str, out_dir: Path) -> StartResult:
         """Start again over the run's inputs: failed and cancelled videos run again, done ones stay done."""
         from .. import batch
 
         entry = self.get(run_id)
         if entry is not None and not entry.done:
-            return Outcome(error="The run is still going; cancel it or wait for it to finish before retrying.")
+            return StartResult(error="The run is still going; cancel it or wait for it to finish before retrying.")
         config = entry.config if entry is not None else config_from_store(out_dir, run_id)
         if config is None:
-            return Outcome(error=f"Run {run_id} is not in {out_dir}; nothing to retry.")
+            return StartResult(error=f"Run {run_id} is not in {out_dir}; nothing to retry.")
         problem = _ray_problem(config)
         if problem:
-            return Outcome(error=problem)
+            return StartResult(error=problem)
         from ..session_manager import FolderBusy
 
         try:
             _connect_ray(config)
             handle = batch.retry_failed(config, run_id)
         except FolderBusy as exc:
-            return Outcome(error=f"Not started: {exc}.")
+            return StartResult(error=f"Not started: {exc}.")
         except Exception as exc:  # noqa: BLE001
-            return Outcome(error=f"Could not retry: {_one_line(exc)}")
+            return StartResult(error=f"Could not retry: {_one_line(exc)}")
         new = RunEntry(handle.run_id, Path(config.out_dir), config, handle)
         with self._lock:
             self._runs[new.run_id] = new
-        return Outcome(entry=new)
+        return StartResult(entry=new)
 
     # -- watching -----------------------------------------------------------------------------------------------
     def get(self, run_id: str) -> RunEntry | None:

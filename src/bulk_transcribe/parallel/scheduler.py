@@ -66,7 +66,7 @@ class Assignment:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class FailureDecision:
     """What the scheduler decided about a failed attempt: try again after `delay_s`, or give up."""
 
     video_id: str
@@ -296,7 +296,7 @@ class Scheduler:
             self._speed_samples += 1
             self._speed += (speed - self._speed) / self._speed_samples
 
-    def fail(self, video_id: str, worker: str, reason: str, *, retryable: bool = True) -> Outcome:
+    def fail(self, video_id: str, worker: str, reason: str, *, retryable: bool = True) -> FailureDecision:
         """Record a failed attempt; retry it (later, with back-off) while attempts remain and it may help."""
         task = self.tasks[video_id]
         self._release(video_id, worker)
@@ -307,9 +307,9 @@ class Scheduler:
             task.worker = None
             task.not_before = self.clock() + delay
             heapq.heappush(self._delayed, (task.not_before, task.seq, video_id))
-            return Outcome(video_id, True, task.attempts, delay, reason)
+            return FailureDecision(video_id, True, task.attempts, delay, reason)
         self._set_state(task, TaskState.FAILED)
-        return Outcome(video_id, False, task.attempts, 0.0, reason)
+        return FailureDecision(video_id, False, task.attempts, 0.0, reason)
 
     def worker_lost(self, worker: str, *, max_losses: int | None = None) -> list[str]:
         """Take a dead worker out of rotation and re-queue what it held.
@@ -443,7 +443,7 @@ class SchedulerActor:
     def complete(self, video_id: str, worker: str) -> None:
         self.scheduler.complete(video_id, worker)
 
-    def fail(self, video_id: str, worker: str, reason: str, retryable: bool = True) -> Outcome:
+    def fail(self, video_id: str, worker: str, reason: str, retryable: bool = True) -> FailureDecision:
         return self.scheduler.fail(video_id, worker, reason, retryable=retryable)
 
     def worker_lost(self, worker: str) -> tuple[list[str], list[tuple[str, str]]]:
