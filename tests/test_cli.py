@@ -241,3 +241,14 @@ def test_a_yt_dlp_template_given_as_out_is_pointed_to_output_template(tmp_path):
     code, _, err = run_cli("run", "x", "-o", str(tmp_path / "%(title)s.%(ext)s"))
     assert code == 2 and "--output-template" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_status_reads_a_folder_whose_name_looks_like_a_uri(tmp_path, speech_clips):
+    """'talks #2': the read-only store is opened by URI, where an unquoted '#' would end the path."""
+    out = tmp_path / "talks #2 ?x=1"
+    code, _, err = run_cli("run", str(speech_clips["weather"].path), "--out", str(out), "--cpu-threads", "1", "-q")
+    assert code == 0, err
+    code, text, err = run_cli("status", str(out))
+    assert code == 0, err
+    assert "(sequential, finished)" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talks #2 ?x=1"]  # no stray database beside it

@@ -385,7 +385,7 @@ def test_a_run_whose_process_died_is_told_apart_from_a_live_one(tmp_path):
     """Liveness comes from the folder's owner lock, never from silence: a run whose store has been quiet for
     minutes (a stalled download) is live while its owner holds OUT, and stopped as soon as the owner is gone."""
     from bulk_transcribe.config import RunConfig
-    from bulk_transcribe.dashboard.history import is_orphaned
+    from bulk_transcribe.dashboard.history import run_settings
     from bulk_transcribe.session_manager import OwnerLock, SessionStore
 
     config = RunConfig(out_dir=tmp_path)
@@ -395,12 +395,12 @@ def test_a_run_whose_process_died_is_told_apart_from_a_live_one(tmp_path):
     store.register_videos(run_id, [item])
     store.apply_event(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_STARTED))
     owner = OwnerLock(tmp_path, command="bulk-transcribe").acquire(run_id)
-    assert not is_orphaned(tmp_path, run_id)  # its owner is alive, however long the store stays quiet
+    assert not run_settings(tmp_path, run_id).stopped  # its owner is alive, however long the store stays quiet
     owner.release()  # what the kernel does when the owner dies
-    assert is_orphaned(tmp_path, run_id)
+    assert run_settings(tmp_path, run_id).stopped
     store.finish_run(run_id, "finished")
-    assert not is_orphaned(tmp_path, run_id)
-    assert not is_orphaned(tmp_path / "elsewhere", run_id)
+    assert not run_settings(tmp_path, run_id).stopped
+    assert not run_settings(tmp_path / "elsewhere", run_id).stopped
 
 
 def test_an_english_only_model_refuses_another_language_on_the_form(roots):

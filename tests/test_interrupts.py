@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+
 import psutil
 import pytest
 

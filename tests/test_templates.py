@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from pathlib import Path
+
 
 import pytest
 

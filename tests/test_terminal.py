@@ -101,3 +101,20 @@ def test_a_rerun_with_nothing_to_do_says_so_in_one_line(tmp_path, speech_clips):
     lines = again.getvalue().splitlines()
     assert lines[-1].startswith("Nothing to do: all 2 videos already done in")
     assert len(lines) == 2  # the run line and that one: no "[100.0%] done" per video, no table
+
+
+def test_site_text_is_never_read_as_rich_markup():
+    """'[/u/x]' in a title raised MarkupError mid-run; '[link=…]' would have made a terminal hyperlink."""
+    buffer = io.StringIO()
+    view = RichProgress(Console(file=buffer, force_terminal=True, width=120, color_system=None))
+    snapshot = _snapshot([VideoStatus.TRANSCRIBING, VideoStatus.FAILED])
+    snapshot.videos[0].title = "Talk [/u/x] part 2 [link=https://evil.test]click[/link]"
+    snapshot.videos[1].error = "bad [bold]thing[/bold]"
+    view(snapshot)
+    view.close()
+    text = ANSI.sub("", buffer.getvalue())
+    assert "Talk [/u/x] part 2" in text  # shown as written (the bar may cut its end with …)
+    assert "\x1b]8;" not in buffer.getvalue()  # no OSC 8 hyperlink
+    table = io.StringIO()
+    Console(file=table, force_terminal=True, width=200, color_system=None).print(summary_table(snapshot))
+    assert "bad [bold]thing[/bold]" in table.getvalue()

@@ -138,6 +138,7 @@ class BatchedDecoder:
         segments, _ = self.pipeline.transcribe(
             slots,
             language=language,
+            task=opts.task,
             beam_size=opts.beam_size,
             word_timestamps=opts.word_timestamps,
             clip_timestamps=clips,

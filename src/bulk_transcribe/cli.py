@@ -6,6 +6,7 @@ Exit codes: 0 every video done, 1 any video failed (the others still finished), 
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import re
 import shutil
@@ -368,7 +369,12 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     # Signals are ours from here on: before the batch runs, the first one abandons the start (nothing has been
     # processed); once it runs, the first one is a graceful stop and the second exits at once.
-    with GracefulStop(on_first=on_stop, raise_first=True) as stop:
+    def exit_now(code: int) -> None:
+        if isinstance(live, RichProgress):
+            live.console.show_cursor(True)  # rich hid it for the bars; os._exit skips rich's own cleanup
+        os._exit(code)
+
+    with GracefulStop(on_first=on_stop, raise_first=True, exit_now=exit_now) as stop:
         try:
             prepared = _start_up(config, args, stdout, stderr)
         except KeyboardInterrupt:
@@ -377,9 +383,11 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if isinstance(prepared, int):
             return prepared
         stop.raise_first = False
-        if stop.requested:  # a signal landed between the start-up and here
+        if stop.requested:  # a signal landed between the start-up and here: nothing ran, the run is cancelled
+            prepared.store.finish_run(prepared.run_id, "cancelled")
             prepared.release()
             return EXIT_INTERRUPTED
+        _describe_start(config, prepared, stdout)
 
         # A rerun with everything already done says so in one line (no bars, no table of finished videos).
         n = len(prepared.records)
@@ -425,8 +433,8 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
         from .parallel.cluster import connect
 
         try:
-            # Ray's own log lines (token warnings, start-up INFO, worker output) go to OUT/logs/ray.log unless
-            # --verbose: they tore through the progress bars.
+            # Ray's own log lines (token warnings, start-up INFO) go to OUT/logs/ray.log and worker output stays in
+            # Ray's session logs unless --verbose: they tore through the progress bars.
             log_file = None if getattr(args, "verbose", False) else ray_log_file(config.out_dir)
             info = connect(config.ray_address, log_file=log_file)
         except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
@@ -446,6 +454,11 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
         stderr.write(f"bulk-transcribe: error: cannot prepare the batch in {config.out_dir}: "
                      f"{getattr(exc, 'strerror', None) or exc}\n")
         return EXIT_FAILED
+    return prepared
+
+
+def _describe_start(config: RunConfig, prepared, stdout: TextIO) -> None:
+    """The run's first lines: how many videos, how many left to do, what was skipped or added."""
     mode = "parallel" if config.parallel else "sequential"
     resumed = sum(1 for r in prepared.records if r.status == VideoStatus.DONE)
     n = len(prepared.records)
@@ -458,7 +471,6 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
     if prepared.backfill and (prepared.backfill.files or prepared.backfill.unavailable):
         stdout.write(backfill_line(prepared.backfill) + "\n")
     stdout.flush()
-    return prepared
 
 
 def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

@@ -38,7 +38,8 @@ TERMINAL_STATUSES = frozenset(
 
 
 class RunStatus(str, Enum):
-    """Where a whole run stands. STOPPED is never written by a live process: it marks a run whose owner died."""
+    """Where a whole run stands. STOPPED marks a run whose owner died before recording its end: shown so while the
+    folder has no live owner, and written by the next owner of the folder (close_stale_runs)."""
 
     RUNNING = "running"
     FINISHED = "finished"

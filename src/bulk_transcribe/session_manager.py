@@ -20,6 +20,7 @@ import sys
 import sqlite3
 import threading
 import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -192,6 +193,9 @@ class SessionStore:
         else:
             self._migrate()
 
+    def _older_schema(self) -> bool:
+        return self._conn().execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
+
     @classmethod
     def in_folder(cls, out_dir: Path | str, clock: Callable[[], float] = time.time) -> "SessionStore":
         return cls(Path(out_dir) / STATE_DB_NAME, clock=clock)
@@ -250,14 +254,21 @@ class SessionStore:
         if not self.db_path.is_file():
             raise sqlite3.OperationalError(f"no session store at {self.db_path}")
         common = dict(timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, uri=True)
+        # Quoted: a folder named "talks #2" would otherwise end the path at the '#' (a URI fragment) and SQLite
+        # would create an empty database beside it.
+        location = "file:" + urllib.parse.quote(str(self.db_path.resolve()))
         try:
-            conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", **common)
+            conn = sqlite3.connect(f"{location}?mode=ro", **common)
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
             return conn
         except sqlite3.OperationalError:
-            return sqlite3.connect(f"file:{self.db_path}?immutable=1", **common)
+            return sqlite3.connect(f"{location}?immutable=1", **common)
 
     def _check_version(self) -> None:
+        if self._older_schema() and os.access(self.db_path.parent, os.W_OK):
+            # A folder from an earlier version, read before any run upgraded it: upgrade it once, as a writer would.
+            SessionStore(self.db_path).close()
+            self.close()
         version = self._conn().execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             raise RuntimeError(
@@ -649,7 +660,11 @@ class OwnerLock:
                     raise FolderBusy(self.out_dir, owner) from None
                 time.sleep(0.05)
         self._fd = fd
-        self.record(run_id)
+        try:
+            self.record(run_id)
+        except BaseException:  # a full disk: never keep a lock nobody will release
+            self.release()
+            raise
         return self
 
     def record(self, run_id: str | None) -> None:

@@ -278,7 +278,8 @@ def _redacted(item: VideoItem, credentials: dict[str, str]) -> VideoItem:
     source, text, title, error = masked
     if item.kind == SourceKind.URL and source != item.source:
         credentials.setdefault(source, item.source)  # the first copy is the one kept (duplicates are dropped)
-    return VideoItem(source, item.kind, text, title=title, duration_s=item.duration_s, error=error or None)
+    return VideoItem(source, item.kind, text, title=title, duration_s=item.duration_s, error=error or None,
+                     meta=item.meta)
 
 
 def _readable(text: str) -> str:

@@ -62,10 +62,14 @@ class RichProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.progress = Progress(
-            TextColumn("{task.description}", table_column=Column(ratio=3, no_wrap=True, overflow="ellipsis")),
+            # markup=False: titles and transcript lines are site text ("Talk [/u/x] 2" would raise, "[link=…]"
+            # would become a terminal hyperlink).
+            TextColumn("{task.description}", markup=False,
+                       table_column=Column(ratio=3, no_wrap=True, overflow="ellipsis")),
             BarColumn(bar_width=None, table_column=Column(ratio=2)),
             TextColumn("{task.percentage:>5.1f}%", table_column=Column(no_wrap=True)),
-            TextColumn("{task.fields[detail]}", table_column=Column(ratio=3, no_wrap=True, overflow="ellipsis")),
+            TextColumn("{task.fields[detail]}", markup=False,
+                       table_column=Column(ratio=3, no_wrap=True, overflow="ellipsis")),
             console=console, expand=True, auto_refresh=False,
         )
         self.overall = self.progress.add_task("all videos", total=100, detail="")
@@ -147,7 +151,7 @@ class PlainProgress:
 
 def console_for(stream: TextIO) -> Console:
     """A console on `stream`: colours and live redraws only on a terminal, width from the window."""
-    return Console(file=stream, highlight=False, soft_wrap=False)
+    return Console(file=stream, highlight=False, soft_wrap=False, markup=False)  # site text is never markup
 
 
 def live_view(stream: TextIO, done_before: frozenset[str] | set[str] = frozenset()) -> RichProgress | PlainProgress:
@@ -168,9 +172,9 @@ def summary_table(snapshot: Snapshot, width: int | None = None) -> Table:
     table.add_column("error", ratio=3, overflow="fold")
     styles = {VideoStatus.DONE: "green", VideoStatus.FAILED: "red", VideoStatus.CANCELLED: "yellow"}
     for n, v in enumerate(snapshot.videos, 1):
-        table.add_row(str(n), printable(v.title), clock(v.duration_s),
+        table.add_row(str(n), Text(printable(v.title)), clock(v.duration_s),
                       Text(v.status.value, style=styles.get(v.status, "")),
-                      f"{v.speed_x:.1f}x" if v.speed_x else "-", str(v.attempts), printable(v.error or ""))
+                      f"{v.speed_x:.1f}x" if v.speed_x else "-", str(v.attempts), Text(printable(v.error or "")))
     return table
 
 

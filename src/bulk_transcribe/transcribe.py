@@ -151,7 +151,10 @@ class Transcriber:
         if self.batch_size(opts) > 1 and self._fits_one_window(Path(audio), opts):
             # The batched pipeline (batched.py) takes a file's audio whole; media longer than one window is decoded
             # and transcribed window by window below instead, so memory stays bounded whatever the length.
-            return self._transcribe_batched(audio, video_id, opts, on_progress, should_cancel)
+            transcript = self._transcribe_batched(audio, video_id, opts, on_progress, should_cancel)
+            if transcript.segments:
+                return transcript
+            # No speech on the first track: the path below tries the file's other audio tracks (and notes it).
         cancelled = should_cancel or (lambda: False)
         started = time.perf_counter()
         if cancelled():

@@ -55,7 +55,7 @@ def recent_runs(output_root: Path, extra_dirs: Iterable[Path] = (), limit: int =
     problems: list[str] = []
     for db in find_stores(output_root, extra_dirs):
         try:
-            with SessionStore(db) as store:
+            with SessionStore(db, read_only=True) as store:  # a page view never writes
                 records = store.runs()
             for r in records:
                 rows.append(RunRow(r.run_id, r.name, r.mode, str(getattr(r.status, "value", r.status)),
@@ -64,21 +64,6 @@ def recent_runs(output_root: Path, extra_dirs: Iterable[Path] = (), limit: int =
             problems.append(f"{db.parent}: {' '.join(str(exc).split())}")
     rows.sort(key=lambda r: r.created_at or 0.0, reverse=True)
     return rows[:limit], problems
-
-
-def is_orphaned(out_dir: Path, run_id: str) -> bool:
-    """True when the run never finished and no live process owns its folder (its server or CLI was killed).
-
-    Ownership is the folder's lock (session_manager.OwnerLock), held by whichever process runs a batch there; a
-    quiet store proves nothing (a stalled download is quiet for minutes while its owner is alive)."""
-    from ..session_manager import SessionStore
-
-    db = Path(out_dir) / STATE_DB_NAME
-    if not db.is_file():
-        return False
-    with SessionStore(db) as store:
-        run = store.run(run_id)
-    return run is not None and run.stopped
 
 
 @dataclass(frozen=True)
@@ -97,7 +82,7 @@ def run_settings(out_dir: Path, run_id: str) -> StoredRun:
     if not db.is_file():
         return StoredRun()
     try:
-        with SessionStore(db) as store:
+        with SessionStore(db, read_only=True) as store:
             run = store.run(run_id)
             if run is None:
                 return StoredRun()

@@ -174,7 +174,7 @@ def config_from_store(out_dir: Path, run_id: str) -> RunConfig | None:
     db = Path(out_dir) / STATE_DB_NAME
     if not db.is_file():
         return None
-    with SessionStore(db) as store:
+    with SessionStore(db, read_only=True) as store:
         run = store.run(run_id)
         if run is None:
             return None

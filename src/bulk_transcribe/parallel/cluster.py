@@ -183,8 +183,9 @@ def connect(
 ) -> ClusterInfo:
     """Start or join Ray once per process (on the owner thread); later calls return what is already there.
 
-    With `log_file`, Ray's own log lines (its token-authentication warning, "Started a local Ray instance", the
-    workers' output) go to that file instead of the terminal, where they would tear through the progress display.
+    With `log_file`, Ray's own driver-side log lines (its token-authentication warning, "Started a local Ray
+    instance") go to that file, and the workers' output stays in Ray's session logs instead of being streamed to
+    this terminal, where both would tear through the progress display.
 
     Raises ConnectionError when this process is already connected elsewhere and `address` names another cluster:
     Ray allows one connection per process, and silently running on the other one would surprise the user. No
@@ -224,7 +225,7 @@ def connect(
             if problem:
                 raise ConnectionError(problem)
             _prepare_client_auth(address)
-            context = ray.init(address=address, namespace=namespace)
+            context = ray.init(address=address, namespace=namespace, log_to_driver=log_file is None)
             _state["embedded"] = False
         url = getattr(context, "dashboard_url", None) or None
         _state["dashboard_url"] = f"http://{url}" if url and not url.startswith("http") else url
