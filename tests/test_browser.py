@@ -300,9 +300,9 @@ def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, 
     assert any(st.startswith("next up (worker-") for s in samples for st in statuses(s["rows"]))
     # Direct links have no length until they are probed: the bar never reads 100% while a video is unfinished,
     # and says when it is an estimate.
-    unfinished = ("queued", "downloading", "transcribing", "next up")
-    early = [s for s in samples if s["percent"] == 100
-             and any(st.startswith(unfinished) for st in statuses(s["rows"]))]  # cells still drawing don't count
+    # The bar and the cards are drawn in the same pass (the grid's accessible DOM can lag a pass behind), so a
+    # card on screen beside a 100% bar would be a video in flight while the bar claims the end.
+    early = [s for s in samples if s["percent"] == 100 and s["cards"]]
     assert not early, early[:1]
     assert any("estimated" in s["label"] or "videos done" in s["label"] for s in samples)
     percents = [s["percent"] for s in samples if s["percent"] is not None]
