@@ -197,97 +197,85 @@ class Transcriber:
         the previous window's last line, as Whisper conditions one 30 s chunk on the one before.
         """
         with AudioWindows(path, window_s=opts.window_s or None, track=track, should_cancel=cancelled) as windows:
-            return self._transcribe_windows(windows, video_id, opts, duration_s, on_progress, cancelled, started)
-
-    def _transcribe_windows(
-        self,
-        windows: AudioWindows,
-        video_id: str,
-        opts: TranscribeOptions,
-        duration_s: float | None,
-        on_progress: Callable[[float, float, str], None] | None,
-        cancelled: Callable[[], bool],
-        started: float,
-    ) -> tuple[models.Transcript, int]:
-        segments: list[models.Segment] = []
-        language: str | None = opts.language
-        detected: tuple[str, float] | None = None
-        done_s = 0.0
-        last_text = ""
-        window_started = started
-        total_s = 0.0
-        for window in windows:
-            single = window.last and window.offset_s == 0
-            if window.last:
-                total_s = window.end_s
-            else:
-                # Until the end is decoded, progress is measured against the declared (or caller's) length.
-                total_s = max(windows.declared_s or duration_s or 0.0, window.end_s)
-            limit_s = (
-                opts.timeout_factor * window.duration_s + self.timeout_grace_s if opts.timeout_factor > 0 else None
-            )
-            prompt = last_text if (window.offset_s > 0 and last_text) else None
-            try:
-                segments_iter, info = self.model.transcribe(
-                    window.samples,
-                    beam_size=opts.beam_size,
-                    language=language,
-                    task=opts.task,
-                    vad_filter=opts.vad_filter,
-                    word_timestamps=opts.word_timestamps,
-                    initial_prompt=prompt,
+            segments: list[models.Segment] = []
+            language: str | None = opts.language
+            detected: tuple[str, float] | None = None
+            done_s = 0.0
+            last_text = ""
+            window_started = started
+            total_s = 0.0
+            for window in windows:
+                single = window.last and window.offset_s == 0
+                if window.last:
+                    total_s = window.end_s
+                else:
+                    # Until the end is decoded, progress is measured against the declared (or caller's) length.
+                    total_s = max(windows.declared_s or duration_s or 0.0, window.end_s)
+                limit_s = (
+                    opts.timeout_factor * window.duration_s + self.timeout_grace_s if opts.timeout_factor > 0 else None
                 )
-            except RuntimeError as exc:
-                raise errors.TranscriptionError(f"model failed: {_one_line(exc)}") from exc
-            window_end, offset, last = window.end_s, window.offset_s, window.last
-            del window  # faster-whisper keeps its own features; the raw audio can go
-            if detected is None:
-                detected = (info.language, float(info.language_probability))
-                language = language or info.language  # detect once, in the first window
-            try:
-                # The generator decodes lazily, one 30 s chunk at a time: progress, cancel and the time limit are
-                # checked between segments (one segment's decoding cannot be interrupted).
-                for seg in segments_iter:
-                    segment = _segment(seg, opts.word_timestamps, offset, None if single else window_end)
-                    segments.append(segment)
-                    done_s = max(done_s, min(segment.end, window_end))
-                    if segment.text.strip():
-                        last_text = segment.text.strip()
-                    if on_progress is not None:
-                        on_progress(done_s, total_s, seg.text.strip())
-                    if cancelled():
-                        raise errors.Cancelled(f"cancelled at {done_s:.1f} s of {total_s:.1f} s")
-                    elapsed = time.perf_counter() - window_started
-                    if limit_s is not None and elapsed > limit_s:
-                        raise errors.TranscriptionError(
-                            f"transcription exceeded its time limit ({limit_s:.0f} s for "
-                            f"{window_end - offset:.0f} s of audio)"
-                        )
-            except RuntimeError as exc:
-                raise errors.TranscriptionError(f"model failed at {done_s:.1f} s: {_one_line(exc)}") from exc
-            finally:
-                segments_iter.close()
-            if on_progress is not None and done_s < window_end:
-                # Trailing silence produces no segment; the window is still fully transcribed.
-                done_s = window_end
-                on_progress(done_s, total_s, segments[-1].text.strip() if segments else "")
-            if not last and cancelled():
-                raise errors.Cancelled(f"cancelled at {done_s:.1f} s of {total_s:.1f} s")
-            window_started = time.perf_counter()
-        assert detected is not None  # AudioWindows yields at least one window or raises
-        language, language_probability = detected
-        transcript = models.Transcript(
-            video_id=video_id,
-            language=language,
-            language_probability=language_probability,
-            duration_s=float(total_s),
-            segments=segments,
-            model=self.model_name,
-            transcribe_s=time.perf_counter() - started,
-        )
-        return transcript, windows.tracks
+                prompt = last_text if (window.offset_s > 0 and last_text) else None
+                try:
+                    segments_iter, info = self.model.transcribe(
+                        window.samples,
+                        beam_size=opts.beam_size,
+                        language=language,
+                        task=opts.task,
+                        vad_filter=opts.vad_filter,
+                        word_timestamps=opts.word_timestamps,
+                        initial_prompt=prompt,
+                    )
+                except RuntimeError as exc:
+                    raise errors.TranscriptionError(f"model failed: {_one_line(exc)}") from exc
+                window_end, offset, last = window.end_s, window.offset_s, window.last
+                del window  # faster-whisper keeps its own features; the raw audio can go
+                if detected is None:
+                    detected = (info.language, float(info.language_probability))
+                    language = language or info.language  # detect once, in the first window
+                try:
+                    # The generator decodes lazily, one 30 s chunk at a time: progress, cancel and the time limit are
+                    # checked between segments (one segment's decoding cannot be interrupted).
+                    for seg in segments_iter:
+                        segment = _segment(seg, opts.word_timestamps, offset, None if single else window_end)
+                        segments.append(segment)
+                        done_s = max(done_s, min(segment.end, window_end))
+                        if segment.text.strip():
+                            last_text = segment.text.strip()
+                        if on_progress is not None:
+                            on_progress(done_s, total_s, seg.text.strip())
+                        if cancelled():
+                            raise errors.Cancelled(f"cancelled at {done_s:.1f} s of {total_s:.1f} s")
+                        elapsed = time.perf_counter() - window_started
+                        if limit_s is not None and elapsed > limit_s:
+                            raise errors.TranscriptionError(
+                                f"transcription exceeded its time limit ({limit_s:.0f} s for "
+                                f"{window_end - offset:.0f} s of audio)"
+                            )
+                except RuntimeError as exc:
+                    raise errors.TranscriptionError(f"model failed at {done_s:.1f} s: {_one_line(exc)}") from exc
+                finally:
+                    segments_iter.close()
+                if on_progress is not None and done_s < window_end:
+                    # Trailing silence produces no segment; the window is still fully transcribed.
+                    done_s = window_end
+                    on_progress(done_s, total_s, segments[-1].text.strip() if segments else "")
+                if not last and cancelled():
+                    raise errors.Cancelled(f"cancelled at {done_s:.1f} s of {total_s:.1f} s")
+                window_started = time.perf_counter()
+            assert detected is not None  # AudioWindows yields at least one window or raises
+            language, language_probability = detected
+            transcript = models.Transcript(
+                video_id=video_id,
+                language=language,
+                language_probability=language_probability,
+                duration_s=float(total_s),
+                segments=segments,
+                model=self.model_name,
+                transcribe_s=time.perf_counter() - started,
+            )
+            return transcript, windows.tracks
 
-    # ---- batched decoding ----------------------------------------------------------------------------------------
+        # ---- batched decoding ----------------------------------------------------------------------------------------
 
     def batch_size(self, options: TranscribeOptions | None = None) -> int:
         """The batch size these options give on this device (0 picks the measured default per device)."""

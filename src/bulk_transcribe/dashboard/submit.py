@@ -200,19 +200,14 @@ def _output_dir(folder: str, settings: DashboardSettings, errors: list[str]) -> 
     return path
 
 
-def english_only(model: str) -> bool:
-    """For the form's hints: see model_check.english_only."""
-    from ..model_check import english_only as guess
-
-    return guess(model)
-
-
 def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: list[str]) -> TranscribeOptions:
     language = run.language.strip().lower() or None
     if language and not _LANGUAGE.match(language):
         errors.append(f"Language {run.language!r} is not an ISO code such as en, de or fr (leave blank to detect).")
         language = None
     model = run.model.strip() or BUNDLED_MODEL
+    from ..model_check import english_only
+
     if language and language != "en" and english_only(model):
         shown = "The bundled model (tiny.en)" if model == BUNDLED_MODEL else f"Model {model!r}"
         errors.append(f"{shown} transcribes English only: leave Language blank or use en, or choose a "
