@@ -18,6 +18,9 @@ Routes (besides plain files under the served folder):
   /redirect-ftp/<anything> redirects to an ftp:// link
   /no-answer/<anything>   reads the request and closes the connection without a word
   /auth/<file>            the file, only with HTTP Basic auth of exactly `auth` (user, password; case matters)
+  /page/<file>[?delay=S]  a video page: waits S seconds (default `page_delay_s`), then an HTML page whose one
+                          <video> plays /<file> (how a slow site's page looks to yt-dlp's generic extractor);
+                          `pages_in_flight` / `pages_peak` say how many such requests were open at once
 Every request is counted per path, so tests can assert how hard a client hit the server; the trickling routes
 also record how many body bytes each request got before the client hung up (`sent`).
 """
@@ -53,11 +56,14 @@ def _gzip_bomb() -> bytes:
 
 class MediaServer:
     def __init__(self, root: Path, *, flaky_429_count: int = 1, slow_bytes_per_s: int = 64_000,
-                 trickle_bytes_per_s: int = 20) -> None:
+                 trickle_bytes_per_s: int = 20, page_delay_s: float = 0.0) -> None:
         self.root = Path(root)
         self.flaky_429_count = flaky_429_count
         self.slow_bytes_per_s = slow_bytes_per_s
         self.trickle_bytes_per_s = trickle_bytes_per_s
+        self.page_delay_s = page_delay_s
+        self.pages_in_flight = 0
+        self.pages_peak = 0
         self.auth = ("User", "PassWord")
         """The only credentials /auth/ accepts."""
         self.hits: Counter[str] = Counter()
@@ -216,6 +222,8 @@ def _make_handler(server: MediaServer):
                 if self.headers.get("Authorization") != expected:
                     return self._plain(401, b"who are you?\n", {"WWW-Authenticate": 'Basic realm="test"'})
                 return self._file(rest, head)
+            if prefix == "page":
+                return self._video_page(rest, head)
             if prefix == "html":
                 return self._plain(200, b"<html><head><title>Just a page</title></head>"
                                         b"<body><p>No media here.</p></body></html>", content_type="text/html")
@@ -233,6 +241,23 @@ def _make_handler(server: MediaServer):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
+
+        def _video_page(self, rest: str, head: bool) -> None:
+            query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
+            delay = float(query.get("delay", server.page_delay_s))
+            with server._lock:
+                server.pages_in_flight += 1
+                server.pages_peak = max(server.pages_peak, server.pages_in_flight)
+            try:
+                if delay > 0:
+                    server._stopping.wait(delay)
+            finally:
+                with server._lock:
+                    server.pages_in_flight -= 1
+            name = Path(rest).stem
+            body = (f"<html><head><title>Talk {name}</title></head><body><h1>Talk {name}</h1>"
+                    f'<video controls src="/{rest}"></video></body></html>').encode()
+            return self._plain(200, body, content_type="text/html")
 
         def _trickle(self, path: str, body: bytes, content_type: str, head: bool) -> None:
             self.send_response(200)
