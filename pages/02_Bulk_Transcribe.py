@@ -103,8 +103,6 @@ if st.button("Start transcription", type="primary", icon=":material/play_arrow:"
             st.error(plain(outcome.error))
         else:
             st.query_params.from_dict(run_query(outcome.entry.run_id, outcome.entry.out_dir, settings.output_root))
-            if outcome.duplicates:
-                st.info(f"{len(outcome.duplicates)} duplicate input(s) were listed once.")
 
 # ---- monitor ------------------------------------------------------------------------------------------------
 run_id = st.query_params.get("run")

@@ -1,4 +1,4 @@
-"""Batch orchestration: resolve before run, a handle to poll, resume, retry, the env rollback switch."""
+"""Batch orchestration: videos stream in as resolved, a handle to poll, resume, retry, the env rollback switch."""
 
 from __future__ import annotations
 
@@ -24,12 +24,24 @@ def test_env_variable_overrides_the_flag_both_ways(monkeypatch):
     assert RunConfig(parallel=True).with_env_overrides().parallel is False
 
 
-def test_prepare_resolves_titles_and_durations_before_running(tmp_path, media_server):
+def test_feed_entries_join_the_table_with_titles_and_durations(tmp_path, media_server):
     config = make_config(tmp_path / "out", media_server.url("feed.rss"))
     prepared = prepare_batch(config)
-    assert len(prepared.records) == 4
-    assert all(r.title and r.duration_s for r in prepared.records)
-    assert all(r.status == VideoStatus.QUEUED for r in prepared.records)
+    assert prepared.records == []  # nothing is resolved before the run starts: inputs stream in once it runs
+    handle = start_batch(config, prepared)
+    try:
+        for _ in range(300):
+            snap = handle.snapshot()
+            if len(snap.videos) == 4:
+                break
+            handle.wait(0.1)
+        assert len(snap.videos) == 4
+        assert all(v.title and v.duration_s for v in snap.videos)  # the feed's own titles and itunes:duration
+        assert snap.inputs_total == 1 and snap.inputs_resolved == 1
+    finally:
+        handle.cancel()
+        handle.wait()
+    assert len(prepared.records) == 4 and all(r.title and r.duration_s for r in prepared.records)
 
 
 def test_handle_snapshots_while_running_and_resume_skips_done(tmp_path, speech_clips, bad_media):
@@ -51,10 +63,8 @@ def test_handle_snapshots_while_running_and_resume_skips_done(tmp_path, speech_c
     assert [v.status for v in again.videos] == [v.status for v in final.videos]
 
     # Rerun: done videos are not processed again, the failed one is retried (and fails again).
-    second = prepare_batch(config)
-    assert [r.status for r in second.records].count(VideoStatus.DONE) == 2
-    assert len(second.todo) == 1
-    result = run_batch(config, prepared=second)
+    result = run_batch(config)
+    assert result.tally.registered == 3 and result.tally.done_before == 2
     assert result.counts["done"] == 2 and result.counts["failed"] == 1
     entries = json.loads(result.manifest.read_text())
     assert len(entries["videos"]) == 3 and entries["count"] == 3
@@ -80,8 +90,8 @@ def test_lengths_are_the_audios_and_a_silent_first_track_is_said(tmp_path, odd_l
     out = tmp_path / "out"
     config = make_config(out, longer.path, tracks.path)
     prepared = prepare_batch(config)
-    assert [round(r.duration_s, 1) for r in prepared.records] == [round(longer.audio_s, 1), round(tracks.audio_s, 1)]
     result = run_batch(config, prepared=prepared)
+    assert [round(r.duration_s, 1) for r in prepared.records] == [round(longer.audio_s, 1), round(tracks.audio_s, 1)]
     assert result.counts["done"] == 2
     entries = {Path(e["source"]).name: e for e in json.loads(result.manifest.read_text())["videos"]}
     note = "audio track 1 of 2 has no speech; transcribed audio track 2 instead"

@@ -8,18 +8,17 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import media
-from bulk_transcribe.batch import prepare_batch
+from bulk_transcribe.batch import prepare_batch, start_batch
 from bulk_transcribe.config import RunConfig, TranscribeOptions
-from bulk_transcribe.models import VideoStatus
+from bulk_transcribe.models import SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.parallel import cluster
-from bulk_transcribe.parallel.runner import ParallelRun
+from engine_harness import drive
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,34 +59,39 @@ def test_connect_reports_the_cluster(three_nodes):
 @pytest.mark.slow
 def test_workers_spread_one_per_gpu_and_a_removed_node_loses_nothing(three_nodes, long_clip, speech_clips, tmp_path):
     c, extra = three_nodes
-    config = _config(tmp_path, [long_clip, *[s.path for s in speech_clips.values()]], workers=3, max_attempts=1)
-    prepared = prepare_batch(config)
-    run = ParallelRun(config, prepared.run_id, prepared.todo)
+    config = _config(tmp_path, [], workers=3, max_attempts=1)
+    items = [VideoItem(str(p), SourceKind.FILE, str(p)) for p in [long_clip, *[s.path for s in speech_clips.values()]]]
     removable = {n.node_id: n for n in extra}
     removed = {}
-    lock = threading.Lock()
 
-    def hook(snapshot):
-        with lock:
-            if removed:
-                return
-            for v in snapshot.videos:
-                worker = run.workers.get(v.worker)
-                if v.status == VideoStatus.TRANSCRIBING and worker and worker.info.get("node_id") in removable:
-                    removed.update(worker=v.worker, video=v.video_id)
-                    c.remove_node(removable[worker.info["node_id"]])
-                    return
+    def on_node(snapshot):
+        """The first video transcribing on a worker that runs on a removable node (None while there is none)."""
+        import ray
 
-    run.on_snapshot = hook
-    run.run()
-    infos = [w.info for w in run.workers.values() if w.info]
-    first_three = [i for i in infos if i["name"] in ("worker-0", "worker-1", "worker-2")]
+        for v in snapshot.videos:
+            if v.status != VideoStatus.TRANSCRIBING or not v.worker:
+                continue
+            actor = ray.get_actor(cluster.actor_name(snapshot.run_id, v.worker), namespace=cluster.NAMESPACE)
+            node = ray.get(actor.info.remote()).get("node_id")
+            if node in removable:
+                return v, node
+        return None
+
+    def remove(snapshot, driver):
+        v, node = on_node(snapshot)
+        removed.update(worker=v.worker, video=v.video_id)
+        c.remove_node(removable[node])
+
+    run = drive(config, items, "ray", when=lambda s: on_node(s) is not None, action=remove)
+    infos = list(run.driver.executor.worker_info().values())
+    first_three = [i for i in infos if i.get("name") in ("worker-0", "worker-1", "worker-2")]
     assert len({i["node_id"] for i in first_three}) == 3, "one worker per GPU node"
-    assert all(i["device"] == "cpu" for i in infos), "logical GPUs without CUDA: the model runs on CPU"
+    assert all(i["device"] == "cpu" for i in infos if i), "logical GPUs without CUDA: the model runs on CPU"
     assert removed, "a node was removed while one of its workers transcribed"
-    assert removed["worker"] in run.deaths
-    assert run.assignments[removed["video"]][0] == removed["worker"] and len(run.assignments[removed["video"]]) == 2
-    videos = prepared.store.videos(prepared.run_id)
+    assert removed["worker"] in run.driver.deaths
+    assignments = run.driver.scheduler.assignments()
+    assert assignments[removed["video"]][0] == removed["worker"] and len(assignments[removed["video"]]) == 2
+    videos = run.store.videos(run.run_id)
     assert [v.status for v in videos] == [VideoStatus.DONE] * 5
     assert sorted(p.parent.name for p in tmp_path.glob("*/*.txt")) == sorted(v.folder for v in videos)
 
@@ -108,19 +112,18 @@ def test_attach_from_a_second_process_reads_and_cancels(three_nodes, long_clip, 
     config = _config(tmp_path, [long_clip, long_clip.with_name("missing.wav"),
                                 *[s.path for s in speech_clips.values()]], workers=2)
     prepared = prepare_batch(config)
-    run = ParallelRun(config, prepared.run_id, prepared.todo)
-    started = threading.Event()
-    run.on_snapshot = lambda s: started.set()
-    thread = threading.Thread(target=run.run)
-    thread.start()
+    handle = start_batch(config, prepared)
     try:
-        assert started.wait(120)
+        for _ in range(1200):  # the run's progress actor exists and its videos are in
+            if handle.phase is None and len(handle.snapshot().videos) == 6:
+                break
+            handle.wait(0.1)
         out = subprocess.run([sys.executable, "-c", ATTACH_SCRIPT, prepared.run_id, c.address],
                              capture_output=True, text=True, timeout=120, cwd=REPO)
         assert out.returncode == 0, out.stderr[-2000:]
         seen = json.loads(out.stdout.strip().splitlines()[-1])
     finally:
-        thread.join(180)
+        assert handle.wait(180)
     assert seen["run_id"] == prepared.run_id and seen["videos"] == 6 and seen["mode"] == "parallel"
     assert prepared.run_id in seen["runs"]
     statuses = {v.video_id: v.status for v in prepared.store.videos(prepared.run_id)}

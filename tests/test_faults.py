@@ -36,9 +36,8 @@ from processes import sigkill_when
 from bulk_transcribe.batch import prepare_batch, run_batch
 from bulk_transcribe.config import MANIFEST_NAME, STATE_DB_NAME, RunConfig, TranscribeOptions
 from bulk_transcribe.models import EventKind, SourceKind, VideoItem, VideoStatus
-from bulk_transcribe.pipeline import VideoProcessor
-from bulk_transcribe.sequential import run_sequential
 from bulk_transcribe.session_manager import SessionStore
+from engine_harness import drive, shared_worker
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -344,16 +343,14 @@ def test_runaway_transcription_is_stopped_failed_with_reason_and_retried_once_wi
 
     config = _config(tmp_path / "out", [long_clips[0]], max_attempts=2,
                      transcribe=TranscribeOptions(cpu_threads=2, timeout_factor=0.001))
-    processor = VideoProcessor(config, config.out_dir / ".work")
-    processor.transcriber.timeout_grace_s = 0.0  # the Transcriber's own setting; the default 60 s is for real runs
-    store = SessionStore(config.state_db)
-    records = store.register_videos(store.begin_run(config, "sequential"),
-                                    [VideoItem(str(long_clips[0]), SourceKind.FILE, str(long_clips[0]))])
-    events = []
+    worker = shared_worker(config)
+    # The Transcriber's own setting; the default 60 s is for real runs.
+    worker.processor.transcriber.timeout_grace_s = 0.0
+    items = [VideoItem(str(long_clips[0]), SourceKind.FILE, str(long_clips[0]))]
     # faster-whisper looks its VAD model up once per transcription that uses VAD: counting lookups counts them.
     vad_uses = lambda: vad.get_vad_model.cache_info().hits + vad.get_vad_model.cache_info().misses  # noqa: E731
     vad_before = vad_uses()
-    run_sequential(config, records, events.append, processor=processor)
+    events = drive(config, items, "local", worker=worker).events
 
     kinds = [e.kind for e in events if e.kind in (EventKind.RETRYING, EventKind.FAILED, EventKind.DONE)]
     assert kinds == [EventKind.RETRYING, EventKind.FAILED]

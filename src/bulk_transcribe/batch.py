@@ -13,54 +13,61 @@ import sys
 import threading
 import traceback
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
-
-if TYPE_CHECKING:
-    from .backfill import BackfillResult
+from typing import Callable
 
 from .config import MANIFEST_NAME, WORK_DIR_NAME, RunConfig
+from .engine.driver import Driver, Executor, Recorder
+from .engine.intake import IntakeTally, StoreIntake, VideoStream, read_archive_for
+from .engine.local import LocalExecutor, LocalRecorder
 from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
 from .progress import ProgressTracker
-from .redact import credentials_from, redact_text
+from .redact import redact_text
 from .session_manager import OwnerLock, SessionStore, VideoRecord
-from .sources import resolve_inputs
+try:
+    from .sources import InputStream
+except ImportError:  # TEMPORARY until the streaming resolver lands
+    from .engine.intake import UpfrontStream as InputStream
 from .writers import write_manifest
-
-STORE_PROGRESS_INTERVAL_S = 1.0
-"""Least time between two progress writes of one video to SQLite (status changes are always written)."""
-
-_PROGRESS_KINDS = frozenset({EventKind.DOWNLOAD_PROGRESS, EventKind.TRANSCRIBE_PROGRESS})
 
 
 @dataclass
 class PreparedBatch:
-    """A run registered in the store, its videos resolved (titles, durations) but not yet processed."""
+    """A run registered in the store, owning OUT, its inputs ready to resolve (they stream in once it starts)."""
 
     config: RunConfig
     store: SessionStore
     run_id: str
-    records: list[VideoRecord]
-    duplicates: list[str] = field(default_factory=list)
+    stream: VideoStream
     lock: OwnerLock | None = None
     """This process's ownership of OUT, held until the batch ends (released by BatchHandle or `release`)."""
-    backfill: "BackfillResult | None" = None
-    """Outputs written for done videos from their stored transcripts (a rerun with more formats)."""
-    archived: int = 0
-    """Videos left out because the download archive lists them."""
+    archive: set[str] | None = None
+    """Ids in the download archive: videos left out as they are resolved."""
+    intake: StoreIntake | None = None
+    """Set when the run starts: what was registered, done before, archived, backfilled (see IntakeTally)."""
 
     @property
     def mode(self) -> RunMode:
         return RunMode.PARALLEL if self.config.parallel else RunMode.SEQUENTIAL
 
-    def release(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
+    @property
+    def records(self) -> list[VideoRecord]:
+        """The videos registered so far (all of them once the run has ended)."""
+        return self.intake.records if self.intake is not None else []
 
     @property
-    def todo(self) -> list[VideoRecord]:
-        return [r for r in self.records if r.status == VideoStatus.QUEUED]
+    def tally(self) -> IntakeTally:
+        return self.intake.tally if self.intake is not None else IntakeTally()
+
+    @property
+    def duplicates(self) -> list[str]:
+        return list(self.stream.duplicates)
+
+    def release(self) -> None:
+        self.stream.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 @dataclass
@@ -69,6 +76,7 @@ class BatchResult:
     counts: dict[str, int]
     manifest: Path
     error: str | None = None
+    tally: IntakeTally = field(default_factory=IntakeTally)
 
     @property
     def exit_code(self) -> int:
@@ -78,7 +86,8 @@ class BatchResult:
 
 
 def prepare_batch(config: RunConfig) -> PreparedBatch:
-    """Take ownership of OUT, resolve inputs and register them; done videos from earlier runs stay done (resume).
+    """Take ownership of OUT and open the run; its inputs resolve once it starts, each video joining the table,
+    the store and the queue as soon as it is known. Done videos from earlier runs stay done (resume).
 
     Raises FolderBusy (naming the owner) when another live process, or another run of this one, owns OUT.
     """
@@ -91,31 +100,15 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
         shutil.rmtree(config.out_dir / WORK_DIR_NAME, ignore_errors=True)
         store = SessionStore(config.state_db)
         store.close_stale_runs()  # runs whose process was killed: we own OUT now, so nobody runs them
-        resolved = resolve_inputs(config.inputs, config.input_files, options=config.download,
-                                  out_dir=config.out_dir)
-        resolved.items.extend(refused_item(line, why) for line, why in config.rejected)
-        archived: list = []
-        if config.download_archive:
-            from .archive import read_archive, split_archived
-
-            resolved.items, archived = split_archived(resolved.items, read_archive(Path(config.download_archive)))
-        if resolved.credentials:  # passwords from the inputs, for the downloads only (never stored: redact.py)
-            config = replace(config, download=replace(config.download,
-                                                      url_credentials=credentials_from(resolved.credentials)))
         mode = RunMode.PARALLEL if config.parallel else RunMode.SEQUENTIAL
         run_id = store.begin_run(config, mode.value)
         lock.record(run_id)
-        records = store.register_videos(run_id, resolved.items)
-        if resolved.duplicates:
-            store.record_duplicates(run_id, resolved.duplicates)
-        from .backfill import repair_unsafe_folders, write_missing_outputs
-
-        repair_unsafe_folders(config, store, records)  # before the manifest is written: it may sit where one belongs
-        backfill = write_missing_outputs(config, store, records)  # more formats for done videos, without a model
+        stream = InputStream(config.inputs, config.input_files, options=config.download, out_dir=config.out_dir)
+        archive = read_archive_for(config)
     except BaseException:
         lock.release()
         raise
-    return PreparedBatch(config, store, run_id, records, resolved.duplicates, lock, backfill, len(archived))
+    return PreparedBatch(config, store, run_id, stream, lock, archive)
 
 
 def refused_item(line: str, reason: str) -> VideoItem:
@@ -124,30 +117,6 @@ def refused_item(line: str, reason: str) -> VideoItem:
     line, reason = redact_text(line), redact_text(reason)
     kind = SourceKind.URL if "://" in line else SourceKind.FILE
     return VideoItem(line, kind, line, title=line, error=reason)
-
-
-class EventSink:
-    """Fans each event out to the in-process tracker and (throttled for progress) to the SQLite store."""
-
-    def __init__(self, tracker: ProgressTracker, store: SessionStore) -> None:
-        self.tracker = tracker
-        self.store = store
-        self._lock = threading.Lock()
-        self._last_write: dict[str, float] = {}
-
-    def __call__(self, event: ProgressEvent) -> None:
-        with self._lock:
-            self.tracker.apply(event)
-        if event.kind in _PROGRESS_KINDS:
-            now = time.monotonic()
-            if now - self._last_write.get(event.video_id, float("-inf")) < STORE_PROGRESS_INTERVAL_S:
-                return
-            self._last_write[event.video_id] = now
-        self.store.apply_event(event)
-
-    def snapshot(self) -> Snapshot:
-        with self._lock:
-            return self.tracker.snapshot()
 
 
 class BatchHandle:
@@ -160,10 +129,9 @@ class BatchHandle:
         self.error: str | None = None
         self.result: BatchResult | None = None
         self._cancel = threading.Event()
-        tracker = ProgressTracker(prepared.run_id, self.mode)
-        tracker.add_videos(prepared.records)
-        self._sink = EventSink(tracker, prepared.store)
-        self._latest_parallel: Snapshot | None = None
+        self._local = LocalRecorder(ProgressTracker(prepared.run_id, self.mode), prepared.store)
+        self._recorder: Recorder = self._local
+        """Where this run's events go: the in-process tracker, or (parallel, once Ray is up) the progress actor."""
         self.phase: str | None = None
         """What the batch is busy with before videos flow ("starting Ray", "loading the model on 2 workers")."""
         self.phase_since: float | None = None
@@ -178,8 +146,7 @@ class BatchHandle:
 
     def _run(self) -> None:
         try:
-            self.result = _execute(self.prepared, self._sink, self._cancel, self._on_parallel_snapshot,
-                                   self._on_phase)
+            self.result = _execute(self.prepared, self)
         except BaseException as exc:  # noqa: BLE001 — a dead thread must never leave a caller waiting forever
             traceback.print_exc()
             manifest = self.prepared.config.out_dir / MANIFEST_NAME
@@ -191,19 +158,16 @@ class BatchHandle:
                 self.error = self.result.error
             self._finished.set()
 
-    def _on_parallel_snapshot(self, snapshot: Snapshot) -> None:
-        self._latest_parallel = snapshot
-
     def _on_phase(self, phase: str | None) -> None:
         self.phase, self.phase_since = phase, (time.time() if phase else None)
 
     def snapshot(self) -> Snapshot:
-        # In parallel mode the progress actor is the source of truth; the driver loop pushes its snapshots here.
-        if self._latest_parallel is not None and not self.done:
-            return self._latest_parallel
-        if self.mode == "parallel" and self.done:
+        if self.done and self._recorder is not self._local:
+            return self.prepared.store.snapshot(self.run_id)  # the progress actor is gone; the store has it all
+        try:
+            return self._recorder.snapshot()
+        except Exception:  # noqa: BLE001 — Ray going away under a screen: the store still knows the run
             return self.prepared.store.snapshot(self.run_id)
-        return self._sink.snapshot()
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -220,36 +184,36 @@ class BatchHandle:
         return self._finished.wait(timeout)
 
 
-def _execute(
-    prepared: PreparedBatch,
-    sink: EventSink,
-    cancel_event: threading.Event,
-    on_parallel_snapshot: Callable[[Snapshot], None] | None = None,
-    on_phase: Callable[[str | None], None] | None = None,
-) -> BatchResult:
+def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
+    """Resolve, register and run the batch through the one driver loop, on threads here or on Ray actors."""
     config, store, run_id = prepared.config, prepared.store, prepared.run_id
+    executor: Executor
     error = None
+    recorder: Recorder = handle._local
     try:
         if config.parallel:
-            from .parallel.runner import run_parallel  # sequential never imports ray
+            from .parallel.executor import open_run  # sequential never imports ray
 
-            run_parallel(config, store, run_id, prepared.todo, cancel_event=cancel_event,
-                         on_snapshot=on_parallel_snapshot, on_phase=on_phase)
+            executor, recorder = open_run(config, run_id, handle._on_phase)
+            handle._recorder = recorder
         else:
-            from .sequential import run_sequential
-
-            run_sequential(config, prepared.todo, sink, cancel_event=cancel_event, on_phase=on_phase)
+            executor = LocalExecutor(config, handle._local)
+        intake = prepared.intake = StoreIntake(config, store, run_id, prepared.stream, recorder,
+                                               archive=prepared.archive)
+        intake.admit([refused_item(line, why) for line, why in config.rejected])
+        Driver(config, intake, executor, recorder, folders=intake.folders, cancel_event=handle._cancel,
+               on_phase=handle._on_phase).run()
     except Exception as exc:  # noqa: BLE001 — a batch-level failure (e.g. Ray unreachable) is reported, not raised
         error = _one_line(exc)
-        # Nothing in flight survives a batch failure: mark what is left so the store never shows ghosts.
-        try:
-            for record in store.videos(run_id):
-                if not record.status.is_terminal:
-                    sink(ProgressEvent(record.video_id, EventKind.FAILED, error=f"batch stopped: {error}"))
-        except (OSError, sqlite3.Error):
-            pass  # the store cannot be written (disk full): a rerun requeues whatever is not done
+        _fail_unfinished(store, run_id, handle._local, f"batch stopped: {error}")
+    try:
+        recorder.finish()  # every event applied (and in SQLite) from here
+        if recorder is not handle._local:
+            recorder.close()
+    except Exception:  # noqa: BLE001 — Ray gone: the store has what was written through
+        pass
     _remove_if_empty(config.out_dir / WORK_DIR_NAME)
-    status = RunStatus.FAILED if error else (RunStatus.CANCELLED if cancel_event.is_set() else RunStatus.FINISHED)
+    status = RunStatus.FAILED if error else (RunStatus.CANCELLED if handle.cancelled else RunStatus.FINISHED)
     manifest = config.out_dir / MANIFEST_NAME
     snapshot = store.snapshot(run_id)
     try:
@@ -261,7 +225,17 @@ def _execute(
         # Disk full (or OUT gone read-only) must end the batch with its cause, never leave the caller waiting on a
         # thread that died; every write is atomic, so the outputs and manifest already there stay intact.
         error = error or f"cannot record the end of the run in {config.out_dir}: {_one_line(exc)}"
-    return BatchResult(run_id, snapshot.counts, manifest, error)
+    return BatchResult(run_id, snapshot.counts, manifest, error, prepared.tally)
+
+
+def _fail_unfinished(store: SessionStore, run_id: str, local: LocalRecorder, reason: str) -> None:
+    """Nothing in flight survives a batch failure: mark what is left so the store never shows ghosts."""
+    try:
+        for record in store.videos(run_id):
+            if not record.status.is_terminal:
+                local.emit(ProgressEvent(record.video_id, EventKind.FAILED, error=reason))
+    except (OSError, sqlite3.Error):
+        pass  # the store cannot be written (disk full): a rerun requeues whatever is not done
 
 
 def _remove_if_empty(folder: Path) -> None:

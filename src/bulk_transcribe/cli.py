@@ -388,20 +388,24 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             prepared.release()
             return EXIT_INTERRUPTED
         _describe_start(config, prepared, stdout)
-
-        # A rerun with everything already done says so in one line (no bars, no table of finished videos).
-        n = len(prepared.records)
-        done_before = {r.video_id for r in prepared.records if r.status == VideoStatus.DONE}
-        settled = len(done_before) == n and (n > 0 or prepared.archived > 0)
-        if settled:
-            stdout.write(nothing_to_do(n, config.out_dir, prepared.archived) + "\n")
-        live = None if args.quiet or settled else live_view(stdout, done_before)
+        live = None if args.quiet else live_view(stdout)
         try:
             result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=stop.event)
         finally:
             if live is not None:
                 live.close()  # leave the terminal's cursor and last frame in place before anything else prints
                 live = None
+        tally = result.tally
+        if tally.archived:
+            stdout.write(f"{tally.archived} video(s) skipped: already in the download archive\n")
+        if tally.backfill.files or tally.backfill.unavailable:
+            stdout.write(backfill_line(tally.backfill) + "\n")
+        # A rerun with everything already done says so in one line (no table of finished videos).
+        settled = tally.registered == tally.done_before and (tally.registered > 0 or tally.archived > 0)
+        if settled:
+            stdout.write(nothing_to_do(tally.registered, config.out_dir, tally.archived) + "\n")
+        elif tally.done_before:
+            stdout.write(f"{tally.done_before} already finished before this run (kept as they were)\n")
 
         if config.download_archive:
             from .archive import record_finished
@@ -458,18 +462,11 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
 
 
 def _describe_start(config: RunConfig, prepared, stdout: TextIO) -> None:
-    """The run's first lines: how many videos, how many left to do, what was skipped or added."""
+    """The run's first line; videos join the live view as their inputs are resolved."""
     mode = "parallel" if config.parallel else "sequential"
-    resumed = sum(1 for r in prepared.records if r.status == VideoStatus.DONE)
-    n = len(prepared.records)
-    stdout.write(f"Run {prepared.run_id} ({mode}): {n} video{'' if n == 1 else 's'}, {len(prepared.todo)} to do"
-                 + (f", {resumed} already finished" if resumed else "")
-                 + (f"; {len(prepared.duplicates)} duplicate input(s) ignored" if prepared.duplicates else "")
-                 + "\n")
-    if prepared.archived:
-        stdout.write(f"{prepared.archived} video(s) skipped: already in the download archive\n")
-    if prepared.backfill and (prepared.backfill.files or prepared.backfill.unavailable):
-        stdout.write(backfill_line(prepared.backfill) + "\n")
+    n = len(config.inputs) + len(config.input_files)
+    what = f"{n} input{'' if n == 1 else 's'}" if not config.input_files else "inputs from batch files"
+    stdout.write(f"Run {prepared.run_id} ({mode}): resolving {what}; videos start as soon as they are known\n")
     stdout.flush()
 
 

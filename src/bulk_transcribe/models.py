@@ -218,6 +218,15 @@ class Snapshot:
     """Unfinished videos whose length is not known yet: while > 0 the progress and ETA are estimates."""
     lengths_known: int = 0
     """Videos whose length is known (0: progress counts videos, and there is no honest ETA)."""
+    inputs_resolved: int = 0
+    """Input lines (URLs, files, folders, list entries) resolved so far: videos keep arriving while this is below
+    `inputs_total`, and the run cannot be finished before."""
+    inputs_total: int = 0
+
+    @property
+    def resolving(self) -> bool:
+        """True while inputs are still being resolved (more videos may join the table)."""
+        return self.inputs_resolved < self.inputs_total
 
     @property
     def progress(self) -> float:

@@ -260,6 +260,7 @@ class ProgressTracker:
         self._last_terminal: float | None = None
         self._finished_at: float | None = None
         self._marked = False
+        self._inputs = (0, 0)  # (resolved, total) input lines: videos arrive while resolution goes on
         self._version = 0
         self._cache: Snapshot | None = None
         self._cache_version = -1
@@ -271,6 +272,10 @@ class ProgressTracker:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def count(self, status: VideoStatus) -> int:
+        """Videos in `status` now (O(1))."""
+        return self._counts[status.value]
 
     def get(self, video_id: str) -> VideoProgress | None:
         row = self._rows.get(video_id)
@@ -315,6 +320,12 @@ class ProgressTracker:
         self._touch(row)
         return True
 
+    def set_inputs(self, resolved: int, total: int) -> None:
+        """How far input resolution has come; while it goes on the run is not finished (more videos may come)."""
+        if (resolved, total) != self._inputs:
+            self._inputs = (resolved, total)
+            self._version += 1
+
     def mark_finished(self, at: float | None = None) -> None:
         """The run is over (all done, or stopped early): freeze the wall clock used for throughput."""
         self._marked = True
@@ -333,7 +344,8 @@ class ProgressTracker:
 
         total = len(self._rows)
         terminal = sum(self._counts[s.value] for s in VideoStatus if s.is_terminal)
-        finished = self._marked or (total > 0 and terminal == total)
+        resolving = self._inputs[0] < self._inputs[1]
+        finished = self._marked or (total > 0 and terminal == total and not resolving)
         finished_at = self._finished_at if self._marked else (self._last_terminal if finished else None)
         end = finished_at if finished and finished_at is not None else now
 
@@ -352,6 +364,8 @@ class ProgressTracker:
         else:
             eta = None
         fraction = self._overall(total)
+        if resolving and not self._marked:
+            fraction = min(fraction, UNFINISHED_CAP)  # the videos still being listed are not done either
 
         self._cache = Snapshot(
             run_id=self.run_id,
@@ -368,6 +382,8 @@ class ProgressTracker:
             overall=fraction,
             lengths_unknown=self._unknown - self._unknown_processed,
             lengths_known=self._known,
+            inputs_resolved=self._inputs[0],
+            inputs_total=self._inputs[1],
         )
         self._cache_version = self._version
         return self._cache
@@ -460,9 +476,18 @@ def describe_progress(snapshot: Snapshot) -> str:
     return f"{percent} of the audio ({clock(snapshot.audio_done_s)} of {clock(snapshot.audio_total_s)} transcribed)"
 
 
+def describe_inputs(snapshot: Snapshot) -> str | None:
+    """'resolved 120 of 500 inputs' while inputs are still being resolved (videos keep joining), else None."""
+    if not snapshot.resolving:
+        return None
+    total = snapshot.inputs_total
+    return f"resolved {snapshot.inputs_resolved} of {total} input{'' if total == 1 else 's'}"
+
+
 def describe_eta(snapshot: Snapshot) -> str:
-    """'–' when no honest figure exists (nothing measured yet, or no length known), '~' when it is an estimate."""
-    if snapshot.finished or snapshot.eta_s is None:
+    """'–' when no honest figure exists (nothing measured yet, no length known, or inputs still being resolved:
+    the work still to come is unknown), '~' when it is an estimate."""
+    if snapshot.finished or snapshot.eta_s is None or snapshot.resolving:
         return "–"
     return ("~" if snapshot.estimated else "") + clock(snapshot.eta_s)
 

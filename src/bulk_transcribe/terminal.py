@@ -8,6 +8,7 @@ were already finished before this run started, so a resumed run does not repeat 
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from pathlib import Path
 from typing import TextIO
@@ -19,7 +20,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from .models import Snapshot, VideoStatus
-from .progress import clock, current_work, describe_eta, describe_progress
+from .progress import clock, current_work, describe_eta, describe_inputs, describe_progress
 
 LOG_DIR = "logs"
 """OUT/logs: where Ray's own log lines go unless --verbose (a reserved name: no title can take it)."""
@@ -48,6 +49,9 @@ def headline(snapshot: Snapshot) -> str:
         if counts.get(status.value):
             done += f", {counts[status.value]} {status.value}"
     items = [done, describe_progress(snapshot)]
+    resolving = describe_inputs(snapshot)
+    if resolving:
+        items.insert(1, resolving)
     if snapshot.throughput_x:
         items.append(f"{snapshot.throughput_x:.1f}x real time")
     eta = describe_eta(snapshot)
@@ -127,13 +131,19 @@ class PlainProgress:
     def __init__(self, stream: TextIO, done_before: frozenset[str] | set[str] = frozenset()) -> None:
         self.stream = stream
         # Videos finished by an earlier run say nothing; everything else (failures found while resolving
-        # included) gets its line.
+        # included) gets its line. Videos join as they are resolved: one first seen done, and done before this
+        # view began, was finished by an earlier run.
         self._seen: dict[str, VideoStatus] = {video_id: VideoStatus.DONE for video_id in done_before}
+        self._since = time.time()
 
     def __call__(self, snapshot: Snapshot) -> None:
         lines = []
         for v in snapshot.videos:
             if self._seen.get(v.video_id) == v.status:
+                continue
+            if (v.video_id not in self._seen and v.status == VideoStatus.DONE and v.finished_at is not None
+                    and v.finished_at < self._since):
+                self._seen[v.video_id] = v.status
                 continue
             self._seen[v.video_id] = v.status
             if v.status == VideoStatus.QUEUED:

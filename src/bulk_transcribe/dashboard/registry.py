@@ -12,7 +12,7 @@ Every method returns data or a one-line error; nothing here lets an exception re
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..config import DownloadOptions, OutputOptions, RunConfig, TranscribeOptions
@@ -48,7 +48,6 @@ class StartResult:
 
     entry: RunEntry | None = None
     error: str | None = None
-    duplicates: list[str] = field(default_factory=list)
 
 
 class RunRegistry:
@@ -58,10 +57,8 @@ class RunRegistry:
 
     # -- starting -----------------------------------------------------------------------------------------------
     def start(self, config: RunConfig) -> StartResult:
-        """Resolve the inputs (titles, durations) and register them, then start the batch in the background.
-
-        Returns once the run is registered, so the very first snapshot already lists every video as queued.
-        """
+        """Take OUT, register the run and start it in the background: its inputs resolve there, each video
+        joining the table as soon as it is known (the page shows "resolved N of M inputs" meanwhile)."""
         from .. import batch  # imported on use: the page module stays importable (and fast) without the engine
         problem = _ray_problem(config)
         if problem:
@@ -84,7 +81,7 @@ class RunRegistry:
         entry = RunEntry(handle.run_id, Path(config.out_dir), prepared.config, handle)
         with self._lock:
             self._runs[entry.run_id] = entry
-        return StartResult(entry=entry, duplicates=list(getattr(prepared, "duplicates", []) or []))
+        return StartResult(entry=entry)
 
     def retry_failed(self, run_id: str, out_dir: Path) -> StartResult:
         """Start again over the run's inputs: failed and cancelled videos run again, done ones stay done."""

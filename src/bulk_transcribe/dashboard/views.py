@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..models import Snapshot, VideoProgress, VideoStatus
-from ..progress import clock, current_work, describe_eta, describe_progress
+from ..progress import clock, current_work, describe_eta, describe_inputs, describe_progress
 
 TABLE_COLUMNS = (
     "Title", "Status", "Progress", "Error", "Duration", "Worker", "Speed", "Elapsed", "ETA", "Attempts", "Source",
@@ -133,7 +133,7 @@ def summary(snapshot: Snapshot) -> Summary:
     in_progress = len(current)
     return Summary(
         progress=snapshot.progress,
-        label=describe_progress(snapshot),
+        label=" · ".join(filter(None, [describe_progress(snapshot), describe_inputs(snapshot)])),
         done=done,
         failed=failed,
         cancelled=cancelled,

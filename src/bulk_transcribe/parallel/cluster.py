@@ -28,7 +28,7 @@ NAMESPACE = "bulk_transcribe"
 DEFAULT_OBJECT_STORE_BYTES = 512 * 1024**2
 """Object store of the embedded local Ray: transcripts are small, so a bounded store leaves RAM to the models."""
 
-ROLES = ("scheduler", "progress", "limiter")
+ROLES = ("progress", "limiter")
 
 _state: dict[str, Any] = {"dashboard_url": None, "address": None, "embedded": False}
 
@@ -302,26 +302,23 @@ def _here():
     return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
 
 
-def start_run_actors(run_id: str, *, videos: list[Any], db_path: str | Path | None, max_attempts: int,
-                     backoff_s: float, max_concurrent: int, min_interval_s: float,
+def start_run_actors(run_id: str, *, db_path: str | Path | None, max_concurrent: int, min_interval_s: float,
                      max_interval_s: float | None = None) -> dict[str, Any]:
-    """Create the run's scheduler, progress and limiter actors (named, on this node, no CPU reserved)."""
+    """Create the run's progress and limiter actors (named, on this node, no CPU reserved). Videos join the
+    progress actor as they are resolved (`add_videos`); the scheduler lives in the driver (engine/driver.py)."""
     import ray
 
     from .progress_actor import AsyncProgressActor
     from .rate_limit import RateLimiterActor
-    from .scheduler import SchedulerActor
 
     common = dict(namespace=NAMESPACE, num_cpus=0, scheduling_strategy=_here(), max_restarts=0)
     progress = ray.remote(AsyncProgressActor).options(name=actor_name(run_id, "progress"), **common).remote(
-        run_id, "parallel", videos, str(db_path) if db_path else None, metrics=True)
-    scheduler = ray.remote(SchedulerActor).options(name=actor_name(run_id, "scheduler"), **common).remote(
-        run_id, max_attempts=max_attempts, backoff_s=backoff_s)
+        run_id, "parallel", (), str(db_path) if db_path else None, metrics=True)
     limiter = ray.remote(RateLimiterActor).options(name=actor_name(run_id, "limiter"), **common).remote(
         max_concurrent, min_interval_s, max_interval_s=max_interval_s)
     # Fail here, with the cause, rather than at the first event.
-    ray.get([progress.flush.remote(), scheduler.summary.remote(), limiter.stats.remote()])
-    return {"progress": progress, "scheduler": scheduler, "limiter": limiter}
+    ray.get([progress.flush.remote(), limiter.stats.remote()])
+    return {"progress": progress, "limiter": limiter}
 
 
 def start_worker(config: Any, run_id: str, index: int, plan: Any, *, progress: Any, limiter: Any) -> Any:
@@ -360,29 +357,23 @@ def blas_threads() -> str:
 # ---- attaching from another process ---------------------------------------------------------------------------
 
 class RunHandle:
-    """A live run seen from any process connected to the cluster."""
+    """A live run seen from any process connected to the cluster (through its named progress actor)."""
 
-    def __init__(self, run_id: str, progress: Any, scheduler: Any | None) -> None:
+    def __init__(self, run_id: str, progress: Any) -> None:
         self.run_id = run_id
         self.progress = progress
-        self.scheduler = scheduler
 
     def snapshot(self):
         import ray
 
         return ray.get(self.progress.snapshot.remote())
 
-    def summary(self) -> dict[str, Any]:
-        import ray
-
-        return ray.get(self.scheduler.summary.remote()) if self.scheduler is not None else {}
-
     def cancel(self) -> None:
-        """Ask the run to stop: no new videos start, those in flight end as cancelled."""
+        """Ask the run to stop: its driver sees the request within a second; no new videos start, those in
+        flight end as cancelled."""
         import ray
 
-        if self.scheduler is not None:
-            ray.get(self.scheduler.request_cancel.remote())
+        ray.get(self.progress.request_cancel.remote())
 
 
 def _get(run_id: str, role: str) -> Any | None:
@@ -403,7 +394,7 @@ def attach(run_id: str, address: str | None = None) -> RunHandle | None:
     progress = _get(run_id, "progress")
     if progress is None:
         return None
-    return RunHandle(run_id, progress, _get(run_id, "scheduler"))
+    return RunHandle(run_id, progress)
 
 
 def list_runs() -> list[str]:

@@ -39,6 +39,7 @@ class ProgressActor:
         self.applied = 0
         self.store_writes = 0
         self.metrics = RunMetrics(run_id) if metrics else None
+        self._cancel_requested = False
 
     def _apply(self, event: ProgressEvent) -> bool:
         before = self.tracker.get(event.video_id)
@@ -60,7 +61,30 @@ class ProgressActor:
 
     # Sync bodies: Ray runs them on the actor's event loop as plain calls; see async wrappers below.
     def apply_events(self, events: list[ProgressEvent]) -> int:
-        return sum(1 for e in events if self._apply(e))
+        applied = sum(1 for e in events if self._apply(e))
+        self._gauge_queue()
+        return applied
+
+    def _gauge_queue(self) -> None:
+        """Videos waiting for a worker, for the Ray dashboard's metrics."""
+        if self.metrics is not None:
+            self.metrics.queue_length(self.tracker.count(VideoStatus.QUEUED))
+
+    def add_videos(self, records: list[Any]) -> int:
+        """Videos join the run as they are resolved (the table shows them at once)."""
+        self.tracker.add_videos(records)
+        self._gauge_queue()
+        return len(self.tracker)
+
+    def set_inputs(self, resolved: int, total: int) -> None:
+        self.tracker.set_inputs(resolved, total)
+
+    def request_cancel(self) -> None:
+        """Anyone may ask (the dashboard of another process, a second CLI); the driver polls `cancel_requested`."""
+        self._cancel_requested = True
+
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
 
     def snapshot(self) -> Snapshot:
         return self.tracker.snapshot()
@@ -89,6 +113,18 @@ class AsyncProgressActor(ProgressActor):
 
     async def snapshot(self) -> Snapshot:  # type: ignore[override]
         return ProgressActor.snapshot(self)
+
+    async def add_videos(self, records: list[Any]) -> int:  # type: ignore[override]
+        return ProgressActor.add_videos(self, records)
+
+    async def set_inputs(self, resolved: int, total: int) -> None:  # type: ignore[override]
+        ProgressActor.set_inputs(self, resolved, total)
+
+    async def request_cancel(self) -> None:  # type: ignore[override]
+        ProgressActor.request_cancel(self)
+
+    async def cancel_requested(self) -> bool:  # type: ignore[override]
+        return ProgressActor.cancel_requested(self)
 
     async def status_of(self, video_id: str) -> VideoStatus | None:  # type: ignore[override]
         return ProgressActor.status_of(self, video_id)

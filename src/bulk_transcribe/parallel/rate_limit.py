@@ -135,11 +135,46 @@ class RateLimiterActor:
         return self.core.stats()
 
 
+class LocalLimiter:
+    """The same limiter for workers in this process (the sequential engine's prefetching threads): no Ray."""
+
+    def __init__(self, max_concurrent: int = 2, min_interval_s: float = 0.0, max_backoff_s: float = 300.0,
+                 max_interval_s: float | None = None) -> None:
+        self.core = RateLimitCore(max_concurrent, min_interval_s, max_backoff_s=max_backoff_s,
+                                  max_interval_s=max_interval_s)
+        self._lock = threading.Lock()
+
+    def start(self, holder: str, max_wait_s: float = CLIENT_WAIT_S) -> bool:
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            with self._lock:
+                wait = self.core.try_start(holder)
+            if wait == 0.0:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(wait, left))
+
+    def finish(self, holder: str) -> None:
+        with self._lock:
+            self.core.finish(holder)
+
+    def back_off(self, seconds: float) -> float:
+        with self._lock:
+            return self.core.back_off(seconds)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return self.core.stats()
+
+
 class LimiterClient:
     """A worker's side of the limiter, shaped for `AudioDownloader(before_download=..., on_rate_limited=...)`.
 
-    The downloader's hooks take no video, so the worker names the download in progress per thread with
-    `holding(video_id)`; `before_download` then waits for that holder's start, and `release` frees its slot.
+    `handle` is the run's limiter actor, or a LocalLimiter in this process. The downloader's hooks take no video,
+    so the worker names the download in progress per thread with `holding(video_id)`; `before_download` then
+    waits for that holder's start, and `release` frees its slot.
     """
 
     def __init__(self, handle: Any, worker: str, should_cancel: Callable[[], bool] | None = None) -> None:
@@ -154,21 +189,25 @@ class LimiterClient:
     def holding(self, video_id: str) -> "_Holding":
         return _Holding(self, self.holder(video_id))
 
-    def before_download(self) -> None:
+    def _call(self, method: str, *args: Any, wait: bool = True) -> Any:
+        if isinstance(self.handle, LocalLimiter):
+            return getattr(self.handle, method)(*args)
         import ray
 
+        ref = getattr(self.handle, method).remote(*args)
+        return ray.get(ref) if wait else None
+
+    def before_download(self) -> None:
         holder = getattr(self._local, "holder", None) or self.holder("?")
-        while not ray.get(self.handle.start.remote(holder)):
+        while not self._call("start", holder):
             if self.should_cancel():
                 raise Cancelled("cancelled while waiting for a download slot")
 
     def on_rate_limited(self, seconds: float) -> None:
-        self.handle.back_off.remote(seconds)  # fire and forget: this worker sleeps on its own meanwhile
+        self._call("back_off", seconds, wait=False)  # fire and forget: this worker sleeps on its own meanwhile
 
     def release(self, holder: str) -> None:
-        import ray
-
-        ray.get(self.handle.finish.remote(holder))
+        self._call("finish", holder)
 
 
 class _Holding:

@@ -1,26 +1,26 @@
-"""The parallel engine end to end on a real local Ray (one per module) with the real bundled model.
+"""The Ray executor end to end on a real local Ray (one per module) with the real bundled model.
 
-Covers: same outputs as sequential; a worker SIGKILLed mid-video (the run finishes, each video done exactly once);
-cancel mid-run (every video ends terminal, nothing left running).
+Covers what only Ray workers do: the same outputs as the in-process executor; a worker SIGKILLed mid-video (the run
+finishes, each video done exactly once); cancel mid-run frees every actor of the run. What both executors share
+is in test_driver.py.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import media
-from bulk_transcribe.batch import prepare_batch, run_batch
+from bulk_transcribe.batch import run_batch
 from bulk_transcribe.config import STATE_DB_NAME, RunConfig, TranscribeOptions
-from bulk_transcribe.models import VideoStatus
+from bulk_transcribe.models import SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.parallel import cluster
-from bulk_transcribe.parallel.runner import ParallelRun
 from bulk_transcribe.session_manager import SessionStore
+from engine_harness import drive
 
 
 @pytest.fixture(scope="module")
@@ -64,64 +64,49 @@ def test_parallel_outputs_match_sequential(ray_local, speech_clips, bad_media, m
     assert workers and workers <= {"worker-0", "worker-1"}, "each video records the worker that ran it"
 
 
-def _watch(run: ParallelRun, when, action):
-    """on_snapshot hook: do `action(snapshot)` once, the first time `when(snapshot)` holds."""
-    fired = threading.Event()
-
-    def hook(snapshot):
-        if not fired.is_set() and when(snapshot):
-            fired.set()
-            action(snapshot)
-
-    run.on_snapshot = hook
-    return fired
+def _items(paths) -> list[VideoItem]:
+    return [VideoItem(str(p), SourceKind.FILE, str(p)) for p in paths]
 
 
 @pytest.mark.slow
 def test_sigkill_a_worker_mid_video_each_video_done_once(ray_local, long_clip, speech_clips, tmp_path):
     ray = ray_local
-    config = _config(tmp_path, [long_clip, speech_clips["weather"].path, speech_clips["library"].path],
-                     parallel=True, max_attempts=1)
-    prepared = prepare_batch(config)
-    run = ParallelRun(config, prepared.run_id, prepared.todo)
+    config = _config(tmp_path, [], parallel=True, max_attempts=1)
+    items = _items([long_clip, speech_clips["weather"].path, speech_clips["library"].path])
+    long_id = items[0].video_id
     killed = {}
-    long_id = next(r.video_id for r in prepared.records if r.source == str(long_clip))
 
-    def kill(snapshot):
+    def kill(snapshot, driver):
         row = next(v for v in snapshot.videos if v.video_id == long_id)
-        actor = ray.get_actor(cluster.actor_name(run.run_id, row.worker), namespace=cluster.NAMESPACE)
+        run_id = snapshot.run_id
+        actor = ray.get_actor(cluster.actor_name(run_id, row.worker), namespace=cluster.NAMESPACE)
         killed["pid"] = ray.get(actor.pid.remote())
         killed["worker"] = row.worker
         os.kill(killed["pid"], signal.SIGKILL)
 
-    fired = _watch(run, lambda s: any(v.video_id == long_id and v.status == VideoStatus.TRANSCRIBING
-                                      for v in s.videos), kill)
-    run.run()
-    assert fired.is_set() and run.deaths == [killed["worker"]]
+    run = drive(config, items, "ray", when=lambda s: any(v.video_id == long_id and v.status == VideoStatus.TRANSCRIBING
+                                                         for v in s.videos), action=kill)
+    assert run.fired and run.driver.deaths == [killed["worker"]]
     # max_attempts=1 and still done: a worker's death does not use up the video's attempt.
-    assert run.assignments[long_id][0] == killed["worker"] and len(run.assignments[long_id]) == 2
-    videos = prepared.store.videos(prepared.run_id)
+    assignments = run.driver.scheduler.assignments()
+    assert assignments[long_id][0] == killed["worker"] and len(assignments[long_id]) == 2
+    videos = run.store.videos(run.run_id)
     assert [v.status for v in videos] == [VideoStatus.DONE] * 3
     assert sorted(p.parent.name for p in tmp_path.glob("*/*.txt")) == sorted(v.folder for v in videos)
-    assert "country" in (tmp_path / next(v.folder for v in videos if v.video_id == long_id)).joinpath(
-        next(v.outputs["txt"] for v in videos if v.video_id == long_id).split("/")[-1]).read_text().lower()
+    long_row = next(v for v in videos if v.video_id == long_id)
+    assert "country" in (tmp_path / long_row.folder / long_row.outputs["txt"].split("/")[-1]).read_text().lower()
 
 
-def test_cancel_mid_run(ray_local, long_clip, speech_clips, tmp_path):
-    clips = [long_clip] + [c.path for c in speech_clips.values()]
-    config = _config(tmp_path, clips, parallel=True)
-    prepared = prepare_batch(config)
-    cancel = threading.Event()
-    run = ParallelRun(config, prepared.run_id, prepared.todo, cancel_event=cancel)
-    _watch(run, lambda s: any(v.status == VideoStatus.TRANSCRIBING for v in s.videos), lambda s: cancel.set())
-    run.run()
-    statuses = [v.status for v in prepared.store.videos(prepared.run_id)]
-    assert all(s.is_terminal for s in statuses), statuses
-    assert VideoStatus.CANCELLED in statuses
+def test_cancel_mid_run_frees_the_run_actors(ray_local, long_clip, speech_clips, tmp_path):
+    config = _config(tmp_path, [], parallel=True)
+    items = _items([long_clip] + [c.path for c in speech_clips.values()])
+    run = drive(config, items, "ray", when=lambda s: any(v.status == VideoStatus.TRANSCRIBING for v in s.videos),
+                action=lambda s, driver: driver.cancel_event.set())
+    statuses = run.statuses()
+    assert all(s.is_terminal for s in statuses.values()), statuses
     # Cancel reached the workers: the long video was in flight and did not run to the end.
-    long_row = next(v for v in prepared.store.videos(prepared.run_id) if v.source == str(long_clip))
-    assert long_row.status == VideoStatus.CANCELLED
+    assert statuses[items[0].video_id] == VideoStatus.CANCELLED
     import ray
 
     assert not [a for a in ray.util.list_named_actors(all_namespaces=True)
-                if prepared.run_id in (a["name"] if isinstance(a, dict) else a)], "run actors are freed"
+                if run.run_id in (a["name"] if isinstance(a, dict) else a)], "run actors are freed"

@@ -1,0 +1,159 @@
+"""Videos enter a run here, as soon as they are resolved: registered in the store (resume: done ones stay done),
+shown in the table, given more output formats from stored transcripts, and only then handed to the scheduler.
+
+The driver asks `take()`; whatever front end started the run sees the same rows appear, whichever executor runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from ..backfill import BackfillResult, repair_unsafe_folders, write_missing_outputs
+from ..config import RunConfig
+from ..models import VideoItem, VideoStatus
+from ..session_manager import SessionStore, VideoRecord
+
+
+class VideoStream(Protocol):
+    """Resolved videos as they come (sources.InputStream, or a fixed list in tests)."""
+
+    def take(self, timeout: float = 0.0) -> list[VideoItem]: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def resolved(self) -> int: ...
+
+    @property
+    def total(self) -> int: ...
+
+    duplicates: list[str]
+
+    def close(self) -> None: ...
+
+
+class ListStream:
+    """A stream over videos already known (resolved up front, or a test's list): all of them at the first take."""
+
+    def __init__(self, items: Sequence[VideoItem], duplicates: Sequence[str] = ()) -> None:
+        self._items = list(items)
+        self.duplicates = list(duplicates)
+        self.total = len(self._items)
+        self.resolved = self.total
+
+    def take(self, timeout: float = 0.0) -> list[VideoItem]:
+        items, self._items = self._items, []
+        return items
+
+    @property
+    def finished(self) -> bool:
+        return not self._items
+
+    def close(self) -> None:
+        self._items = []
+
+
+@dataclass
+class IntakeTally:
+    """What the intake did besides queueing, for the front ends' summary lines."""
+
+    registered: int = 0
+    done_before: int = 0
+    archived: int = 0
+    backfill: BackfillResult = field(default_factory=BackfillResult)
+
+
+class StoreIntake:
+    """Takes resolved videos from a stream, records them, and passes on the ones left to do."""
+
+    def __init__(self, config: RunConfig, store: SessionStore, run_id: str, stream: VideoStream, recorder: Any,
+                 *, archive: set[str] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.run_id = run_id
+        self.stream = stream
+        self.recorder = recorder
+        self.archive = archive
+        self.folders: dict[str, str] = {}
+        """video_id -> output folder, for every video registered (the driver writes outputs there)."""
+        self.records: list[VideoRecord] = []
+        self.tally = IntakeTally()
+        self._inputs: tuple[int, int] | None = None
+        self._duplicates = 0
+
+    def take(self, timeout: float = 0.0) -> list[VideoItem]:
+        items = self.stream.take(timeout)
+        self._report_inputs()
+        if not items:
+            return []
+        if self.archive:
+            from ..archive import split_archived
+
+            items, skipped = split_archived(items, self.archive)
+            self.tally.archived += len(skipped)
+        records = self.admit(items)
+        todo = {r.video_id for r in records if r.status == VideoStatus.QUEUED}
+        return [item for item in items if item.video_id in todo]
+
+    def admit(self, items: Sequence[VideoItem]) -> list[VideoRecord]:
+        """Register `items` in the store and the tracker (the table shows them from now on)."""
+        if not items:
+            return []
+        records = self.store.register_videos(self.run_id, list(items))
+        # Before outputs are written: an old unsafe folder name may sit where one belongs.
+        repair_unsafe_folders(self.config, self.store, records)
+        self._add_backfill(write_missing_outputs(self.config, self.store, records))
+        for record in records:
+            self.folders[record.video_id] = record.folder
+        self.records.extend(records)
+        self.tally.registered += len(records)
+        self.tally.done_before += sum(1 for r in records if r.status == VideoStatus.DONE)
+        self.recorder.add_videos(records)
+        return records
+
+    def _add_backfill(self, more: BackfillResult) -> None:
+        total = self.tally.backfill
+        total.videos += more.videos
+        total.files += more.files
+        if more.unavailable:
+            total.unavailable = (total.unavailable or []) + list(more.unavailable)
+
+    def _report_inputs(self) -> None:
+        inputs = (self.stream.resolved, self.stream.total)
+        if inputs != self._inputs:
+            self._inputs = inputs
+            self.recorder.set_inputs(*inputs)
+        if len(self.stream.duplicates) != self._duplicates:
+            self._duplicates = len(self.stream.duplicates)
+            self.store.record_duplicates(self.run_id, list(self.stream.duplicates))
+
+    @property
+    def finished(self) -> bool:
+        return self.stream.finished
+
+    @property
+    def duplicates(self) -> list[str]:
+        return list(self.stream.duplicates)
+
+    def close(self) -> None:
+        self.stream.close()
+        self._report_inputs()
+
+
+def read_archive_for(config: RunConfig) -> set[str] | None:
+    if not config.download_archive:
+        return None
+    from ..archive import read_archive
+
+    return read_archive(Path(config.download_archive))
+
+
+class UpfrontStream(ListStream):  # TEMPORARY
+    def __init__(self, inputs, input_files=(), *, options=None, out_dir=None):
+        from ..sources import resolve_inputs
+        from ..config import DownloadOptions
+        resolved = resolve_inputs(inputs, input_files, options=options or DownloadOptions(), out_dir=out_dir)
+        super().__init__(resolved.items, resolved.duplicates)
