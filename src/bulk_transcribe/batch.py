@@ -85,6 +85,21 @@ class BatchResult:
         return 1 if bad or self.error else 0
 
 
+def join_cluster(config: RunConfig, *, log_file: Path | None = None):
+    """For a parallel run, join (or start) Ray before the run registers, so an unreachable cluster fails fast and
+    clearly; None for a sequential one (which never imports Ray). Both front ends call this, then prepare_batch.
+
+    The connection belongs to the calling process for its whole life (parallel.cluster runs ray.init on a thread
+    that never ends): a run's own thread never starts or stops Ray. Raises ConnectionError with one line.
+    """
+    config = config.with_env_overrides()  # the operator's override decides the mode, here as in the engine
+    if not config.parallel:
+        return None
+    from .parallel.cluster import connect  # a dead address fails its TCP pre-check in seconds, as ConnectionError
+
+    return connect(config.ray_address, log_file=log_file)
+
+
 def prepare_batch(config: RunConfig) -> PreparedBatch:
     """Take ownership of OUT and open the run; its inputs resolve once it starts, each video joining the table,
     the store and the queue as soon as it is known. Done videos from earlier runs stay done (resume).

@@ -396,6 +396,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                 live.close()  # leave the terminal's cursor and last frame in place before anything else prints
                 live = None
         tally = result.tally
+        if prepared.duplicates:
+            stdout.write(f"{len(prepared.duplicates)} duplicate input(s) ignored (each listed once)\n")
         if tally.archived:
             stdout.write(f"{tally.archived} video(s) skipped: already in the download archive\n")
         if tally.backfill.files or tally.backfill.unavailable:
@@ -430,24 +432,20 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stderr: TextIO):
     """Join Ray (parallel), take OUT and register the run: the PreparedBatch, or an exit code after an error."""
-    from .batch import prepare_batch
+    from .batch import join_cluster, prepare_batch
 
-    if config.parallel:
-        # Join (or start) Ray before registering the run, so an unreachable cluster fails fast and clearly.
-        from .parallel.cluster import connect
-
-        try:
-            # Ray's own log lines (token warnings, start-up INFO) go to OUT/logs/ray.log and worker output stays in
-            # Ray's session logs unless --verbose: they tore through the progress bars.
-            log_file = None if getattr(args, "verbose", False) else ray_log_file(config.out_dir)
-            info = connect(config.ray_address, log_file=log_file)
-        except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
-            where = config.ray_address or "an embedded local Ray"
-            stderr.write(f"bulk-transcribe: error: cannot start or reach {where}: {' '.join(str(exc).split())}\n"
-                         f"  (rerun without --parallel, or with {PARALLEL_ENV}=0, to run sequentially)\n")
-            return EXIT_FAILED
-        if info.dashboard_url:
-            stdout.write(f"Ray dashboard: {info.dashboard_url}\n")
+    try:
+        # Ray's own log lines (token warnings, start-up INFO) go to OUT/logs/ray.log and worker output stays in
+        # Ray's session logs unless --verbose: they tore through the progress bars.
+        log_file = None if getattr(args, "verbose", False) else ray_log_file(config.out_dir)
+        info = join_cluster(config, log_file=log_file)
+    except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
+        where = config.ray_address or "an embedded local Ray"
+        stderr.write(f"bulk-transcribe: error: cannot start or reach {where}: {' '.join(str(exc).split())}\n"
+                     f"  (rerun without --parallel, or with {PARALLEL_ENV}=0, to run sequentially)\n")
+        return EXIT_FAILED
+    if info is not None and info.dashboard_url:
+        stdout.write(f"Ray dashboard: {info.dashboard_url}\n")
 
     try:
         prepared = prepare_batch(config)

@@ -60,18 +60,15 @@ class RunRegistry:
         """Take OUT, register the run and start it in the background: its inputs resolve there, each video
         joining the table as soon as it is known (the page shows "resolved N of M inputs" meanwhile)."""
         from .. import batch  # imported on use: the page module stays importable (and fast) without the engine
-        problem = _ray_problem(config)
-        if problem:
-            return StartResult(error=problem)
         from ..session_manager import FolderBusy
 
         try:
-            _connect_ray(config)
+            batch.join_cluster(config)
             prepared = batch.prepare_batch(config)
         except FolderBusy as exc:
             return StartResult(error=f"Not started: {exc}.")
         except ConnectionError as exc:
-            return StartResult(error=f"Could not reach Ray: {_one_line(exc)}")
+            return StartResult(error=_ray_error(exc))
         except Exception as exc:  # noqa: BLE001 — shown as st.error, never as a traceback
             return StartResult(error=f"Could not read the inputs: {_one_line(exc)}")
         try:
@@ -93,16 +90,15 @@ class RunRegistry:
         config = entry.config if entry is not None else config_from_store(out_dir, run_id)
         if config is None:
             return StartResult(error=f"Run {run_id} is not in {out_dir}; nothing to retry.")
-        problem = _ray_problem(config)
-        if problem:
-            return StartResult(error=problem)
         from ..session_manager import FolderBusy
 
         try:
-            _connect_ray(config)
+            batch.join_cluster(config)
             handle = batch.retry_failed(config, run_id)
         except FolderBusy as exc:
             return StartResult(error=f"Not started: {exc}.")
+        except ConnectionError as exc:
+            return StartResult(error=_ray_error(exc))
         except Exception as exc:  # noqa: BLE001
             return StartResult(error=f"Could not retry: {_one_line(exc)}")
         new = RunEntry(handle.run_id, Path(config.out_dir), config, handle)
@@ -198,27 +194,9 @@ def _config_from_dict(data: dict, out_dir: Path) -> RunConfig:
     return RunConfig(**top)
 
 
-def _connect_ray(config: RunConfig) -> None:
-    """Join (or start) this server's one Ray connection before a parallel run registers.
-
-    The connection belongs to the server process for its whole life (parallel.cluster runs ray.init on a thread
-    that never ends): a run's own thread never starts or stops Ray, so the server and its Ray outlive every run.
-    """
-    effective = config.with_env_overrides()
-    if effective.parallel:
-        from ..parallel.cluster import connect
-
-        connect(effective.ray_address)
-
-
-def _ray_problem(config: RunConfig) -> str | None:
-    from ..parallel.preflight import ray_address_problem
-
-    effective = config.with_env_overrides()  # the operator's override decides the mode, as in the engine
-    if not effective.parallel:
-        return None
-    problem = ray_address_problem(effective.ray_address)
-    return problem and problem + " Fix the address, or switch off Parallel processing to run here."
+def _ray_error(exc: ConnectionError) -> str:
+    return (f"Could not reach Ray: {_one_line(exc)} Fix the address, or switch off Parallel processing to run "
+            "here.")
 
 
 def _one_line(exc: BaseException) -> str:
