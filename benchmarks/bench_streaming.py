@@ -13,6 +13,8 @@ mode (sequential; parallel with 2 workers on a local Ray, started once before an
                       request's arrival; a page answers PAGE_DELAY_S later)
   page_requests_per_page   /page/ requests / N (goal 1.0: each page fetched once)
   compute_s           the same N files given as local files, same mode (no pages): the makespan's floor
+                      (`compute_first_s`: that run's first transcript, the floor of first_transcript_s)
+  first_download_s    from the call to the first request for a media file (the first download began)
   floor_s             max(resolve floor, compute_s); the resolve floor is ceil(N / c) x PAGE_DELAY_S, c = the
                       most first fetches of pages the engine had open at once (its resolver's concurrency)
 
@@ -66,6 +68,10 @@ class PageStats:
     """From the run's start to the moment every page had been answered once (NaN when none was asked)."""
     concurrency: int
     """Most first fetches of pages open at once: how many pages the engine resolves side by side."""
+    media_requests: int = 0
+    """Requests for the media files themselves (the downloads)."""
+    first_download_s: float = float("nan")
+    """From the run's start to the first media request."""
 
 
 @dataclass
@@ -76,7 +82,9 @@ class Row:
     first_done_s: float
     makespan_s: float
     resolve_s: float
+    first_download_s: float
     compute_s: float
+    compute_first_s: float
     floor_s: float
     page_requests_per_page: float
     media_requests_per_page: float
@@ -107,22 +115,23 @@ def peak_open(starts: list[float], duration_s: float) -> int:
     return peak
 
 
-def page_stats(log: list[tuple[float, str]], t0: float, delay_s: float) -> PageStats:
-    """Page requests of one run from the server's (monotonic arrival time, path) log, times relative to `t0`."""
+def page_stats(log: list[tuple[float, str]], t0: float, delay_s: float, names: list[str]) -> PageStats:
+    """Page and media requests of one run from the server's (monotonic arrival time, path) log; times relative to
+    `t0`. The log has arrivals only: a page is answered `delay_s` after it arrived."""
     first: dict[str, float] = {}
     total = 0
+    media = {"/" + name for name in names}
+    media_times = []
     for at, path in log:
         if path.startswith(PAGE_PREFIX):
             total += 1
             first.setdefault(path, at)
+        elif path in media:
+            media_times.append(at)
     resolve_s = max(first.values()) + delay_s - t0 if first else float("nan")
-    return PageStats(total, len(first), resolve_s, peak_open(list(first.values()), delay_s))
-
-
-def media_requests(log: list[tuple[float, str]], names: list[str]) -> int:
-    """Requests for the media files themselves (the downloads), whatever page led to them."""
-    wanted = {"/" + name for name in names}
-    return sum(1 for _, path in log if path in wanted)
+    first_download_s = min(media_times) - t0 if media_times else float("nan")
+    return PageStats(total, len(first), resolve_s, peak_open(list(first.values()), delay_s), len(media_times),
+                     first_download_s)
 
 
 def resolve_floor_s(n: int, delay_s: float, concurrency: int) -> float:
@@ -251,7 +260,8 @@ def measure(n: int, mode: str, media: Path, names: list[str], work: Path, cores:
     parallel = mode == "parallel"
     compute = run_engine([str(media / name) for name in names], work / f"out_{mode}_{n}_files",
                          parallel=parallel, cores=cores)
-    print(f"  {mode} N={n}: compute (local files) {compute.wall_s:.1f} s", flush=True)
+    print(f"  {mode} N={n}: compute (local files) {compute.wall_s:.1f} s, first transcript "
+          f"{compute.first_transcript_s:.1f} s", flush=True)
     server = MediaServer(media, page_delay_s=PAGE_DELAY_S).start()  # one per run: its counts are this run's
     try:
         run = run_engine([server.url(f"page/{name}") for name in names], work / f"out_{mode}_{n}_pages",
@@ -260,12 +270,13 @@ def measure(n: int, mode: str, media: Path, names: list[str], work: Path, cores:
         pages_peak = server.pages_peak
     finally:
         server.stop()
-    stats = page_stats(log, run.t0, PAGE_DELAY_S)
+    stats = page_stats(log, run.t0, PAGE_DELAY_S, names)
     floor = max(resolve_floor_s(n, PAGE_DELAY_S, stats.concurrency), compute.wall_s)
     row = Row(n=n, mode=mode, first_transcript_s=run.first_transcript_s, first_done_s=run.first_done_s,
-              makespan_s=run.wall_s, resolve_s=stats.resolve_s, compute_s=compute.wall_s, floor_s=floor,
+              makespan_s=run.wall_s, resolve_s=stats.resolve_s, first_download_s=stats.first_download_s,
+              compute_s=compute.wall_s, compute_first_s=compute.first_transcript_s, floor_s=floor,
               page_requests_per_page=common.ratio(stats.page_requests, n),
-              media_requests_per_page=common.ratio(media_requests(log, names), n),
+              media_requests_per_page=common.ratio(stats.media_requests, n),
               resolve_concurrency=stats.concurrency, pages_peak=pages_peak)
     print(f"  {mode} N={n}: first transcript {row.first_transcript_s:.1f} s, makespan {row.makespan_s:.1f} s, "
           f"resolved {row.resolve_s:.1f} s, {row.page_requests_per_page:.2f} page requests per page", flush=True)
@@ -311,11 +322,12 @@ def main(argv: list[str] | None = None) -> dict:
             cluster.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     print(common.table(
-        ["N", "mode", "first transcript s", "first done s (store)", "resolved s", "makespan s", "compute s",
-         "floor s", "makespan / floor", "page req / page", "media req / page", "resolve conc.", "pages peak"],
-        [[r.n, r.mode, r.first_transcript_s, r.first_done_s, r.resolve_s, r.makespan_s, r.compute_s, r.floor_s,
-          common.ratio(r.makespan_s, r.floor_s), r.page_requests_per_page, r.media_requests_per_page,
-          r.resolve_concurrency, r.pages_peak] for r in rows]))
+        ["N", "mode", "first transcript s", "(store)", "(local files)", "resolved s", "first download s",
+         "makespan s", "compute s", "floor s", "makespan / floor", "page req / page", "media req / page",
+         "resolve conc.", "pages peak"],
+        [[r.n, r.mode, r.first_transcript_s, r.first_done_s, r.compute_first_s, r.resolve_s, r.first_download_s,
+          r.makespan_s, r.compute_s, r.floor_s, common.ratio(r.makespan_s, r.floor_s), r.page_requests_per_page,
+          r.media_requests_per_page, r.resolve_concurrency, r.pages_peak] for r in rows]))
     print("goal: 1.0 page requests per page; first transcript a few seconds after the first page; makespan / floor ~1")
     result = {"sizes": sizes, "modes": modes, "page_delay_s": PAGE_DELAY_S, "workers": PARALLEL_WORKERS,
               "clips": [{"file": c.path.name, "duration_s": c.duration_s} for c in clips],

@@ -138,12 +138,13 @@ def test_streaming_page_stats_from_the_request_log():
     # Two pages resolved one after another (1 s each), then both extracted again at download, plus the media.
     log = [(100.0, "/page/p0000"), (101.1, "/page/p0001"), (103.0, "/page/p0000"), (103.5, "/page/p0001"),
            (104.0, "/p0000"), (104.6, "/p0001"), (104.7, "/other")]
-    stats = bench_streaming.page_stats(log, t0=99.5, delay_s=1.0)
+    stats = bench_streaming.page_stats(log, t0=99.5, delay_s=1.0, names=["p0000", "p0001"])
     assert stats.page_requests == 4 and stats.pages == 2
     assert stats.resolve_s == pytest.approx(101.1 + 1.0 - 99.5)  # the last page's first answer
     assert stats.concurrency == 1  # first fetches never overlapped (the repeats did, and do not count)
-    assert bench_streaming.media_requests(log, ["p0000", "p0001"]) == 2
-    assert math.isnan(bench_streaming.page_stats([], 0.0, 1.0).resolve_s)
+    assert stats.media_requests == 2 and stats.first_download_s == pytest.approx(4.5)
+    empty = bench_streaming.page_stats([], 0.0, 1.0, names=[])
+    assert math.isnan(empty.resolve_s) and math.isnan(empty.first_download_s) and empty.concurrency == 0
 
 
 def test_streaming_concurrency_floor_and_ratios():
@@ -157,7 +158,8 @@ def test_streaming_concurrency_floor_and_ratios():
                {"status": "done", "finished_at": 1003.5}]
     assert bench_streaming.first_done_s(entries, 1000.0) == pytest.approx(3.5)
     row = bench_streaming.Row(n=36, mode="sequential", first_transcript_s=44.0, first_done_s=43.9, makespan_s=90.0,
-                              resolve_s=37.0, compute_s=20.0, floor_s=36.0, page_requests_per_page=2.0,
+                              resolve_s=37.0, first_download_s=38.0, compute_s=20.0, compute_first_s=3.0,
+                              floor_s=36.0, page_requests_per_page=2.0,
                               media_requests_per_page=1.0, resolve_concurrency=1, pages_peak=1)
     r = bench_streaming.streaming_ratios([row])
     assert r == {"first_transcript_s_seq_36": 44.0, "page_requests_per_page_seq_36": 2.0,
