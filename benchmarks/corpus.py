@@ -32,6 +32,10 @@ FULL_TARGETS_S = (180, 160, 140, 120, 100, 90, 75, 60, 50, 40, 30, 25, 20, 15, 1
 QUICK_TARGETS_S = (75, 50, 35, 25, 15, 10, 6, 5)
 """About 3.7 minutes, for `make bench-quick`."""
 
+SHORT_TARGETS_S = (2, 3, 4, 5)
+"""One sentence each (about 5-7 s): the streaming benchmark links hundreds of pages to these, so that resolving,
+not transcribing, is what it measures."""
+
 SENTENCES = (
     "The river rose slowly through the night and by morning the lower fields were under water.",
     "A good loaf of bread needs flour, water, salt, yeast and more patience than most people expect.",
@@ -139,6 +143,11 @@ def build(name: str, targets: tuple[int, ...], *, seed: int = 5, cache: Path = C
 
 def corpus(quick: bool) -> list[Clip]:
     return build("quick", QUICK_TARGETS_S) if quick else build("full", FULL_TARGETS_S)
+
+
+def short_clips() -> list[Clip]:
+    """A handful of one-sentence clips (cached like the corpus) for benchmarks that need many cheap videos."""
+    return build("short", SHORT_TARGETS_S, seed=7)
 
 
 def references(quick: bool) -> list[str]:

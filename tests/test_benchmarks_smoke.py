@@ -7,7 +7,7 @@ import math
 import pytest
 
 from benchmarks import (bench_batching, bench_memory, bench_overlap, bench_scale, bench_scheduling,
-                        bench_throughput, common, corpus, run_all)
+                        bench_streaming, bench_throughput, common, corpus, run_all)
 
 
 def test_ratios_line_round_trips():
@@ -116,3 +116,63 @@ def test_memory_ratios_compare_windowed_with_whole_at_the_longest_shared_length(
     assert r["windowed_peak_gb_1h"] == 0.7 and r["windowed_peak_gb_at_longest"] == 0.75
     assert r["windowed_longest_over_shortest"] == pytest.approx(0.75 / 0.6)
     assert r["whole_over_windowed"] == pytest.approx(3.5 / 0.7)
+
+
+def test_streaming_pages_are_distinct_extensionless_links_dealt_round_robin(tmp_path):
+    clips = [corpus.Clip(tmp_path / f"c{i}.mp3", 5.0, 10) for i in range(3)]
+    for c in clips:
+        c.path.write_bytes(c.path.name.encode())
+    pairs = bench_streaming.page_names(7, clips)
+    assert [name for name, _ in pairs] == [f"p{i:04d}" for i in range(7)]
+    assert [src.name for _, src in pairs] == ["c0.mp3", "c1.mp3", "c2.mp3"] * 2 + ["c0.mp3"]
+    # No media extension: the engine would take /page/<name>.mp3 for a direct link and never fetch the page.
+    from bulk_transcribe.download import is_direct_media_url
+    assert not any(is_direct_media_url(f"http://127.0.0.1/page/{name}") for name, _ in pairs)
+    names = bench_streaming.link_media(tmp_path / "media", clips, 7)
+    assert (tmp_path / "media" / "p0004").read_bytes() == b"c1.mp3"
+    assert (tmp_path / "media" / "p0004").stat().st_ino == (tmp_path / "media" / "p0001").stat().st_ino
+    assert len(names) == 7
+
+
+def test_streaming_page_stats_from_the_request_log():
+    # Two pages resolved one after another (1 s each), then both extracted again at download, plus the media.
+    log = [(100.0, "/page/p0000"), (101.1, "/page/p0001"), (103.0, "/page/p0000"), (103.5, "/page/p0001"),
+           (104.0, "/p0000"), (104.6, "/p0001"), (104.7, "/other")]
+    stats = bench_streaming.page_stats(log, t0=99.5, delay_s=1.0, names=["p0000", "p0001"])
+    assert stats.page_requests == 4 and stats.pages == 2
+    assert stats.resolve_s == pytest.approx(101.1 + 1.0 - 99.5)  # the last page's first answer
+    assert stats.concurrency == 1  # first fetches never overlapped (the repeats did, and do not count)
+    assert stats.media_requests == 2 and stats.first_download_s == pytest.approx(4.5)
+    empty = bench_streaming.page_stats([], 0.0, 1.0, names=[])
+    assert math.isnan(empty.resolve_s) and math.isnan(empty.first_download_s) and empty.concurrency == 0
+
+
+def test_streaming_concurrency_floor_and_ratios():
+    assert bench_streaming.peak_open([0.0, 1.0, 2.0], 1.0) == 1  # back to back: an end comes before a start
+    assert bench_streaming.peak_open([0.0, 0.1, 0.2, 5.0], 1.0) == 3
+    assert bench_streaming.peak_open([], 1.0) == 0
+    assert bench_streaming.resolve_floor_s(36, 1.0, 1) == 36.0
+    assert bench_streaming.resolve_floor_s(36, 1.0, 8) == 5.0
+    assert bench_streaming.resolve_floor_s(3, 1.0, 0) == 3.0
+    entries = [{"status": "done", "finished_at": 1005.0}, {"status": "failed", "finished_at": 1001.0},
+               {"status": "done", "finished_at": 1003.5}]
+    assert bench_streaming.first_done_s(entries, 1000.0) == pytest.approx(3.5)
+    row = bench_streaming.Row(n=36, mode="sequential", first_transcript_s=44.0, first_done_s=43.9, makespan_s=90.0,
+                              resolve_s=37.0, first_download_s=38.0, compute_s=20.0, compute_first_s=3.0,
+                              floor_s=36.0, page_requests_per_page=2.0,
+                              media_requests_per_page=1.0, resolve_concurrency=1, pages_peak=1)
+    r = bench_streaming.streaming_ratios([row])
+    assert r == {"first_transcript_s_seq_36": 44.0, "page_requests_per_page_seq_36": 2.0,
+                 "makespan_over_floor_seq_36": pytest.approx(2.5)}
+
+
+def test_streaming_finds_only_finished_transcripts(tmp_path):
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / ".work" / "x").mkdir(parents=True)
+    (tmp_path / ".work" / "x" / "audio.mp3").write_bytes(b"")
+    (tmp_path / "Talk p0000").mkdir()
+    (tmp_path / "Talk p0000" / ".transcript.txt.ab12.tmp").write_text("half")  # an atomic write under way
+    assert bench_streaming.find_transcript(tmp_path) is None
+    assert bench_streaming.find_transcript(tmp_path / "absent") is None
+    (tmp_path / "Talk p0000" / "transcript.txt").write_text("words")
+    assert bench_streaming.find_transcript(tmp_path) == tmp_path / "Talk p0000" / "transcript.txt"
