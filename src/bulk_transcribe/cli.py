@@ -437,7 +437,8 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
     try:
         # Ray's own log lines (token warnings, start-up INFO) go to OUT/logs/ray.log and worker output stays in
         # Ray's session logs unless --verbose: they tore through the progress bars.
-        log_file = None if getattr(args, "verbose", False) else ray_log_file(config.out_dir)
+        quiet_ray = config.parallel and not getattr(args, "verbose", False)
+        log_file = ray_log_file(config.out_dir) if quiet_ray else None
         info = join_cluster(config, log_file=log_file)
     except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
         where = config.ray_address or "an embedded local Ray"
