@@ -143,13 +143,14 @@ def test_prefetch_keeps_the_lpt_schedule(seed):
 
 def test_prefetch_goes_to_the_worker_that_frees_first():
     clock = FakeClock()
-    sched = Scheduler(clock=clock)
+    # Depth is decided by time now (it was one video): 5 s of work queued ahead is enough here.
+    sched = Scheduler(clock=clock, prefetch_ahead_s=5)
     sched.add(items_with([100, 10, 8, 5]))
     assert sched.next_for("long").cost == 100
     assert sched.next_for("short").cost == 10
     assert sched.next_for("long", prefetch=True) is None, "the long worker would strand the video behind itself"
     assert sched.next_for("short", prefetch=True).cost == 8
-    assert sched.next_for("short", prefetch=True) is None, "one video in prefetch at a time"
+    assert sched.next_for("short", prefetch=True) is None, "8 s queued ahead is past prefetch_ahead_s"
 
 
 def test_unknown_durations_are_probed_or_estimated(speech_clips, tmp_path):
