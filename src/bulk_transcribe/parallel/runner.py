@@ -134,7 +134,9 @@ class ParallelRun:
 
         if self.cancelling:
             return
-        room = [w.name for w in self.workers.values() if w.ready and w.alive and len(w.inflight) < 2]
+        # Every live worker is offered: the scheduler decides how deep each one's queue is (prefetch by time,
+        # capped by its max_held, which the actor's max_concurrency leaves room for).
+        room = [w.name for w in self.workers.values() if w.ready and w.alive]
         if not room:
             return
         for assignment in ray.get(self.actors["scheduler"].dispatch.remote(room)):
