@@ -144,8 +144,9 @@ def test_prefetch_keeps_the_lpt_schedule(seed):
 
 def test_prefetch_goes_to_the_worker_that_frees_first():
     clock = FakeClock()
-    # Depth is decided by time now (it was one video): 5 s of work queued ahead is enough here.
-    sched = Scheduler(clock=clock, prefetch_ahead_s=5)
+    # Depth is decided by time now (it was one video): 5 s of work queued ahead is enough here, and one video
+    # ahead before anything is timed.
+    sched = Scheduler(clock=clock, prefetch_ahead_s=5, cold_ahead=1)
     sched.add(items_with([100, 10, 8, 5]))
     assert sched.next_for("long").cost == 100
     assert sched.next_for("short").cost == 10
@@ -375,17 +376,31 @@ def costs_of(assignments) -> list[float]:
 
 def test_a_busy_worker_prefetches_until_the_work_queued_ahead_reaches_prefetch_ahead_s():
     clock = FakeClock()
-    sched = Scheduler(clock=clock, prefetch_ahead_s=20, max_held=8)
-    sched.add(items_with([100] + [8] * 9))
+    sched = Scheduler(clock=clock, prefetch_ahead_s=20, max_held=8, cold_ahead=2)
+    sched.add(items_with([100, 60] + [8] * 9))
     sched.register("w")
-    # At the 1x prior, three 8 s videos (24 s) queued behind the running one reach 20 s: no fourth.
-    assert costs_of(sched.dispatch(["w"])) == [100, 8, 8, 8]
-    assert sched.dispatch(["w"]) == [], "nothing more until the queued work drains"
+    assert costs_of(sched.dispatch(["w"])) == [100, 60, 8], "nothing timed yet: cold_ahead videos ahead"
+    assert sched.dispatch(["w"]) == []
     clock.t = 50.0
     sched.complete(sched.held_by("w")[0], "w")  # 100 s of audio in 50 s: the worker runs at 2x
-    # Each 8 s video is now 4 s of compute: two queued (8 s) plus three more reach 20 s.
-    assert costs_of(sched.dispatch(["w"])) == [8, 8, 8]
+    clock.t = 80.0
+    sched.complete(sched.held_by("w")[0], "w")  # 60 s in 30 s: still 2x
+    # Each 8 s video is 4 s of compute: behind the one running, five queued reach 20 s.
+    assert costs_of(sched.dispatch(["w"])) == [8, 8, 8, 8, 8]
     assert len(sched.held_by("w")) == 6
+    assert sched.dispatch(["w"]) == [], "nothing more until the queued work drains"
+    clock.t = 84.0
+    sched.complete(sched.held_by("w")[0], "w")
+    assert costs_of(sched.dispatch(["w"])) == [8], "one finished, one more: 20 s queued again"
+
+
+def test_before_anything_is_timed_depth_goes_by_count():
+    """Speed is unknown until a video completes (and an unknown video's cost is a guess too), so a cold worker
+    keeps cold_ahead videos queued; the default reached the best replayed span in bench_overlap's timings."""
+    sched = Scheduler(clock=FakeClock())
+    sched.add([VideoItem(f"http://127.0.0.1/u{i}", SourceKind.URL, "x") for i in range(10)])
+    sched.register("w")
+    assert len(sched.dispatch(["w"])) == 1 + sched.cold_ahead == 5
 
 
 def test_max_held_bounds_a_worker_whatever_the_videos_weigh():
@@ -407,15 +422,18 @@ def test_guessed_lengths_learn_seconds_per_video():
     """URLs with no known duration all cost the same guess; their pace is learned from that guess, so a run of
     short clips gets a deep enough queue even though no length is known."""
     clock = FakeClock()
-    sched = Scheduler(clock=clock, prefetch_ahead_s=10, max_held=8)
+    sched = Scheduler(clock=clock, prefetch_ahead_s=10, max_held=8, cold_ahead=1)
     urls = [VideoItem(f"http://127.0.0.1/u{i}", SourceKind.URL, "x") for i in range(10)]
     sched.add(urls)
     sched.register("w")
-    assert len(sched.dispatch(["w"])) == 2, "at the prior (300 s guess at 1x) one video ahead is already enough"
+    assert len(sched.dispatch(["w"])) == 2, "nothing timed: cold_ahead (1) video ahead"
     clock.t = 3.0
     sched.complete(sched.held_by("w")[0], "w")  # a guessed video takes 3 s here
     # 3 s per video queued: 0, 3, 6, 9 s ahead are under 10 s, so four more join the one left.
     assert len(sched.dispatch(["w"])) == 4
+    clock.t = 6.0
+    sched.complete(sched.held_by("w")[0], "w")  # the next one takes 3 s too
+    assert len(sched.dispatch(["w"])) == 1, "3 queued x 3 s = 9 s, one more reaches 10 s"
     assert sched.summary()["speed_x"] is None, "a guess teaches nothing about audio seconds per second"
 
 

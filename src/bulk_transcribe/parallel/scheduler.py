@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from ..models import SourceKind, VideoItem
 
@@ -31,9 +31,17 @@ BYTES_PER_AUDIO_S = 16_000
 PREFETCH_AHEAD_S = 20.0
 """A busy worker takes more videos while those queued behind the one it transcribes hold less than this much
 compute time (their cost / the learned speed). To hide a download, the audio queued ahead must last at least as
-long as the next download takes; measured (benchmarks/bench_overlap.py, download ~ compute) one video ahead left the
-model idle after short clips, and the longest clip of the corpus takes ~9 s of compute on this CPU: 20 s covers
-the one downloading plus the one waiting. On a GPU the same 20 s is minutes of audio, so MAX_HELD binds there."""
+long as the next download takes. Chosen by replaying the overlap benchmark's clips (bench_overlap.replay: one
+worker, one download at a time, download time ~ compute time) through this scheduler, 12 orders of 3 clip sets:
+2 s reached the best span in 5, 10 s in 8, 20 s in 10 (and was within 0.025 of it in the other two), 40-80 s in
+11; past 20 s each second ahead is a video committed early that a faster worker can no longer take. On a GPU the
+same 20 s is minutes of audio, so MAX_HELD binds there."""
+
+COLD_AHEAD = 4
+"""Videos queued ahead of the running one before any completion has taught the scheduler a speed (compute time
+cannot be told yet: the 1x prior is a guess, and so is an unknown video's cost). In the same replays 1 ahead (the
+old rule) reached the best span in 3 of 12, 2 in 9, 4 in 10; 7 (everything max_held allows) in 12, but commits a
+whole batch to the first workers before anything is known about the videos' lengths."""
 
 MAX_HELD = 8
 """Most videos one worker holds at once (running + downloaded + downloading): bounds its disk and threads."""
@@ -175,6 +183,7 @@ class Scheduler:
         max_held: int | None = None,
         bundle_max_s: float = 0.0,
         bundle_max_items: int = 8,
+        cold_ahead: int = COLD_AHEAD,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`prefetch_depth` (the old fixed rule) still works: that many videos ahead, whatever their length.
@@ -187,12 +196,15 @@ class Scheduler:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.default_cost_s = default_cost_s
+        self.cold_ahead = cold_ahead
         if prefetch_depth is not None:
             self.prefetch_ahead_s = float("inf")
             self.max_held = max(1, prefetch_depth + 1)
+            self.cold_ahead = prefetch_depth
         else:
             self.prefetch_ahead_s = prefetch_ahead_s
-            self.max_held = max_held if max_held is not None else max(MAX_HELD, 2 * bundle_max_items * (bundle_max_s > 0))
+            two_bundles = 2 * bundle_max_items if bundle_max_s > 0 else 0  # one running, one downloading
+            self.max_held = max_held if max_held is not None else max(MAX_HELD, two_bundles)
         if self.max_held < 1:
             raise ValueError("max_held must be at least 1")
         self.bundle_max_s = bundle_max_s
@@ -314,7 +326,13 @@ class Scheduler:
         held = self._held.get(worker, [])
         if len(held) >= self.max_held:
             return False
-        return not held or self._ahead_s(held) < self.prefetch_ahead_s
+        if not held:
+            return True
+        if not (self._known_speed.samples or self._guess_speed.samples):
+            # Nothing timed yet: compute time is unknown (the 1x prior is a guess, and so is an unknown video's
+            # cost), so the depth goes by count until the first completion teaches the speed.
+            return len(held) - self._head_size(held) < self.cold_ahead
+        return self._ahead_s(held) < self.prefetch_ahead_s
 
     def _ahead_s(self, held: list[str]) -> float:
         """Compute seconds queued behind the unit (video or bundle) a worker is transcribing."""
@@ -566,7 +584,7 @@ class SchedulerActor:
     """The run's named scheduler actor body (`cluster.py` wraps it with ray.remote): the Scheduler plus a cancel
     request any process may send, and the queue-length metric for the Ray dashboard."""
 
-    def __init__(self, run_id: str, *, max_attempts: int = 2, backoff_s: float = 1.0, **options: float) -> None:
+    def __init__(self, run_id: str, *, max_attempts: int = 2, backoff_s: float = 1.0, **options: Any) -> None:
         """`options`: the Scheduler's prefetch and bundle settings (prefetch_ahead_s, max_held, bundle_max_s, ...)."""
         from .metrics import RunMetrics
 
