@@ -90,8 +90,9 @@ def fetch_each(urls: list[str]) -> list[float]:
 
 def compute_times(entries: list[dict], names: list[str]) -> list[float]:
     """Model seconds per clip (duration / speed), in the order of `names`, from a run's manifest entries."""
-    by_name = {Path(e["source"]).name: e["duration_s"] / e["speed_x"] for e in entries if e.get("speed_x")}
-    return [by_name[name] for name in names]
+    by_name = {Path(e["source"]).name: (e["duration_s"] / e["speed_x"]) if e.get("speed_x") else e.get("elapsed_s")
+               for e in entries}
+    return [by_name.get(name) or 0.0 for name in names]
 
 
 def replay(download_s: list[float], compute_s: list[float], **options) -> float:
@@ -129,6 +130,14 @@ def replay(download_s: list[float], compute_s: list[float], **options) -> float:
             to_fetch += [index[a.item.video_id] for a in sched.dispatch(["w"])]
     assert sched.finished
     return now[0]
+
+
+def replay_all(download_s: list[float], compute_s: list[float], max_dc: float) -> dict[str, float]:
+    """Every REPLAY_RULES span on these timings, printed beside its ratio to max(D, C)."""
+    spans = {rule: replay(download_s, compute_s, **options) for rule, options in REPLAY_RULES.items()}
+    print(common.table(["replay rule", "span s", "/ max(D, C)"],
+                       [[rule, span_s, span_s / max_dc] for rule, span_s in spans.items()]))
+    return spans
 
 
 DEFAULT_RULE = "ahead 20 s"
@@ -190,6 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
             server.stop()
         cluster.shutdown()
         shutil.rmtree(work, ignore_errors=True)
+    each_compute = compute_times(compute_entries, [c.path.name for c in clips])
+    replayed = replay_all(each_download, each_compute, max(download, compute))
     ratios = overlap_ratios(pipeline, download, compute)
     if sequential is not None:
         ratios["sequential_over_sum"] = common.ratio(sequential, download + compute)
@@ -198,10 +209,6 @@ def main(argv: list[str] | None = None) -> dict:
     # Even perfect prefetch cannot hide the first download: nothing is transcribing yet.
     ratios["ideal_over_max"] = common.ratio(first_download + max(download - first_download, compute),
                                             max(download, compute))
-    each_compute = compute_times(compute_entries, [c.path.name for c in clips])
-    replayed = {rule: replay(each_download, each_compute, **options) for rule, options in REPLAY_RULES.items()}
-    print(common.table(["replay rule", "span s", "/ max(D, C)"],
-                       [[rule, s, s / max(download, compute)] for rule, s in replayed.items()]))
     rows = [["C compute (local files)", compute], ["D download (throttled)", download],
             ["max(D, C)", max(download, compute)], ["D + C", download + compute], ["P pipeline (prefetch)", pipeline]]
     if sequential is not None:
