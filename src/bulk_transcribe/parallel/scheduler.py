@@ -434,9 +434,9 @@ class Scheduler:
                 self._busy_since[worker] = self.clock()  # the running unit ended: the next one starts now
         return task
 
-    def _leave_bundle(self, video_id: str) -> int:
+    def _leave_bundle(self, video_id: str, *, learn: bool = True) -> int:
         """Drop `video_id` from its bundle (0: it had none); the bundle's last member to leave teaches the speed
-        with the whole bundle's finished work over its wall time."""
+        with the whole bundle's finished work over its wall time (not when its worker died under it)."""
         number = self._bundle_of.pop(video_id, 0)
         bundle = self._bundles.get(number)
         if bundle is None:
@@ -444,7 +444,7 @@ class Scheduler:
         bundle.left -= 1
         if bundle.left <= 0:
             del self._bundles[number]
-            if bundle.started is not None:
+            if learn and bundle.started is not None:
                 self._learn(bundle.known_cost, bundle.guessed_cost, self.clock() - bundle.started)
         return number
 
@@ -499,7 +499,7 @@ class Scheduler:
         limit = max_losses if max_losses is not None else self.max_attempts
         requeued = []
         for video_id in list(self._held.pop(worker, [])):
-            self._leave_bundle(video_id)
+            self._leave_bundle(video_id, learn=False)
             task = self.tasks[video_id]
             task.losses += 1
             task.attempts -= 1
