@@ -14,6 +14,11 @@ start-up (process, model load) is in none of them; Ray starts once, before C. Pe
 P = max(D, C) (plus the first download, which nothing can hide: `ideal_over_max`); none gives P = D + C.
 Goal: P / max(D, C) <= 1.15.
 
+Replay: the per-clip download times (D's) and compute times (C's manifest: duration / speed) are replayed through
+the real Scheduler in a discrete-event model of one worker (downloads one at a time in the order handed out, the
+model taking them as they arrive, a dispatch after every completion), for the old one-ahead rule and for several
+`prefetch_ahead_s`: what each rule would give on this machine's own timings, which is how the default is chosen.
+
     python -m benchmarks.bench_overlap [--quick]
 """
 
@@ -48,8 +53,8 @@ def span(entries: list[dict]) -> float:
     return max(e["finished_at"] for e in entries) - min(e["started_at"] for e in entries)
 
 
-def run_engine(inputs: list[str], out_dir: Path, *, parallel: bool, cores: int) -> tuple[float, float]:
-    """(wall seconds of run_batch, span from the first video's start to the last one's end)."""
+def run_engine(inputs: list[str], out_dir: Path, *, parallel: bool, cores: int) -> tuple[float, float, list[dict]]:
+    """(wall seconds of run_batch, span from the first video's start to the last one's end, manifest entries)."""
     import json
 
     from bulk_transcribe.batch import run_batch
@@ -67,16 +72,82 @@ def run_engine(inputs: list[str], out_dir: Path, *, parallel: bool, cores: int) 
     wall = time.monotonic() - t0
     if result.error or result.counts.get("done", 0) != len(inputs):
         raise RuntimeError(f"engine run failed: {result.error or result.counts}")
-    return wall, span(json.loads(result.manifest.read_text())["videos"])
+    entries = json.loads(result.manifest.read_text())["videos"]
+    return wall, span(entries), entries
 
 
-def fetch_all(urls: list[str]) -> float:
-    t0 = time.monotonic()
+def fetch_each(urls: list[str]) -> list[float]:
+    """Seconds each URL takes to download, one after another."""
+    times = []
     for url in urls:
+        t0 = time.monotonic()
         with urllib.request.urlopen(url, timeout=600) as response:
             while response.read(1 << 16):
                 pass
-    return time.monotonic() - t0
+        times.append(time.monotonic() - t0)
+    return times
+
+
+def compute_times(entries: list[dict], names: list[str]) -> list[float]:
+    """Model seconds per clip (duration / speed), in the order of `names`, from a run's manifest entries."""
+    by_name = {Path(e["source"]).name: (e["duration_s"] / e["speed_x"]) if e.get("speed_x") else e.get("elapsed_s")
+               for e in entries}
+    return [by_name.get(name) or 0.0 for name in names]
+
+
+def replay(download_s: list[float], compute_s: list[float], **options) -> float:
+    """Span of one worker under Scheduler(**options): downloads one at a time in the order handed out, the model
+    taking downloaded videos in arrival order, a dispatch at the start and after every completion. Durations are
+    unknown to the scheduler, as for the benchmark's URLs."""
+    from bulk_transcribe.models import SourceKind, VideoItem
+    from bulk_transcribe.parallel.scheduler import Scheduler
+
+    now = [0.0]
+    sched = Scheduler(clock=lambda: now[0], **options)
+    items = [VideoItem(f"http://127.0.0.1/replay/{i}", SourceKind.URL, "x") for i in range(len(download_s))]
+    index = {item.video_id: i for i, item in enumerate(items)}
+    sched.add(items)
+    sched.register("w")
+    to_fetch = [index[a.item.video_id] for a in sched.dispatch(["w"])]
+    fetched: list[int] = []
+    fetching: tuple[float, int] | None = None
+    running: tuple[float, int] | None = None
+    while to_fetch or fetched or fetching or running:
+        if fetching is None and to_fetch:
+            i = to_fetch.pop(0)
+            fetching = (now[0] + download_s[i], i)
+        if running is None and fetched:
+            i = fetched.pop(0)
+            running = (now[0] + compute_s[i], i)
+        ends = [e for e in (fetching, running) if e is not None]
+        now[0], i = min(ends)
+        if fetching is not None and (now[0], i) == fetching:
+            fetched.append(i)
+            fetching = None
+        else:
+            running = None
+            sched.complete(items[i].video_id, "w")
+            to_fetch += [index[a.item.video_id] for a in sched.dispatch(["w"])]
+    assert sched.finished
+    return now[0]
+
+
+def replay_all(download_s: list[float], compute_s: list[float], max_dc: float) -> dict[str, float]:
+    """Every REPLAY_RULES span on these timings, printed beside its ratio to max(D, C)."""
+    spans = {rule: replay(download_s, compute_s, **options) for rule, options in REPLAY_RULES.items()}
+    print(common.table(["replay rule", "span s", "/ max(D, C)"],
+                       [[rule, span_s, span_s / max_dc] for rule, span_s in spans.items()]))
+    return spans
+
+
+DEFAULT_RULE = "ahead 20 s"
+"""The rule the Scheduler's defaults give (PREFETCH_AHEAD_S = 20, COLD_AHEAD = 4, MAX_HELD = 8)."""
+
+REPLAY_RULES: dict[str, dict] = {
+    "one ahead (old)": {"prefetch_depth": 1},
+    **{f"ahead {s:g} s": {"prefetch_ahead_s": float(s)} for s in (2, 5, 10, 20, 40)},
+    **{f"ahead 20 s, cold {k}": {"cold_ahead": k} for k in (1, 2)},
+}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -106,30 +177,35 @@ def main(argv: list[str] | None = None) -> dict:
     cluster.connect()
     server = None
     try:
-        compute_wall, compute = run_engine([str(media / c.path.name) for c in clips], work / "out_c",
-                                           parallel=True, cores=cores)
+        compute_wall, compute, compute_entries = run_engine([str(media / c.path.name) for c in clips],
+                                                            work / "out_c", parallel=True, cores=cores)
         rate = max(4096, int(total_bytes / compute))  # download of the whole set ~ its transcription
         server = MediaServer(media, slow_bytes_per_s=rate).start()
         urls = [server.url(f"slow/{c.path.name}") for c in clips]
         print(f"  C compute {compute:.1f} s -> throttle {rate / 1000:.0f} kB/s", flush=True)
-        download = fetch_all(urls)
+        each_download = fetch_each(urls)
+        download = sum(each_download)
         print(f"  D download {download:.1f} s", flush=True)
-        pipeline_wall, pipeline = run_engine(urls, work / "out_p", parallel=True, cores=cores)
+        pipeline_wall, pipeline, _ = run_engine(urls, work / "out_p", parallel=True, cores=cores)
         print(f"  P pipeline {pipeline:.1f} s", flush=True)
         first_download = (media / clips[0].path.name).stat().st_size / rate
         sequential = None
         if not args.quick:
             cluster.shutdown()  # the sequential runner needs no Ray; give its cores back
-            _, sequential = run_engine(urls, work / "out_s", parallel=False, cores=cores)
+            _, sequential, _ = run_engine(urls, work / "out_s", parallel=False, cores=cores)
             print(f"  S sequential {sequential:.1f} s", flush=True)
     finally:
         if server is not None:
             server.stop()
         cluster.shutdown()
         shutil.rmtree(work, ignore_errors=True)
+    each_compute = compute_times(compute_entries, [c.path.name for c in clips])
+    replayed = replay_all(each_download, each_compute, max(download, compute))
     ratios = overlap_ratios(pipeline, download, compute)
     if sequential is not None:
         ratios["sequential_over_sum"] = common.ratio(sequential, download + compute)
+    ratios["replay_old_over_max"] = common.ratio(replayed["one ahead (old)"], max(download, compute))
+    ratios["replay_default_over_max"] = common.ratio(replayed[DEFAULT_RULE], max(download, compute))
     # Even perfect prefetch cannot hide the first download: nothing is transcribing yet.
     ratios["ideal_over_max"] = common.ratio(first_download + max(download - first_download, compute),
                                             max(download, compute))
@@ -142,6 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"clips": len(clips), "audio_s": audio, "bytes": total_bytes, "rate_bytes_per_s": rate,
               "compute_s": compute, "download_s": download, "pipeline_s": pipeline, "sequential_s": sequential,
               "compute_wall_s": compute_wall, "pipeline_wall_s": pipeline_wall, "first_download_s": first_download,
+              "download_each_s": each_download, "compute_each_s": each_compute, "replay_s": replayed,
               "ratios": ratios}
     return common.finish("overlap", args, result)
 

@@ -21,8 +21,9 @@ class FakeClock:
         return self.t
 
 
-def items_with(costs) -> list[VideoItem]:
-    return [VideoItem(f"http://127.0.0.1/v{i}.mp3", SourceKind.URL, "x", duration_s=c) for i, c in enumerate(costs)]
+def items_with(costs, name: str = "v") -> list[VideoItem]:
+    return [VideoItem(f"http://127.0.0.1/{name}{i}.mp3", SourceKind.URL, "x", duration_s=c)
+            for i, c in enumerate(costs)]
 
 
 def simulate(costs, m, *, prefetch=False):
@@ -143,13 +144,15 @@ def test_prefetch_keeps_the_lpt_schedule(seed):
 
 def test_prefetch_goes_to_the_worker_that_frees_first():
     clock = FakeClock()
-    sched = Scheduler(clock=clock)
+    # Depth is decided by time now (it was one video): 5 s of work queued ahead is enough here, and one video
+    # ahead before anything is timed.
+    sched = Scheduler(clock=clock, prefetch_ahead_s=5, cold_ahead=1)
     sched.add(items_with([100, 10, 8, 5]))
     assert sched.next_for("long").cost == 100
     assert sched.next_for("short").cost == 10
     assert sched.next_for("long", prefetch=True) is None, "the long worker would strand the video behind itself"
     assert sched.next_for("short", prefetch=True).cost == 8
-    assert sched.next_for("short", prefetch=True) is None, "one video in prefetch at a time"
+    assert sched.next_for("short", prefetch=True) is None, "8 s queued ahead is past prefetch_ahead_s"
 
 
 def test_unknown_durations_are_probed_or_estimated(speech_clips, tmp_path):
@@ -363,3 +366,267 @@ def test_counts_follow_every_state_change():
     assert sched.summary()["counts"] == {"pending": 1, "done": 3}
     assert sched.cancel() == [b.item.video_id]
     assert sched.finished and sched.summary()["counts"] == {"done": 3, "cancelled": 1}
+
+
+# ---- prefetch by time ----------------------------------------------------------------------------------------
+
+def costs_of(assignments) -> list[float]:
+    return [a.cost for a in assignments]
+
+
+def test_a_busy_worker_prefetches_until_the_work_queued_ahead_reaches_prefetch_ahead_s():
+    clock = FakeClock()
+    sched = Scheduler(clock=clock, prefetch_ahead_s=20, max_held=8, cold_ahead=2)
+    sched.add(items_with([100, 60] + [8] * 9))
+    sched.register("w")
+    assert costs_of(sched.dispatch(["w"])) == [100, 60, 8], "nothing timed yet: cold_ahead videos ahead"
+    assert sched.dispatch(["w"]) == []
+    clock.t = 50.0
+    sched.complete(sched.held_by("w")[0], "w")  # 100 s of audio in 50 s: the worker runs at 2x
+    clock.t = 80.0
+    sched.complete(sched.held_by("w")[0], "w")  # 60 s in 30 s: still 2x
+    # Each 8 s video is 4 s of compute: behind the one running, five queued reach 20 s.
+    assert costs_of(sched.dispatch(["w"])) == [8, 8, 8, 8, 8]
+    assert len(sched.held_by("w")) == 6
+    assert sched.dispatch(["w"]) == [], "nothing more until the queued work drains"
+    clock.t = 84.0
+    sched.complete(sched.held_by("w")[0], "w")
+    assert costs_of(sched.dispatch(["w"])) == [8], "one finished, one more: 20 s queued again"
+
+
+def test_before_anything_is_timed_depth_goes_by_count():
+    """Speed is unknown until a video completes (and an unknown video's cost is a guess too), so a cold worker
+    keeps cold_ahead videos queued; the default reached the best replayed span in bench_overlap's timings."""
+    sched = Scheduler(clock=FakeClock())
+    sched.add([VideoItem(f"http://127.0.0.1/u{i}", SourceKind.URL, "x") for i in range(10)])
+    sched.register("w")
+    assert len(sched.dispatch(["w"])) == 1 + sched.cold_ahead == 5
+
+
+def test_max_held_bounds_a_worker_whatever_the_videos_weigh():
+    sched = Scheduler(clock=FakeClock(), prefetch_ahead_s=1000, max_held=3)
+    sched.add(items_with([1] * 10))
+    sched.register("w")
+    assert len(sched.dispatch(["w"])) == 3
+    assert sched.dispatch(["w"]) == [] and sched.next_for("w", prefetch=True) is None
+
+
+def test_the_old_fixed_depth_still_works():
+    sched = Scheduler(clock=FakeClock(), prefetch_depth=2)
+    sched.add(items_with([500, 400, 300, 200]))
+    sched.register("w")
+    assert costs_of(sched.dispatch(["w"])) == [500, 400, 300], "two ahead, however long they are"
+
+
+def test_guessed_lengths_learn_seconds_per_video():
+    """URLs with no known duration all cost the same guess; their pace is learned from that guess, so a run of
+    short clips gets a deep enough queue even though no length is known."""
+    clock = FakeClock()
+    sched = Scheduler(clock=clock, prefetch_ahead_s=10, max_held=8, cold_ahead=1)
+    urls = [VideoItem(f"http://127.0.0.1/u{i}", SourceKind.URL, "x") for i in range(10)]
+    sched.add(urls)
+    sched.register("w")
+    assert len(sched.dispatch(["w"])) == 2, "nothing timed: cold_ahead (1) video ahead"
+    clock.t = 3.0
+    sched.complete(sched.held_by("w")[0], "w")  # a guessed video takes 3 s here
+    # 3 s per video queued: 0, 3, 6, 9 s ahead are under 10 s, so four more join the one left.
+    assert len(sched.dispatch(["w"])) == 4
+    clock.t = 6.0
+    sched.complete(sched.held_by("w")[0], "w")  # the next one takes 3 s too
+    assert len(sched.dispatch(["w"])) == 1, "3 queued x 3 s = 9 s, one more reaches 10 s"
+    assert sched.summary()["speed_x"] is None, "a guess teaches nothing about audio seconds per second"
+
+
+def simulate_units(sched: Scheduler, costs, m, *, pace=1.0, on_turn=None):
+    """Drive `sched` like a driver that offers every live worker each turn (the scheduler decides depth). A worker
+    runs its held units in order; a unit (one video, or a bundle) takes pace x its total cost; all its members
+    complete together. Returns (makespan, every assignment in dispatch order)."""
+    clock = sched.clock
+    sched.add(items_with(costs))
+    workers = [f"w{i}" for i in range(m)]
+    sched.register(*workers)
+    held = {w: [] for w in workers}
+    events = []
+    handed = []
+
+    def head(w):
+        unit = held[w][:1]
+        while unit[0].bundle and len(unit) < len(held[w]) and held[w][len(unit)].bundle == unit[0].bundle:
+            unit.append(held[w][len(unit)])
+        return unit
+
+    def start(w):
+        heapq.heappush(events, (clock.t + pace * sum(a.cost for a in head(w)), w))
+
+    def turn():
+        out = sched.dispatch(workers)
+        if on_turn:
+            on_turn(sched, held, out)
+        for a in out:
+            held[a.worker].append(a)
+            handed.append(a)
+        for w in workers:
+            if held[w] and w not in running:
+                running.add(w)
+                start(w)
+        for w in workers:
+            assert len(held[w]) <= sched.max_held
+
+    running = set()
+    turn()
+    makespan = 0.0
+    while events:
+        t, w = heapq.heappop(events)
+        clock.t = makespan = t
+        for a in head(w):
+            held[w].remove(a)
+            sched.complete(a.item.video_id, w)
+        running.discard(w)
+        if held[w]:
+            running.add(w)
+            start(w)
+        turn()
+    assert sched.finished
+    assert all(t.state == TaskState.DONE for t in sched.tasks.values())
+    return makespan, handed
+
+
+def idle_first(sched, held, out):
+    """No prefetch while a registered worker holds nothing: a turn that gives any worker a second unit (video or
+    bundle) leaves no worker empty."""
+    first_unit = {w: (h[0].bundle or -1) if h else None for w, h in held.items()}
+    prefetched = False
+    for a in out:
+        if first_unit[a.worker] is None:
+            first_unit[a.worker] = a.bundle or -1
+        elif not (a.bundle and a.bundle == first_unit[a.worker]) or held[a.worker]:
+            prefetched = True
+    if prefetched:
+        assert all(held[w] or any(a.worker == w for a in out) for w in held), (held, out)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_prefetch_by_time_keeps_the_lpt_makespan_and_order(seed):
+    rng = random.Random(400 + seed)
+    m = rng.choice([1, 2, 3, 8])
+    costs = [60.0 * rng.lognormvariate(0.0, 1.0) for _ in range(rng.randint(m + 1, 10 * m))]
+    plain, plain_order = simulate(costs, m)  # pure pull, no prefetch: Graham's LPT
+    fetched, handed = simulate_units(Scheduler(clock=FakeClock(), prefetch_ahead_s=rng.choice([5, 20, 200])),
+                                     costs, m, on_turn=idle_first)
+    assert costs_of(handed) == plain_order == sorted(costs, reverse=True)
+    assert fetched == pytest.approx(plain)
+
+
+# ---- bundles ---------------------------------------------------------------------------------------------------
+
+def test_short_videos_go_in_bundles_longest_first_within_the_limits():
+    sched = Scheduler(clock=FakeClock(), bundle_max_s=240, bundle_max_items=4)
+    sched.add(items_with([300, 100, 60, 50, 40, 30, 20, 10, 5, 1]))
+    sched.register("a", "b")
+    out = sched.dispatch(["a", "b"])
+    assert costs_of(out) == [300, 100, 60, 50, 40, 30, 20, 10, 5, 1], "longest first throughout"
+    assert [(a.worker, a.bundle > 0) for a in out[:1]] == [("a", False)], "a long video goes alone"
+    bundles: dict[int, list] = {}
+    for a in out[1:]:
+        assert a.bundle, a
+        bundles.setdefault(a.bundle, []).append(a)
+    groups = list(bundles.values())
+    assert [costs_of(g) for g in groups] == [[100, 60, 50], [40, 30, 20, 10], [5, 1]]
+    for g in groups:
+        assert len({a.worker for a in g}) == 1
+        assert sum(costs_of(g)) <= 240 and len(g) <= 4
+    # Consecutive in the answer: a driver can cut the list into bundles without sorting it.
+    numbers = [a.bundle for a in out[1:]]
+    assert numbers == sorted(numbers, key=numbers.index)
+    assert sched.max_held == 8 and all(len(sched.held_by(w)) <= 8 for w in "ab")
+
+
+def test_bundles_stay_off_unless_asked_and_never_take_guessed_lengths():
+    plain = Scheduler(clock=FakeClock())
+    plain.add(items_with([10, 9, 8]))
+    assert all(a.bundle == 0 for a in plain.dispatch(["w"]))
+    sched = Scheduler(clock=FakeClock(), bundle_max_s=240)
+    urls = [VideoItem(f"http://127.0.0.1/u{i}", SourceKind.URL, "x") for i in range(3)]
+    sched.add(urls + items_with([10]))  # the guesses become the median: 10 s, "short", but not known to be
+    assert sched.tasks[urls[0].video_id].cost == 10 and not sched.tasks[urls[0].video_id].cost_known
+    out = sched.dispatch(["w"])
+    assert all(a.bundle == 0 for a in out), "a guessed length may be hours: never decoded whole in a bundle"
+
+
+def test_a_retry_goes_alone_and_each_member_is_accounted_on_its_own():
+    clock = FakeClock()
+    sched = Scheduler(clock=clock, max_attempts=2, backoff_s=1.0, bundle_max_s=100, bundle_max_items=4)
+    sched.add(items_with([30, 20, 10]))
+    sched.register("w")
+    first = sched.dispatch(["w"])
+    assert costs_of(first) == [30, 20, 10] and len({a.bundle for a in first}) == 1 and first[0].bundle
+    clock.t = 5.0
+    sched.complete(first[0].item.video_id, "w")
+    decision = sched.fail(first[1].item.video_id, "w", "HTTP 503")
+    assert decision.retry
+    assert sched.held_by("w") == [first[2].item.video_id], "the bundle's last member is still running"
+    sched.complete(first[2].item.video_id, "w")
+    sched.add(items_with([15, 5, 4], name="more"))  # more short videos arrive
+    clock.t = 10.0
+    out = sched.dispatch(["w"])
+    retry = [a for a in out if a.item.video_id == first[1].item.video_id]
+    assert retry and retry[0].attempt == 2 and retry[0].bundle == 0, "a retry always goes alone"
+    assert {a.cost for a in out if a.bundle} == {15, 5, 4}
+    states = sched.states()
+    assert states[first[0].item.video_id] == "done" and states[first[2].item.video_id] == "done"
+    assert sched.tasks[first[1].item.video_id].attempts == 2
+
+
+def test_a_dead_workers_bundle_is_requeued_and_its_videos_go_alone_next_time():
+    sched = Scheduler(clock=FakeClock(), bundle_max_s=100, bundle_max_items=4)
+    sched.add(items_with([30, 20, 10]))
+    sched.register("a")
+    bundle = sched.dispatch(["a"])
+    assert len({a.bundle for a in bundle}) == 1 and bundle[0].bundle
+    assert sorted(sched.worker_lost("a")) == sorted(a.item.video_id for a in bundle)
+    again = sched.dispatch(["b"])
+    assert [a.attempt for a in again][:1] == [1], "a death does not use up an attempt"
+    assert all(a.bundle == 0 for a in again), "one of them may have killed the worker: none is bundled again"
+    assert not sched._bundles and not sched._bundle_of
+
+
+def test_a_bundle_teaches_the_speed_once_with_its_whole_work():
+    clock = FakeClock()
+    sched = Scheduler(clock=clock, bundle_max_s=240, bundle_max_items=4)
+    sched.add(items_with([100, 60, 50]))
+    out = sched.dispatch(["w"])
+    assert len({a.bundle for a in out}) == 1
+    clock.t = 21.0
+    for a in out:  # the members end together
+        sched.complete(a.item.video_id, "w")
+    assert sched.summary()["speed_x"] == pytest.approx(210 / 21)
+    assert sched.finished and not sched._bundles
+
+
+def test_a_bundle_never_exceeds_max_held():
+    sched = Scheduler(clock=FakeClock(), bundle_max_s=1000, bundle_max_items=16, max_held=3)
+    sched.add(items_with([5] * 10))
+    out = sched.dispatch(["w"])
+    assert len(out) == 3 and len({a.bundle for a in out}) == 1
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_bundled_runs_keep_every_invariant(seed):
+    rng = random.Random(500 + seed)
+    m = rng.choice([1, 2, 4])
+    limit = rng.choice([60.0, 240.0])
+    costs = [rng.choice([rng.uniform(1, 30), rng.uniform(30, 600)]) for _ in range(rng.randint(m + 1, 40))]
+    sched = Scheduler(clock=FakeClock(), bundle_max_s=limit, bundle_max_items=rng.choice([2, 4, 8]))
+    # Bundles run faster than their parts (shared batches): pace 0.5 tests the learned speed too.
+    _, handed = simulate_units(sched, costs, m, pace=0.5, on_turn=idle_first)
+    assert costs_of(handed) == sorted(costs, reverse=True)
+    assert sorted(a.item.video_id for a in handed) == sorted(sched.tasks), "each video handed out once"
+    groups: dict[int, list] = {}
+    for a in handed:
+        if a.bundle:
+            groups.setdefault(a.bundle, []).append(a)
+    for g in groups.values():
+        assert len(g) >= 2 and len({a.worker for a in g}) == 1
+        assert sum(costs_of(g)) <= limit and len(g) <= sched.bundle_max_items
+        assert all(a.cost < limit and a.attempt == 1 for a in g)
+    assert not sched._bundles and not sched._bundle_of

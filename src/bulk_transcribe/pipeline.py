@@ -1,6 +1,6 @@
-"""One video's journey — fetch, probe, transcribe, deliver — shared by the sequential runner and the Ray workers.
+"""One video's journey — fetch, probe, transcribe, deliver — shared by every worker, in-process or on Ray.
 
-Everything here reports through `emit(ProgressEvent)` and raises `errors.VideoError` subclasses; the runners turn
+Everything here reports through `emit(ProgressEvent)` and raises `errors.VideoError` subclasses; the driver turns
 those into data (a FAILED event with the reason) so one bad video never stops the batch.
 """
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .audio import audio_duration, probe_media
 from .config import RunConfig, TranscribeOptions
@@ -135,6 +136,106 @@ class VideoProcessor:
             return self.transcribe(item, fetched, emit, should_cancel, safer=safer)
         finally:
             self.downloader.release(fetched)
+
+    def process_bundle(
+        self,
+        items: Sequence[VideoItem],
+        emit: Emit,
+        should_cancel: ShouldCancel = _never,
+        *,
+        fetch_guard: Callable[[VideoItem], AbstractContextManager[object]] | None = None,
+        model_lock: AbstractContextManager[object] | None = None,
+    ) -> list[Transcript | VideoError]:
+        """Several short videos on one model pass: fetch each, then pool their 30 s chunks in shared batches
+        (`Transcriber.transcribe_bundle`); returns, in order, each video's Transcript or the VideoError that ended
+        it (a failed fetch or probe fails that video alone). Each video gets the events `process()` would give it
+        (DOWNLOAD_*, TRANSCRIBE_STARTED with its probed length, TRANSCRIBE_PROGRESS per chunk, throttled per video).
+        Raises Cancelled for the whole bundle. Downloads are released at the end, whatever happens.
+
+        `fetch_guard(item)` wraps each fetch (a worker's download-slot limiter); `model_lock` wraps the model pass
+        (a worker's lock, so the fetches overlap another video's transcription). A file longer than one window
+        (a length the scheduler only guessed) is transcribed on its own, window by window, so memory stays bounded.
+        """
+        results: list[Transcript | VideoError | None] = [None] * len(items)
+        fetched: dict[int, FetchedAudio] = {}
+        try:
+            for i, item in enumerate(items):
+                if should_cancel():
+                    raise Cancelled("cancelled before its download started")
+                try:
+                    with fetch_guard(item) if fetch_guard else nullcontext():
+                        fetched[i] = self.fetch(item, emit, should_cancel)
+                except Cancelled:
+                    raise
+                except VideoError as exc:
+                    results[i] = exc
+            with model_lock if model_lock is not None else nullcontext():
+                if should_cancel():
+                    raise Cancelled("cancelled before transcription")
+                self._transcribe_fetched(items, fetched, results, emit, should_cancel)
+        finally:
+            for audio in fetched.values():
+                self.downloader.release(audio)
+        assert all(r is not None for r in results)  # every video ends with a transcript or its own error
+        return results  # type: ignore[return-value]
+
+    def _transcribe_fetched(
+        self,
+        items: Sequence[VideoItem],
+        fetched: dict[int, FetchedAudio],
+        results: list[Transcript | VideoError | None],
+        emit: Emit,
+        should_cancel: ShouldCancel,
+    ) -> None:
+        """process_bundle's model pass: probe each fetched file, then one transcribe_bundle over those that fit
+        one window; fills `results` in place."""
+        durations: dict[int, float] = {}
+        for i, audio in fetched.items():
+            try:
+                durations[i] = probe_media(audio.path) or items[i].duration_s or 0.0
+            except VideoError as exc:
+                results[i] = exc
+        window = self.options.window_s
+        pooled = [i for i in durations if not window or window <= 0 or durations[i] <= window]
+        for i in pooled:
+            emit(ProgressEvent(items[i].video_id, EventKind.TRANSCRIBE_STARTED, worker=self.worker,
+                               duration_s=durations[i]))
+        throttles = {i: _Throttle() for i in pooled}
+
+        def on_progress(index: int, transcribed_s: float, duration_s: float, text: str) -> None:
+            i = pooled[index]
+            if throttles[i].ready():
+                emit(ProgressEvent(
+                    items[i].video_id, EventKind.TRANSCRIBE_PROGRESS, worker=self.worker,
+                    progress=(transcribed_s / duration_s) if duration_s else None,
+                    transcribed_s=transcribed_s, duration_s=duration_s, text=text,
+                ))
+
+        if pooled:
+            outcomes = self.transcriber.transcribe_bundle(
+                [(fetched[i].path, items[i].video_id) for i in pooled], options=self.options,
+                on_progress=on_progress, should_cancel=should_cancel,
+            )
+            for i, outcome in zip(pooled, outcomes):
+                results[i] = outcome
+        for i in durations:
+            try:
+                if i not in pooled:  # longer than a window: on its own, window by window (bounded memory)
+                    results[i] = self.transcribe(items[i], fetched[i], emit, should_cancel)
+                elif isinstance(results[i], Transcript) and not results[i].segments:
+                    # No speech in the pooled pass: as process() does, the unbatched path tries the file's other
+                    # audio tracks and says so in the transcript's notes.
+                    results[i] = self.transcriber.transcribe(
+                        fetched[i].path, items[i].video_id, duration_s=durations[i],
+                        options=replace(self.options, batch_size=1), should_cancel=should_cancel,
+                    )
+            except Cancelled:
+                raise
+            except VideoError as exc:
+                results[i] = exc
+            if isinstance(results[i], Transcript):
+                results[i].download_s = fetched[i].download_s
+                results[i].worker = self.worker
 
 
 def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcript,

@@ -1,7 +1,7 @@
 """Model resolution and transcription with faster-whisper: with `batched.py` (its batched pipeline), the only
 modules that import it.
 
-A `Transcriber` loads one model and keeps it for its whole life (a Ray worker or the sequential runner holds one),
+A `Transcriber` loads one model and keeps it for its whole life (a worker holds one, in-process or on Ray),
 then turns audio files into `models.Transcript`s, reporting progress per segment and stopping cleanly on cancel
 or when a transcription overruns its time budget. With a batch size above 1 it decodes 30 s chunks in batches
 (`batched.py`), and `transcribe_bundle` pools the chunks of several short files into the same batches.

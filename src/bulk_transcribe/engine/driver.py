@@ -30,6 +30,9 @@ RETRY_BACKOFF_S = 1.0
 POLL_S = 0.5
 """Longest the loop sleeps between looks at cancel requests, new inputs and snapshots."""
 
+CHUNK_S = 30.0
+"""Whisper's window: a bundle holds at most batch_size of them in audio."""
+
 REPLACEMENTS_PER_WORKER = 3
 """How many times, per planned worker, a dead worker is replaced before the run stops replacing them."""
 
@@ -140,7 +143,7 @@ class Driver:
         """video_id -> its output folder name, filled by the intake as videos are registered."""
         self.cancel_event = cancel_event or threading.Event()
         self.on_phase = on_phase or (lambda phase: None)
-        self.scheduler = scheduler or Scheduler(max_attempts=config.max_attempts, backoff_s=RETRY_BACKOFF_S)
+        self.scheduler = scheduler or new_scheduler(config)
         self.safer: set[str] = set()
         self.cancelling = False
         self.started = 0
@@ -299,6 +302,16 @@ class Driver:
         left = [v for v, state in self.scheduler.states().items() if state in ("pending", "assigned")]
         if left:
             self.recorder.emit(*[ProgressEvent(v, EventKind.CANCELLED, error="cancelled") for v in left])
+
+
+def new_scheduler(config: RunConfig) -> Scheduler:
+    """The run's scheduler. With an explicit batch size above 1, short videos go to a worker in bundles whose
+    chunks share the model's batches (a video shorter than batch_size x 30 s fills only part of one alone)."""
+    batch_size = config.transcribe.batch_size
+    bundles = batch_size > 1
+    return Scheduler(max_attempts=config.max_attempts, backoff_s=RETRY_BACKOFF_S,
+                     bundle_max_s=batch_size * CHUNK_S if bundles else 0.0,
+                     bundle_max_items=batch_size if bundles else 8)
 
 
 def _bundles(assignments: Sequence[Assignment]) -> list[list[Assignment]]:

@@ -325,14 +325,16 @@ def start_worker(config: Any, run_id: str, index: int, plan: Any, *, progress: A
     """One TranscriberActor with the plan's resources; SPREAD places GPU workers one per node where it can."""
     import ray
 
+    from .scheduler import MAX_HELD
     from .workers import TranscriberActor
 
     name = f"worker-{index}"
     options: dict[str, Any] = dict(
         name=actor_name(run_id, name), namespace=NAMESPACE,
         num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
-        # 1 download (prefetch) + 1 transcription + control calls (info, cancel) never wait behind them.
-        max_concurrency=4,
+        # Every video the scheduler lets it hold (one transcribing, the rest downloading or waiting) + control
+        # calls (info, cancel) that must never wait behind them.
+        max_concurrency=MAX_HELD + 2,
         # A dead worker is replaced by the driver with a fresh actor (its videos re-queued), not restarted in
         # place: a restart would replay nothing useful and hide the death from the scheduler.
         max_restarts=0,

@@ -1,6 +1,6 @@
 """The run's progress actor: every worker's and the driver's events land here; screens only read `snapshot()`.
 
-It applies events to the same `ProgressTracker` the sequential runner uses (so both modes look alike) and writes
+It applies events to the same `ProgressTracker` an in-process run uses (so both modes look alike) and writes
 them through to the SQLite session store (throttled for progress ticks, always for status changes), so the store
 is complete when the cluster goes away and a rerun can resume. It is an async actor: its methods never await
 while touching state, so each runs to completion in order, and a `snapshot()` never queues behind a thread pool.

@@ -1,8 +1,7 @@
 """Longest-first, pull-style dispatch of a run's videos to model-holding workers.
 
-`Scheduler` is a plain class (unit-tested without Ray); `cluster.py` wraps it with `ray.remote` as the run's named
-scheduler actor, so another process can read its state or cancel the run. The driver loop in `runner.py` asks it
-for work whenever a worker has room and reports every outcome back.
+`Scheduler` is a plain class (unit-tested without Ray) that lives in the driver (engine/driver.py), whichever
+executor runs the videos: the driver asks it for work whenever a worker has room and reports every outcome back.
 
 Why longest-first and pull: with `m` workers that take the next longest video as soon as they are free (Graham's
 LPT list scheduling) the batch ends within `4/3 - 1/(3m)` of the best possible makespan, and a slow or dead worker
@@ -15,10 +14,10 @@ import heapq
 import itertools
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from ..models import SourceKind, VideoItem
 
@@ -27,6 +26,24 @@ DEFAULT_COST_S = 300.0
 
 BYTES_PER_AUDIO_S = 16_000
 """Rough bytes per second of media (128 kbit/s) used to guess a duration from a file's size."""
+
+PREFETCH_AHEAD_S = 20.0
+"""A busy worker takes more videos while those queued behind the one it transcribes hold less than this much
+compute time (their cost / the learned speed). To hide a download, the audio queued ahead must last at least as
+long as the next download takes. Chosen by replaying the overlap benchmark's clips (bench_overlap.replay: one
+worker, one download at a time, download time ~ compute time) through this scheduler, 12 orders of 3 clip sets:
+2 s reached the best span in 5, 10 s in 8, 20 s in 10 (and was within 0.025 of it in the other two), 40-80 s in
+11; past 20 s each second ahead is a video committed early that a faster worker can no longer take. On a GPU the
+same 20 s is minutes of audio, so MAX_HELD binds there."""
+
+COLD_AHEAD = 4
+"""Videos queued ahead of the running one before any completion has taught the scheduler a speed (compute time
+cannot be told yet: the 1x prior is a guess, and so is an unknown video's cost). In the same replays 1 ahead (the
+old rule) reached the best span in 3 of 12, 2 in 9, 4 in 10; 7 (everything max_held allows) in 12, but commits a
+whole batch to the first workers before anything is known about the videos' lengths."""
+
+MAX_HELD = 8
+"""Most videos one worker holds at once (running + downloaded + downloading): bounds its disk and threads."""
 
 
 class TaskState(str, Enum):
@@ -57,12 +74,42 @@ class Task:
 
 @dataclass(frozen=True)
 class Assignment:
-    """A video handed to a worker; `attempt` counts from 1."""
+    """A video handed to a worker; `attempt` counts from 1. `bundle` 0: the video goes alone; assignments with the
+    same nonzero number (consecutive in one `dispatch` answer, same worker) are transcribed together in shared
+    batches, each still completed, failed or lost on its own."""
 
     item: VideoItem
     attempt: int
     worker: str
     cost: float
+    bundle: int = 0
+
+
+@dataclass
+class _Bundle:
+    """A bundle in flight: what is left of it, and the work its finished members did (for the learned speed)."""
+
+    left: int
+    started: float | None = None
+    known_cost: float = 0.0
+    guessed_cost: float = 0.0
+
+
+@dataclass
+class _Mean:
+    """Running mean of speed samples (cost units per wall second); `value` is `initial` until the first one."""
+
+    initial: float = 1.0
+    total: float = 0.0
+    samples: int = 0
+
+    def add(self, speed: float) -> None:
+        self.total += speed
+        self.samples += 1
+
+    @property
+    def value(self) -> float:
+        return self.total / self.samples if self.samples else self.initial
 
 
 @dataclass(frozen=True)
@@ -102,15 +149,25 @@ def estimate_cost(item: VideoItem, probe: Callable[[Path], float] | None = None)
 class Scheduler:
     """Hands out videos longest-first to whichever worker asks; retries, re-queues and cancels.
 
-    Worker names are opaque strings. A worker may hold more than one video (`prefetch=True`: the next video's
-    audio downloads while the current one transcribes); a prefetch is only granted to the worker projected to be
-    free first, and never while a registered worker holds nothing, so committing a video early never changes the
-    longest-first order it would get by pure pull. Register the planned workers before the first dispatch: a
-    worker the scheduler does not know of cannot be waited for, and the first workers to ask would take the
-    longest videos two at a time.
+    Worker names are opaque strings. A worker may hold more than one video (prefetch: the next videos' audio
+    downloads while the current one transcribes). How many is decided by time, not count: a busy worker takes
+    more while the videos queued behind the one it transcribes hold less than `prefetch_ahead_s` of compute
+    (cost / learned speed), and never more than `max_held` videos. A prefetch is only granted to the worker
+    projected to be free first, and never while a registered worker holds nothing, so committing a video early
+    never changes the longest-first order it would get by pure pull. Register the planned workers before the first
+    dispatch: a worker the scheduler does not know of cannot be waited for, and the first workers to ask would
+    take the longest videos several at a time.
+
+    Bundles (`bundle_max_s` > 0, for runs that decode in batches): when the longest ready video is short, the
+    worker gets it with the next ready short ones (longest first, total cost <= bundle_max_s, at most
+    bundle_max_items) to pool their chunks in shared batches. Only videos of known length on their first try
+    go in a bundle: a guessed length may be hours, and a retry may need the safer unbatched decode.
+
+    Speed is learned separately for videos of known length (audio seconds per second) and for guessed ones (the
+    guess per second: all guesses of a run are the same median, so this learns seconds per unknown video).
 
     Every operation is O(log n) in the number of videos (heaps plus per-state counters); the per-worker checks
-    are O(workers).
+    are O(workers x max_held).
     """
 
     def __init__(
@@ -120,16 +177,37 @@ class Scheduler:
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         default_cost_s: float = DEFAULT_COST_S,
-        prefetch_depth: int = 1,
+        prefetch_depth: int | None = None,
+        prefetch_ahead_s: float = PREFETCH_AHEAD_S,
+        max_held: int | None = None,
+        bundle_max_s: float = 0.0,
+        bundle_max_items: int = 8,
+        cold_ahead: int = COLD_AHEAD,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`prefetch_depth` (the old fixed rule) still works: that many videos ahead, whatever their length.
+        `max_held` defaults to MAX_HELD, or room for two full bundles when bundles are larger."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if bundle_max_s > 0 and bundle_max_items < 1:
+            raise ValueError("bundle_max_items must be at least 1")
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.default_cost_s = default_cost_s
-        self.prefetch_depth = prefetch_depth
+        self.cold_ahead = cold_ahead
+        if prefetch_depth is not None:
+            self.prefetch_ahead_s = float("inf")
+            self.max_held = max(1, prefetch_depth + 1)
+            self.cold_ahead = prefetch_depth
+        else:
+            self.prefetch_ahead_s = prefetch_ahead_s
+            two_bundles = 2 * bundle_max_items if bundle_max_s > 0 else 0  # one running, one downloading
+            self.max_held = max_held if max_held is not None else max(MAX_HELD, two_bundles)
+        if self.max_held < 1:
+            raise ValueError("max_held must be at least 1")
+        self.bundle_max_s = bundle_max_s
+        self.bundle_max_items = bundle_max_items
         self.clock = clock
         self.tasks: dict[str, Task] = {}
         # Tasks per state, kept as states change: the views below (read on every dispatch) must not scan tasks.
@@ -140,8 +218,11 @@ class Scheduler:
         self._seq = itertools.count()
         self._held: dict[str, list[str]] = {}  # worker -> video ids it holds, oldest first
         self._busy_since: dict[str, float] = {}
-        self._speed = 1.0  # cost units per second of wall time, learned from completions
-        self._speed_samples = 0
+        self._known_speed = _Mean()  # audio seconds per wall second, from videos of known length
+        self._guess_speed = _Mean()  # guessed cost per wall second, from videos of unknown length
+        self._bundle_ids = itertools.count(1)
+        self._bundle_of: dict[str, int] = {}  # held video id -> its bundle (absent: alone)
+        self._bundles: dict[int, _Bundle] = {}
         self.cancelled = False
 
     # ---- intake ----------------------------------------------------------------------------------------------
@@ -196,11 +277,13 @@ class Scheduler:
         if self._held[worker]:
             if not prefetch or not self._may_prefetch(worker):
                 return None
-        return self._take(worker)
+        return self._take(worker)  # one video at a time here: bundles come from dispatch
 
     def dispatch(self, workers: Iterable[str]) -> list[Assignment]:
-        """Fill `workers` (those ready for more) in one call: first a video for each one holding none, then
-        prefetches, each to the worker projected to be free first, while that is one of `workers`.
+        """Fill `workers` (those that may take more) in one call: first a video (or bundle) for each one holding
+        none, then prefetches, each to the worker projected to be free first, while that is one of `workers` and
+        wants more (`prefetch_ahead_s`, `max_held`). A driver may offer every live worker: the scheduler decides
+        how deep each one's queue is.
 
         This is what one driver turn needs, so it costs one actor call however many workers there are."""
         ready = list(dict.fromkeys(workers))
@@ -210,31 +293,98 @@ class Scheduler:
             return out
         for worker in ready:
             if not self._held[worker]:
-                assignment = self._take(worker)
-                if assignment is None:
+                unit = self._take_unit(worker)
+                if not unit:
                     return out  # nothing ready: no prefetch either
-                out.append(assignment)
-        room = [w for w in ready if len(self._held[w]) <= self.prefetch_depth]
+                out.extend(unit)
+        room = [w for w in ready if self._wants_more(w)]
         while room and self._has_ready():
             first = min(room, key=self._projected_free)
             if not self._may_prefetch(first):
                 break  # the first free is a worker that cannot take more (full, or not asking): it pulls later
-            assignment = self._take(first)
-            if assignment is None:
+            unit = self._take_unit(first)
+            if not unit:
                 break
-            out.append(assignment)
-            if len(self._held[first]) > self.prefetch_depth:
+            out.extend(unit)
+            if not self._wants_more(first):
                 room.remove(first)
         return out
 
     def _may_prefetch(self, worker: str) -> bool:
-        """A second video for a busy worker: only when every registered worker holds one (an idle one would
-        take it now) and this worker should run out of work first (so the video starts as early as by pull)."""
-        if len(self._held[worker]) > self.prefetch_depth:
+        """More work for a busy worker: only when every registered worker holds some (an idle one would take it
+        now), this worker wants more, and it should run out of work first (so the video starts as early as by
+        pull)."""
+        if not self._wants_more(worker):
             return False
         if any(not held for held in self._held.values()):
             return False
         return self._first_free(worker)
+
+    def _wants_more(self, worker: str) -> bool:
+        """Room under max_held, and less than prefetch_ahead_s of compute queued behind the running unit."""
+        held = self._held.get(worker, [])
+        if len(held) >= self.max_held:
+            return False
+        if not held:
+            return True
+        if not (self._known_speed.samples or self._guess_speed.samples):
+            # Nothing timed yet: compute time is unknown (the 1x prior is a guess, and so is an unknown video's
+            # cost), so the depth goes by count until the first completion teaches the speed.
+            return len(held) - self._head_size(held) < self.cold_ahead
+        return self._ahead_s(held) < self.prefetch_ahead_s
+
+    def _ahead_s(self, held: list[str]) -> float:
+        """Compute seconds queued behind the unit (video or bundle) a worker is transcribing."""
+        return sum(self._compute_s(self.tasks[v]) for v in held[self._head_size(held):])
+
+    def _head_size(self, held: list[str]) -> int:
+        """How many of `held` the worker transcribes now: its first video, or all of its first bundle."""
+        if not held:
+            return 0
+        bundle = self._bundle_of.get(held[0], 0)
+        size = 1
+        while bundle and size < len(held) and self._bundle_of.get(held[size], 0) == bundle:
+            size += 1
+        return size
+
+    def _compute_s(self, task: Task) -> float:
+        """Wall seconds `task` should take, from the speed learned for videos like it (known or guessed length)."""
+        mine, other = (self._known_speed, self._guess_speed) if task.cost_known else (self._guess_speed,
+                                                                                       self._known_speed)
+        speed = mine.value if mine.samples or not other.samples else other.value
+        return task.cost / speed
+
+    def _take_unit(self, worker: str) -> list[Assignment]:
+        """The longest ready video for `worker`, with the next short ones when it is short enough to bundle."""
+        first = self._take(worker)
+        if first is None:
+            return []
+        room = min(self.bundle_max_items, self.max_held - len(self._held[worker]) + 1)
+        if room < 2 or not self._bundles_with(self.tasks[first.item.video_id], first.attempt):
+            return [first]
+        unit, total = [first], first.cost
+        while len(unit) < room and self._has_ready():
+            task = self.tasks[self._ready[0][2]]
+            if not self._bundles_with(task, task.attempts + 1) or total + task.cost > self.bundle_max_s:
+                break  # stop at the first that cannot join: skipping it would break longest-first
+            taken = self._take(worker)
+            assert taken is not None
+            unit.append(taken)
+            total += taken.cost
+        if len(unit) == 1:
+            return unit
+        number = next(self._bundle_ids)
+        self._bundles[number] = _Bundle(left=len(unit))
+        for a in unit:
+            self._bundle_of[a.item.video_id] = number
+        return [replace(a, bundle=number) for a in unit]
+
+    def _bundles_with(self, task: Task, attempt: int) -> bool:
+        """May go in a bundle: bundling is on, the video is short by a length we know, and this is its first
+        attempt on a worker that never died under it (a retry goes alone: it may need the safer unbatched
+        decode; a video a worker died with must not take a whole bundle down with it again)."""
+        return (self.bundle_max_s > 0 and task.cost_known and task.cost < self.bundle_max_s
+                and attempt == 1 and task.losses == 0)
 
     def _has_ready(self) -> bool:
         self._promote_delayed()
@@ -265,7 +415,7 @@ class Scheduler:
         held = self._held.get(worker, [])
         if not held:
             return now
-        work = sum(self.tasks[v].cost for v in held) / self._speed
+        work = sum(self._compute_s(self.tasks[v]) for v in held)
         return max(now, self._busy_since.get(worker, now) + work)
 
     def _first_free(self, worker: str) -> bool:
@@ -276,11 +426,35 @@ class Scheduler:
         task = self.tasks[video_id]
         held = self._held.get(worker, [])
         if video_id in held:
-            was_first = held[0] == video_id
+            in_head = held.index(video_id) < self._head_size(held)
             held.remove(video_id)
-            if was_first:
-                self._busy_since[worker] = self.clock()
+            bundle = self._leave_bundle(video_id)
+            if in_head and not (bundle and held and self._bundle_of.get(held[0]) == bundle):
+                self._busy_since[worker] = self.clock()  # the running unit ended: the next one starts now
         return task
+
+    def _leave_bundle(self, video_id: str, *, learn: bool = True) -> int:
+        """Drop `video_id` from its bundle (0: it had none); the bundle's last member to leave teaches the speed
+        with the whole bundle's finished work over its wall time (not when its worker died under it)."""
+        number = self._bundle_of.pop(video_id, 0)
+        bundle = self._bundles.get(number)
+        if bundle is None:
+            return number
+        bundle.left -= 1
+        if bundle.left <= 0:
+            del self._bundles[number]
+            if learn and bundle.started is not None:
+                self._learn(bundle.known_cost, bundle.guessed_cost, self.clock() - bundle.started)
+        return number
+
+    def _learn(self, known_cost: float, guessed_cost: float, elapsed: float) -> None:
+        """One speed sample. Work mixing known and guessed lengths teaches neither (its time cannot be split)."""
+        if elapsed <= 0:
+            return
+        if known_cost > 0 and not guessed_cost:
+            self._known_speed.add(known_cost / elapsed)
+        elif guessed_cost > 0 and not known_cost:
+            self._guess_speed.add(guessed_cost / elapsed)
 
     # ---- outcomes --------------------------------------------------------------------------------------------
     def complete(self, video_id: str, worker: str) -> None:
@@ -288,13 +462,16 @@ class Scheduler:
         if task.state != TaskState.ASSIGNED or task.worker != worker:
             return  # a late answer for a video already re-queued elsewhere: the first finisher owns it
         started = max(task.assigned_at, self._busy_since.get(worker, task.assigned_at))
-        elapsed = self.clock() - started
+        known, guessed = (task.cost, 0.0) if task.cost_known else (0.0, task.cost)
+        bundle = self._bundles.get(self._bundle_of.get(video_id, 0))
+        if bundle is not None:  # learnt once, when the whole bundle is through (its members end together)
+            bundle.started = started if bundle.started is None else min(bundle.started, started)
+            bundle.known_cost += known
+            bundle.guessed_cost += guessed
         self._release(video_id, worker)
         self._set_state(task, TaskState.DONE)
-        if elapsed > 0 and task.cost_known:
-            speed = task.cost / elapsed
-            self._speed_samples += 1
-            self._speed += (speed - self._speed) / self._speed_samples
+        if bundle is None:
+            self._learn(known, guessed, self.clock() - started)
 
     def fail(self, video_id: str, worker: str, reason: str, *, retryable: bool = True) -> FailureDecision:
         """Record a failed attempt; retry it (later, with back-off) while attempts remain and it may help."""
@@ -321,6 +498,7 @@ class Scheduler:
         limit = max_losses if max_losses is not None else self.max_attempts
         requeued = []
         for video_id in list(self._held.pop(worker, [])):
+            self._leave_bundle(video_id, learn=False)
             task = self.tasks[video_id]
             task.losses += 1
             task.attempts -= 1
@@ -397,91 +575,5 @@ class Scheduler:
             "counts": counts,
             "workers": {w: list(h) for w, h in self._held.items()},
             "cancelled": self.cancelled,
-            "speed_x": self._speed if self._speed_samples else None,
+            "speed_x": self._known_speed.value if self._known_speed.samples else None,
         }
-
-
-class SchedulerActor:
-    """The run's named scheduler actor body (`cluster.py` wraps it with ray.remote): the Scheduler plus a cancel
-    request any process may send, and the queue-length metric for the Ray dashboard."""
-
-    def __init__(self, run_id: str, *, max_attempts: int = 2, backoff_s: float = 1.0) -> None:
-        from .metrics import RunMetrics
-
-        self.run_id = run_id
-        self.scheduler = Scheduler(max_attempts=max_attempts, backoff_s=backoff_s)
-        self.metrics = RunMetrics(run_id)
-        self.cancel_requested = False
-
-    def _gauge(self) -> None:
-        self.metrics.queue_length(self.scheduler.queue_length)
-
-    def add(self, items: list[VideoItem], costs: dict[str, float] | None = None) -> int:
-        from ..sources import probe_media  # this actor runs on the driver's node, where local inputs are
-
-        self.scheduler.add(items, probe=probe_media, costs=costs)
-        self._gauge()
-        return len(self.scheduler.tasks)
-
-    def register(self, workers: list[str]) -> None:
-        """The run's planned workers (and each replacement as it starts), before they ask for work."""
-        self.scheduler.register(*workers)
-
-    def next_for(self, worker: str, prefetch: bool = False) -> Assignment | None:
-        assignment = self.scheduler.next_for(worker, prefetch=prefetch)
-        if assignment is not None:
-            self._gauge()
-        return assignment
-
-    def dispatch(self, workers: list[str]) -> list[Assignment]:
-        """Every assignment for the workers ready for more, in one call (see Scheduler.dispatch)."""
-        assignments = self.scheduler.dispatch(workers)
-        if assignments:
-            self._gauge()
-        return assignments
-
-    def complete(self, video_id: str, worker: str) -> None:
-        self.scheduler.complete(video_id, worker)
-
-    def fail(self, video_id: str, worker: str, reason: str, retryable: bool = True) -> FailureDecision:
-        return self.scheduler.fail(video_id, worker, reason, retryable=retryable)
-
-    def worker_lost(self, worker: str) -> tuple[list[str], list[tuple[str, str]]]:
-        """Re-queued ids, and (id, reason) of the videos given up because they kept killing workers."""
-        before = len(self.scheduler.lost_failures())
-        requeued = self.scheduler.worker_lost(worker)
-        given_up = [(v, self.scheduler.tasks[v].error or "worker died")
-                    for v in self.scheduler.lost_failures()[before:]]
-        self._gauge()
-        return requeued, given_up
-
-    def request_cancel(self) -> list[str]:
-        """Anyone may ask (the dashboard, a second CLI); the driver sees it on its next poll."""
-        self.cancel_requested = True
-        return self.cancel()
-
-    def cancel(self) -> list[str]:
-        dropped = self.scheduler.cancel()
-        self._gauge()
-        return dropped
-
-    def mark_cancelled(self, video_id: str, worker: str | None = None) -> None:
-        self.scheduler.mark_cancelled(video_id, worker)
-
-    def poll(self) -> dict[str, object]:
-        """What the driver loop needs each turn, in one call (O(1): it runs after every completion)."""
-        return {
-            "cancel_requested": self.cancel_requested,
-            "finished": self.scheduler.finished,
-            "ready_in": self.scheduler.ready_in(),
-            "queue_length": self.scheduler.queue_length,
-        }
-
-    def assignments(self) -> dict[str, list[str]]:
-        return self.scheduler.assignments()
-
-    def states(self) -> dict[str, str]:
-        return self.scheduler.states()
-
-    def summary(self) -> dict[str, object]:
-        return self.scheduler.summary()

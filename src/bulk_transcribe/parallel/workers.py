@@ -1,9 +1,10 @@
 """Model-holding workers. `TranscriberActor` is a plain class (usable in-process, as the tests do); `cluster.py`
 wraps it with `ray.remote` and gives each one the resources `plan_workers` chose.
 
-A worker loads its model once and keeps it for life. It runs up to two videos at once on separate threads, but
-only one of them transcribes at a time (a lock around the model): the second one is the prefetch, downloading its
-audio while the first transcribes, so download time hides behind compute.
+A worker loads its model once and keeps it for life. It runs the videos the scheduler lets it hold (see
+Scheduler.max_held) on separate threads, but only one of them transcribes at a time (a lock around the model): the
+others are the prefetch, downloading their audio while the first transcribes, so download time hides behind
+compute. A bundle of short videos (`process_bundle`) is one call: its videos share the model's batches.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import RunConfig
-from ..errors import Cancelled
+from ..errors import Cancelled, VideoError
 from ..models import ProgressEvent, Transcript, VideoItem
 
 EVENT_BATCH_S = 0.2
@@ -215,6 +216,28 @@ class TranscriberActor:
             return transcript
         finally:
             # The driver reports the outcome right after this returns: our progress must land before it.
+            if self._sender is not None:
+                self._sender.flush()
+
+    def process_bundle(self, items: list[VideoItem], attempts: list[int]) -> list[Transcript | VideoError]:
+        """Several short videos in shared batches (a scheduler bundle): each fetched through the limiter, then
+        one model pass under the model lock. Returns each video's Transcript or its VideoError, in order (one
+        bad video fails alone); raises Cancelled for the whole bundle. `attempts` (each video's attempt, all 1 as
+        the scheduler bundles only first tries) is checked against `items` so a driver cannot misalign them."""
+        if len(attempts) != len(items):
+            raise ValueError(f"{len(items)} videos but {len(attempts)} attempts")
+        limiter = self.limiter
+
+        def fetch_guard(item: VideoItem):
+            return limiter.holding(item.video_id) if limiter else nullcontext()
+
+        try:
+            results = self.processor.process_bundle(items, self._emit, self._cancel.is_set,
+                                                    fetch_guard=fetch_guard, model_lock=self._model_lock)
+            self.videos_done += sum(isinstance(r, Transcript) for r in results)
+            return results
+        finally:
+            # The driver reports each outcome right after this returns: our progress must land before it.
             if self._sender is not None:
                 self._sender.flush()
 
