@@ -131,8 +131,10 @@ class _Job:
 
 
 class _HostGate:
-    """Politeness per host: at most `limit` page requests open at once, starts spaced by `sleep_s` (yt-dlp's
-    --sleep-interval rule), and every start held back while the host's Retry-After runs."""
+    """Politeness per host: at most `limit` resolutions open at once, their first requests spaced by `sleep_s`
+    (yt-dlp's --sleep-interval rule) counted from the requests themselves (setting a YoutubeDL up can take longer
+    than the pause) and from the host's answer (so the host never sees two closer than that), and nothing
+    started while the host's Retry-After runs."""
 
     def __init__(self, options: DownloadOptions) -> None:
         self.options = options
@@ -148,6 +150,16 @@ class _HostGate:
 
     def begin(self, host: str) -> None:
         self.open[host] += 1
+
+    def take_turn(self, host: str) -> bool:
+        """True when a request to `host` may be sent now: the next one then waits `sleep_s` after it."""
+        now = time.monotonic()
+        if self.not_before.get(host, 0.0) > now:
+            return False
+        self.answered(host)
+        return True
+
+    def answered(self, host: str) -> None:
         pause = pause_between_downloads(self.options)
         if pause > 0:
             self.not_before[host] = max(self.not_before.get(host, 0.0), time.monotonic() + pause)
@@ -285,7 +297,7 @@ class InputStream:
         try:
             while (job := self._next_url_job()) is not None:
                 try:
-                    items = resolver.resolve(job.text)
+                    items = resolver.resolve(job.text, pace=self._pacer(job.host))
                 except Exception as exc:  # noqa: BLE001 - a surprise in yt-dlp fails this input, not the stream
                     items = [_failed(job.text, SourceKind.URL, job.text, f"cannot resolve: {exc}")]
                 if not self._retry_later(job, resolver.failure):
@@ -315,6 +327,21 @@ class InputStream:
                 # Woken by a host freeing a slot, a retry put back, or close; the timeout is only a safety net.
                 self._cond.wait(1.0 if wake is None else min(1.0, max(0.01, wake - now)))
             return None
+
+    def _pacer(self, host: str) -> tuple[Callable[[], None], Callable[[], None]]:
+        """Before the first request: wait for the host's turn (sleep_s after its last first request and answer,
+        its Retry-After); after its answer: the next turn counts from now."""
+
+        def wait_turn() -> None:
+            with self._cond:
+                while not self._gate.take_turn(host) and not self._cancel.is_set():
+                    self._cond.wait(max(0.01, self._gate.not_before[host] - time.monotonic()))
+
+        def answered() -> None:
+            with self._cond:
+                self._gate.answered(host)
+
+        return wait_turn, answered
 
     def _retry_later(self, job: _Job, failure: Failure | None) -> bool:
         """Free the job's host; on a 429/503 hold that host back for its Retry-After (or the back-off) and, while
@@ -366,6 +393,18 @@ class InputStream:
 
     def _all_resolved(self) -> bool:
         return self._resolved >= len(self._jobs)
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run
 
 
 def _nonblank(entries: Iterable[str | VideoItem]) -> Iterator[str | VideoItem]:
@@ -644,7 +683,10 @@ class _UrlResolver:
 
             shutil.rmtree(Path(self._cookie_copy).parent, ignore_errors=True)
 
-    def resolve(self, text: str) -> list[VideoItem]:
+    def resolve(self, text: str, pace: tuple[Callable[[], None], Callable[[], None]] | None = None
+                ) -> list[VideoItem]:
+        """The input's items; `pace` (before, after) runs around its first request only: right before it is sent
+        and once its response headers are in."""
         self.failure = None
         offline = _offline_items(text)
         if offline is not None:
@@ -655,6 +697,9 @@ class _UrlResolver:
         except errors.VideoError as exc:  # e.g. the cookies file is missing
             return [_failed(url, SourceKind.URL, text, exc.reason)]
         timeout = self.options.resolve_timeout_s
+        before, after = pace or (None, None)
+        self._guard.before_request = _once(before) if before else None
+        self._guard.after_response = _once(after) if after else None
         try:
             info = self._extract(client, url, timeout)
         except Exception as exc:  # yt-dlp wraps every failure in its DownloadError; the guard's stop it
