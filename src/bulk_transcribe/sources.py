@@ -229,8 +229,10 @@ class InputStream:
             self._started = True
         if any(job.host is None for job in self._jobs):
             threading.Thread(target=self._resolve_offline, name="bt-inputs", daemon=True).start()
+        # No more threads than can ever work at once: each builds a YoutubeDL (a second or more on a busy machine).
         url_jobs = sum(1 for job in self._jobs if job.host is not None)
-        for n in range(min(self.concurrency, url_jobs)):
+        useful = len(self._waiting) * self._gate.limit
+        for n in range(min(self.concurrency, url_jobs, useful)):
             threading.Thread(target=self._resolve_urls, name=f"bt-resolve-{n}", daemon=True).start()
         return self
 
