@@ -114,7 +114,6 @@ def resolve_inputs(
     return result
 
 
-
 # --------------------------------------------------------------------------------------------- streaming
 
 
@@ -361,9 +360,8 @@ class InputStream:
             if job.attempt >= max(1, self.options.retries) or wait > self.options.max_retry_after_s:
                 return False
             job.attempt += 1
+            # First in its host's line again: it was listed before everything still waiting there.
             self._waiting.setdefault(job.host, deque()).appendleft(job)
-            # appendleft keeps the host's queue in input order only if it is this job that was first: the host
-            # goes on with its earliest input either way.
             return True
 
     # -- handing out
@@ -452,25 +450,6 @@ def _all_inputs(
                           f"cannot read input list {path}: {exc.strerror or exc}")
             continue
         yield from lines
-
-
-def _expand(
-    inputs: Iterable[str | VideoItem], resolver: "_UrlResolver", out_dir: Path | None = None
-) -> Iterator[VideoItem]:
-    for entry in inputs:
-        if isinstance(entry, VideoItem):
-            yield entry
-            continue
-        text = entry.strip()
-        if not text:
-            continue
-        offline = _offline_items(text)
-        if offline is not None:
-            yield from offline
-        elif _SCHEME.match(text):
-            yield from resolver.resolve(text)
-        else:
-            yield from _local(text, out_dir)
 
 
 def _offline_items(text: str) -> list[VideoItem] | None:
