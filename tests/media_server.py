@@ -20,7 +20,10 @@ Routes (besides plain files under the served folder):
   /auth/<file>            the file, only with HTTP Basic auth of exactly `auth` (user, password; case matters)
   /page/<file>[?delay=S]  a video page: waits S seconds (default `page_delay_s`), then an HTML page whose one
                           <video> plays /<file> (how a slow site's page looks to yt-dlp's generic extractor);
-                          `pages_in_flight` / `pages_peak` say how many such requests were open at once
+                          `pages_in_flight` / `pages_peak` say how many such requests were open at once;
+                          with `sign=1` its <video> plays /signed/<token>/<file> instead, a fresh token per page
+  /signed/<token>/<file>  the file while its token is valid, else 403 (how a site's signed media URL expires:
+                          `expire_signed()` voids every token issued so far)
 Every request is counted per path, so tests can assert how hard a client hit the server; the trickling routes
 also record how many body bytes each request got before the client hung up (`sent`).
 """
@@ -64,6 +67,9 @@ class MediaServer:
         self.page_delay_s = page_delay_s
         self.pages_in_flight = 0
         self.pages_peak = 0
+        self.tokens_issued = 0
+        self.tokens_void_through = 0
+        """Tokens up to this number answer 403 (expired)."""
         self.auth = ("User", "PassWord")
         """The only credentials /auth/ accepts."""
         self.hits: Counter[str] = Counter()
@@ -94,6 +100,20 @@ class MediaServer:
     def count(self, path: str) -> int:
         with self._lock:
             return self.hits["/" + path.lstrip("/")]
+
+    def reset_pages_peak(self) -> None:
+        with self._lock:
+            self.pages_peak = self.pages_in_flight
+
+    def expire_signed(self) -> None:
+        """Every signed link handed out so far now answers 403, as an expired signature does."""
+        with self._lock:
+            self.tokens_void_through = self.tokens_issued
+
+    def _issue_token(self) -> int:
+        with self._lock:
+            self.tokens_issued += 1
+            return self.tokens_issued
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -224,6 +244,13 @@ def _make_handler(server: MediaServer):
                 return self._file(rest, head)
             if prefix == "page":
                 return self._video_page(rest, head)
+            if prefix == "signed":
+                token, _, name = rest.partition("/")
+                with server._lock:
+                    void = not token.isdigit() or int(token) <= server.tokens_void_through
+                if void:
+                    return self._plain(403, b"signature expired\n")
+                return self._file(name, head)
             if prefix == "html":
                 return self._plain(200, b"<html><head><title>Just a page</title></head>"
                                         b"<body><p>No media here.</p></body></html>", content_type="text/html")
@@ -255,8 +282,9 @@ def _make_handler(server: MediaServer):
                 with server._lock:
                     server.pages_in_flight -= 1
             name = Path(rest).stem
+            src = f"/signed/{server._issue_token()}/{rest}" if query.get("sign") == "1" else f"/{rest}"
             body = (f"<html><head><title>Talk {name}</title></head><body><h1>Talk {name}</h1>"
-                    f'<video controls src="/{rest}"></video></body></html>').encode()
+                    f'<video controls src="{src}"></video></body></html>').encode()
             return self._plain(200, body, content_type="text/html")
 
         def _trickle(self, path: str, body: bytes, content_type: str, head: bool) -> None:

@@ -324,3 +324,108 @@ def test_page_that_inflates_past_the_cap_is_refused(media_server, work):
     url = media_server.url(f"gzip-bomb/{uuid.uuid4().hex[:8]}")
     error = fetch_error(AudioDownloader(FAST, work), url, errors.InputError)
     assert str(error) == f"page refused: its gzip body inflates past 16.0 MiB (a decompression bomb?): {url}"
+
+
+# --------------------------------------------------------------------------------------------- one extraction per video
+
+
+def stream_items(urls: list[str], options: DownloadOptions = FAST) -> list[VideoItem]:
+    from bulk_transcribe.sources import InputStream
+
+    with InputStream(urls, options=options) as stream:
+        items = []
+        while not stream.finished:
+            items.extend(stream.take(timeout=0.5))
+    return items
+
+
+def test_a_video_page_is_requested_once_through_resolution_and_download(media_server, media_dir, speech_clips,
+                                                                        work):
+    names = [fresh_copy(media_dir, speech_clips["weather"].path, suffix="") for _ in range(5)]
+    items = stream_items([media_server.url(f"page/{name}?delay=0.2") for name in names])
+    assert len(items) == 5 and all(item.error is None and item.info is not None for item in items)
+    downloader = AudioDownloader(FAST, work)
+    for item in items:
+        fetched = downloader.fetch(item)
+        assert fetched.path.read_bytes() == speech_clips["weather"].path.read_bytes()
+        downloader.release(fetched)
+    assert [media_server.count(f"page/{name}") for name in names] == [1] * 5  # 10 before: once more to download
+    assert [media_server.count(name) for name in names] == [1] * 5
+
+
+def test_cached_info_is_small_plain_data_and_never_shown(media_server, media_dir, speech_clips):
+    import pickle
+
+    name = fresh_copy(media_dir, speech_clips["garden"].path, suffix="")
+    (item,) = stream_items([media_server.url(f"page/{name}")])
+    assert item.info["url"] == media_server.url(name) and item.info["formats"]
+    assert len(pickle.dumps(item)) < 8_000  # shipped to Ray actors with the item
+    assert "formats" not in repr(item) and pickle.loads(pickle.dumps(item)) == item
+
+
+def test_old_info_is_extracted_afresh(media_server, media_dir, speech_clips, work):
+    from bulk_transcribe.download import INFO_MAX_AGE_S
+
+    name = fresh_copy(media_dir, speech_clips["train"].path, suffix="")
+    (item,) = stream_items([media_server.url(f"page/{name}")])
+    item.info["epoch"] -= INFO_MAX_AGE_S + 1  # resolved half an hour ago: its signed URLs may be dead
+    fetched = AudioDownloader(FAST, work).fetch(item)
+    assert fetched.path.read_bytes() == speech_clips["train"].path.read_bytes()
+    assert media_server.count(f"page/{name}") == 2
+
+
+def test_an_expired_media_url_is_extracted_afresh_once(media_server, media_dir, speech_clips, work):
+    """A site's signed media URL died between resolution and download: one fresh page, then the new link."""
+    name = fresh_copy(media_dir, speech_clips["library"].path, suffix="")
+    (item,) = stream_items([media_server.url(f"page/{name}?sign=1")])
+    expired = urlsplit_path(item.info["url"])
+    media_server.expire_signed()
+    starts = []
+    downloader = AudioDownloader(FAST, work, before_download=lambda: starts.append(1))
+    fetched = downloader.fetch(item)
+    assert fetched.path.read_bytes() == speech_clips["library"].path.read_bytes()
+    assert media_server.count(f"page/{name}") == 2 and media_server.count(expired) == 1
+    assert len(starts) == 2  # the fresh extraction is a request too: paced and limited like any other
+
+    # Expired again, and the video is gone meanwhile (its fresh link answers 404): re-extracted once, then failed.
+    media_server.expire_signed()
+    (media_dir / name).unlink()
+    with pytest.raises(errors.DownloadError) as caught:
+        AudioDownloader(DownloadOptions(retries=3, backoff_s=0.01), work).fetch(item)
+    assert str(caught.value) == f"HTTP 404 Not Found: {item.source}"
+    assert media_server.count(f"page/{name}") == 3 and media_server.count(expired) == 2
+
+
+def urlsplit_path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path
+
+
+def test_credentials_travel_with_the_item_to_the_request_and_never_to_the_store(media_server, media_dir,
+                                                                               speech_clips, work, tmp_path):
+    from bulk_transcribe.config import RunConfig
+    from bulk_transcribe.session_manager import SessionStore
+
+    user, secret = media_server.auth
+    name = fresh_copy(media_dir, speech_clips["weather"].path, suffix="")  # a page request, not a direct link
+    url = media_server.url(f"auth/{name}").replace("http://", f"http://{user}:{secret}@")
+    (item,) = stream_items([url])
+    shown = url.replace(secret, "***")
+    assert (item.source, item.input, item.error, item.request_url) == (shown, shown, None, url)
+    assert secret not in repr(item) and secret not in str(item.meta)
+
+    # No url_credentials in the options: the item carries what its download needs, with or without cached info.
+    for info in (item.info, None):
+        item.info = info
+        fetched = AudioDownloader(FAST, work).fetch(item)
+        assert fetched.path.read_bytes() == speech_clips["weather"].path.read_bytes()
+    assert media_server.count(f"auth/{name}") == 4  # resolution, download; page and download again without info
+
+    db = tmp_path / "store.db"
+    with SessionStore(db) as store:
+        run_id = store.begin_run(RunConfig(inputs=(url,), out_dir=tmp_path), "sequential")
+        store.register_videos(run_id, [item])
+        (record,) = store.videos(run_id)
+    assert record.source == shown and record.to_item().request_url is None
+    assert not any(secret.encode() in path.read_bytes() for path in tmp_path.glob("store.db*"))

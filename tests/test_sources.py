@@ -472,3 +472,143 @@ def test_channel_entries_that_are_upcoming_or_just_ended_are_listed_with_their_r
     assert items[1].error.startswith("premiere or scheduled stream not yet available")
     assert items[2].error.startswith("live stream: not transcribed")
     assert items[3].error.startswith("live stream just ended")
+
+
+# --------------------------------------------------------------------------------------------- streaming
+
+
+def page_urls(media_server, media_dir, clip, delays) -> list[str]:
+    """One slow video page per delay, each playing its own fresh copy of `clip` (counts stay per test). The copy
+    has no extension: /page/talk.mp3 would look like a direct media link, which is listed without a request."""
+    urls = []
+    for delay in delays:
+        name = f"talk-{uuid.uuid4().hex[:8]}"
+        shutil.copy(clip, media_dir / name)
+        urls.append(media_server.url(f"page/{name}?delay={delay}"))
+    return urls
+
+
+def drain(stream, limit_s: float = 60.0) -> list[tuple[float, object]]:
+    """(seconds since the stream started, item) for everything it hands out, as a driver loop would take them."""
+    import time
+
+    began = time.monotonic()
+    got = []
+    while not stream.finished and time.monotonic() - began < limit_s:
+        for item in stream.take(timeout=0.5):
+            got.append((time.monotonic() - began, item))
+    return got
+
+
+def test_stream_hands_out_fast_pages_long_before_slow_ones(media_server, media_dir, speech_clips):
+    from bulk_transcribe.sources import InputStream
+
+    clip = speech_clips["weather"].path
+    # yt-dlp's first page in a process imports every embed extractor (seconds here, where no .pyc is written).
+    resolve_inputs(page_urls(media_server, media_dir, clip, [0]), options=FAST)
+    slow = page_urls(media_server, media_dir, clip, [4, 4])
+    fast = page_urls(media_server, media_dir, clip, [0, 0, 0, 0])
+    options = DownloadOptions(socket_timeout_s=10, max_concurrent=8)
+    with InputStream(slow + fast, options=options) as stream:  # slow ones listed first
+        assert stream.total == 6 and stream.resolved == 0
+        got = drain(stream)
+        assert stream.finished and stream.resolved == 6
+    arrival = {item.input: t for t, item in got}
+    assert set(arrival) == set(slow + fast) and all(item.error is None for _, item in got)
+    assert max(arrival[u] for u in fast) < min(arrival[u] for u in slow) - 2  # not held behind the slow pages
+    assert min(arrival[u] for u in slow) >= 4
+
+
+def test_stream_bounds_concurrency_in_all_and_per_host(media_server, media_dir, speech_clips):
+    from bulk_transcribe.sources import InputStream
+
+    clip = speech_clips["garden"].path
+    for concurrency, per_host, bound in [(3, 10, 3), (8, 2, 2)]:
+        urls = page_urls(media_server, media_dir, clip, [1.5] * 6)  # long enough for every thread to get going
+        media_server.reset_pages_peak()
+        options = DownloadOptions(socket_timeout_s=10, max_concurrent=per_host)
+        with InputStream(urls, options=options, concurrency=concurrency) as stream:
+            got = drain(stream)
+        assert len(got) == 6 and all(item.error is None for _, item in got)
+        assert media_server.pages_peak == bound, (concurrency, per_host)  # reached, never passed
+
+
+def test_stream_spaces_the_starts_to_one_host_by_sleep_s(media_server, media_dir, speech_clips):
+    from urllib.parse import urlsplit
+
+    from bulk_transcribe.sources import InputStream
+
+    urls = page_urls(media_server, media_dir, speech_clips["train"].path, [0, 0, 0])
+    options = DownloadOptions(socket_timeout_s=10, max_concurrent=8, sleep_s=0.4)
+    with InputStream(urls, options=options) as stream:
+        assert len(drain(stream)) == 3
+    paths = {urlsplit(u).path for u in urls}
+    starts = sorted(t for t, path in media_server.request_log if path in paths)
+    # Counted from the host's answer, so the host never sees two closer than sleep_s (a lower bound only).
+    assert len(starts) == 3 and all(b - a >= 0.4 for a, b in zip(starts, starts[1:]))
+
+
+def test_stream_holds_a_host_for_its_retry_after_then_tries_again(media_server, media_dir, speech_clips):
+    from urllib.parse import urlsplit
+
+    from bulk_transcribe.sources import InputStream
+
+    name = f"limited-{uuid.uuid4().hex[:8]}"  # no extension: a page request, not a direct link
+    shutil.copy(speech_clips["weather"].path, media_dir / name)
+    limited = media_server.url(f"flaky429/{name}")  # 429 with Retry-After: 1 once, then the media
+    (other,) = page_urls(media_server, media_dir, speech_clips["garden"].path, [0])
+    options = DownloadOptions(socket_timeout_s=10, max_concurrent=1, retries=2)
+    with InputStream([limited, other], options=options) as stream:
+        got = drain(stream)
+    assert [(item.input, item.error) for _, item in got] == [(limited, None), (other, None)]
+    log = [(t, path) for t, path in media_server.request_log if path in (f"/flaky429/{name}", urlsplit(other).path)]
+    assert [path for _, path in log] == [f"/flaky429/{name}", f"/flaky429/{name}", urlsplit(other).path]
+    assert log[1][0] - log[0][0] >= 1.0  # the host was left alone for its Retry-After, the other page too
+
+
+def test_close_during_a_stuck_resolution_returns_at_once(media_server):
+    import threading
+    import time
+
+    from bulk_transcribe.sources import InputStream
+
+    path = f"hang/{uuid.uuid4().hex[:8]}"  # the server never answers: no guard reads along
+    options = DownloadOptions(socket_timeout_s=60, resolve_timeout_s=120)
+    stream = InputStream([media_server.url(path)], options=options).start()
+    for _ in range(200):
+        if media_server.count(path):
+            break
+        time.sleep(0.05)
+    assert media_server.count(path) == 1 and stream.take() == [] and not stream.finished
+    began = time.monotonic()
+    stream.close()
+    stream.close()  # idempotent
+    assert time.monotonic() - began < 0.5
+    assert stream.take(timeout=5) == [] and stream.finished
+    assert time.monotonic() - began < 1.0  # take() does not wait on a closed stream
+    for _ in range(20):  # the resolving thread gives up its stuck request within a tick or two
+        if not any(t.name.startswith("bt-resolve-") for t in threading.enumerate()):
+            break
+        time.sleep(0.1)
+    assert not any(t.name.startswith("bt-resolve-") for t in threading.enumerate())
+
+
+def test_stream_dedupes_the_first_copy_that_arrives_and_keeps_items_of_an_input_in_order(
+        media_server, media_dir, speech_clips, tmp_path):
+    from bulk_transcribe.sources import InputStream
+
+    (slow_page,) = page_urls(media_server, media_dir, speech_clips["weather"].path, [2])
+    direct = media_server.url(speech_clips["garden"].path.name)  # also an entry of the feed
+    listing = tmp_path / "more.txt"
+    listing.write_text(f"{speech_clips['train'].path}\n\n# note\n{tmp_path / 'gone.mp3'}\n")
+    inputs = [slow_page, media_server.url("feed.rss"), direct, slow_page, "  "]
+    with InputStream(inputs, [listing], options=FAST) as stream:
+        assert stream.total == 6  # blank lines are not inputs; the list's lines are counted up front
+        got = [item for _, item in drain(stream)]
+    feed = [media_server.url(c.path.name) for c in speech_clips.values()]
+    sources = [item.source for item in got]
+    assert sources.index(direct) < sources.index(slow_page)  # offline inputs do not wait for pages
+    feed_items = [item for item in got if item.input == media_server.url("feed.rss")]
+    assert [item.source for item in feed_items] == [f for f in feed if f != direct]  # listed order
+    assert sorted(stream.duplicates) == sorted([direct, slow_page])
+    assert len(got) == 1 + 3 + 1 + 2  # page, feed minus the direct link, the link, the list's two lines

@@ -11,6 +11,7 @@ engine can plug a cluster-wide rate limiter in (`before_download`, `on_rate_limi
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import http
 import http.client
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
+import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError, UnsupportedRequest
 from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError, unsmuggle_url
 
@@ -45,6 +47,17 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TOO_LARGE = re.compile(r"larger than max-filesize \((\d+) bytes > (\d+) bytes\)")
 _NO_ADAPTER = re.compile(r"No connection adapters were found for '([^']*)'")
 _NOT_RETRIED = frozenset({400, 401, 403, 404, 405, 410, 451})
+
+INFO_MAX_AGE_S = 1800.0
+"""How long info extracted while resolving is used for the download. Signed media URLs expire (YouTube's after
+about 6 h); past this the download extracts afresh, which costs one page request."""
+
+_EXPIRED_STATUSES = frozenset({403, 404, 410})
+"""What a media URL that expired answers: with info from resolution, one fresh extraction before giving up."""
+
+_UNUSED_INFO_KEYS = ("automatic_captions", "subtitles", "thumbnails", "heatmap", "description", "comments")
+"""Bulky parts of a video's info that a download of its audio never reads (a YouTube video's captions alone are
+hundreds of KB); dropped from the copy an item carries."""
 
 
 @dataclass
@@ -154,6 +167,25 @@ def guard_failure(exc: BaseException, url: str, *, resolving: bool, timeout_s: f
     if isinstance(exc, DeadlineExceeded):
         return Failure(f"resolution timed out after {_seconds(timeout_s)} s: {url}", False)
     return None
+def cacheable_info(info: dict[str, Any]) -> dict[str, Any] | None:
+    """What a VideoItem keeps of one video's extracted info so its download needs no second page request: plain
+    data (yt-dlp's sanitize_info, as --load-info-json reads it back; picklable for Ray), and only the formats that
+    resolution chose with the same AUDIO_FORMAT, so thousands of items stay small. None when it is no video."""
+    if info.get("_type", "video") != "video" or not (info.get("formats") or info.get("url")):
+        return None
+    chosen = {f.get("format_id") for f in info.get("requested_formats") or [info]}
+    slim = {k: v for k, v in info.items() if k not in _UNUSED_INFO_KEYS}
+    formats = [f for f in info.get("formats") or () if f.get("format_id") in chosen]
+    if formats:
+        slim["formats"] = formats
+    return yt_dlp.YoutubeDL.sanitize_info(slim, remove_private_keys=True)
+
+
+def info_age_s(info: dict[str, Any]) -> float:
+    """Seconds since yt-dlp extracted `info` (its `epoch`, wall-clock: the item may have crossed to another node)."""
+    return time.time() - float(info.get("epoch") or 0)
+
+
 def listing_params(options: DownloadOptions) -> dict[str, Any]:
     """yt-dlp params that choose which entries of a playlist, channel or feed become videos."""
     params: dict[str, Any] = {}
@@ -411,6 +443,7 @@ class AudioDownloader:
         self.on_rate_limited = on_rate_limited
         self._last_start: float | None = None
         self._params_options: DownloadOptions | None = None
+        self.info_max_age_s = INFO_MAX_AGE_S
 
     # -- public
 
@@ -430,8 +463,11 @@ class AudioDownloader:
         folder = self.work_dir / f"dl-{item.video_id}-{uuid.uuid4().hex[:8]}"
         attempts = max(1, self.options.retries)
         failure: Failure | None = None
+        info = self._cached_info(item)
+        attempt = 0
         try:
-            for attempt in range(1, attempts + 1):
+            while attempt < attempts:
+                attempt += 1
                 self._check_cancel(cancelled)
                 self._pace(cancelled)
                 if self.before_download is not None:
@@ -439,7 +475,7 @@ class AudioDownloader:
                 self._check_cancel(cancelled)
                 self._last_start = time.monotonic()
                 try:
-                    path = self._download_once(item, folder, on_progress, cancelled)
+                    path = self._download_once(item, folder, on_progress, cancelled, info)
                 except _TooLarge as big:
                     raise errors.InputError(self._too_large_message(big.size, item.source)) from None
                 except errors.VideoError:  # ours (cancel, too large, playlist): already final
@@ -447,6 +483,10 @@ class AudioDownloader:
                 except Exception as exc:  # yt-dlp's DownloadError and whatever it wraps; the guard's
                     failure = (guard_failure(exc, item.source, resolving=False)
                                or classify_error(exc, item.source, self.options.socket_timeout_s))
+                    if info is not None and failure.status in _EXPIRED_STATUSES:
+                        # The media URL from resolution has expired: extract afresh once (not a retry).
+                        info, attempt = None, attempt - 1
+                        continue
                     if not failure.retryable or attempt == attempts:
                         break
                     self._wait_before_retry(failure, attempt, item.source, cancelled)
@@ -486,8 +526,20 @@ class AudioDownloader:
 
     # -- internals
 
+    def _cached_info(self, item: VideoItem) -> dict[str, Any] | None:
+        """The info resolution extracted for this video, while young enough that its media URLs still work."""
+        if item.info is None or info_age_s(item.info) >= self.info_max_age_s:
+            return None
+        return item.info
+
+    def _request_url(self, item: VideoItem) -> str:
+        """The real user:password for the request only: carried by the item, else from the options (older
+        callers fill `url_credentials` before the run)."""
+        return item.request_url or reveal(item.source, self.options.url_credentials)
+
     def _download_once(
-        self, item: VideoItem, folder: Path, on_progress: ProgressCallback | None, cancelled: Callable[[], bool]
+        self, item: VideoItem, folder: Path, on_progress: ProgressCallback | None, cancelled: Callable[[], bool],
+        cached: dict[str, Any] | None = None,
     ) -> Path:
         # A clean folder per attempt: a half-written .part from a failed attempt must not be "resumed" into a
         # file that mixes two responses.
@@ -529,14 +581,15 @@ class AudioDownloader:
         )
         # The watchdog polls `cancelled` too: a cancel lands within a second even while a read waits on the server.
         guard = transfer_guard(self.options, should_cancel=cancelled)
-        url = reveal(item.source, self.options.url_credentials)  # the real user:password, for the request only
+        url = self._request_url(item)
         with GuardedYDL(params, guard) as ydl:
             if is_direct_media_url(url):
                 # Skip the generic extractor's probing GET: the URL already says what it is.
                 ext = Path(unquote(urlsplit(url).path)).suffix.lower().lstrip(".")
                 info = {"id": item.video_id, "title": item.title or item.video_id, "url": url, "ext": ext}
             else:
-                info = ydl.extract_info(url, download=False)
+                # Resolution's extraction when it has one (its one page request), a copy: yt-dlp writes into it.
+                info = copy.deepcopy(cached) if cached is not None else ydl.extract_info(url, download=False)
                 if info.get("_type") == "playlist" or info.get("entries") is not None:
                     raise errors.InputError(f"URL is a playlist, not one video (resolve it first): {item.source}")
                 size = _known_size(info)

@@ -77,6 +77,10 @@ class TransferGuard:
     """time.monotonic() after which every open transfer is aborted with DeadlineExceeded; None = none."""
     should_cancel: Callable[[], bool] | None = None
     """Polled by the watchdog: true aborts every open transfer with errors.Cancelled."""
+    before_request: Callable[[], None] | None = None
+    """Called right before each request is sent, and `after_response` once its response headers are in: pacing
+    that counts from the requests themselves, not from setting a YoutubeDL up."""
+    after_response: Callable[[], None] | None = None
 
     def watching(self) -> bool:
         return bool(self.stall_bytes_per_s > 0 or self.deadline is not None or self.should_cancel is not None)
@@ -90,7 +94,12 @@ class GuardedYDL(yt_dlp.YoutubeDL):
         super().__init__(params)
 
     def urlopen(self, req: Any) -> Response:
-        return GuardedResponse(super().urlopen(req), self.guard)
+        if self.guard.before_request is not None:
+            self.guard.before_request()
+        response = super().urlopen(req)
+        if self.guard.after_response is not None:
+            self.guard.after_response()
+        return GuardedResponse(response, self.guard)
 
 
 class GuardedResponse(Response):

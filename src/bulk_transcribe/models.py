@@ -81,6 +81,12 @@ class VideoItem:
     meta: dict = field(default_factory=dict)
     """What the site says beyond the title, for output templates and the download archive: id, extractor_key,
     uploader, upload_date, playlist, playlist_index (only keys the site gave; plain strings and numbers)."""
+    info: dict | None = field(default=None, compare=False, repr=False)
+    """In memory only, never stored: yt-dlp's sanitized info for a single video extracted while resolving (plain
+    data, picklable for Ray), so its download makes no second page request. Signed media URLs in it expire: the
+    downloader uses it only while young (download.INFO_MAX_AGE_S) and re-extracts once when it fails."""
+    request_url: str | None = field(default=None, compare=False, repr=False)
+    """In memory only, never stored or shown: the URL to request when `source` masks a user:password (redact.py)."""
 
     def __post_init__(self) -> None:
         if not self.video_id:

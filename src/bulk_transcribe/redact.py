@@ -3,9 +3,11 @@
 Everything the user sees or the tool keeps - the table, `status`, manifest.json, the session store (sources,
 inputs, errors and the run's settings), the dashboard - carries the redacted form `https://User:***@host/...`.
 That form is also the video's identity (its id is a hash of it), so a rerun with the same URL resumes the same
-video. The real user:password lives only in memory: `DownloadOptions.url_credentials`, filled from the inputs when
-a batch is prepared (keyed by the redacted URL, so two passwords for one host stay apart) and handed to the
-downloader (shipped to Ray workers with the run's settings, never written).
+video. The real user:password lives only in memory: on the item itself (`VideoItem.request_url`, set when inputs
+are resolved, never stored, left out of its repr; it travels with the item to the downloader, Ray workers
+included), and in `DownloadOptions.url_credentials`, filled from the inputs when a batch is prepared (keyed by the
+redacted URL, so two passwords for one host stay apart) for items rebuilt from the store (shipped to Ray workers
+with the run's settings, never written).
 A rerun gets it again from the user's input; a retry started later from the store alone (the dashboard's "retry
 failed" after a restart) has only the redacted URL and fails with the server's 401, which names the cause.
 """
