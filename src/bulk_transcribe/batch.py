@@ -19,16 +19,13 @@ from typing import Callable
 
 from .config import MANIFEST_NAME, WORK_DIR_NAME, RunConfig
 from .engine.driver import Driver, Executor, Recorder
-from .engine.intake import IntakeTally, StoreIntake, VideoStream, read_archive_for
+from .engine.intake import IntakeTally, StoreIntake, read_archive_for
 from .engine.local import LocalExecutor, LocalRecorder
 from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
 from .progress import ProgressTracker
 from .redact import redact_text
 from .session_manager import OwnerLock, SessionStore, VideoRecord
-try:
-    from .sources import InputStream
-except ImportError:  # TEMPORARY until the streaming resolver lands
-    from .engine.intake import UpfrontStream as InputStream
+from .sources import InputStream
 from .writers import write_manifest
 
 
@@ -39,7 +36,7 @@ class PreparedBatch:
     config: RunConfig
     store: SessionStore
     run_id: str
-    stream: VideoStream
+    stream: InputStream
     lock: OwnerLock | None = None
     """This process's ownership of OUT, held until the batch ends (released by BatchHandle or `release`)."""
     archive: set[str] | None = None
@@ -205,6 +202,7 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
     executor: Executor
     error = None
     recorder: Recorder = handle._local
+    prepared.stream.start()  # resolution overlaps everything from here: Ray's start, the model's load
     try:
         if config.parallel:
             from .parallel.executor import open_run  # sequential never imports ray

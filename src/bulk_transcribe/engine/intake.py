@@ -150,10 +150,3 @@ def read_archive_for(config: RunConfig) -> set[str] | None:
 
     return read_archive(Path(config.download_archive))
 
-
-class UpfrontStream(ListStream):  # TEMPORARY
-    def __init__(self, inputs, input_files=(), *, options=None, out_dir=None):
-        from ..sources import resolve_inputs
-        from ..config import DownloadOptions
-        resolved = resolve_inputs(inputs, input_files, options=options or DownloadOptions(), out_dir=out_dir)
-        super().__init__(resolved.items, resolved.duplicates)
