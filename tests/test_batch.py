@@ -52,9 +52,11 @@ def test_handle_snapshots_while_running_and_resume_skips_done(tmp_path, speech_c
     while not handle.wait(0.1):
         snap = handle.snapshot()
         seen_statuses |= {v.status for v in snap.videos}
-        assert len(snap.videos) == 3
+        assert len(snap.videos) <= 3  # videos join as their inputs resolve
+        assert snap.inputs_total == 3
     assert VideoStatus.TRANSCRIBING in seen_statuses
     final = handle.snapshot()
+    assert len(final.videos) == 3 and final.inputs_resolved == 3
     assert final.counts["done"] == 2 and final.counts["failed"] == 1
     assert handle.result.exit_code == 1
 

@@ -56,7 +56,7 @@ def test_a_list_piped_in_runs_like_yt_dlp(tmp_path, speech_clips, how):
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _sources(out) == sorted(clips)
-    assert "2 videos, 2 to do" in proc.stdout
+    assert "2 videos: 2 done" in proc.stdout
 
 
 def test_dash_i_no_longer_means_input_file(tmp_path):

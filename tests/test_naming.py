@@ -77,7 +77,7 @@ def test_hostile_titles_through_the_cli_and_every_rerun(tmp_path, media_dir, med
     # A later run on the same OUT still records its end and writes the manifest (it used to fail forever).
     code, stdout, stderr = _run(*args)
     assert code == 0, stdout + stderr
-    assert "5 already finished" in stdout
+    assert "Nothing to do: all 5 videos already done" in stdout
     assert json.loads((out / MANIFEST_NAME).read_text())["count"] == 5
 
 
