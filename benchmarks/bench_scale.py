@@ -2,8 +2,8 @@
 
 Simulated videos (no media, no model); for each batch size:
 
-  dispatch   the Scheduler (plain class) and the engine's SchedulerActor body (what the scheduler actor runs,
-             including its queue-length gauge), queue + hand out + complete every video over 8 workers: us/video
+  dispatch   the Scheduler (plain class, in the driver as engine/driver.py runs it: every worker offered each
+             turn), queue + hand out + complete every video over 8 workers: us/video
   snapshot   ProgressTracker.snapshot() latency while a run is in flight (one progress event, then a snapshot,
              as a polling screen sees it), and the same snapshot fetched from the real progress actor over Ray
   memory     resident memory the progress actor gains when it holds the run's videos (bytes/video)
@@ -48,32 +48,26 @@ def flatness(per_video: dict[int, float]) -> float:
 
 # ---- dispatch ------------------------------------------------------------------------------------------------
 
-def dispatch_cost(n: int, actor_body: bool) -> float:
-    """Microseconds per video to queue, hand out and complete n videos over WORKERS pulling workers."""
-    from bulk_transcribe.parallel.scheduler import Scheduler, SchedulerActor
+def dispatch_cost(n: int) -> float:
+    """Microseconds per video to queue, hand out and complete n videos over WORKERS workers, driven the way
+    engine/driver.py drives the scheduler: every ready worker offered each turn, the scheduler deciding depth."""
+    from bulk_transcribe.parallel.scheduler import Scheduler
 
     batch = items(n)
     t0 = time.perf_counter()
-    if actor_body:
-        body = SchedulerActor("bench-scale")
-        body.add(batch)
-        next_for, complete = body.next_for, body.complete
-    else:
-        sched = Scheduler()
-        sched.add(batch)
-        next_for, complete = sched.next_for, sched.complete
+    sched = Scheduler()
+    sched.add(batch)
     workers = [f"w{k}" for k in range(WORKERS)]
-    held = {}
-    for w in workers:
-        a = next_for(w)
-        if a is not None:
-            held[w] = a.item.video_id
-    while held:
-        for w in list(held):
-            complete(held.pop(w), w)
-            a = next_for(w)
-            if a is not None:
-                held[w] = a.item.video_id
+    sched.register(*workers)
+    held: dict[str, list[str]] = {w: [] for w in workers}
+    for a in sched.dispatch(workers):
+        held[a.worker].append(a.item.video_id)
+    while any(held.values()):
+        for w in workers:
+            if held[w]:
+                sched.complete(held[w].pop(0), w)
+        for a in sched.dispatch(workers):
+            held[a.worker].append(a.item.video_id)
     return (time.perf_counter() - t0) / n * 1e6
 
 
@@ -262,23 +256,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sizes", default="1000,10000")
     p.add_argument("--no-ray", action="store_true")
     p.add_argument("--no-dashboard", action="store_true")
-    p.add_argument("--actor-body-max", type=int, default=None,
-                   help="largest batch for the SchedulerActor-body dispatch figure (default 10000; 3000 quick: it is "
-                        "quadratic today and 10,000 alone takes a minute)")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"scale: {', '.join(f'{n:,}' for n in sizes)} simulated videos", flush=True)
-    # Warm up first: the actor body imports Ray's metrics and the media prober on first use (over a second).
-    dispatch_cost(10, actor_body=True)
+    dispatch_cost(10)  # warm up (imports)
     store_figures(10)
     per: dict[int, dict[str, float]] = {}
-    body_max = args.actor_body_max or (3000 if args.quick else 10000)
-    body: dict[int, float] = {}
-    for n in sorted(set(min(n, body_max) for n in sizes)):
-        body[n] = dispatch_cost(n, actor_body=True)
-        print(f"  SchedulerActor body, n={n:,}: {body[n]:.0f} us/video", flush=True)
     for n in sizes:
-        row = {"dispatch_us_per_video": dispatch_cost(n, actor_body=False)}
+        row = {"dispatch_us_per_video": dispatch_cost(n)}
         row.update(snapshot_latency(n))
         row.update(store_figures(n))
         per[n] = row
@@ -296,8 +281,6 @@ def main(argv: list[str] | None = None) -> dict:
     big = max(sizes)
     ratios = {
         "dispatch_flatness": flatness({n: per[n]["dispatch_us_per_video"] for n in sizes}),
-        "dispatch_actor_body_flatness": flatness(body),
-        f"dispatch_actor_body_us_per_video_{max(body)}": body[max(body)],
         "store_write_flatness": flatness({n: per[n]["events_us_per_video"] for n in sizes}),
         "store_bytes_flatness": flatness({n: per[n]["bytes_per_video"] for n in sizes}),
         f"dispatch_us_per_video_{big}": per[big]["dispatch_us_per_video"],
@@ -310,8 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
     if dash:
         ratios.update({f"dashboard_{k}": v for k, v in dash.items()})
     print("goal: per-video figures flat (flatness ~1.0; > 2 means the cost grows with the batch)")
-    result = {"sizes": sizes, "per_size": {str(n): v for n, v in per.items()}, "dashboard": dash,
-              "actor_body_dispatch_us_per_video": {str(n): v for n, v in body.items()}, "ratios": ratios}
+    result = {"sizes": sizes, "per_size": {str(n): v for n, v in per.items()}, "dashboard": dash, "ratios": ratios}
     return common.finish("scale", args, result)
 
 

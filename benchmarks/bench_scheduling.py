@@ -11,7 +11,7 @@ Heavy-tailed (lognormal) video durations, 8 videos per worker, for m = 2 ... 64 
 Two measurements of the same policies:
   sim  an exact event simulation (our Scheduler class driven by a simulated clock), median over many draws:
        the policy alone, no noise
-  ray  a real local Ray: the engine's SchedulerActor, driven the way parallel/runner.py drives it, hands work to
+  ray  a real local Ray: the engine's Scheduler, in the driver as engine/driver.py runs it, hands work to
        simulated workers that sleep cost x scale (fractional CPUs, several simulated workers per host actor so 64
        workers do not need 64 processes on a 2-core box); time is scaled down so a run lasts about a second
 
@@ -81,9 +81,9 @@ def _items(costs: list[float]):
 
 
 def makespan_ours(costs: list[float], m: int) -> float:
-    """Our Scheduler on a simulated clock, driven like parallel/runner.py: every worker registered before the first
-    dispatch, each holding at most two videos (one running, one prefetched when the scheduler grants it), and after
-    every completion one `dispatch` call for the workers with room."""
+    """Our Scheduler on a simulated clock, driven like engine/driver.py: every worker registered before the first
+    dispatch, every worker offered after every completion (one `dispatch` call), the scheduler deciding how many
+    videos each holds ahead (prefetch by time)."""
     from bulk_transcribe.parallel.scheduler import Scheduler
 
     now = [0.0]
@@ -105,8 +105,7 @@ def makespan_ours(costs: list[float], m: int) -> float:
             heapq.heappush(events, (now[0] + cost, seq, w))
 
     def fill() -> None:
-        room = [w for w in workers if len(held[w]) + (w in running) < 2]
-        for a in sched.dispatch(room):
+        for a in sched.dispatch(workers):
             held[a.worker].append((a.item.video_id, a.cost))
             start(a.worker)
 
@@ -174,7 +173,7 @@ def time_scale(m: int, quick: bool) -> float:
 def ray_makespans(m: int, seed: int, hosts: list, quick: bool, tag: str) -> dict[str, float]:
     import ray
 
-    from bulk_transcribe.parallel.scheduler import SchedulerActor
+    from bulk_transcribe.parallel.scheduler import Scheduler
 
     costs = durations(VIDEOS_PER_WORKER * m, seed)
     scale = time_scale(m, quick)
@@ -182,32 +181,28 @@ def ray_makespans(m: int, seed: int, hosts: list, quick: bool, tag: str) -> dict
     host_of = {w: hosts[k // WORKERS_PER_HOST] for k, w in enumerate(workers)}
     out = {}
 
-    # ours: the engine's scheduler actor, driven like runner._fill / _on_result.
-    sched = ray.remote(SchedulerActor).options(num_cpus=0).remote(f"bench-{tag}-{m}")
+    # ours: the engine's Scheduler in this (driver) process, driven like engine/driver.py: every worker offered
+    # each turn, the scheduler deciding how far ahead each one holds work.
+    sched = Scheduler()
     items = _items(costs)
-    ray.get(sched.add.remote(items))
-    ray.get(sched.register.remote(workers))
+    sched.add(items)
+    sched.register(*workers)
     cost_of = {it.video_id: c for it, c in zip(items, costs)}
     inflight: dict = {}
-    per_worker = {w: 0 for w in workers}
     t0 = time.monotonic()
 
     def fill() -> None:
-        room = [w for w in workers if per_worker[w] < 2]
-        for a in ray.get(sched.dispatch.remote(room)):
+        for a in sched.dispatch(workers):
             ref = host_of[a.worker].run.remote(a.worker, cost_of[a.item.video_id] * scale)
             inflight[ref] = (a.worker, a.item.video_id)
-            per_worker[a.worker] += 1
 
     fill()
     while inflight:
         done, _ = ray.wait(list(inflight), num_returns=1)
         w, vid = inflight.pop(done[0])
-        per_worker[w] -= 1
-        ray.get(sched.complete.remote(vid, w))
+        sched.complete(vid, w)
         fill()
     out["ours"] = (time.monotonic() - t0) / scale
-    ray.kill(sched)
 
     # fifo: a plain queue in input order, pulled by whichever worker is free (no prefetch needed: no download).
     queue = deque(range(len(costs)))

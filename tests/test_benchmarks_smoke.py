@@ -72,7 +72,7 @@ def test_overlap_ratios():
 
 def test_scale_helpers_on_a_small_batch():
     assert bench_scale.flatness({1000: 2.0, 10000: 3.0}) == pytest.approx(1.5)
-    assert bench_scale.dispatch_cost(50, actor_body=False) > 0
+    assert bench_scale.dispatch_cost(50) > 0
     snap = bench_scale.snapshot_latency(40, polls=3)
     assert set(snap) == {"first_ms", "after_event_ms", "cached_ms"}
     tracker, active = bench_scale.tracker_with(40)
