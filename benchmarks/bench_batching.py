@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     repeats = args.repeats or (1 if args.quick else 3)
 
     from bulk_transcribe.config import TranscribeOptions, available_cpus
-    from bulk_transcribe.transcribe import Transcriber
+    from bulk_transcribe.media.transcribe import Transcriber
 
     compute_type = args.compute_type or ("float16" if args.device == "cuda" else "int8")
     opts = TranscribeOptions(model=args.model, device=args.device, compute_type=compute_type,

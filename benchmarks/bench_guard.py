@@ -34,7 +34,7 @@ import json, resource, sys
 sys.path.insert(0, sys.argv[1])
 from media_server import MediaServer
 from bulk_transcribe.config import DownloadOptions
-from bulk_transcribe.sources import resolve_inputs
+from bulk_transcribe.inputs import resolve_inputs
 import tempfile, pathlib
 server = MediaServer(pathlib.Path(tempfile.mkdtemp())).start()
 route, cap = sys.argv[2], int(sys.argv[3])
@@ -62,7 +62,7 @@ def plain_fetch(url: str, folder: Path) -> float:
     import yt_dlp
 
     from bulk_transcribe.config import DownloadOptions
-    from bulk_transcribe.download import AUDIO_FORMAT, ytdlp_params
+    from bulk_transcribe.media.download import AUDIO_FORMAT, ytdlp_params
 
     params = ytdlp_params(DownloadOptions(), format=AUDIO_FORMAT, outtmpl={"default": str(folder / "x.%(ext)s")},
                           overwrites=True, continuedl=False)
@@ -75,8 +75,8 @@ def plain_fetch(url: str, folder: Path) -> float:
 def guarded_fetch(url: str, folder: Path) -> float:
     """The same download through GuardedYDL (what AudioDownloader uses): the guard's cost alone."""
     from bulk_transcribe.config import DownloadOptions
-    from bulk_transcribe.download import AUDIO_FORMAT, transfer_guard, ytdlp_params
-    from bulk_transcribe.guard import GuardedYDL
+    from bulk_transcribe.media.download import AUDIO_FORMAT, transfer_guard, ytdlp_params
+    from bulk_transcribe.media.guard import GuardedYDL
 
     params = ytdlp_params(DownloadOptions(), format=AUDIO_FORMAT, outtmpl={"default": str(folder / "x.%(ext)s")},
                           overwrites=True, continuedl=False)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         threading.Timer(2.0, cancel).start()
         from bulk_transcribe import errors
         from bulk_transcribe.config import DownloadOptions
-        from bulk_transcribe.download import AudioDownloader
+        from bulk_transcribe.media.download import AudioDownloader
         from bulk_transcribe.models import SourceKind, VideoItem
 
         trickle = server.url("trickle/small.mp3")

@@ -83,7 +83,7 @@ def make_long_audio(seconds: int, folder: Path) -> Path:
 def child(path: str, window_s: float, cores: int) -> None:
     """In a fresh process: load the model, transcribe (unless path is empty), print one JSON line."""
     from bulk_transcribe.config import TranscribeOptions
-    from bulk_transcribe.transcribe import Transcriber
+    from bulk_transcribe.media.transcribe import Transcriber
 
     options = TranscribeOptions(cpu_threads=cores, beam_size=1, window_s=window_s, language="en")
     transcriber = Transcriber(options)

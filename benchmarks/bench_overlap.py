@@ -57,7 +57,7 @@ def run_engine(inputs: list[str], out_dir: Path, *, parallel: bool, cores: int) 
     """(wall seconds of run_batch, span from the first video's start to the last one's end, manifest entries)."""
     import json
 
-    from bulk_transcribe.batch import run_batch
+    from bulk_transcribe.engine.batch import run_batch
     from bulk_transcribe.config import DownloadOptions, RunConfig, TranscribeOptions
 
     config = RunConfig(
@@ -100,7 +100,7 @@ def replay(download_s: list[float], compute_s: list[float], **options) -> float:
     taking downloaded videos in arrival order, a dispatch at the start and after every completion. Durations are
     unknown to the scheduler, as for the benchmark's URLs."""
     from bulk_transcribe.models import SourceKind, VideoItem
-    from bulk_transcribe.parallel.scheduler import Scheduler
+    from bulk_transcribe.engine.scheduler import Scheduler
 
     now = [0.0]
     sched = Scheduler(clock=lambda: now[0], **options)

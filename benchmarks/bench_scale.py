@@ -51,7 +51,7 @@ def flatness(per_video: dict[int, float]) -> float:
 def dispatch_cost(n: int) -> float:
     """Microseconds per video to queue, hand out and complete n videos over WORKERS workers, driven the way
     engine/driver.py drives the scheduler: every ready worker offered each turn, the scheduler deciding depth."""
-    from bulk_transcribe.parallel.scheduler import Scheduler
+    from bulk_transcribe.engine.scheduler import Scheduler
 
     batch = items(n)
     t0 = time.perf_counter()

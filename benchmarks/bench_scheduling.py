@@ -84,7 +84,7 @@ def makespan_ours(costs: list[float], m: int) -> float:
     """Our Scheduler on a simulated clock, driven like engine/driver.py: every worker registered before the first
     dispatch, every worker offered after every completion (one `dispatch` call), the scheduler deciding how many
     videos each holds ahead (prefetch by time)."""
-    from bulk_transcribe.parallel.scheduler import Scheduler
+    from bulk_transcribe.engine.scheduler import Scheduler
 
     now = [0.0]
     sched = Scheduler(clock=lambda: now[0])
@@ -173,7 +173,7 @@ def time_scale(m: int, quick: bool) -> float:
 def ray_makespans(m: int, seed: int, hosts: list, quick: bool, tag: str) -> dict[str, float]:
     import ray
 
-    from bulk_transcribe.parallel.scheduler import Scheduler
+    from bulk_transcribe.engine.scheduler import Scheduler
 
     costs = durations(VIDEOS_PER_WORKER * m, seed)
     scale = time_scale(m, quick)

@@ -89,7 +89,7 @@ def throughput_ratios(audio_s: float, walls: dict[str, float]) -> dict[str, floa
 def _bare_worker(paths: list[str], settings: Settings, threads: int, start_barrier, out) -> None:
     from faster_whisper import WhisperModel
 
-    from bulk_transcribe.transcribe import resolve_model
+    from bulk_transcribe.media.transcribe import resolve_model
 
     model_path = resolve_model(settings.model)
     start_barrier.wait()  # imports done in every process: the clock starts for all at once
@@ -122,7 +122,7 @@ def run_bare(clips: list[Clip], settings: Settings, processes: int) -> dict:
 
 
 def _bulk_child(clips_dir: str, settings: Settings, parallel: bool, out) -> None:
-    from bulk_transcribe.batch import run_batch
+    from bulk_transcribe.engine.batch import run_batch
     from bulk_transcribe.config import RunConfig, TranscribeOptions
 
     ray_start_s = 0.0

@@ -53,10 +53,10 @@ class Relay:
 
 def shared_worker(config: RunConfig) -> Any:
     """One in-process worker (one loaded model) for a whole test module; `drive(..., worker=...)` uses it."""
-    from bulk_transcribe.parallel.workers import TranscriberActor
+    from bulk_transcribe.engine.worker import Worker
 
     relay = Relay()
-    worker = TranscriberActor(config, "local", progress=relay)
+    worker = Worker(config, "local", progress=relay)
     worker.relay = relay
     return worker
 

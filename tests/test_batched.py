@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import media
-from bulk_transcribe import batched, errors
+from bulk_transcribe import errors
+from bulk_transcribe.media import batched
 from bulk_transcribe.config import TranscribeOptions
-from bulk_transcribe.pipeline import safer_options
-from bulk_transcribe.transcribe import Transcriber, decode_audio
+from bulk_transcribe.engine.pipeline import safer_options
+from bulk_transcribe.media.transcribe import Transcriber, decode_audio
 from textmetrics import wer
 
 OPTIONS = TranscribeOptions(cpu_threads=1)

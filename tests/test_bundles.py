@@ -10,8 +10,8 @@ import pytest
 from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.errors import Cancelled, VideoError
 from bulk_transcribe.models import EventKind, SourceKind, Transcript, VideoItem
-from bulk_transcribe.parallel.workers import TranscriberActor
-from bulk_transcribe.pipeline import VideoProcessor
+from bulk_transcribe.engine.worker import Worker
+from bulk_transcribe.engine.pipeline import VideoProcessor
 from textmetrics import wer
 
 BATCHED = TranscribeOptions(cpu_threads=2, batch_size=4)
@@ -122,7 +122,7 @@ def test_cancel_ends_the_whole_bundle_and_releases_its_downloads(processor, medi
 
 def test_the_worker_runs_a_bundle_under_its_model_lock(config, tmp_path, media_server, speech_clips, bad_media):
     events = []
-    actor = TranscriberActor(config, "w-actor", progress=events.append, work_dir=tmp_path / "work")
+    actor = Worker(config, "w-actor", progress=events.append, work_dir=tmp_path / "work")
     items = [url(media_server, speech_clips["train"].path.name), local(bad_media["empty"])]
     with pytest.raises(ValueError, match="2 videos but 1 attempts"):
         actor.process_bundle(items, [1])

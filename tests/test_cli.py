@@ -226,7 +226,7 @@ def test_a_second_run_on_a_folder_a_live_run_owns_is_refused_naming_the_owner(tm
 
 def test_cookies_from_browser_is_parsed_as_yt_dlp_does_and_handed_to_it(tmp_path):
     from bulk_transcribe.cli import config_from_args
-    from bulk_transcribe.download import ytdlp_params
+    from bulk_transcribe.media.download import ytdlp_params
 
     args = build_parser().parse_args(["run", "x", "--cookies-from-browser", "chrome+gnomekeyring:Profile 1::work"])
     options = config_from_args(args).download

@@ -16,9 +16,9 @@ import pytest
 
 from bulk_transcribe import errors
 from bulk_transcribe.config import DownloadOptions
-from bulk_transcribe.download import AudioDownloader, FetchedAudio
+from bulk_transcribe.media.download import AudioDownloader, FetchedAudio
 from bulk_transcribe.models import SourceKind, VideoItem
-from bulk_transcribe.sources import probe_media
+from bulk_transcribe.inputs import probe_media
 
 FAST = DownloadOptions(retries=2, backoff_s=0.01, socket_timeout_s=2)
 
@@ -81,7 +81,7 @@ def test_page_url_goes_through_yt_dlp_extraction(media_server, media_dir, speech
 
 
 def test_feed_entry_downloads(media_server, speech_clips, work):
-    from bulk_transcribe.sources import resolve_inputs
+    from bulk_transcribe.inputs import resolve_inputs
 
     item = resolve_inputs([media_server.url("feed.rss")], options=FAST).items[2]
     fetched = AudioDownloader(FAST, work).fetch(item)
@@ -298,7 +298,7 @@ def test_trickling_download_is_stalled_retried_then_failed(media_server, media_d
 
 
 def test_rate_limit_below_the_stall_speed_lowers_the_guard():
-    from bulk_transcribe.download import transfer_guard
+    from bulk_transcribe.media.download import transfer_guard
 
     assert transfer_guard(DownloadOptions(stall_bytes_per_s=1000, rate_limit=600)).stall_bytes_per_s == 300
     assert transfer_guard(DownloadOptions(stall_bytes_per_s=1000, rate_limit=10**6)).stall_bytes_per_s == 1000
@@ -330,7 +330,7 @@ def test_page_that_inflates_past_the_cap_is_refused(media_server, work):
 
 
 def stream_items(urls: list[str], options: DownloadOptions = FAST) -> list[VideoItem]:
-    from bulk_transcribe.sources import InputStream
+    from bulk_transcribe.inputs import InputStream
 
     with InputStream(urls, options=options) as stream:
         items = []
@@ -364,7 +364,7 @@ def test_cached_info_is_small_plain_data_and_never_shown(media_server, media_dir
 
 
 def test_old_info_is_extracted_afresh(media_server, media_dir, speech_clips, work):
-    from bulk_transcribe.download import INFO_MAX_AGE_S
+    from bulk_transcribe.media.download import INFO_MAX_AGE_S
 
     name = fresh_copy(media_dir, speech_clips["train"].path, suffix="")
     (item,) = stream_items([media_server.url(f"page/{name}")])

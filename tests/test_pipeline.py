@@ -9,7 +9,7 @@ import pytest
 from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.errors import MediaError, VideoError
 from bulk_transcribe.models import EventKind, SourceKind, VideoItem
-from bulk_transcribe.pipeline import VideoProcessor, deliver, failure_reason, should_retry
+from bulk_transcribe.engine.pipeline import VideoProcessor, deliver, failure_reason, should_retry
 from textmetrics import wer
 
 

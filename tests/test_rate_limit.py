@@ -80,7 +80,7 @@ def _download(limiter, name: str, url: str, work_dir: str, retries: int = 1) -> 
     from pathlib import Path
 
     from bulk_transcribe.config import DownloadOptions
-    from bulk_transcribe.download import AudioDownloader
+    from bulk_transcribe.media.download import AudioDownloader
     from bulk_transcribe.errors import VideoError
     from bulk_transcribe.models import SourceKind, VideoItem
     from bulk_transcribe.parallel.rate_limit import LimiterClient
@@ -174,7 +174,7 @@ def test_max_sleep_interval_draws_each_gap_between_min_and_max():
 
 def test_sequential_pause_follows_the_same_rule():
     from bulk_transcribe.config import DownloadOptions
-    from bulk_transcribe.download import pause_between_downloads
+    from bulk_transcribe.media.download import pause_between_downloads
 
     pauses = {pause_between_downloads(DownloadOptions(sleep_s=1.0, max_sleep_s=3.0)) for _ in range(20)}
     assert all(1.0 <= p <= 3.0 for p in pauses) and len(pauses) > 1

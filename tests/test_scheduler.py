@@ -10,7 +10,7 @@ import av
 import pytest
 
 from bulk_transcribe.models import SourceKind, VideoItem
-from bulk_transcribe.parallel.scheduler import Scheduler, TaskState, estimate_cost
+from bulk_transcribe.engine.scheduler import Scheduler, TaskState, estimate_cost
 
 
 class FakeClock:

@@ -14,8 +14,8 @@ import media
 from bulk_transcribe import config, errors, writers
 from bulk_transcribe.config import TranscribeOptions
 from bulk_transcribe.models import SourceKind, VideoItem
-from bulk_transcribe.audio import SAMPLE_RATE, AudioWindows
-from bulk_transcribe.transcribe import Transcriber, decode_audio, resolve_device, resolve_model
+from bulk_transcribe.media.audio import SAMPLE_RATE, AudioWindows
+from bulk_transcribe.media.transcribe import Transcriber, decode_audio, resolve_device, resolve_model
 from textmetrics import wer
 
 OPTIONS = TranscribeOptions(cpu_threads=1)

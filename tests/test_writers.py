@@ -100,7 +100,7 @@ def test_write_transcript_writes_every_format(tmp_path):
 
 
 def test_write_transcript_with_a_real_model_transcript(tmp_path, jfk_flac):
-    from bulk_transcribe.transcribe import Transcriber
+    from bulk_transcribe.media.transcribe import Transcriber
 
     t = Transcriber(TranscribeOptions(cpu_threads=1)).transcribe(jfk_flac, "jfk")
     outputs = write_transcript(tmp_path, "jfk", ITEM, t, ("srt", "vtt", "json"))

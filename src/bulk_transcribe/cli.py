@@ -333,7 +333,7 @@ def backfill_line(backfill) -> str:
 
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .batch import run_batch
+    from .engine.batch import run_batch
 
     if "%(" in str(args.out):  # yt-dlp's -o is the template; here it is the folder
         stderr.write(f"bulk-transcribe: error: --out/-o is the output folder here; {str(args.out)!r} looks like a "
@@ -432,7 +432,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stderr: TextIO):
     """Join Ray (parallel), take OUT and register the run: the PreparedBatch, or an exit code after an error."""
-    from .batch import join_cluster, prepare_batch
+    from .engine.batch import join_cluster, prepare_batch
 
     try:
         # Ray's own log lines (token warnings, start-up INFO) go to OUT/logs/ray.log and worker output stays in
@@ -470,7 +470,7 @@ def _describe_start(config: RunConfig, prepared, stdout: TextIO) -> None:
 
 
 def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .batch import attach_snapshot
+    from .engine.batch import attach_snapshot
     from .session_manager import SessionStore
 
     db = args.out / STATE_DB_NAME

@@ -55,7 +55,7 @@ def english_only(name: str) -> bool:
 
 def locate_model(name: str) -> ModelInfo:
     """Find the model without loading it. Raises ValueError with a plain message when it cannot be had."""
-    from .transcribe import resolve_model
+    from .media.transcribe import resolve_model
 
     try:
         path = resolve_model(name)

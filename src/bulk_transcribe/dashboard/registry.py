@@ -59,7 +59,7 @@ class RunRegistry:
     def start(self, config: RunConfig) -> StartResult:
         """Take OUT, register the run and start it in the background: its inputs resolve there, each video
         joining the table as soon as it is known (the page shows "resolved N of M inputs" meanwhile)."""
-        from .. import batch  # imported on use: the page module stays importable (and fast) without the engine
+        from ..engine import batch  # imported on use: the page module stays importable (and fast) without the engine
         from ..session_manager import FolderBusy
 
         try:
@@ -82,7 +82,7 @@ class RunRegistry:
 
     def retry_failed(self, run_id: str, out_dir: Path) -> StartResult:
         """Start again over the run's inputs: failed and cancelled videos run again, done ones stay done."""
-        from .. import batch
+        from ..engine import batch
 
         entry = self.get(run_id)
         if entry is not None and not entry.done:
@@ -123,7 +123,7 @@ class RunRegistry:
         folder = entry.out_dir if entry is not None else out_dir
         if folder is None:
             return None
-        from .. import batch
+        from ..engine import batch
 
         try:
             return batch.attach_snapshot(Path(folder), run_id, ray_address)

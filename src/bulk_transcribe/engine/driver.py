@@ -19,8 +19,8 @@ from typing import Any, Callable, Protocol, Sequence
 from ..config import RunConfig
 from ..errors import Cancelled, VideoError
 from ..models import EventKind, ProgressEvent, Snapshot, Transcript, VideoItem
-from ..parallel.scheduler import Assignment, Scheduler
-from ..pipeline import deliver, failure_reason, needs_safer_retry, should_retry
+from .pipeline import deliver, failure_reason, needs_safer_retry, should_retry
+from .scheduler import Assignment, Scheduler
 
 log = logging.getLogger(__name__)
 

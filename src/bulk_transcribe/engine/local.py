@@ -16,10 +16,10 @@ from typing import Any, Sequence
 from ..config import RunConfig
 from ..models import EventKind, ProgressEvent, Snapshot
 from ..parallel.rate_limit import LocalLimiter
-from ..parallel.scheduler import Assignment
 from ..progress import ProgressTracker
 from ..session_manager import SessionStore
 from .driver import Finished, Report, WorkerReady
+from .scheduler import Assignment
 
 WORKER_NAME = "local"
 
@@ -82,7 +82,7 @@ class LocalExecutor:
 
     def __init__(self, config: RunConfig, recorder: Any, work_dir: Path | None = None, *,
                  worker: Any = None) -> None:
-        """`worker`: a TranscriberActor already loaded (tests share one model across runs); else one is loaded
+        """`worker`: a Worker already loaded (tests share one model across runs); else one is loaded
         on a thread when the driver first has work."""
         self.config = config
         self.recorder = recorder
@@ -104,7 +104,7 @@ class LocalExecutor:
         return WORKER_NAME
 
     def _load(self) -> None:
-        from ..parallel.workers import TranscriberActor  # loads faster-whisper: only when there is work
+        from .worker import Worker  # loads faster-whisper: only when there is work
 
         if self._given is not None:
             self.worker = self._given
@@ -112,7 +112,7 @@ class LocalExecutor:
             self._put(WorkerReady(WORKER_NAME, self._given.info()))
             return
         try:
-            worker = TranscriberActor(self.config, WORKER_NAME, progress=self.recorder, limiter=self.limiter,
+            worker = Worker(self.config, WORKER_NAME, progress=self.recorder, limiter=self.limiter,
                                       work_dir=self.work_dir)
         except BaseException as exc:  # noqa: BLE001 — handed to the driver's thread, which ends the run with it
             self._put(RuntimeError(f"the model could not load: {exc}"))

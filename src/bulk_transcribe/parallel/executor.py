@@ -15,12 +15,12 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from ..config import RunConfig
-from ..models import ProgressEvent, Snapshot
-from ..pipeline import failure_reason
-from . import cluster
-from .scheduler import Assignment
-from .workers import WorkerPlan, plan_workers
 from ..engine.driver import Finished, Report, WorkerLost, WorkerReady
+from ..engine.pipeline import failure_reason
+from ..engine.scheduler import Assignment
+from ..models import ProgressEvent, Snapshot
+from . import cluster
+from .plan import WorkerPlan, plan_workers
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class _Worker:
 
 
 class RayExecutor:
-    """Model-holding TranscriberActors on the cluster: starts them, hands them work, turns their answers (and
+    """Model-holding Workers (engine/worker.py) as actors on the cluster: starts them, hands them work, turns their answers (and
     their deaths) into the driver's reports."""
 
     def __init__(self, config: RunConfig, run_id: str, plan: WorkerPlan, *, progress: Any, limiter: Any) -> None:

@@ -21,9 +21,10 @@ import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 
-from . import batched, config, errors, models
+from .. import config, errors, models
+from ..config import TranscribeOptions
+from . import batched
 from .audio import SAMPLE_RATE, AudioWindows, audio_duration, decode_audio  # decode_audio: re-exported
-from .config import TranscribeOptions
 
 TIMEOUT_GRACE_S = 60.0
 """Added to timeout_factor x duration so short clips are not cut off by model warm-up."""

@@ -13,13 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .audio import audio_duration, probe_media
-from .config import RunConfig, TranscribeOptions
-from .download import AudioDownloader, FetchedAudio
-from .errors import Cancelled, TranscriptionError, VideoError
-from .models import EventKind, ProgressEvent, Transcript, VideoItem
-from .transcribe import Transcriber
-from .writers import store_transcript, write_beside_source, write_transcript
+from ..config import RunConfig, TranscribeOptions
+from ..errors import Cancelled, TranscriptionError, VideoError
+from ..media.audio import audio_duration, probe_media
+from ..media.download import AudioDownloader, FetchedAudio
+from ..media.transcribe import Transcriber
+from ..models import EventKind, ProgressEvent, Transcript, VideoItem
+from ..writers import store_transcript, write_beside_source, write_transcript
 
 Emit = Callable[[ProgressEvent], None]
 ShouldCancel = Callable[[], bool]

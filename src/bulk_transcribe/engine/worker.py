@@ -1,5 +1,6 @@
-"""Model-holding workers. `TranscriberActor` is a plain class (usable in-process, as the tests do); `cluster.py`
-wraps it with `ray.remote` and gives each one the resources `plan_workers` chose.
+"""The model-holding worker, the same class in both modes: the in-process executor (engine/local.py) runs one in
+this process, and the Ray executor wraps it with `ray.remote` (parallel/cluster.py `start_worker`), giving each the
+resources `parallel.plan.plan_workers` chose.
 
 A worker loads its model once and keeps it for life. It runs the videos the scheduler lets it hold (see
 Scheduler.max_held) on separate threads, but only one of them transcribes at a time (a lock around the model): the
@@ -10,13 +11,11 @@ compute. A bundle of short videos (`process_bundle`) is one call: its videos sha
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import tempfile
 import threading
-import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,99 +23,8 @@ from ..config import RunConfig
 from ..errors import Cancelled, VideoError
 from ..models import ProgressEvent, Transcript, VideoItem
 
-EVENT_BATCH_S = 0.2
-"""Longest a worker holds progress events before sending them to the progress actor in one call."""
 
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """How many workers, and what each asks Ray for. `cpu_threads` is what faster-whisper gets."""
-
-    workers: int
-    num_cpus: float
-    num_gpus: float
-    cpu_threads: int
-    use_gpu: bool
-    note: str = ""
-
-
-def plan_workers(config: RunConfig, resources: dict[str, float]) -> WorkerPlan:
-    """Resources per worker from the cluster's totals (`ray.cluster_resources()`).
-
-    GPUs present and device auto/cuda: one `gpus_per_worker` share each (0.5 packs two per GPU). Otherwise CPU
-    workers: `num_cpus` = threads per worker and faster-whisper's `cpu_threads` set to match, never more workers x
-    threads than cores (oversubscribed decoders run slower than fewer ones).
-    """
-    cpus = int(resources.get("CPU", 0))
-    gpus = float(resources.get("GPU", 0))
-    device = config.transcribe.device.strip().lower()
-    if gpus > 0 and device in ("auto", "cuda"):
-        share = config.gpus_per_worker if config.gpus_per_worker > 0 else 1.0
-        capacity = int(gpus / share + 1e-9)
-        if capacity < 1:
-            raise ValueError(f"gpus_per_worker {share} is more than the cluster's {gpus:g} GPU(s)")
-        workers = min(config.workers, capacity)
-        threads = config.transcribe.cpu_threads or 1
-        note = f"{workers} GPU worker(s), {share:g} GPU each" + (
-            f" (asked for {config.workers}, the cluster fits {capacity})" if workers < config.workers else "")
-        return WorkerPlan(workers, 1.0 if cpus >= workers else 0.0, share, threads, True, note)
-    if device == "cuda":
-        raise ValueError("device cuda was asked for but the Ray cluster has no GPUs; use --device cpu or auto")
-    if cpus < 1:
-        raise ValueError("the Ray cluster has no CPUs to run workers on")
-    workers = min(config.workers, cpus)
-    threads = config.transcribe.cpu_threads or max(1, cpus // workers)
-    if workers * threads > cpus:
-        threads = max(1, cpus // workers)
-    note = f"{workers} CPU worker(s) x {threads} thread(s)" + (
-        f" (asked for {config.workers}; capped at {cpus} cores)" if workers < config.workers else "")
-    return WorkerPlan(workers, float(threads), 0.0, threads, False, note)
-
-
-class EventSender:
-    """Ships a worker's events to the progress actor in order, batched, off the transcription thread.
-
-    Each batch is sent and awaited before the next, so the progress actor sees one worker's events in the order
-    they happened; `flush()` returns once everything emitted so far has been applied.
-    """
-
-    def __init__(self, target: Any, interval_s: float = EVENT_BATCH_S) -> None:
-        self.target = target
-        self.interval_s = interval_s
-        self._queue: queue.Queue[ProgressEvent | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="event-sender", daemon=True)
-        self._thread.start()
-
-    def __call__(self, event: ProgressEvent) -> None:
-        self._queue.put(event)
-
-    def _loop(self) -> None:
-        import ray
-
-        while True:
-            first = self._queue.get()
-            batch = [first]
-            deadline = time.monotonic() + self.interval_s
-            while True:
-                try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-            events = [e for e in batch if e is not None]
-            try:
-                if events:
-                    ray.get(self.target.apply_events.remote(events))
-            except Exception:  # noqa: BLE001 — progress is advisory; the driver reports every outcome itself
-                pass
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-    def flush(self) -> None:
-        self._queue.join()
-
-
-class TranscriberActor:
+class Worker:
     """One model, one worker, for the worker's whole life.
 
     `progress` is the progress actor's handle (events are batched to it) or any callable taking a ProgressEvent
@@ -133,22 +41,24 @@ class TranscriberActor:
         work_dir: str | Path | None = None,
         cpu_threads: int | None = None,
     ) -> None:
-        from ..pipeline import VideoProcessor  # heavy (loads faster-whisper): only inside the worker
+        from .pipeline import VideoProcessor  # heavy (loads faster-whisper): only inside the worker
 
         self.name = name
         self._cancel = threading.Event()
         self._model_lock = threading.Lock()
         if progress is None:
             self._emit: Callable[[ProgressEvent], None] = lambda event: None
-            self._sender: EventSender | None = None
+            self._sender: Any = None
         elif callable(progress) and not hasattr(progress, "apply_events"):
             self._emit, self._sender = progress, None
         else:
+            from ..parallel.events import EventSender  # a progress actor's handle: Ray is here anyway
+
             self._sender = EventSender(progress)
             self._emit = self._sender
         self.limiter = None
         if limiter is not None:
-            from .rate_limit import LimiterClient
+            from ..parallel.rate_limit import LimiterClient
 
             self.limiter = LimiterClient(limiter, name, self._cancel.is_set)
         options = config.transcribe

@@ -32,11 +32,11 @@ import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError, UnsupportedRequest
 from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError, unsmuggle_url
 
-from . import errors
+from .. import errors
+from ..config import MEDIA_EXTENSIONS, DownloadOptions
+from ..models import SourceKind, VideoItem
+from ..redact import redact_text, reveal
 from .guard import DeadlineExceeded, GuardedYDL, PageTooLarge, Stalled, TransferGuard
-from .redact import redact_text, reveal
-from .config import MEDIA_EXTENSIONS, DownloadOptions
-from .models import SourceKind, VideoItem
 
 ProgressCallback = Callable[[int, "int | None", "float | None"], None]
 

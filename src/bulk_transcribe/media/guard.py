@@ -31,7 +31,7 @@ import yt_dlp
 from yt_dlp.networking import Response
 from yt_dlp.networking.exceptions import IncompleteRead, TransportError
 
-from . import errors
+from .. import errors
 
 WATCH_TICK_S = 0.25
 """How often the watchdog looks at a response: a cancel or a stall is acted on within about this long."""

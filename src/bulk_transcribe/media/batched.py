@@ -29,8 +29,8 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.vad import SpeechTimestampsMap, VadOptions, get_speech_timestamps
 
-from . import models
-from .config import TranscribeOptions
+from .. import models
+from ..config import TranscribeOptions
 
 SAMPLE_RATE = 16000
 CHUNK_S = 30

@@ -1,4 +1,4 @@
-"""Worker sizing (plain function) and the TranscriberActor body in-process with the real bundled model."""
+"""Worker sizing (plain function) and the Worker in-process with the real bundled model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.errors import Cancelled
 from bulk_transcribe.models import EventKind, SourceKind, VideoItem
-from bulk_transcribe.parallel.workers import TranscriberActor, plan_workers
+from bulk_transcribe.engine.worker import Worker
+from bulk_transcribe.parallel.plan import plan_workers
 
 
 def test_cpu_plan_never_oversubscribes():
@@ -44,7 +45,7 @@ def worker_and_events(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("out")
     config = RunConfig(out_dir=out, transcribe=TranscribeOptions(cpu_threads=1))
-    worker = TranscriberActor(config, "worker-0", progress=sink, cpu_threads=1)
+    worker = Worker(config, "worker-0", progress=sink, cpu_threads=1)
     return worker, events
 
 

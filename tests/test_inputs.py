@@ -14,7 +14,7 @@ import pytest
 from bulk_transcribe import errors
 from bulk_transcribe.config import DownloadOptions
 from bulk_transcribe.models import SourceKind
-from bulk_transcribe.sources import probe_media, read_input_file, resolve_inputs
+from bulk_transcribe.inputs import probe_media, read_input_file, resolve_inputs
 
 FAST = DownloadOptions(socket_timeout_s=2, retries=1, backoff_s=0.01)
 
@@ -457,7 +457,7 @@ def test_a_live_stream_ends_alone_with_a_clear_reason(media_server, media_dir, s
 
 def test_channel_entries_that_are_upcoming_or_just_ended_are_listed_with_their_reason():
     """A channel's flat listing marks entries as yt-dlp's YouTube extractor does (live_status per entry)."""
-    from bulk_transcribe.sources import _items_from_info
+    from bulk_transcribe.inputs import _items_from_info
 
     listing = {"_type": "playlist", "title": "A channel", "entries": [
         {"url": "https://www.youtube.com/watch?v=aaaaaaaaaaa", "title": "Old talk", "duration": 600,
@@ -501,7 +501,7 @@ def drain(stream, limit_s: float = 60.0) -> list[tuple[float, object]]:
 
 
 def test_stream_hands_out_fast_pages_long_before_slow_ones(media_server, media_dir, speech_clips):
-    from bulk_transcribe.sources import InputStream
+    from bulk_transcribe.inputs import InputStream
 
     clip = speech_clips["weather"].path
     # yt-dlp's first page in a process imports every embed extractor (seconds here, where no .pyc is written).
@@ -520,7 +520,7 @@ def test_stream_hands_out_fast_pages_long_before_slow_ones(media_server, media_d
 
 
 def test_stream_bounds_concurrency_in_all_and_per_host(media_server, media_dir, speech_clips):
-    from bulk_transcribe.sources import InputStream
+    from bulk_transcribe.inputs import InputStream
 
     clip = speech_clips["garden"].path
     for concurrency, per_host, bound in [(3, 10, 3), (8, 2, 2)]:
@@ -536,7 +536,7 @@ def test_stream_bounds_concurrency_in_all_and_per_host(media_server, media_dir, 
 def test_stream_spaces_the_starts_to_one_host_by_sleep_s(media_server, media_dir, speech_clips):
     from urllib.parse import urlsplit
 
-    from bulk_transcribe.sources import InputStream
+    from bulk_transcribe.inputs import InputStream
 
     urls = page_urls(media_server, media_dir, speech_clips["train"].path, [0, 0, 0])
     options = DownloadOptions(socket_timeout_s=10, max_concurrent=8, sleep_s=0.4)
@@ -551,7 +551,7 @@ def test_stream_spaces_the_starts_to_one_host_by_sleep_s(media_server, media_dir
 def test_stream_holds_a_host_for_its_retry_after_then_tries_again(media_server, media_dir, speech_clips):
     from urllib.parse import urlsplit
 
-    from bulk_transcribe.sources import InputStream
+    from bulk_transcribe.inputs import InputStream
 
     name = f"limited-{uuid.uuid4().hex[:8]}"  # no extension: a page request, not a direct link
     shutil.copy(speech_clips["weather"].path, media_dir / name)
@@ -570,7 +570,7 @@ def test_close_during_a_stuck_resolution_returns_at_once(media_server):
     import threading
     import time
 
-    from bulk_transcribe.sources import InputStream
+    from bulk_transcribe.inputs import InputStream
 
     path = f"hang/{uuid.uuid4().hex[:8]}"  # the server never answers: no guard reads along
     options = DownloadOptions(socket_timeout_s=60, resolve_timeout_s=120)
@@ -595,7 +595,7 @@ def test_close_during_a_stuck_resolution_returns_at_once(media_server):
 
 def test_stream_dedupes_the_first_copy_that_arrives_and_keeps_items_of_an_input_in_order(
         media_server, media_dir, speech_clips, tmp_path):
-    from bulk_transcribe.sources import InputStream
+    from bulk_transcribe.inputs import InputStream
 
     (slow_page,) = page_urls(media_server, media_dir, speech_clips["weather"].path, [2])
     direct = media_server.url(speech_clips["garden"].path.name)  # also an entry of the feed

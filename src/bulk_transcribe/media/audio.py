@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import av
 import numpy as np
 
-from . import errors
+from .. import errors
 
 SAMPLE_RATE = 16000
 """What Whisper models expect: mono float32 at 16 kHz."""
