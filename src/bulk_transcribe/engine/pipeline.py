@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from ..config import RunConfig, TranscribeOptions
 from ..errors import Cancelled, TranscriptionError, VideoError
-from ..media.audio import audio_duration, probe_media
+from ..media.audio import probe_media
 from ..media.download import AudioDownloader, FetchedAudio
 from ..media.transcribe import Transcriber
 from ..models import EventKind, ProgressEvent, Transcript, VideoItem
@@ -88,12 +88,17 @@ class VideoProcessor:
                 ))
 
         fetched = self.downloader.fetch(item, on_progress=on_progress, should_cancel=should_cancel)
+        try:
+            # Probed once, here: a file with no audio (or none that decodes) fails before it waits for the model,
+            # and the audio stream's own length replaces the site's figure (the video's) as soon as the file is
+            # here, so a prefetched video waits with its true length.
+            fetched.duration_s = probe_media(fetched.path)
+        except BaseException:
+            self.downloader.release(fetched)
+            raise
         emit(ProgressEvent(
             item.video_id, EventKind.DOWNLOADED, worker=self.worker, progress=1.0,
-            downloaded_bytes=fetched.size_bytes,
-            # The file's own audio length (headers only, milliseconds) replaces the site's figure, which is the
-            # video's, as soon as the file is here: a prefetched video waits with its true length.
-            duration_s=audio_duration(fetched.path),
+            downloaded_bytes=fetched.size_bytes, duration_s=fetched.duration_s or None,
         ))
         return fetched
 
@@ -106,8 +111,7 @@ class VideoProcessor:
         *,
         safer: bool = False,
     ) -> Transcript:
-        # The audio stream's own length beats the site's estimate, and probing rejects files with no audio early.
-        duration = probe_media(fetched.path) or item.duration_s or 0.0
+        duration = _audio_length(fetched) or item.duration_s or 0.0
         emit(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_STARTED, worker=self.worker, duration_s=duration))
         throttle = _Throttle()
 
@@ -192,7 +196,7 @@ class VideoProcessor:
         durations: dict[int, float] = {}
         for i, audio in fetched.items():
             try:
-                durations[i] = probe_media(audio.path) or items[i].duration_s or 0.0
+                durations[i] = _audio_length(audio) or items[i].duration_s or 0.0
             except VideoError as exc:
                 results[i] = exc
         window = self.options.window_s
@@ -236,6 +240,11 @@ class VideoProcessor:
             if isinstance(results[i], Transcript):
                 results[i].download_s = fetched[i].download_s
                 results[i].worker = self.worker
+
+
+def _audio_length(fetched: FetchedAudio) -> float:
+    """The probed length (fetch probes every file), or a probe now for audio fetched some other way."""
+    return fetched.duration_s if fetched.duration_s is not None else probe_media(fetched.path)
 
 
 def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcript,

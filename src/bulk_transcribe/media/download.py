@@ -65,12 +65,15 @@ class FetchedAudio:
     """Audio on local disk, ready to decode. `temporary` files are deleted (or kept) by `release`.
 
     `download_s` is the wall time of the whole fetch, retries and Retry-After waits included (0 for local files).
+    `duration_s` is the audio stream's length once the file has been probed (engine/pipeline.py does it right after
+    the fetch, outside the model lock).
     """
 
     path: Path
     temporary: bool
     size_bytes: int
     download_s: float
+    duration_s: float | None = None
 
 
 @dataclass
