@@ -69,6 +69,8 @@ class DriverRun:
     events: list[ProgressEvent]
     phases: list[str | None] = field(default_factory=list)
     fired: bool = False
+    submissions: list[list[str]] = field(default_factory=list)
+    """The video ids of each call to a worker, in order (a bundle is one call with several)."""
 
     def terminal(self) -> dict[str, list[EventKind]]:
         ends: dict[str, list[EventKind]] = {}
@@ -103,6 +105,13 @@ def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, 
     intake = StoreIntake(config, store, run_id, ListStream(items), recorder)
     driver = Driver(config, intake, executor, recorder, folders=intake.folders, on_phase=phases.append)
     run = DriverRun(store, run_id, driver, recorder.events, phases)
+    submit = executor.submit
+
+    def counted_submit(worker_name, assignments, safer):
+        run.submissions.append([a.item.video_id for a in assignments])
+        submit(worker_name, assignments, safer)
+
+    executor.submit = counted_submit
     stop = threading.Event()
 
     def watch() -> None:

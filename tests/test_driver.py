@@ -113,3 +113,24 @@ def test_nothing_to_do_loads_no_model(engine):
     kind, config, _ = engine
     run = drive(config, [], kind)  # no worker given: a local run would have to load one
     assert run.phases == [] and run.driver.started == 0 and run.events == []
+
+
+def test_short_videos_go_to_a_worker_in_bundles_when_batched(engine, speech_clips):
+    """--batch-size 4: the short clips share the model's batches as one bundle, and each is still delivered and
+    recorded on its own, with timestamps inside its own length."""
+    import json
+    from dataclasses import replace
+
+    kind, config, worker = engine
+    config = replace(config, transcribe=replace(config.transcribe, batch_size=4))
+    if worker is not None:  # the shared worker was built unbatched: a batched run needs its own options
+        worker = None
+    items = [_file(c.path, c.name) for c in speech_clips.values()]
+    run = drive(config, items, kind, worker=worker)
+    assert run.terminal() == {i.video_id: [EventKind.DONE] for i in items}
+    assert any(len(call) > 1 for call in run.submissions), run.submissions
+    for record in run.store.videos(run.run_id):
+        data = json.loads((config.out_dir / record.folder / record.outputs["json"].split("/")[-1]).read_text())
+        assert data["segments"], record.title
+        ends = [seg["end"] for seg in data["segments"]]
+        assert ends == sorted(ends) and ends[-1] <= record.duration_s + 0.05
