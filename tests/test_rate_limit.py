@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bulk_transcribe.parallel.rate_limit import POLL_S, RateLimitCore
+from bulk_transcribe.parallel.rate_limit import POLL_S, LimiterClient, LocalLimiter, RateLimitCore
 
 
 class FakeClock:
@@ -181,3 +181,37 @@ def test_sequential_pause_follows_the_same_rule():
     assert pause_between_downloads(DownloadOptions(sleep_s=1.5)) == 1.5
     with pytest.raises(ValueError, match="maximum sleep"):
         DownloadOptions(sleep_s=3.0, max_sleep_s=1.0)
+
+
+def test_local_limiter_bounds_threads_of_one_process_as_the_actor_bounds_workers():
+    """The in-process executor's prefetching threads share one LocalLimiter: never more than max_concurrent
+    downloads at once, starts spaced, a waiter that times out told so (it then checks for a cancel)."""
+    import threading
+
+    limiter = LocalLimiter(max_concurrent=2, min_interval_s=0.05)
+    client = LimiterClient(limiter, "local")
+    active, peak, starts = [0], [0], []
+    lock = threading.Lock()
+
+    def download(video_id: str) -> None:
+        with client.holding(video_id):
+            client.before_download()
+            with lock:
+                starts.append(time.monotonic())
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            time.sleep(0.15)
+            with lock:
+                active[0] -= 1
+
+    threads = [threading.Thread(target=download, args=(f"v{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert peak[0] == 2 and len(starts) == 6
+    gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:])]
+    assert min(gaps) >= 0.045
+    assert limiter.stats()["active"] == 0  # every slot given back
+    full = LocalLimiter(max_concurrent=1)
+    assert full.start("a") is True and full.start("b", max_wait_s=0.1) is False  # a full house: told, not stuck

@@ -68,6 +68,15 @@ class RateLimitCore:
         self.peak = max(self.peak, len(self.holders))
         return 0.0
 
+    def pause_before_start(self, holder: str, deadline: float) -> float | None:
+        """One step of a caller waiting for a start until `deadline` (on this core's clock): 0.0 when `holder`
+        started now, None when the deadline has passed, else the seconds to sleep before asking again."""
+        wait = self.try_start(holder)
+        if wait == 0.0:
+            return 0.0
+        left = deadline - self.clock()
+        return None if left <= 0 else min(wait, left)
+
     def _draw(self) -> float:
         if self.max_interval_s is None or self.max_interval_s <= self.min_interval_s:
             return self.min_interval_s
@@ -112,15 +121,10 @@ class RateLimiterActor:
 
     async def start(self, holder: str, max_wait_s: float = CLIENT_WAIT_S) -> bool:
         """Wait (up to `max_wait_s`) for a start; True when `holder` may download now."""
-        deadline = time.monotonic() + max_wait_s
-        while True:
-            wait = self.core.try_start(holder)
-            if wait == 0.0:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            await asyncio.sleep(min(wait, left))
+        deadline = self.core.clock() + max_wait_s
+        while pause := self.core.pause_before_start(holder, deadline):
+            await asyncio.sleep(pause)
+        return pause == 0.0
 
     async def finish(self, holder: str) -> None:
         self.core.finish(holder)
@@ -145,16 +149,13 @@ class LocalLimiter:
         self._lock = threading.Lock()
 
     def start(self, holder: str, max_wait_s: float = CLIENT_WAIT_S) -> bool:
-        deadline = time.monotonic() + max_wait_s
+        deadline = self.core.clock() + max_wait_s
         while True:
             with self._lock:
-                wait = self.core.try_start(holder)
-            if wait == 0.0:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(wait, left))
+                pause = self.core.pause_before_start(holder, deadline)
+            if not pause:
+                return pause == 0.0
+            time.sleep(pause)
 
     def finish(self, holder: str) -> None:
         with self._lock:
