@@ -33,6 +33,9 @@ CANCEL_POLL_S = 0.5
 SNAPSHOT_MAX_AGE_S = 0.25
 """A screen polling faster than this gets the last snapshot again instead of another actor call."""
 
+SNAPSHOT_TIMEOUT_S = 5.0
+"""Longest a screen waits on the progress actor; past it (a node under load) it shows the last snapshot again."""
+
 CLOSE_TIMEOUT_S = 30.0
 """Longest the teardown waits for workers to clean their scratch folders."""
 
@@ -70,7 +73,11 @@ class RayRecorder:
         with self._lock:
             now = time.monotonic()
             if self._snapshot is None or now - self._snapshot_at >= SNAPSHOT_MAX_AGE_S:
-                self._snapshot = ray.get(self.progress.snapshot.remote())
+                try:
+                    self._snapshot = ray.get(self.progress.snapshot.remote(), timeout=SNAPSHOT_TIMEOUT_S)
+                except GetTimeoutError:
+                    if self._snapshot is None:
+                        raise
                 self._snapshot_at = now
             return self._snapshot
 
