@@ -263,10 +263,18 @@ BATCH_ERROR_CHARS = 300
 """Longest batch-level error kept: Ray's errors run to pages, and this line lands on every unfinished video."""
 
 
+_OWN_ERRORS = (RuntimeError, ConnectionError, OSError, ValueError)
+"""Errors whose message says it all (the engine's own, Ray unreachable, a disk): shown without a class name."""
+
+
 def _one_line(exc: BaseException) -> str:
-    """The type and the first non-empty line of the message, capped at BATCH_ERROR_CHARS."""
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    text = f"{type(exc).__name__}: {' '.join(first.split())}" if first else type(exc).__name__
+    """The first non-empty line of the message (with the type for anything unexpected), capped at
+    BATCH_ERROR_CHARS."""
+    first = " ".join(next((line.strip() for line in str(exc).splitlines() if line.strip()), "").split())
+    if first and type(exc) in _OWN_ERRORS:
+        text = first
+    else:
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return text if len(text) <= BATCH_ERROR_CHARS else text[: BATCH_ERROR_CHARS - 1] + "…"
 
 
