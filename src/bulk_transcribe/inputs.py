@@ -214,6 +214,7 @@ class InputStream:
         self._parked: dict[int, list[VideoItem]] = {}  # ordered: inputs finished before an earlier one
         self._next_out = 0
         self._resolved = 0
+        self._delivered: set[int] = set()
         self._seen: set[str] = set()
         self._reported: set[str] = set()
         self._started = False
@@ -263,6 +264,11 @@ class InputStream:
     def total(self) -> int:
         """Input lines known (input lists are read when the stream is made)."""
         return len(self._jobs)
+
+    def unresolved(self) -> list[str]:
+        """The input lines not resolved yet, in order, as they may be shown (passwords masked)."""
+        with self._cond:
+            return [redact_text(job.text) for job in self._jobs if job.index not in self._delivered]
 
     def close(self) -> None:
         """Stop: resolutions in flight are cancelled (their transfers cut by the guard) and left behind on their
@@ -372,6 +378,7 @@ class InputStream:
                 return
             items = [_redacted(_contain_undecodable_name(item), self.credentials) for item in items]
             self._resolved += 1
+            self._delivered.add(job.index)
             if not self.ordered:
                 self._admit(items)
             else:

@@ -174,6 +174,10 @@ class RunRecord:
         return self.status == RunStatus.STOPPED
 
 
+UNRESOLVED_META = json.dumps({"unresolved": True}, sort_keys=True)
+"""How a stand-in row for an input line that was never resolved (the run stopped first) is marked."""
+
+
 class SessionStore:
     """Runs and videos of one output folder. Safe to share between threads; open one per process."""
 
@@ -397,6 +401,24 @@ class SessionStore:
         )
 
     # -- videos -----------------------------------------------------------------------------------------------
+
+    def unresolved_inputs(self) -> set[str]:
+        """Input lines a cancel left unresolved, each kept as a stand-in row (`meta` {"unresolved": true})."""
+        rows = self._conn().execute("SELECT input FROM videos WHERE meta_json = ?", (UNRESOLVED_META,))
+        return {r[0] for r in rows}
+
+    def forget_unresolved(self, inputs: set[str]) -> int:
+        """Drop the stand-in rows of `inputs` once those lines resolve into their real videos; returns how many
+        went."""
+        if not inputs:
+            return 0
+        with self._write() as conn:
+            ids = [r[0] for r in conn.execute("SELECT video_id, input FROM videos WHERE meta_json = ?",
+                                              (UNRESOLVED_META,)) if r[1] in inputs]
+            for video_id in ids:
+                conn.execute("DELETE FROM run_videos WHERE video_id = ?", (video_id,))
+                conn.execute("DELETE FROM videos WHERE video_id = ?", (video_id,))
+        return len(ids)
 
     def register_videos(self, run_id: str, items: list[VideoItem]) -> list[VideoRecord]:
         """Attach `items` to the run; returns their records in the order given (duplicates collapsed).

@@ -118,6 +118,9 @@ class Intake(Protocol):
     def take(self, timeout: float = 0.0) -> list[VideoItem]:
         """Videos to schedule that arrived since the last call (already registered and recorded)."""
 
+    def cancel(self) -> list[tuple[str, str]]:
+        """Stop taking inputs; returns (video_id, reason) of videos registered but never run."""
+
     @property
     def finished(self) -> bool: ...
 
@@ -246,12 +249,11 @@ class Driver:
         if self.cancelling:
             return
         self.cancelling = True
-        self.intake.close()
-        dropped = self.scheduler.cancel()
+        never_ran = self.intake.cancel()
+        never_ran += [(v, "cancelled before it started") for v in self.scheduler.cancel()]
         self.executor.cancel()
-        if dropped:
-            self.recorder.emit(*[ProgressEvent(v, EventKind.CANCELLED, error="cancelled before it started")
-                                 for v in dropped])
+        if never_ran:
+            self.recorder.emit(*[ProgressEvent(v, EventKind.CANCELLED, error=why) for v, why in never_ran])
 
     def run(self) -> None:
         try:

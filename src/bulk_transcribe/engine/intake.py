@@ -12,7 +12,7 @@ from typing import Any, Protocol, Sequence
 
 from ..backfill import BackfillResult, repair_unsafe_folders, write_missing_outputs
 from ..config import RunConfig
-from ..models import VideoItem, VideoStatus
+from ..models import SourceKind, VideoItem, VideoStatus
 from ..session_manager import SessionStore, VideoRecord
 
 
@@ -20,6 +20,8 @@ class VideoStream(Protocol):
     """Resolved videos as they come (sources.InputStream, or a fixed list in tests)."""
 
     def take(self, timeout: float = 0.0) -> list[VideoItem]: ...
+
+    def unresolved(self) -> list[str]: ...
 
     @property
     def finished(self) -> bool: ...
@@ -47,6 +49,9 @@ class ListStream:
     def take(self, timeout: float = 0.0) -> list[VideoItem]:
         items, self._items = self._items, []
         return items
+
+    def unresolved(self) -> list[str]:
+        return []
 
     @property
     def finished(self) -> bool:
@@ -83,25 +88,49 @@ class StoreIntake:
         self.tally = IntakeTally()
         self._inputs: tuple[int, int] | None = None
         self._duplicates = 0
+        self._stand_ins = store.unresolved_inputs()  # lines an earlier cancel left unresolved
 
     def take(self, timeout: float = 0.0) -> list[VideoItem]:
-        items = self.stream.take(timeout)
+        items = self._unarchived(self.stream.take(timeout))
         self._report_inputs()
         if not items:
             return []
-        if self.archive:
-            from ..archive import split_archived
-
-            items, skipped = split_archived(items, self.archive)
-            self.tally.archived += len(skipped)
         records = self.admit(items)
         todo = {r.video_id for r in records if r.status == VideoStatus.QUEUED}
         return [item for item in items if item.video_id in todo]
+
+    def cancel(self) -> list[tuple[str, str]]:
+        """Stop resolving. Videos already resolved still join the table, and every input line not resolved yet
+        gets a row of its own, so the table still accounts for every input. Returns (video_id, reason) for each
+        of them that never ran: the driver records them cancelled."""
+        resolved = self._unarchived(self.stream.take(0.0))
+        pending = self.stream.unresolved()
+        self.stream.close()
+        self._report_inputs()
+        stand_ins = [_unresolved_item(line) for line in pending]
+        records = self.admit(resolved + stand_ins)
+        waiting = {item.video_id for item in stand_ins}
+        return [(r.video_id, "cancelled before its input was resolved" if r.video_id in waiting
+                 else "cancelled before it started") for r in records if r.status == VideoStatus.QUEUED]
+
+    def _unarchived(self, items: list[VideoItem]) -> list[VideoItem]:
+        if not self.archive or not items:
+            return items
+        from ..archive import split_archived
+
+        items, skipped = split_archived(items, self.archive)
+        self.tally.archived += len(skipped)
+        return items
 
     def admit(self, items: Sequence[VideoItem]) -> list[VideoRecord]:
         """Register `items` in the store and the tracker (the table shows them from now on)."""
         if not items:
             return []
+        # A line a cancelled run left unresolved had a stand-in row; its real videos take its place now.
+        resolved_now = {i.input for i in items if i.meta != UNRESOLVED} & self._stand_ins
+        if resolved_now:
+            self.store.forget_unresolved(resolved_now)
+            self._stand_ins -= resolved_now
         records = self.store.register_videos(self.run_id, list(items))
         # Before outputs are written: an old unsafe folder name may sit where one belongs.
         repair_unsafe_folders(self.config, self.store, records)
@@ -141,6 +170,15 @@ class StoreIntake:
     def close(self) -> None:
         self.stream.close()
         self._report_inputs()
+
+
+UNRESOLVED = {"unresolved": True}
+"""The meta of a stand-in row for an input line never resolved (see SessionStore.forget_unresolved)."""
+
+
+def _unresolved_item(line: str) -> VideoItem:
+    kind = SourceKind.URL if "://" in line else SourceKind.FILE
+    return VideoItem(line, kind, line, title=line, meta=dict(UNRESOLVED))
 
 
 def read_archive_for(config: RunConfig) -> set[str] | None:
