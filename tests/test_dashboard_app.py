@@ -103,9 +103,8 @@ def test_a_small_real_run_from_submit_to_results(roots, media_server, speech_cli
     run_id = at.query_params["run"]
     assert at.query_params["out"] == "transcripts"
 
-    # The inputs were resolved before the start returned: the table already lists both videos.
-    first = at.dataframe[0].value
-    assert len(first) == 2 and weather.name in first.loc[0, "Title"]
+    # The start returns at once; the inputs resolve in the run, each video joining the table when known.
+    assert len(at.dataframe[0].value) <= 2
 
     entry = render.shared_registry().get(run_id)
     assert entry is not None and entry.wait_done(timeout=TIMEOUT)

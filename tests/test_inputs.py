@@ -595,6 +595,8 @@ def test_close_during_a_stuck_resolution_returns_at_once(media_server):
 
 def test_stream_dedupes_the_first_copy_that_arrives_and_keeps_items_of_an_input_in_order(
         media_server, media_dir, speech_clips, tmp_path):
+    from urllib.parse import urlsplit
+
     from bulk_transcribe.inputs import InputStream
 
     (slow_page,) = page_urls(media_server, media_dir, speech_clips["weather"].path, [2])
@@ -603,7 +605,9 @@ def test_stream_dedupes_the_first_copy_that_arrives_and_keeps_items_of_an_input_
     listing.write_text(f"{speech_clips['train'].path}\n\n# note\n{tmp_path / 'gone.mp3'}\n")
     inputs = [slow_page, media_server.url("feed.rss"), direct, slow_page, "  "]
     with InputStream(inputs, [listing], options=FAST) as stream:
-        assert stream.total == 6  # blank lines are not inputs; the list's lines are counted up front
+        # Blank lines are not inputs, the list's lines are counted up front, and the page given twice is one
+        # input: it is requested once.
+        assert stream.total == 5
         got = [item for _, item in drain(stream)]
     feed = [media_server.url(c.path.name) for c in speech_clips.values()]
     sources = [item.source for item in got]
@@ -612,3 +616,4 @@ def test_stream_dedupes_the_first_copy_that_arrives_and_keeps_items_of_an_input_
     assert [item.source for item in feed_items] == [f for f in feed if f != direct]  # listed order
     assert sorted(stream.duplicates) == sorted([direct, slow_page])
     assert len(got) == 1 + 3 + 1 + 2  # page, feed minus the direct link, the link, the list's two lines
+    assert media_server.count(urlsplit(slow_page).path) == 1

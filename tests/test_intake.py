@@ -6,14 +6,26 @@ from __future__ import annotations
 import shutil
 import uuid
 
+import pytest
+
 from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.engine.batch import run_batch, start_batch
 from bulk_transcribe.models import VideoStatus
 from bulk_transcribe.session_manager import SessionStore
+from media_server import MediaServer
 
 
-def test_a_cancel_leaves_a_row_per_input_and_a_rerun_replaces_the_stand_ins(tmp_path, media_server, media_dir,
+@pytest.fixture
+def own_server(media_dir):
+    """A server of this test's own: pages it leaves waiting must not count in other tests' open requests."""
+    server = MediaServer(media_dir).start()
+    yield server
+    server.stop()
+
+
+def test_a_cancel_leaves_a_row_per_input_and_a_rerun_replaces_the_stand_ins(tmp_path, own_server, media_dir,
                                                                              speech_clips):
+    media_server = own_server
     clip = speech_clips["weather"].path
     name = f"talk-{uuid.uuid4().hex[:8]}"  # no extension: a page, not a direct media link
     shutil.copy(clip, media_dir / name)
@@ -51,3 +63,17 @@ def _cancel_once_the_file_is_in(handle) -> None:
         handle.wait(0.05)
     handle.cancel()
     assert handle.wait(60)
+
+
+def test_a_rerun_lists_finished_pages_without_asking_their_site_again(tmp_path, own_server, media_dir,
+                                                                        speech_clips):
+    name = f"talk-{uuid.uuid4().hex[:8]}"
+    shutil.copy(speech_clips["train"].path, media_dir / name)
+    pages = [own_server.url(f"page/{name}?n={n}") for n in range(2)]
+    config = RunConfig(inputs=tuple(pages), out_dir=tmp_path / "out", formats=("txt",),
+                       transcribe=TranscribeOptions(cpu_threads=2))
+    assert run_batch(config).counts.get("done") == 2
+    requests = len(own_server.request_log)
+    again = run_batch(config)
+    assert again.tally.registered == 2 and again.tally.done_before == 2
+    assert len(own_server.request_log) == requests, "a finished page was fetched again"

@@ -439,6 +439,9 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
         # Ray's session logs unless --verbose: they tore through the progress bars.
         quiet_ray = config.parallel and not getattr(args, "verbose", False)
         log_file = ray_log_file(config.out_dir) if quiet_ray else None
+        if config.parallel and not config.ray_address:
+            stdout.write("Starting an embedded local Ray…\n")
+            stdout.flush()
         info = join_cluster(config, log_file=log_file)
     except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
         where = config.ray_address or "an embedded local Ray"

@@ -17,9 +17,9 @@ import stat
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import yt_dlp
@@ -193,8 +193,12 @@ class InputStream:
         out_dir: str | os.PathLike[str] | None = None,
         concurrency: int = RESOLVE_CONCURRENCY,
         ordered: bool = False,
+        known: Mapping[str, VideoItem] | None = None,
     ) -> None:
+        """`known`: videos already done in this OUT, by source URL: a line naming one of them resolves to it with
+        no request (a rerun resumes at once, without fetching every finished page again)."""
         self.options = options
+        self._known = known or {}
         self.concurrency = max(1, concurrency)
         self.ordered = ordered
         self.duplicates: list[str] = []
@@ -202,7 +206,9 @@ class InputStream:
         self.credentials: dict[str, str] = {}
         """Redacted URL -> the real one (as ResolvedInputs.credentials); items also carry theirs (request_url)."""
         self._out_dir = Path(out_dir).resolve() if out_dir is not None else None
-        self._jobs = [_job(index, entry) for index, entry in enumerate(_nonblank(_all_inputs(inputs, input_files)))]
+        self._seen: set[str] = set()
+        self._reported: set[str] = set()
+        self._jobs = self._distinct_jobs(_nonblank(_all_inputs(inputs, input_files)))
         self._cond = threading.Condition()
         self._gate = _HostGate(options)
         self._waiting: dict[str, deque[_Job]] = {}  # host -> its URL jobs not started, in input order
@@ -215,9 +221,31 @@ class InputStream:
         self._next_out = 0
         self._resolved = 0
         self._delivered: set[int] = set()
-        self._seen: set[str] = set()
-        self._reported: set[str] = set()
         self._started = False
+
+    def _distinct_jobs(self, entries: Iterable[str | VideoItem]) -> list[_Job]:
+        """One job per distinct line: a URL given twice is requested once (its repeats listed as duplicates
+        at once, and not counted among the inputs to resolve)."""
+        jobs: list[_Job] = []
+        urls: set[str] = set()
+        for entry in entries:
+            job = _job(len(jobs), entry)
+            if job.host is not None:
+                url = clean_url(job.text)
+                done = self._known.get(redact_text(url))
+                if done is not None and url not in urls:
+                    urls.add(url)
+                    jobs.append(_Job(job.index, job.text, ready=[replace(done, input=job.text)]))
+                    continue
+                if url in urls:
+                    shown = redact_text(url)
+                    if shown not in self.duplicates:
+                        self.duplicates.append(shown)
+                        self._reported.add(shown)
+                    continue
+                urls.add(url)
+            jobs.append(job)
+        return jobs
 
     # -- the driver's side
 

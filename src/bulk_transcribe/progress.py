@@ -473,7 +473,10 @@ def describe_progress(snapshot: Snapshot) -> str:
     if snapshot.estimated:
         n = snapshot.lengths_unknown
         return f"~{percent} of the audio (estimated: {n} video{'' if n == 1 else 's'} of unknown length)"
-    return f"{percent} of the audio ({clock(snapshot.audio_done_s)} of {clock(snapshot.audio_total_s)} transcribed)"
+    unknown = total - snapshot.lengths_known  # failed or cancelled before their length was known
+    aside = f"; {unknown} video{'' if unknown == 1 else 's'} of unknown length besides" if unknown > 0 else ""
+    return (f"{percent} of the audio ({clock(snapshot.audio_done_s)} of {clock(snapshot.audio_total_s)} "
+            f"transcribed{aside})")
 
 
 def describe_inputs(snapshot: Snapshot) -> str | None:

@@ -402,6 +402,11 @@ class SessionStore:
 
     # -- videos -----------------------------------------------------------------------------------------------
 
+    def done_urls(self) -> dict[str, VideoItem]:
+        """Finished videos from URLs, by source: a rerun lists them without asking their site again."""
+        return {r.source: r.to_item() for r in self.videos()
+                if r.status == VideoStatus.DONE and r.kind == SourceKind.URL}
+
     def unresolved_inputs(self) -> set[str]:
         """Input lines a cancel left unresolved, each kept as a stand-in row (`meta` {"unresolved": true})."""
         rows = self._conn().execute("SELECT input FROM videos WHERE meta_json = ?", (UNRESOLVED_META,))

@@ -63,7 +63,7 @@ class RunRegistry:
         from ..session_manager import FolderBusy
 
         try:
-            batch.join_cluster(config)
+            batch.check_cluster(config)
             prepared = batch.prepare_batch(config)
         except FolderBusy as exc:
             return StartResult(error=f"Not started: {exc}.")
@@ -93,7 +93,7 @@ class RunRegistry:
         from ..session_manager import FolderBusy
 
         try:
-            batch.join_cluster(config)
+            batch.check_cluster(config)
             handle = batch.retry_failed(config, run_id)
         except FolderBusy as exc:
             return StartResult(error=f"Not started: {exc}.")

@@ -117,7 +117,8 @@ def monitor(snapshot: Snapshot, batch_error: str | None = None, phase: tuple[str
         st.error(f"The batch stopped: {plain(batch_error)}")
     if phase is not None:
         what, since = phase
-        st.info(f"{plain(what.capitalize())}… ({time.time() - since:.0f} s)", icon=":material/hourglass_top:")
+        st.info(f"{plain(what[:1].upper() + what[1:])}… ({time.time() - since:.0f} s)",
+                icon=":material/hourglass_top:")
     with st.container(key="global-progress"):
         st.progress(s.progress, text=f"Overall: {plain(s.label)}")
         figures = [("Done", s.done), ("Failed", s.failed), ("Cancelled", s.cancelled)]
@@ -173,7 +174,6 @@ def run_header(snapshot: Snapshot, out_dir: Path, settings: dict | None, duplica
             parts.append(f"≤ {int(download['rate_limit']) // 1024} KiB/s per download")
         if download.get("sleep_s"):
             parts.append(f"{download['sleep_s']:g} s between downloads")
-    parts.append(f"{len(snapshot.videos)} video(s)")
     if duplicates:
         parts.append(f"{duplicates} duplicate input(s) listed once")
     parts.append(f"output in {out_dir}")

@@ -54,9 +54,11 @@ def status_rows(snapshot: Snapshot, show: str = "All") -> list[dict]:
     rows = []
     for index, v in enumerate(snapshot.videos):
         status = status_label(v.status)
-        if v.video_id in waiting:
-            status = f"next up ({waiting[v.video_id]})"
         percent = stage_percent(v)
+        if v.video_id in waiting:
+            # Fetched ahead and waiting for its worker: its finished download is not the row's progress (a full
+            # bar beside the video actually transcribing read as if this one were done).
+            status, percent = f"next up ({waiting[v.video_id]})", None
         rows.append({
             "Title": v.title,
             "Status": status,

@@ -97,6 +97,20 @@ def join_cluster(config: RunConfig, *, log_file: Path | None = None):
     return connect(config.ray_address, log_file=log_file)
 
 
+def check_cluster(config: RunConfig) -> None:
+    """For a parallel run, a quick check (a TCP connect, no Ray import) that an explicit Ray address answers:
+    raises ConnectionError in one line. The run then joins Ray itself (on the process's Ray-owner thread) while its
+    inputs already resolve: the dashboard uses this, so a form never waits for an embedded Ray to start."""
+    config = config.with_env_overrides()
+    if not config.parallel:
+        return
+    from ..parallel.preflight import ray_address_problem
+
+    problem = ray_address_problem(config.ray_address)
+    if problem:
+        raise ConnectionError(problem)
+
+
 def prepare_batch(config: RunConfig) -> PreparedBatch:
     """Take ownership of OUT and open the run; its inputs resolve once it starts, each video joining the table,
     the store and the queue as soon as it is known. Done videos from earlier runs stay done (resume).
@@ -115,7 +129,8 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
         mode = RunMode.PARALLEL if config.parallel else RunMode.SEQUENTIAL
         run_id = store.begin_run(config, mode.value)
         lock.record(run_id)
-        stream = InputStream(config.inputs, config.input_files, options=config.download, out_dir=config.out_dir)
+        stream = InputStream(config.inputs, config.input_files, options=config.download, out_dir=config.out_dir,
+                             known=store.done_urls())
         archive = read_archive_for(config)
     except BaseException:
         lock.release()

@@ -87,6 +87,9 @@ class Executor(Protocol):
     def busy(self) -> bool:
         """True while any submitted work or any worker start has not reported back."""
 
+    def working(self) -> bool:
+        """True while any submitted work has not reported back (worker starts aside)."""
+
     def cancel(self) -> None:
         """Tell every worker to stop what it runs (each answer then comes back as Cancelled)."""
 
@@ -269,10 +272,11 @@ class Driver:
             self._admit(0.0)
             self._start_workers_for_queue()
             self._fill()
+            drained = (self.intake.finished or self.cancelling) and (self.scheduler.finished or self.cancelling)
+            if drained and not self.executor.working():
+                break  # a replacement worker still waiting for resources has nothing left to do
             busy = self.executor.busy()
             if not busy:
-                if (self.intake.finished or self.cancelling) and (self.scheduler.finished or self.cancelling):
-                    break
                 if self.started and self.scheduler.queue_length and not self.executor.ready_workers():
                     # Every worker is gone and none is starting: nothing could ever run what is queued.
                     raise RuntimeError("no workers left: every worker died and the replacement budget is spent")

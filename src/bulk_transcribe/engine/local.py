@@ -93,6 +93,7 @@ class LocalExecutor:
         self.worker: Any = None
         self._reports: queue.Queue[Report | BaseException] = queue.Queue()
         self._pending = 0  # submitted work and worker starts that have not reported back
+        self._working = 0  # submitted work only
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
 
@@ -127,6 +128,8 @@ class LocalExecutor:
 
     def submit(self, worker: str, assignments: Sequence[Assignment], safer: bool) -> None:
         self._add_pending()
+        with self._lock:
+            self._working += 1
         threading.Thread(target=self._run, args=(list(assignments), safer), daemon=True,
                          name=f"bt-video-{assignments[0].item.video_id}").start()
 
@@ -155,6 +158,8 @@ class LocalExecutor:
     def _take(self, report: Report | BaseException) -> Report:
         with self._lock:
             self._pending -= 1
+            if isinstance(report, Finished):
+                self._working -= 1
         if isinstance(report, BaseException):
             raise report
         return report
@@ -162,6 +167,10 @@ class LocalExecutor:
     def busy(self) -> bool:
         with self._lock:
             return self._pending > 0
+
+    def working(self) -> bool:
+        with self._lock:
+            return self._working > 0
 
     def cancel(self) -> None:
         self._cancelled.set()

@@ -140,6 +140,9 @@ class RayExecutor:
     def busy(self) -> bool:
         return any(w.inflight or not w.ready for w in self.workers.values() if w.alive)
 
+    def working(self) -> bool:
+        return any(w.inflight for w in self.workers.values() if w.alive)
+
     def wait(self, timeout: float) -> list[Report]:
         inflight = {ref: w for w in self.workers.values() if w.alive for ref in w.inflight}
         starting = {w.ready_ref: w for w in self.workers.values() if w.alive and not w.ready}
