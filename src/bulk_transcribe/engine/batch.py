@@ -193,7 +193,7 @@ class BatchHandle:
             return self.prepared.store.snapshot(self.run_id)  # the progress actor is gone; the store has it all
         try:
             return self._recorder.snapshot()
-        except Exception:  # noqa: BLE001 — Ray going away under a screen: the store still knows the run
+        except (Exception, SystemExit):  # noqa: BLE001 — Ray going away under a screen: the store still knows it
             return self.prepared.store.snapshot(self.run_id)
 
     def cancel(self) -> None:
@@ -231,14 +231,16 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
         intake.admit([refused_item(line, why) for line, why in config.rejected])
         Driver(config, intake, executor, recorder, folders=intake.folders, cancel_event=handle._cancel,
                on_phase=handle._on_phase).run()
-    except Exception as exc:  # noqa: BLE001 — a batch-level failure (e.g. Ray unreachable) is reported, not raised
-        error = _one_line(exc)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 — a batch-level failure is reported, not raised
+        # Ray answers a call made after its shutdown (or the loss of its cluster) with SystemExit; in this run
+        # thread that is a failed batch to report, not a reason to end the process.
+        error = RAY_GONE if isinstance(exc, SystemExit) else _one_line(exc)
         _fail_unfinished(store, run_id, handle._local, f"batch stopped: {error}")
     try:
         recorder.finish()  # every event applied (and in SQLite) from here
         if recorder is not handle._local:
             recorder.close()
-    except Exception:  # noqa: BLE001 — Ray gone: the store has what was written through
+    except (Exception, SystemExit):  # noqa: BLE001 — Ray gone: the store has what was written through
         pass
     _remove_if_empty(config.out_dir / WORK_DIR_NAME)
     status = RunStatus.FAILED if error else (RunStatus.CANCELLED if handle.cancelled else RunStatus.FINISHED)
@@ -277,6 +279,8 @@ def _remove_if_empty(folder: Path) -> None:
 BATCH_ERROR_CHARS = 300
 """Longest batch-level error kept: Ray's errors run to pages, and this line lands on every unfinished video."""
 
+
+RAY_GONE = "Ray shut down under the run (the cluster was stopped or lost)"
 
 _OWN_ERRORS = (RuntimeError, ConnectionError, OSError, ValueError)
 """Errors whose message says it all (the engine's own, Ray unreachable, a disk): shown without a class name."""
