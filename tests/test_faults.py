@@ -235,7 +235,9 @@ def test_ray_shutdown_under_a_running_parallel_batch_then_resume(tmp_path, speec
         # Ray's core worker may end the whole driver process when another thread touches Ray right after its
         # shutdown (a race inside Ray): that is a driver crash, and what must hold then is what holds after a
         # SIGKILL — finished work intact and a rerun that does only the rest (checked below).
-        assert "core worker has already been shutdown" in host.stderr, host.stdout[-2000:] + host.stderr[-4000:]
+        # Seen here both with Ray's message and with none (the process ends before its log line is flushed).
+        assert host.returncode != 0 and ("core worker has already been shutdown" in host.stderr
+                                         or not host.stdout.strip()), host.stdout[-2000:] + host.stderr[-4000:]
     before = _stamps(out)
     assert len(before) == 4 * len(done)
 
