@@ -324,8 +324,7 @@ def _bundles(assignments: Sequence[Assignment]) -> list[list[Assignment]]:
     """Consecutive assignments with the same nonzero `bundle` number run together on one worker."""
     groups: list[list[Assignment]] = []
     for assignment in assignments:
-        bundle = getattr(assignment, "bundle", 0)
-        if bundle and groups and getattr(groups[-1][0], "bundle", 0) == bundle:
+        if assignment.bundle and groups and groups[-1][0].bundle == assignment.bundle:
             groups[-1].append(assignment)
         else:
             groups.append([assignment])

@@ -163,10 +163,6 @@ class StoreIntake:
     def finished(self) -> bool:
         return self.stream.finished
 
-    @property
-    def duplicates(self) -> list[str]:
-        return list(self.stream.duplicates)
-
     def close(self) -> None:
         self.stream.close()
         self._report_inputs()
