@@ -13,7 +13,8 @@ import media
 from media_server import MediaServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MEDIA = (REPO_ROOT / ".." / "shared" / "media").resolve()
+SAMPLES = REPO_ROOT / "samples"
+"""Real speech shipped with the repository: tests need nothing outside it."""
 
 # Distinct sentences so a test can tell the clips apart by their transcripts.
 SPEECH_TEXTS = {
@@ -33,14 +34,14 @@ class SpeechClip:
 
 @pytest.fixture(scope="session")
 def jfk_flac() -> Path:
-    path = SHARED_MEDIA / "jfk.flac"
-    assert path.is_file(), f"shared media missing: {path}"
+    path = SAMPLES / "jfk.flac"
+    assert path.is_file(), f"sample media missing from the repository: {path}"
     return path
 
 
 @pytest.fixture(scope="session")
 def jfk_text() -> str:
-    return (SHARED_MEDIA / "jfk.txt").read_text().strip()
+    return (SAMPLES / "jfk.txt").read_text().strip()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Word error rate, the way ../shared/media/README.md measures it (lower-case, punctuation removed)."""
+"""Word error rate, the way samples/README.md measures it (lower-case, punctuation removed)."""
 
 from __future__ import annotations
 
