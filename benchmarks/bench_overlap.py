@@ -57,7 +57,7 @@ def run_engine(inputs: list[str], out_dir: Path, *, parallel: bool, cores: int) 
     """(wall seconds of run_batch, span from the first video's start to the last one's end, manifest entries)."""
     import json
 
-    from bulk_transcribe.engine.batch import run_batch
+    from bulk_transcribe.runs import run_batch
     from bulk_transcribe.config import DownloadOptions, RunConfig, TranscribeOptions
 
     config = RunConfig(

@@ -217,7 +217,7 @@ class EngineRun:
 
 def run_engine(inputs: list[str], out_dir: Path, *, parallel: bool, cores: int) -> EngineRun:
     """One run_batch over `inputs`, watched from a thread; raises unless every input ends done."""
-    from bulk_transcribe.engine.batch import run_batch
+    from bulk_transcribe.runs import run_batch
     from bulk_transcribe.config import RunConfig, TranscribeOptions
 
     config = RunConfig(

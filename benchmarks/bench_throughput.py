@@ -122,7 +122,7 @@ def run_bare(clips: list[Clip], settings: Settings, processes: int) -> dict:
 
 
 def _bulk_child(clips_dir: str, settings: Settings, parallel: bool, out) -> None:
-    from bulk_transcribe.engine.batch import run_batch
+    from bulk_transcribe.runs import run_batch
     from bulk_transcribe.config import RunConfig, TranscribeOptions
 
     ray_start_s = 0.0

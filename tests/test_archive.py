@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yt_dlp
 
-from bulk_transcribe.archive import archive_id, read_archive, record_finished, split_archived
+from bulk_transcribe.inputs.archive import archive_id, read_archive, record_finished, split_archived
 from bulk_transcribe.cli import main
 from bulk_transcribe.models import SourceKind, VideoItem
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bulk_transcribe.engine.batch import attach_snapshot, prepare_batch, retry_failed, run_batch, start_batch
+from bulk_transcribe.runs import attach_snapshot, prepare_batch, retry_failed, run_batch, start_batch
 from bulk_transcribe.config import PARALLEL_ENV, RunConfig, TranscribeOptions
 from bulk_transcribe.models import VideoStatus
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.batch_files import parse_lines, read_batch_files
+from bulk_transcribe.inputs.lists import parse_lines, read_batch_files
 from bulk_transcribe.cli import main
 
 CLI = f"{shlex.quote(sys.executable)} -m bulk_transcribe.cli"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.engine.batch import run_batch
+from bulk_transcribe.runs import run_batch
 from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.parallel import cluster
 from textmetrics import wer

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import media
-from bulk_transcribe.engine.batch import prepare_batch, start_batch
+from bulk_transcribe.runs import prepare_batch, start_batch
 from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.models import SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.parallel import cluster

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import media
-from bulk_transcribe.engine.batch import run_batch
+from bulk_transcribe.runs import run_batch
 from bulk_transcribe.config import STATE_DB_NAME, RunConfig, TranscribeOptions
 from bulk_transcribe.models import SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.parallel import cluster

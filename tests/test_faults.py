@@ -33,7 +33,7 @@ import pytest
 
 import media
 from processes import sigkill_when
-from bulk_transcribe.engine.batch import prepare_batch, run_batch
+from bulk_transcribe.runs import prepare_batch, run_batch
 from bulk_transcribe.config import MANIFEST_NAME, STATE_DB_NAME, RunConfig, TranscribeOptions
 from bulk_transcribe.models import EventKind, SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.session_manager import SessionStore
@@ -188,7 +188,7 @@ RAY_HOST = textwrap.dedent("""
     import json, sys, time
     import ray
     from pathlib import Path
-    from bulk_transcribe.engine.batch import prepare_batch, start_batch
+    from bulk_transcribe.runs import prepare_batch, start_batch
     from bulk_transcribe.config import RunConfig, TranscribeOptions
     from bulk_transcribe.parallel import cluster
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from bulk_transcribe.config import RunConfig, TranscribeOptions
-from bulk_transcribe.engine.batch import run_batch, start_batch
+from bulk_transcribe.runs import run_batch, start_batch
 from bulk_transcribe.models import VideoStatus
 from bulk_transcribe.session_manager import SessionStore
 from media_server import MediaServer

@@ -19,7 +19,7 @@ import pytest
 
 import media
 from bulk_transcribe.config import MANIFEST_NAME, STATE_DB_NAME
-from bulk_transcribe.interrupts import GracefulStop, SafeStream
+from bulk_transcribe.cli.signals import GracefulStop, SafeStream
 
 CLI = [sys.executable, "-m", "bulk_transcribe.cli"]
 CEILING_S = 240  # a hang guard for the test itself, never an assertion on speed

@@ -10,7 +10,7 @@ import pytest
 
 from bulk_transcribe.cli import main
 from bulk_transcribe.config import STATE_DB_NAME, TranscribeOptions
-from bulk_transcribe.model_check import check_model, locate_model
+from bulk_transcribe.media.model_check import check_model, locate_model
 
 
 def _run(*args: str) -> tuple[int, str, str]:

@@ -24,7 +24,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from bulk_transcribe.engine.batch import run_batch
+from bulk_transcribe.runs import run_batch
 from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.dashboard import paths, uploads
 from bulk_transcribe.dashboard.settings import DashboardSettings

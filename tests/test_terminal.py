@@ -10,7 +10,7 @@ from rich.console import Console
 
 from bulk_transcribe.cli import main
 from bulk_transcribe.models import Snapshot, VideoProgress, VideoStatus
-from bulk_transcribe.terminal import PlainProgress, RichProgress, ray_log_file, summary_table
+from bulk_transcribe.cli.live import PlainProgress, RichProgress, ray_log_file, summary_table
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LONG = "A rather long lecture title about transcription pipelines and distributed systems in practice"

@@ -10,7 +10,7 @@ import pytest
 
 from bulk_transcribe.config import MANIFEST_NAME, TranscribeOptions
 from bulk_transcribe.models import Segment, SourceKind, Transcript, VideoItem, VideoStatus, Word
-from bulk_transcribe.writers import (
+from bulk_transcribe.outputs.writers import (
     atomic_write_text,
     parse_srt,
     parse_vtt,

@@ -173,15 +173,15 @@ class OutputOptions:
     """Subtitle lines per cue (srt, vtt); needs max_line_width."""
 
     def __post_init__(self) -> None:
-        from .subtitles import LineShape
-        from .templates import check_template
+        from .outputs.subtitles import LineShape
+        from .outputs.templates import check_template
 
         check_template(self.template)
         LineShape(self.max_line_width, self.max_line_count)  # raises on bad values
 
     @property
     def shape(self):
-        from .subtitles import LineShape
+        from .outputs.subtitles import LineShape
 
         return LineShape(self.max_line_width, self.max_line_count)
 

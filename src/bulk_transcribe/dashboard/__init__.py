@@ -1,7 +1,7 @@
 """The Streamlit dashboard's logic: settings, input checks, path confinement, view models and the run registry.
 
 Pages import from here and stay thin. Nothing in this package imports ray, yt_dlp or faster_whisper at import
-time; the engine is reached through `bulk_transcribe.engine.batch` when a run starts or is read.
+time; the engine is reached through `bulk_transcribe.runs` when a run starts or is read.
 """
 
 from .paths import OutsideRootError, confine

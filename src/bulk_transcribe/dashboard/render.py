@@ -73,13 +73,13 @@ def starting_text(config, inputs: int) -> str:
 
 
 def language_placeholder(model: str) -> str:
-    from ..model_check import english_only
+    from ..media.model_check import english_only
 
     return "en (this model is English-only)" if english_only(model) else "detect"
 
 
 def language_help(model: str) -> str:
-    from ..model_check import english_only
+    from ..media.model_check import english_only
 
     if english_only(model):
         return ("The bundled model (tiny.en) and other *.en models transcribe English only: leave blank or use en. "

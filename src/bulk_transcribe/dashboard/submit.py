@@ -206,7 +206,7 @@ def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: l
         errors.append(f"Language {run.language!r} is not an ISO code such as en, de or fr (leave blank to detect).")
         language = None
     model = run.model.strip() or BUNDLED_MODEL
-    from ..model_check import english_only
+    from ..media.model_check import english_only
 
     if language and language != "en" and english_only(model):
         shown = "The bundled model (tiny.en)" if model == BUNDLED_MODEL else f"Model {model!r}"
@@ -224,7 +224,7 @@ def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: l
         errors.append(f"Batch size {run.batch_size} must be 0 (the device's default) or more.")
     options = TranscribeOptions(model=model, language=language, batch_size=max(0, run.batch_size))
     if not errors:
-        from ..model_check import check_model
+        from ..media.model_check import check_model
 
         # The model is found (and fetched once, if it must be) before the run starts, as the CLI does: a bad name
         # is a line on the form, not a run whose every video fails.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from ..backfill import BackfillResult, repair_unsafe_folders, write_missing_outputs
+from ..outputs.backfill import BackfillResult, repair_unsafe_folders, write_missing_outputs
 from ..config import RunConfig
 from ..models import SourceKind, VideoItem, VideoStatus
 from ..session_manager import SessionStore, VideoRecord
@@ -116,7 +116,7 @@ class StoreIntake:
     def _unarchived(self, items: list[VideoItem]) -> list[VideoItem]:
         if not self.archive or not items:
             return items
-        from ..archive import split_archived
+        from ..inputs.archive import split_archived
 
         items, skipped = split_archived(items, self.archive)
         self.tally.archived += len(skipped)
@@ -180,7 +180,7 @@ def _unresolved_item(line: str) -> VideoItem:
 def read_archive_for(config: RunConfig) -> set[str] | None:
     if not config.download_archive:
         return None
-    from ..archive import read_archive
+    from ..inputs.archive import read_archive
 
     return read_archive(Path(config.download_archive))
 

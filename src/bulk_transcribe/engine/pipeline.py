@@ -19,7 +19,7 @@ from ..media.audio import probe_media
 from ..media.download import AudioDownloader, FetchedAudio
 from ..media.transcribe import Transcriber
 from ..models import EventKind, ProgressEvent, Transcript, VideoItem
-from ..writers import store_transcript, write_beside_source, write_transcript
+from ..outputs.writers import store_transcript, write_beside_source, write_transcript
 
 Emit = Callable[[ProgressEvent], None]
 ShouldCancel = Callable[[], bool]

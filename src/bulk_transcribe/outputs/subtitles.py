@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models import Transcript
+from ..models import Transcript
 
 Cue = tuple[float, float, str]
 

@@ -19,8 +19,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from .models import Snapshot, VideoStatus
-from .progress import clock, current_work, describe_eta, describe_inputs, describe_progress
+from ..models import Snapshot, VideoStatus
+from ..progress import clock, current_work, describe_eta, describe_inputs, describe_progress
 
 LOG_DIR = "logs"
 """OUT/logs: where Ray's own log lines go unless --verbose (a reserved name: no title can take it)."""

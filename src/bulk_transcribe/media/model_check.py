@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
-from .config import TranscribeOptions
+from .. import config
+from ..config import TranscribeOptions
 
 MULTILINGUAL_VOCABULARY = 51865
 """Whisper's multilingual tokenizers hold at least this many tokens; the English-only ones (`*.en`) 51864.
@@ -55,7 +55,7 @@ def english_only(name: str) -> bool:
 
 def locate_model(name: str) -> ModelInfo:
     """Find the model without loading it. Raises ValueError with a plain message when it cannot be had."""
-    from .media.transcribe import resolve_model
+    from .transcribe import resolve_model
 
     try:
         path = resolve_model(name)

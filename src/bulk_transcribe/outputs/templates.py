@@ -12,8 +12,8 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from .models import VideoItem
-from .naming import clean, cut_bytes, is_reserved
+from ..models import VideoItem
+from ..naming import clean, cut_bytes, is_reserved
 
 DEFAULT_TEMPLATE = "%(title)s/transcript.%(ext)s"
 FIELDS = ("title", "id", "uploader", "upload_date", "playlist", "playlist_index", "ext")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .models import SourceKind, VideoItem, VideoStatus
+from ..models import SourceKind, VideoItem, VideoStatus
 
 
 def archive_id(kind: SourceKind | str, meta: dict) -> str | None:

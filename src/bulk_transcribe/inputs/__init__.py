@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 
 import yt_dlp
 
-from . import errors
-from .config import AUDIO_DIR_NAME, MEDIA_EXTENSIONS, WORK_DIR_NAME, DownloadOptions
-from .media.audio import audio_duration, probe_media  # probe_media: re-exported for callers of sources
-from .media.download import (
+from .. import errors
+from ..config import AUDIO_DIR_NAME, MEDIA_EXTENSIONS, WORK_DIR_NAME, DownloadOptions
+from ..media.audio import audio_duration, probe_media  # probe_media: re-exported for callers of sources
+from ..media.download import (
     Failure,
     cacheable_info,
     classify_error,
@@ -43,9 +43,9 @@ from .media.download import (
     url_problem,
     ytdlp_params,
 )
-from .media.guard import DeadlineExceeded, GuardedYDL
-from .models import SourceKind, VideoItem
-from .redact import redact_text
+from ..media.guard import DeadlineExceeded, GuardedYDL
+from ..models import SourceKind, VideoItem
+from ..redact import redact_text
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _DOMAIN_LIKE = re.compile(r"^[\w-]+(\.[\w-]+)+(/|$)")

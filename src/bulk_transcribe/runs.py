@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..config import MANIFEST_NAME, WORK_DIR_NAME, RunConfig
-from ..inputs import InputStream
-from ..models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
-from ..progress import ProgressTracker
-from ..redact import redact_text
-from ..session_manager import OwnerLock, SessionStore, VideoRecord
-from ..writers import write_manifest
-from .driver import Driver, Executor, Recorder
-from .intake import IntakeTally, StoreIntake, read_archive_for
-from .local import LocalExecutor, LocalRecorder
+from .config import MANIFEST_NAME, WORK_DIR_NAME, RunConfig
+from .inputs import InputStream
+from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
+from .progress import ProgressTracker
+from .redact import redact_text
+from .session_manager import OwnerLock, SessionStore, VideoRecord
+from .outputs.writers import write_manifest
+from .engine.driver import Driver, Executor, Recorder
+from .engine.intake import IntakeTally, StoreIntake, read_archive_for
+from .engine.local import LocalExecutor, LocalRecorder
 
 
 @dataclass
@@ -92,7 +92,7 @@ def join_cluster(config: RunConfig, *, log_file: Path | None = None):
     config = config.with_env_overrides()  # the operator's override decides the mode, here as in the engine
     if not config.parallel:
         return None
-    from ..parallel.cluster import connect  # a dead address fails its TCP pre-check in seconds, as ConnectionError
+    from .parallel.cluster import connect  # a dead address fails its TCP pre-check in seconds, as ConnectionError
 
     return connect(config.ray_address, log_file=log_file)
 
@@ -104,7 +104,7 @@ def check_cluster(config: RunConfig) -> None:
     config = config.with_env_overrides()
     if not config.parallel:
         return
-    from ..parallel.preflight import ray_address_problem
+    from .parallel.preflight import ray_address_problem
 
     problem = ray_address_problem(config.ray_address)
     if problem:
@@ -220,7 +220,7 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
     prepared.stream.start()  # resolution overlaps everything from here: Ray's start, the model's load
     try:
         if config.parallel:
-            from ..parallel.executor import open_run  # sequential never imports ray
+            from .parallel.executor import open_run  # sequential never imports ray
 
             executor, recorder = open_run(config, run_id, handle._on_phase)
             handle._recorder = recorder
@@ -351,7 +351,7 @@ def attach_snapshot(out_dir: Path, run_id: str, ray_address: str | None = None) 
     # joined. Starting a Ray just to search it would cost seconds per poll and could never find the run.
     if run.mode == "parallel" and run.status == "running" and (ray_address or _ray_connected()):
         try:
-            from ..parallel.cluster import attach
+            from .parallel.cluster import attach
 
             live = attach(run_id, ray_address)
             if live is not None:

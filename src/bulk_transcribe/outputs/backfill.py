@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .config import RunConfig
-from .models import SourceKind, VideoStatus
-from .naming import is_safe, safe_name
-from .session_manager import SessionStore, VideoRecord
+from ..config import RunConfig
+from ..models import SourceKind, VideoStatus
+from ..naming import is_safe, safe_name
+from ..session_manager import SessionStore, VideoRecord
 from .writers import BESIDE_SUFFIX, SUBTITLE_FORMATS, load_transcript, write_beside_source, write_transcript
 
 

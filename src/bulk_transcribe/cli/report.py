@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from .models import Snapshot, VideoStatus
-from .session_manager import RunRecord
+from ..models import Snapshot, VideoStatus
+from ..session_manager import RunRecord
 
 JSON_VERSION = 1
 """Bumped when a key changes meaning or goes away (new keys may appear at any time)."""

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import config
-from .models import Segment, SourceKind, Transcript, VideoItem, Word
+from .. import config
+from ..models import Segment, SourceKind, Transcript, VideoItem, Word
 from .subtitles import LineShape, shape_cues
 from .templates import DEFAULT_TEMPLATE
 from .templates import render as render_template
@@ -41,7 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """As atomic_write_text, for bytes."""
     path = Path(path)
     # The temporary name is cut so that even a 255-byte target name leaves room for the prefix and suffix.
-    from .naming import cut_bytes
+    from ..naming import cut_bytes
 
     tmp = path.with_name(f".{cut_bytes(path.name, 200)}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 lets the umask decide the final mode, as a plain open() would (mkstemp forces 0600).
@@ -178,7 +178,7 @@ def output_folder(out_dir: Path, folder: str) -> Path:
     root = Path(out_dir).resolve()
     if not folder or not folder.strip() or Path(folder).is_absolute():
         raise ValueError(f"output folder name {folder!r} must be a non-empty relative name")
-    from .naming import is_reserved  # naming imports config only; kept local so writers stays a leaf module
+    from ..naming import is_reserved  # naming imports config only; kept local so writers stays a leaf module
 
     if is_reserved((Path(folder).parts or ("",))[0]):
         raise ValueError(f"output folder {folder!r} is one of the tool's own files or folders")

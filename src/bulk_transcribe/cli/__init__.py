@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Sequence, TextIO
 
-from . import __version__
-from .config import (
+from .. import __version__
+from ..config import (
     BUNDLED_MODEL,
     DEFAULT_FORMATS,
     DEFAULT_MAX_FILESIZE,
@@ -28,10 +28,10 @@ from .config import (
     RunConfig,
     TranscribeOptions,
 )
-from .interrupts import GracefulStop, SafeStream
-from .models import Snapshot, VideoStatus
-from .session_manager import FolderBusy
-from .terminal import RichProgress, live_view, nothing_to_do, print_summary, printable, ray_log_file
+from .signals import GracefulStop, SafeStream
+from ..models import Snapshot, VideoStatus
+from ..session_manager import FolderBusy
+from .live import RichProgress, live_view, nothing_to_do, print_summary, printable, ray_log_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -333,7 +333,7 @@ def backfill_line(backfill) -> str:
 
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .engine.batch import run_batch
+    from ..runs import run_batch
 
     if "%(" in str(args.out):  # yt-dlp's -o is the template; here it is the folder
         stderr.write(f"bulk-transcribe: error: --out/-o is the output folder here; {str(args.out)!r} looks like a "
@@ -349,7 +349,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                      "(a batch file with no inputs counts as none)\n")
         return EXIT_USAGE
 
-    from .model_check import check_model
+    from ..media.model_check import check_model
 
     problem = check_model(config.transcribe)  # before Ray or the store: a bad model fails no video
     if problem:
@@ -410,7 +410,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             stdout.write(f"{tally.done_before} already finished before this run (kept as they were)\n")
 
         if config.download_archive:
-            from .archive import record_finished
+            from ..inputs.archive import record_finished
 
             try:
                 record_finished(Path(config.download_archive), prepared.store.videos(result.run_id))
@@ -432,7 +432,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stderr: TextIO):
     """Join Ray (parallel), take OUT and register the run: the PreparedBatch, or an exit code after an error."""
-    from .engine.batch import join_cluster, prepare_batch
+    from ..runs import join_cluster, prepare_batch
 
     try:
         # Ray's own log lines (token warnings, start-up INFO) go to OUT/logs/ray.log and worker output stays in
@@ -473,8 +473,8 @@ def _describe_start(config: RunConfig, prepared, stdout: TextIO) -> None:
 
 
 def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from .engine.batch import attach_snapshot
-    from .session_manager import SessionStore
+    from ..runs import attach_snapshot
+    from ..session_manager import SessionStore
 
     db = args.out / STATE_DB_NAME
     if not db.is_file():
@@ -494,7 +494,7 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if run is None:
         stderr.write(f"bulk-transcribe: error: no run {run_id} in {args.out}\n")
         return EXIT_USAGE
-    from .status_report import status_exit_code, status_json
+    from .report import status_exit_code, status_json
 
     snapshot = attach_snapshot(args.out, run_id, args.ray_address)
     if args.json:
@@ -516,7 +516,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
     if args.command == "run":
-        from .batch_files import read_batch_files
+        from ..inputs.lists import read_batch_files
 
         try:  # read once, up front: pipes, FIFOs and /dev/stdin cannot be read a second time
             args.inputs = [*args.inputs, *read_batch_files(args.input_file, stdin or sys.stdin.buffer)]
