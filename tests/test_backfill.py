@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bulk_transcribe.cli import main
 from bulk_transcribe.media.model_check import locate_model
-from bulk_transcribe.outputs.writers import STORED_DIR, parse_srt, parse_vtt
+from bulk_transcribe.layout import STORED_DIR_NAME as STORED_DIR
+from bulk_transcribe.outputs.writers import parse_srt, parse_vtt
 
 
 def _run(*args: str) -> tuple[int, str, str]:

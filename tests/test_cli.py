@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bulk_transcribe.cli import build_parser, main, parse_size
-from bulk_transcribe.config import STATE_DB_NAME
+from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.session_manager import SessionStore
 from processes import sigkill_when
 from textmetrics import wer

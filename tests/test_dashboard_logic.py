@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.config import MANIFEST_NAME
+from bulk_transcribe.layout import MANIFEST_NAME
 from bulk_transcribe.dashboard import paths, results, uploads, views
 from bulk_transcribe.dashboard.settings import DashboardSettings
 from bulk_transcribe.dashboard.submit import RunSettings, Submission, build_run, input_lines

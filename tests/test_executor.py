@@ -16,7 +16,8 @@ import pytest
 
 import media
 from bulk_transcribe.runs import run_batch
-from bulk_transcribe.config import STATE_DB_NAME, RunConfig, TranscribeOptions
+from bulk_transcribe.config import RunConfig, TranscribeOptions
+from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.models import SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.parallel import cluster
 from bulk_transcribe.session_manager import SessionStore

@@ -34,7 +34,8 @@ import pytest
 import media
 from processes import sigkill_when
 from bulk_transcribe.runs import prepare_batch, run_batch
-from bulk_transcribe.config import MANIFEST_NAME, STATE_DB_NAME, RunConfig, TranscribeOptions
+from bulk_transcribe.config import RunConfig, TranscribeOptions
+from bulk_transcribe.layout import MANIFEST_NAME, STATE_DB_NAME
 from bulk_transcribe.models import EventKind, SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.session_manager import SessionStore
 from engine_harness import drive, shared_worker

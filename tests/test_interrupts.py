@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 import media
-from bulk_transcribe.config import MANIFEST_NAME, STATE_DB_NAME
+from bulk_transcribe.layout import MANIFEST_NAME, STATE_DB_NAME
 from bulk_transcribe.cli.signals import GracefulStop, SafeStream
 
 CLI = [sys.executable, "-m", "bulk_transcribe.cli"]

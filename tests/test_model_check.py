@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bulk_transcribe.cli import main
-from bulk_transcribe.config import STATE_DB_NAME, TranscribeOptions
+from bulk_transcribe.config import TranscribeOptions
+from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.media.model_check import check_model, locate_model
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bulk_transcribe.cli import main
-from bulk_transcribe.config import MANIFEST_NAME, STATE_DB_NAME
+from bulk_transcribe.layout import MANIFEST_NAME, STATE_DB_NAME
 from bulk_transcribe.naming import MAX_NAME_BYTES, cut_bytes, is_reserved, is_safe, safe_name
 
 EMOJI_TITLE = "🎉" * 80  # 320 bytes: over the 255-byte limit of most file systems

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.config import STATE_DB_NAME, RunConfig
+from bulk_transcribe.config import RunConfig
+from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.models import EventKind, ProgressEvent, SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.naming import safe_name
 from bulk_transcribe.progress import ProgressTracker

@@ -6,7 +6,8 @@ import pytest
 
 from bulk_transcribe.config import TranscribeOptions
 from bulk_transcribe.models import Segment, Transcript
-from bulk_transcribe.outputs.subtitles import LineShape, shape_cues
+from bulk_transcribe.config import LineShape
+from bulk_transcribe.outputs.subtitles import shape_cues
 from bulk_transcribe.media.transcribe import Transcriber
 from bulk_transcribe.outputs.writers import parse_srt, parse_vtt, render_srt, render_vtt
 

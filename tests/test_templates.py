@@ -11,7 +11,8 @@ import pytest
 
 from bulk_transcribe.cli import main
 from bulk_transcribe.models import SourceKind, VideoItem
-from bulk_transcribe.outputs.templates import DEFAULT_TEMPLATE, check_template, render
+from bulk_transcribe.config import DEFAULT_TEMPLATE, check_template
+from bulk_transcribe.outputs.templates import render
 from bulk_transcribe.outputs.writers import parse_srt, parse_vtt
 
 ITEM = VideoItem("http://127.0.0.1/a.mp3", SourceKind.URL, "x", title="A talk",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.config import MANIFEST_NAME, TranscribeOptions
+from bulk_transcribe.config import TranscribeOptions
+from bulk_transcribe.layout import MANIFEST_NAME
 from bulk_transcribe.models import Segment, SourceKind, Transcript, VideoItem, VideoStatus, Word
 from bulk_transcribe.outputs.writers import (
     atomic_write_text,

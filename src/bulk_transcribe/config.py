@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterable
+
+from . import layout, naming
+from .models import RunMode
 
 DEFAULT_FORMATS = ("txt", "srt", "vtt", "json")
 """Transcript formats written when the user names none."""
 
 SUPPORTED_FORMATS = frozenset(DEFAULT_FORMATS)
 """Every format the writers know."""
+
+
+def check_formats(formats: "Iterable[str]") -> tuple[str, ...]:
+    """The formats asked for, in order, lower-cased, each once; ValueError naming what is wrong (the one check the
+    CLI, the dashboard and the writers share)."""
+    chosen = tuple(dict.fromkeys(str(f).strip().lower() for f in formats if str(f).strip()))
+    unknown = [f for f in chosen if f not in SUPPORTED_FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(DEFAULT_FORMATS)}")
+    if not chosen:
+        raise ValueError("choose at least one output format")
+    return chosen
 
 WINDOW_S = 600.0
 """Default transcription window (10 min of audio): see TranscribeOptions.window_s and benchmarks/bench_memory.py."""
@@ -31,21 +48,6 @@ DEFAULT_WORKERS = 2
 
 PARALLEL_ENV = "BULK_TRANSCRIBE_PARALLEL"
 """Operator override for the parallel flag: 0 forces sequential, 1 forces parallel (instant rollback)."""
-
-STATE_DB_NAME = "bulk_transcribe.sqlite"
-"""The SQLite session store inside each output folder."""
-
-MANIFEST_NAME = "manifest.json"
-"""The per-run summary written next to the transcripts."""
-
-LOCK_NAME = ".bulk_transcribe.lock"
-"""The lock file that makes one live process the owner of an output folder (session_manager.OwnerLock)."""
-
-WORK_DIR_NAME = ".work"
-"""OUT/.work: downloads in progress (emptied when a run starts: what is there was cut off by a crash)."""
-
-AUDIO_DIR_NAME = "audio"
-"""OUT/audio: downloaded audio kept with --keep-audio."""
 
 MEDIA_EXTENSIONS = frozenset(
     {
@@ -161,10 +163,66 @@ class TranscribeOptions:
         return self.cpu_threads if self.cpu_threads > 0 else available_cpus()
 
 
+# ---- output templates and subtitle lines ---------------------------------------------------------------------
+
+DEFAULT_TEMPLATE = "%(title)s/transcript.%(ext)s"
+"""Where each transcript goes inside OUT unless the user names another template."""
+
+TEMPLATE_FIELDS = ("title", "id", "uploader", "upload_date", "playlist", "playlist_index", "ext")
+"""What a template may name: the video's folder name (`title`), what the site says of it, and the format."""
+
+TEMPLATE_FIELD = re.compile(r"%\((?P<name>[^)]*)\)(?P<spec>[-#0 +]*\d*(?:\.\d+)?[sdfi])")
+"""One `%(name)spec` field of an output template, printf-style as in yt-dlp."""
+
+
+def check_template(template: str) -> None:
+    """Raise ValueError naming what is wrong: unknown fields, no way to tell videos or formats apart, an
+    absolute path, `..`, or a first folder named like one of the tool's own files."""
+    names = [m.group("name") for m in TEMPLATE_FIELD.finditer(template)]
+    unknown = sorted({n for n in names if n not in TEMPLATE_FIELDS})
+    if unknown:
+        raise ValueError(f"unknown output template field(s): {', '.join(unknown)}; use {', '.join(TEMPLATE_FIELDS)}")
+    if "title" not in names and "id" not in names:
+        raise ValueError("the output template needs %(title)s or %(id)s, or every video would write the same file")
+    parts = template.split("/")
+    if "ext" not in [m.group("name") for m in TEMPLATE_FIELD.finditer(parts[-1])]:
+        raise ValueError("the output template's file name needs %(ext)s, or every format would write the same file")
+    if template.startswith(("/", "~")) or "\\" in template:
+        raise ValueError("the output template must be a relative path inside the output folder (no /, ~ or \\)")
+    for part in parts:
+        if not part.strip() or part.startswith("."):
+            raise ValueError(f"the output template has an empty or hidden ('.', '..', '.name') part: {template!r}")
+    first_literal = TEMPLATE_FIELD.sub("", parts[0])
+    if len(parts) > 1 and TEMPLATE_FIELD.search(parts[0]) is None and naming.is_reserved(first_literal):
+        raise ValueError(f"the output template's folder {parts[0]!r} is one of the tool's own files or folders")
+
+
+@dataclass(frozen=True)
+class LineShape:
+    """How srt/vtt cues are cut into lines (WhisperX's --max_line_width / --max_line_count; outputs/subtitles.py)."""
+
+    max_width: int | None = None
+    """Characters per line; None = one line per segment (no wrapping)."""
+    max_count: int | None = None
+    """Lines per cue; None = as many as the segment needs. Needs max_width."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_width", "max_count"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
+        if self.max_count is not None and self.max_width is None:
+            raise ValueError("a maximum line count needs a maximum line width too")
+
+    @property
+    def active(self) -> bool:
+        return self.max_width is not None
+
+
 @dataclass(frozen=True)
 class OutputOptions:
-    template: str = "%(title)s/transcript.%(ext)s"
-    """Where each transcript goes inside OUT, in yt-dlp's `-o` style (see templates.py)."""
+    template: str = DEFAULT_TEMPLATE
+    """Where each transcript goes inside OUT, in yt-dlp's `-o` style (see check_template, outputs/templates.py)."""
     beside_source: bool = False
     """Also write `<name>.srt` / `<name>.vtt` next to a local `<name>.mp4`, where players look for them."""
     max_line_width: int | None = None
@@ -173,16 +231,11 @@ class OutputOptions:
     """Subtitle lines per cue (srt, vtt); needs max_line_width."""
 
     def __post_init__(self) -> None:
-        from .outputs.subtitles import LineShape
-        from .outputs.templates import check_template
-
         check_template(self.template)
         LineShape(self.max_line_width, self.max_line_count)  # raises on bad values
 
     @property
-    def shape(self):
-        from .outputs.subtitles import LineShape
-
+    def shape(self) -> "LineShape":
         return LineShape(self.max_line_width, self.max_line_count)
 
 
@@ -217,13 +270,7 @@ class RunConfig:
     the user gave ends somewhere visible (the table, `status`, the manifest)."""
 
     def __post_init__(self) -> None:
-        unknown = set(self.formats) - SUPPORTED_FORMATS
-        if unknown:
-            raise ValueError(
-                f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(DEFAULT_FORMATS)}"
-            )
-        if not self.formats:
-            raise ValueError("choose at least one output format")
+        object.__setattr__(self, "formats", check_formats(self.formats))
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.max_attempts < 1:
@@ -232,8 +279,13 @@ class RunConfig:
         object.__setattr__(self, "rejected", tuple((str(line), str(why)) for line, why in self.rejected))
 
     @property
+    def mode(self) -> "RunMode":
+        """How this config runs (after the operator's override, when with_env_overrides made it)."""
+        return RunMode.PARALLEL if self.parallel else RunMode.SEQUENTIAL
+
+    @property
     def state_db(self) -> Path:
-        return self.out_dir / STATE_DB_NAME
+        return layout.state_db(self.out_dir)
 
     def with_env_overrides(self, environ: dict[str, str] | None = None) -> "RunConfig":
         """Apply BULK_TRANSCRIBE_PARALLEL, which beats both the config and the CLI flag."""

@@ -53,6 +53,10 @@ class RunMode(str, Enum):
     PARALLEL = "parallel"
 
 
+LOCAL_WORKER = "local"
+"""The name of the one in-process worker (sequential mode); Ray workers are `worker-N`."""
+
+
 class SourceKind(str, Enum):
     URL = "url"
     FILE = "file"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .config import MANIFEST_NAME, STATE_DB_NAME
+from .layout import TOOL_NAMES, TOOL_PREFIX
 
 MAX_NAME_LENGTH = 80
 """Characters kept of a title: enough to recognise it in a file browser."""
@@ -14,17 +14,6 @@ MAX_NAME_LENGTH = 80
 MAX_NAME_BYTES = 200
 """UTF-8 bytes kept of a title. Most file systems allow 255 bytes per name; 200 leaves room for a ` (12)` suffix
 and an extension such as `.json` (80 emoji are 320 bytes and would fail with "File name too long")."""
-
-TOOL_NAMES = frozenset(
-    n.lower() for n in (
-        MANIFEST_NAME, STATE_DB_NAME, f"{STATE_DB_NAME}-wal", f"{STATE_DB_NAME}-shm", f"{STATE_DB_NAME}-journal",
-        "audio", ".work", ".transcripts", "logs",
-    )
-)
-"""Files and folders the tool keeps in OUT: a title equal to one of them would break every later run."""
-
-TOOL_PREFIX = "bulk_transcribe"
-"""Names starting with this are kept for the tool's own files (the store, its lock, its logs)."""
 
 _RESERVED = {"", ".", "..", "con", "prn", "aux", "nul"} | TOOL_NAMES
 

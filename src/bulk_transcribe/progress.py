@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .models import EventKind, ProgressEvent, Snapshot, VideoItem, VideoProgress, VideoStatus
+from .models import LOCAL_WORKER, EventKind, ProgressEvent, Snapshot, VideoItem, VideoProgress, VideoStatus
 
 DOWNLOAD_SHARE = 0.1
 """Share of one video's progress bar given to downloading; transcription fills the rest."""
@@ -504,7 +504,7 @@ def current_work(snapshot: Snapshot) -> tuple[list[VideoProgress], dict[str, lis
     """
     by_worker: dict[str, list[VideoProgress]] = {}
     for v in snapshot.active:
-        by_worker.setdefault(v.worker or "local", []).append(v)
+        by_worker.setdefault(v.worker or LOCAL_WORKER, []).append(v)
     current: list[VideoProgress] = []
     next_up: dict[str, list[VideoProgress]] = {}
     for worker, videos in by_worker.items():

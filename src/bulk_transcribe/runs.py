@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import MANIFEST_NAME, WORK_DIR_NAME, RunConfig
+from . import layout
+from .config import RunConfig
 from .inputs import InputStream
 from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
 from .progress import ProgressTracker
@@ -46,7 +47,7 @@ class PreparedBatch:
 
     @property
     def mode(self) -> RunMode:
-        return RunMode.PARALLEL if self.config.parallel else RunMode.SEQUENTIAL
+        return self.config.mode
 
     @property
     def records(self) -> list[VideoRecord]:
@@ -123,11 +124,10 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
     try:
         # What OUT/.work holds at the start was cut off by a crash or a kill (we own OUT now, so nobody else is
         # downloading there): never resumed (yt-dlp restarts each download), never an input, so it goes.
-        shutil.rmtree(config.out_dir / WORK_DIR_NAME, ignore_errors=True)
+        shutil.rmtree(layout.work_dir(config.out_dir), ignore_errors=True)
         store = SessionStore(config.state_db)
         store.close_stale_runs()  # runs whose process was killed: we own OUT now, so nobody runs them
-        mode = RunMode.PARALLEL if config.parallel else RunMode.SEQUENTIAL
-        run_id = store.begin_run(config, mode.value)
+        run_id = store.begin_run(config, config.mode.value)
         lock.record(run_id)
         stream = InputStream(config.inputs, config.input_files, options=config.download, out_dir=config.out_dir,
                              known=store.done_urls())
@@ -176,7 +176,7 @@ class BatchHandle:
             self.result = _execute(self.prepared, self)
         except BaseException as exc:  # noqa: BLE001 — a dead thread must never leave a caller waiting forever
             traceback.print_exc()
-            manifest = self.prepared.config.out_dir / MANIFEST_NAME
+            manifest = layout.manifest(self.prepared.config.out_dir)
             self.result = BatchResult(self.run_id, {}, manifest, f"the batch crashed: {_one_line(exc)}")
         finally:
             self._on_phase(None)
@@ -242,9 +242,9 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
             recorder.close()
     except (Exception, SystemExit):  # noqa: BLE001 — Ray gone: the store has what was written through
         pass
-    _remove_if_empty(config.out_dir / WORK_DIR_NAME)
+    _remove_if_empty(layout.work_dir(config.out_dir))
     status = RunStatus.FAILED if error else (RunStatus.CANCELLED if handle.cancelled else RunStatus.FINISHED)
-    manifest = config.out_dir / MANIFEST_NAME
+    manifest = layout.manifest(config.out_dir)
     snapshot = store.snapshot(run_id)
     try:
         store.finish_run(run_id, status.value)
@@ -340,7 +340,7 @@ def retry_failed(config: RunConfig, run_id: str) -> BatchHandle:
 def attach_snapshot(out_dir: Path, run_id: str, ray_address: str | None = None) -> Snapshot | None:
     """Read a run this process did not start: from its live progress actor when it is parallel and still running,
     otherwise from the SQLite store in OUT (works after a crash or a server restart)."""
-    store_path = Path(out_dir) / RunConfig().state_db.name
+    store_path = layout.state_db(out_dir)
     if not store_path.exists():
         return None
     store = SessionStore(store_path, read_only=True)  # a reader: never writes, works on a read-only disk

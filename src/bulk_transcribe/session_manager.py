@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .config import LOCK_NAME, STATE_DB_NAME, RunConfig
+from .config import RunConfig
+from .layout import LOCK_NAME, STATE_DB_NAME
 from .models import RunStatus, EventKind, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
 from .naming import is_safe, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row

@@ -15,18 +15,18 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Sequence, TextIO
 
-from .. import __version__
+from .. import __version__, layout
 from ..config import (
     BUNDLED_MODEL,
     DEFAULT_FORMATS,
     DEFAULT_MAX_FILESIZE,
     DEFAULT_WORKERS,
     PARALLEL_ENV,
-    STATE_DB_NAME,
     DownloadOptions,
     OutputOptions,
     RunConfig,
     TranscribeOptions,
+    check_formats,
 )
 from .signals import GracefulStop, SafeStream
 from ..models import Snapshot, VideoStatus
@@ -47,13 +47,10 @@ def parse_size(text: str) -> int:
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
-    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
-    unknown = [f for f in formats if f not in DEFAULT_FORMATS]
-    if unknown or not formats:
-        raise argparse.ArgumentTypeError(
-            f"unknown format(s): {', '.join(unknown) or '(none)'}; choose from {','.join(DEFAULT_FORMATS)}"
-        )
-    return formats
+    try:
+        return check_formats(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -465,7 +462,7 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
 
 def _describe_start(config: RunConfig, prepared, stdout: TextIO) -> None:
     """The run's first line; videos join the live view as their inputs are resolved."""
-    mode = "parallel" if config.parallel else "sequential"
+    mode = config.mode.value
     n = len(config.inputs) + len(config.input_files)
     what = f"{n} input{'' if n == 1 else 's'}" if not config.input_files else "inputs from batch files"
     stdout.write(f"Run {prepared.run_id} ({mode}): resolving {what}; videos start as soon as they are known\n")
@@ -476,9 +473,9 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from ..runs import attach_snapshot
     from ..session_manager import SessionStore
 
-    db = args.out / STATE_DB_NAME
+    db = layout.state_db(args.out)
     if not db.is_file():
-        stderr.write(f"bulk-transcribe: error: no batch in {args.out} (missing {STATE_DB_NAME})\n")
+        stderr.write(f"bulk-transcribe: error: no batch in {args.out} (missing {db.name})\n")
         return EXIT_USAGE
     try:
         store = SessionStore(db, read_only=True)  # status never writes: it works on a read-only disk too

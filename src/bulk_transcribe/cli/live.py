@@ -19,18 +19,15 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from ..models import Snapshot, VideoStatus
+from .. import layout
+from ..models import LOCAL_WORKER, Snapshot, VideoStatus
 from ..progress import clock, current_work, describe_eta, describe_inputs, describe_progress
-
-LOG_DIR = "logs"
-"""OUT/logs: where Ray's own log lines go unless --verbose (a reserved name: no title can take it)."""
-
 
 def ray_log_file(out_dir: Path) -> Path:
     """OUT/logs/ray.log (its folder created): for the Ray start-up to send Ray's WARNING/INFO lines to."""
-    folder = Path(out_dir) / LOG_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / "ray.log"
+    path = layout.ray_log(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def printable(text: str) -> str:
@@ -100,7 +97,7 @@ class RichProgress:
         for video_id, v in active.items():
             speed = f" {v.speed_x:.1f}x" if v.speed_x else ""
             text = printable(v.current_text)
-            ahead = next_up.get(v.worker or "local", [])
+            ahead = next_up.get(v.worker or LOCAL_WORKER, [])
             detail = f"{v.status.value}{speed}" + (f" · {text}" if text else "") + \
                 (f" · next: {printable(ahead[0].title)}" if ahead else "")
             if video_id not in self.tasks:

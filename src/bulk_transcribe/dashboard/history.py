@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlencode
 
-from ..config import STATE_DB_NAME
+from .. import layout
+from ..layout import STATE_DB_NAME
 from .paths import within
 
 TRANSCRIBE_PAGE = "Bulk_Transcribe"
@@ -41,7 +42,7 @@ def find_stores(output_root: Path, extra_dirs: Iterable[Path] = (), depth: int =
             if within(db, root):
                 found[db.resolve()] = None
     for folder in extra_dirs:
-        db = Path(folder) / STATE_DB_NAME
+        db = layout.state_db(folder)
         if db.is_file():
             found[db.resolve()] = None
     return list(found)
@@ -78,7 +79,7 @@ class StoredRun:
 def run_settings(out_dir: Path, run_id: str) -> StoredRun:
     from ..session_manager import SessionStore
 
-    db = Path(out_dir) / STATE_DB_NAME
+    db = layout.state_db(out_dir)
     if not db.is_file():
         return StoredRun()
     try:

@@ -161,10 +161,10 @@ def config_from_store(out_dir: Path, run_id: str) -> RunConfig | None:
     The stored config is the run's own (its options, formats, mode); if it cannot be read back (an older or
     newer layout), the run's video sources with default options still let the failed ones run again.
     """
-    from ..config import STATE_DB_NAME
+    from ..layout import state_db
     from ..session_manager import SessionStore
 
-    db = Path(out_dir) / STATE_DB_NAME
+    db = state_db(out_dir)
     if not db.is_file():
         return None
     with SessionStore(db, read_only=True) as store:

@@ -11,7 +11,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DEFAULT_FORMATS, MANIFEST_NAME
+from ..config import DEFAULT_FORMATS
+from ..layout import MANIFEST_NAME
 from ..models import Snapshot, VideoStatus
 from .paths import within
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..models import Snapshot, VideoProgress, VideoStatus
+from ..models import LOCAL_WORKER, Snapshot, VideoProgress, VideoStatus
 from ..progress import clock, current_work, describe_eta, describe_inputs, describe_progress
 
 TABLE_COLUMNS = (
@@ -168,7 +168,7 @@ class Card:
 
 def cards(snapshot: Snapshot) -> list[Card]:
     current, next_up = current_work(snapshot)
-    return [_card(v, [n.title for n in next_up.get(v.worker or "local", [])]) for v in current]
+    return [_card(v, [n.title for n in next_up.get(v.worker or LOCAL_WORKER, [])]) for v in current]
 
 
 def _card(v: VideoProgress, next_titles: list[str]) -> Card:

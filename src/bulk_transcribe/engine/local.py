@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import RunConfig
-from ..models import EventKind, ProgressEvent, Snapshot
+from ..models import LOCAL_WORKER, EventKind, ProgressEvent, Snapshot
 from ..parallel.rate_limit import LocalLimiter
 from ..progress import ProgressTracker
 from ..session_manager import SessionStore
 from .driver import Finished, Report, WorkerReady
 from .scheduler import Assignment
 
-WORKER_NAME = "local"
+WORKER_NAME = LOCAL_WORKER
 
 STORE_PROGRESS_INTERVAL_S = 1.0
 """Least time between two progress writes of one video to SQLite (status changes are always written)."""

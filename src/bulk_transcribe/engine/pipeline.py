@@ -18,7 +18,7 @@ from ..errors import Cancelled, TranscriptionError, VideoError
 from ..media.audio import probe_media
 from ..media.download import AudioDownloader, FetchedAudio
 from ..media.transcribe import Transcriber
-from ..models import EventKind, ProgressEvent, Transcript, VideoItem
+from ..models import LOCAL_WORKER, EventKind, ProgressEvent, Transcript, VideoItem
 from ..outputs.writers import store_transcript, write_beside_source, write_transcript
 
 Emit = Callable[[ProgressEvent], None]
@@ -60,7 +60,7 @@ class VideoProcessor:
         self,
         config: RunConfig,
         work_dir: Path,
-        worker: str = "local",
+        worker: str = LOCAL_WORKER,
         *,
         before_download: Callable[[], None] | None = None,
         on_rate_limited: Callable[[float], None] | None = None,

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import layout
 from ..config import RunConfig
 from ..errors import Cancelled, VideoError
 from ..models import ProgressEvent, Transcript, VideoItem
@@ -66,7 +67,7 @@ class Worker:
             options = replace(options, cpu_threads=cpu_threads)
         # Each worker downloads into its own folder: no shared disk is assumed, and two workers on one node
         # must not clean up each other's files.
-        work = Path(work_dir) if work_dir else Path(config.out_dir) / ".work"
+        work = Path(work_dir) if work_dir else layout.work_dir(config.out_dir)
         try:
             work.mkdir(parents=True, exist_ok=True)
         except OSError:  # a node without the head's folder layout: any local scratch space will do

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 import yt_dlp
 
 from .. import errors
-from ..config import AUDIO_DIR_NAME, MEDIA_EXTENSIONS, WORK_DIR_NAME, DownloadOptions
+from .. import layout
+from ..config import MEDIA_EXTENSIONS, DownloadOptions
 from ..media.audio import audio_duration, probe_media  # probe_media: re-exported for callers of sources
 from ..media.download import (
     Failure,
@@ -578,7 +579,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def _working_dirs(out_dir: Path) -> tuple[Path, Path]:
     """Where a run keeps media of its own: partial downloads and kept audio."""
-    return out_dir / WORK_DIR_NAME, out_dir / AUDIO_DIR_NAME
+    return layout.work_dir(out_dir), layout.audio_dir(out_dir)
 
 
 def _folder(folder: Path, text: str, out_dir: Path | None = None) -> Iterator[VideoItem]:

@@ -32,7 +32,7 @@ import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError, UnsupportedRequest
 from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError, unsmuggle_url
 
-from .. import errors
+from .. import errors, layout
 from ..config import MEDIA_EXTENSIONS, DownloadOptions
 from ..models import SourceKind, VideoItem
 from ..redact import redact_text, reveal
@@ -428,7 +428,7 @@ class AudioDownloader:
 
     `before_download()` runs right before every network attempt (the parallel engine's cluster-wide limiter);
     `on_rate_limited(seconds)` runs when the server asks us to back off (HTTP 429/503), so others can back off too.
-    Kept audio (`keep_audio`) is moved to `work_dir.parent / "audio"` (OUT/audio when work_dir is OUT/.work).
+    Kept audio (`keep_audio`) is moved to `layout.audio_dir(work_dir.parent)` (OUT/audio when work_dir is OUT/.work).
     """
 
     def __init__(
@@ -441,7 +441,7 @@ class AudioDownloader:
     ) -> None:
         self.options = options
         self.work_dir = Path(work_dir)
-        self.audio_dir = self.work_dir.parent / "audio"
+        self.audio_dir = layout.audio_dir(self.work_dir.parent)
         self.before_download = before_download
         self.on_rate_limited = on_rate_limited
         self._last_start: float | None = None

@@ -7,31 +7,10 @@ from its own words: word timestamps when the transcript has them, otherwise time
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..config import LineShape
 from ..models import Transcript
 
 Cue = tuple[float, float, str]
-
-
-@dataclass(frozen=True)
-class LineShape:
-    max_width: int | None = None
-    """Characters per line; None = one line per segment (no wrapping)."""
-    max_count: int | None = None
-    """Lines per cue; None = as many as the segment needs. Needs max_width."""
-
-    def __post_init__(self) -> None:
-        for name in ("max_width", "max_count"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name.replace('_', ' ')} must be at least 1")
-        if self.max_count is not None and self.max_width is None:
-            raise ValueError("a maximum line count needs a maximum line width too")
-
-    @property
-    def active(self) -> bool:
-        return self.max_width is not None
 
 
 def _timed_words(seg) -> list[tuple[float, float, str]]:

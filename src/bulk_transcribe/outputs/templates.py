@@ -13,36 +13,11 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..models import VideoItem
+from ..config import TEMPLATE_FIELD as _FIELD, check_template
 from ..naming import clean, cut_bytes, is_reserved
 
-DEFAULT_TEMPLATE = "%(title)s/transcript.%(ext)s"
-FIELDS = ("title", "id", "uploader", "upload_date", "playlist", "playlist_index", "ext")
 MAX_PART_BYTES = 255
 """Per path part: the limit of ext4, XFS, btrfs, APFS and NTFS (in their units; bytes is the strictest)."""
-
-_FIELD = re.compile(r"%\((?P<name>[^)]*)\)(?P<spec>[-#0 +]*\d*(?:\.\d+)?[sdfi])")
-
-
-def check_template(template: str) -> None:
-    """Raise ValueError naming what is wrong: unknown fields, no way to tell videos or formats apart, an
-    absolute path, `..`, or a first folder named like one of the tool's own files."""
-    names = [m.group("name") for m in _FIELD.finditer(template)]
-    unknown = sorted({n for n in names if n not in FIELDS})
-    if unknown:
-        raise ValueError(f"unknown output template field(s): {', '.join(unknown)}; use {', '.join(FIELDS)}")
-    if "title" not in names and "id" not in names:
-        raise ValueError("the output template needs %(title)s or %(id)s, or every video would write the same file")
-    parts = template.split("/")
-    if "ext" not in [m.group("name") for m in _FIELD.finditer(parts[-1])]:
-        raise ValueError("the output template's file name needs %(ext)s, or every format would write the same file")
-    if template.startswith(("/", "~")) or "\\" in template:
-        raise ValueError("the output template must be a relative path inside the output folder (no /, ~ or \\)")
-    for part in parts:
-        if not part.strip() or part.startswith("."):
-            raise ValueError(f"the output template has an empty or hidden ('.', '..', '.name') part: {template!r}")
-    first_literal = _FIELD.sub("", parts[0])
-    if len(parts) > 1 and _FIELD.search(parts[0]) is None and is_reserved(first_literal):
-        raise ValueError(f"the output template's folder {parts[0]!r} is one of the tool's own files or folders")
 
 
 def fields_for(item: VideoItem, folder: str, ext: str) -> dict[str, Any]:

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import config
+from .. import config, layout
 from ..models import Segment, SourceKind, Transcript, VideoItem, Word
-from .subtitles import LineShape, shape_cues
-from .templates import DEFAULT_TEMPLATE
+from ..config import DEFAULT_TEMPLATE, LineShape
+from .subtitles import shape_cues
 from .templates import render as render_template
 
 MANIFEST_VERSION = 1
@@ -214,13 +214,11 @@ def write_transcript(
     `folder` should come from naming.safe_name; it is checked again here because a wrong name would write
     outside the output folder.
     """
-    unknown = [f for f in formats if f not in config.SUPPORTED_FORMATS]
-    if unknown:
-        raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(config.DEFAULT_FORMATS)}")
+    formats = config.check_formats(formats)
     output_folder(out_dir, folder)  # the folder name itself must be safe, whatever the template does with it
     root = Path(out_dir).resolve()
     written: dict[str, str] = {}
-    for fmt in dict.fromkeys(formats):  # keep order, drop repeats
+    for fmt in formats:
         relative = render_template(template, item, folder, fmt)
         path = output_folder(out_dir, relative)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,13 +250,10 @@ def write_beside_source(item: VideoItem, transcript: Transcript, formats: Sequen
 
 # --- stored transcripts (later formats without transcribing again) ---------------------------------------------
 
-STORED_DIR = ".transcripts"
-"""OUT/.transcripts/<video_id>.json.gz: every finished transcript, so a rerun asking for more formats (or other
-line shapes) writes them without a model. A title can never become this name (names never start with a dot)."""
 
 
 def store_transcript(out_dir: Path, item: VideoItem, transcript: Transcript) -> Path:
-    folder = Path(out_dir) / STORED_DIR
+    folder = layout.stored_dir(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{item.video_id}.json.gz"
     data = json.dumps(transcript_dict(transcript, item), ensure_ascii=False, default=str).encode("utf-8")
@@ -285,7 +280,7 @@ def transcript_from_dict(data: dict[str, Any]) -> Transcript:
 
 def load_transcript(out_dir: Path, video_id: str, outputs: dict[str, str] | None = None) -> Transcript | None:
     """The stored copy of a finished transcript, or its JSON output; None when neither is there (or readable)."""
-    stored = Path(out_dir) / STORED_DIR / f"{video_id}.json.gz"
+    stored = layout.stored_dir(out_dir) / f"{video_id}.json.gz"
     candidates: list[tuple[Path, bool]] = [(stored, True)]
     if outputs and outputs.get("json"):
         candidates.append((Path(out_dir) / outputs["json"], False))
@@ -305,7 +300,7 @@ def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]], *, duplicat
     (listed once), written atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / config.MANIFEST_NAME
+    path = layout.manifest(out_dir)
     data = {
         "version": MANIFEST_VERSION,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -320,7 +315,7 @@ def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]], *, duplicat
 
 def read_manifest(out_dir: Path) -> list[dict[str, Any]]:
     """The entries of OUT/manifest.json (empty when there is none yet)."""
-    path = Path(out_dir) / config.MANIFEST_NAME
+    path = layout.manifest(out_dir)
     if not path.is_file():
         return []
     return json.loads(path.read_text(encoding="utf-8"))["videos"]

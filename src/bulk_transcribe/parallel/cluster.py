@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .. import layout
 from ..config import available_cpus
 from .preflight import ray_address_problem
 
@@ -348,7 +349,7 @@ def start_worker(config: Any, run_id: str, index: int, plan: Any, *, progress: A
     options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": blas_threads()}}
     return ray.remote(Worker).options(**options).remote(
         config, name, progress=progress, limiter=limiter, cpu_threads=plan.cpu_threads,
-        work_dir=str(Path(config.out_dir).resolve() / ".work"))
+        work_dir=str(layout.work_dir(Path(config.out_dir).resolve())))
 
 
 def blas_threads() -> str:
