@@ -126,7 +126,7 @@ def test_streaming_pages_are_distinct_extensionless_links_dealt_round_robin(tmp_
     assert [name for name, _ in pairs] == [f"p{i:04d}" for i in range(7)]
     assert [src.name for _, src in pairs] == ["c0.mp3", "c1.mp3", "c2.mp3"] * 2 + ["c0.mp3"]
     # No media extension: the engine would take /page/<name>.mp3 for a direct link and never fetch the page.
-    from bulk_transcribe.media.download import is_direct_media_url
+    from bulk_transcribe.media.urls import is_direct_media_url
     assert not any(is_direct_media_url(f"http://127.0.0.1/page/{name}") for name, _ in pairs)
     names = bench_streaming.link_media(tmp_path / "media", clips, 7)
     assert (tmp_path / "media" / "p0004").read_bytes() == b"c1.mp3"

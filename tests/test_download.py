@@ -18,7 +18,7 @@ from bulk_transcribe import errors
 from bulk_transcribe.config import DownloadOptions
 from bulk_transcribe.media.download import AudioDownloader, FetchedAudio
 from bulk_transcribe.models import SourceKind, VideoItem
-from bulk_transcribe.inputs import probe_media
+from bulk_transcribe.media.audio import probe_media
 
 FAST = DownloadOptions(retries=2, backoff_s=0.01, socket_timeout_s=2)
 
@@ -258,14 +258,24 @@ def test_cookies_file_is_used_without_being_rewritten(media_server, speech_clips
         missing.fetch(url_item(media_server.url(speech_clips["weather"].path.name)))
 
 
-def test_sleep_s_spaces_the_starts_of_downloads(media_server, media_dir, speech_clips, work):
+def test_sleep_s_spaces_the_starts_of_downloads_through_the_runs_limiter(media_server, media_dir, speech_clips,
+                                                                         work):
+    """Spacing lives in one place, the limiter every worker downloads through (engine/limiter.py): the
+    downloader asks it before each attempt and never sleeps on its own."""
+    from bulk_transcribe.engine.limiter import LimiterClient, LocalLimiter
+
     names = [fresh_copy(media_dir, speech_clips["weather"].path) for _ in range(2)]
-    downloader = AudioDownloader(DownloadOptions(retries=1, sleep_s=0.3), work)
+    limiter = LocalLimiter(max_concurrent=2, min_interval_s=0.3)
+    client = LimiterClient(limiter, "local")
+    downloader = AudioDownloader(DownloadOptions(retries=1), work, before_download=client.before_download)
     for name in names:
-        downloader.release(downloader.fetch(url_item(media_server.url(name))))
-    starts = [t for t, path in media_server.request_log if path.lstrip("/") in names]
+        item = url_item(media_server.url(name))
+        with client.holding(item.video_id):
+            downloader.release(downloader.fetch(item))
+    starts = limiter.stats()["recent_starts"]
     # A lower bound only (sleeping can overshoot on a busy machine, never undershoot).
     assert len(starts) == 2 and starts[1] - starts[0] >= 0.3
+    assert sum(1 for _, path in media_server.request_log if path.lstrip("/") in names) == 2
 
 
 # --------------------------------------------------------------------------------------------- trickles and stalls

@@ -81,7 +81,7 @@ def test_sigkill_a_worker_mid_video_each_video_done_once(ray_local, long_clip, s
         row = next(v for v in snapshot.videos if v.video_id == long_id)
         run_id = snapshot.run_id
         actor = ray.get_actor(cluster.actor_name(run_id, row.worker), namespace=cluster.NAMESPACE)
-        killed["pid"] = ray.get(actor.pid.remote())
+        killed["pid"] = ray.get(actor.info.remote())["pid"]
         killed["worker"] = row.worker
         os.kill(killed["pid"], signal.SIGKILL)
 

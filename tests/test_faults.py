@@ -412,7 +412,7 @@ def test_soak_200_short_clips_in_parallel_memory_flat_and_store_consistent(tmp_p
                 try:
                     actor = ray.get_actor(cluster.actor_name(prepared.run_id, f"worker-{index}"),
                                           namespace=cluster.NAMESPACE)
-                    pid = ray.get(actor.pid.remote(), timeout=10)
+                    pid = ray.get(actor.info.remote(), timeout=10)["pid"]
                     samples.setdefault(pid, []).append((done, _rss_kb(pid)))
                 except Exception:  # noqa: BLE001 — not started yet, or already gone at the end
                     continue

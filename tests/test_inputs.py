@@ -14,7 +14,8 @@ import pytest
 from bulk_transcribe import errors
 from bulk_transcribe.config import DownloadOptions
 from bulk_transcribe.models import SourceKind
-from bulk_transcribe.inputs import probe_media, read_input_file, resolve_inputs
+from bulk_transcribe.inputs import resolve_inputs
+from bulk_transcribe.media.audio import probe_media
 
 FAST = DownloadOptions(socket_timeout_s=2, retries=1, backoff_s=0.01)
 
@@ -32,33 +33,6 @@ def container_seconds(path) -> int:
 
 
 # --------------------------------------------------------------------------------------------- input lists
-
-
-def test_read_input_file_skips_comments_and_blanks_and_survives_bad_bytes(tmp_path):
-    listing = tmp_path / "inputs.txt"
-    listing.write_bytes(
-        b"\xef\xbb\xbfhttp://example.invalid/a.mp3\r\n"
-        b"# a comment\n"
-        b"   \n"
-        b"\n"
-        b"   /videos/b.mp4   \n"
-        b"  # indented comment\n"
-        b"bad \xff\xfe bytes\n"
-        b"http://example.invalid/page#fragment-kept\n"
-    )
-    assert read_input_file(listing) == [
-        "http://example.invalid/a.mp3",
-        "/videos/b.mp4",
-        "bad \ufffd\ufffd bytes",
-        "http://example.invalid/page#fragment-kept",
-    ]
-
-
-def test_read_input_file_handles_a_large_list(tmp_path):
-    listing = tmp_path / "many.txt"
-    listing.write_text("".join(f"/media/clip{i}.mp3\n# note {i}\n\n" for i in range(50_000)))
-    lines = read_input_file(listing)
-    assert len(lines) == 50_000 and lines[-1] == "/media/clip49999.mp3"
 
 
 def test_input_list_dedupes_and_reports_each_duplicate_once(tmp_path, speech_clips, media_server):
@@ -457,7 +431,7 @@ def test_a_live_stream_ends_alone_with_a_clear_reason(media_server, media_dir, s
 
 def test_channel_entries_that_are_upcoming_or_just_ended_are_listed_with_their_reason():
     """A channel's flat listing marks entries as yt-dlp's YouTube extractor does (live_status per entry)."""
-    from bulk_transcribe.inputs import _items_from_info
+    from bulk_transcribe.inputs.resolve import _items_from_info
 
     listing = {"_type": "playlist", "title": "A channel", "entries": [
         {"url": "https://www.youtube.com/watch?v=aaaaaaaaaaa", "title": "Old talk", "duration": 600,

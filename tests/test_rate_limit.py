@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bulk_transcribe.parallel.rate_limit import POLL_S, LimiterClient, LocalLimiter, RateLimitCore
+from bulk_transcribe.engine.limiter import POLL_S, LimiterClient, LocalLimiter, RateLimitCore
 
 
 class FakeClock:
@@ -83,9 +83,10 @@ def _download(limiter, name: str, url: str, work_dir: str, retries: int = 1) -> 
     from bulk_transcribe.media.download import AudioDownloader
     from bulk_transcribe.errors import VideoError
     from bulk_transcribe.models import SourceKind, VideoItem
-    from bulk_transcribe.parallel.rate_limit import LimiterClient
+    from bulk_transcribe.engine.limiter import LimiterClient
+    from bulk_transcribe.parallel.rate_limit import RayLimiter
 
-    client = LimiterClient(limiter, name)
+    client = LimiterClient(RayLimiter(limiter), name)
     marks = {}
 
     def before():
@@ -158,8 +159,6 @@ def test_a_429_backs_off_everyone(ray_local, media_server, speech_clips, tmp_pat
 def test_max_sleep_interval_draws_each_gap_between_min_and_max():
     """yt-dlp's --min/--max-sleep-interval, cluster-wide: every gap between two starts lies in [min, max] and
     the gaps are not all the same."""
-    from bulk_transcribe.parallel.rate_limit import RateLimitCore
-
     now = [0.0]
     core = RateLimitCore(max_concurrent=100, min_interval_s=2.0, max_interval_s=5.0, clock=lambda: now[0])
     starts = []
@@ -172,13 +171,12 @@ def test_max_sleep_interval_draws_each_gap_between_min_and_max():
     assert max(gaps) - min(gaps) > 0.5
 
 
-def test_sequential_pause_follows_the_same_rule():
+def test_page_requests_pause_by_the_same_rule():
     from bulk_transcribe.config import DownloadOptions
-    from bulk_transcribe.media.download import pause_between_downloads
 
-    pauses = {pause_between_downloads(DownloadOptions(sleep_s=1.0, max_sleep_s=3.0)) for _ in range(20)}
+    pauses = {DownloadOptions(sleep_s=1.0, max_sleep_s=3.0).draw_pause() for _ in range(20)}
     assert all(1.0 <= p <= 3.0 for p in pauses) and len(pauses) > 1
-    assert pause_between_downloads(DownloadOptions(sleep_s=1.5)) == 1.5
+    assert DownloadOptions(sleep_s=1.5).draw_pause() == 1.5
     with pytest.raises(ValueError, match="maximum sleep"):
         DownloadOptions(sleep_s=3.0, max_sleep_s=1.0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +57,21 @@ MEDIA_EXTENSIONS = frozenset(
     }
 )
 """Files picked up when a folder is given as input."""
+
+
+def draw_pause(min_s: float, max_s: float | None) -> float:
+    """yt-dlp's --min/--max-sleep-interval rule: `min_s`, or a random time between the two when a larger maximum is
+    given (so requests do not tick like a clock)."""
+    if max_s is not None and max_s > min_s:
+        return random.uniform(min_s, max_s)
+    return min_s
+
+
+def exponential_backoff(first_s: float, attempt: int, cap_s: float | None = None) -> float:
+    """The wait after failed attempt number `attempt` (from 1): first_s, then doubling, capped at cap_s. The one
+    back-off rule for downloads, page requests and videos the scheduler holds back."""
+    wait = first_s * 2 ** max(0, attempt - 1)
+    return min(wait, cap_s) if cap_s is not None else wait
 
 
 def available_cpus() -> int:
@@ -122,6 +138,14 @@ class DownloadOptions:
                 match_filter_func(self.match_filter)({"id": "x", "title": "x", "duration": 1.0}, incomplete=True)
             except Exception as exc:  # noqa: BLE001 — yt-dlp raises several kinds for a bad expression
                 raise ValueError(f"bad --match-filter {self.match_filter!r}: {exc}") from None
+
+    def backoff(self, attempt: int) -> float:
+        """The wait after failed attempt `attempt` when the server names none (exponential_backoff from backoff_s)."""
+        return exponential_backoff(self.backoff_s, attempt)
+
+    def draw_pause(self) -> float:
+        """The pause before the next download or page request (draw_pause over sleep_s and max_sleep_s)."""
+        return draw_pause(self.sleep_s, self.max_sleep_s)
 
 
 @dataclass(frozen=True)

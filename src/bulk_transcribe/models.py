@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .errors import one_line
+
 
 class VideoStatus(str, Enum):
     """Where one video stands. Terminal states never change within a run."""
@@ -97,6 +99,11 @@ class VideoItem:
             self.video_id = video_id_for(self.source)
         if not self.title:
             self.title = self.source.rstrip("/").rsplit("/", 1)[-1] or self.source
+
+    @classmethod
+    def failed(cls, source: str, kind: SourceKind, input: str, reason: str, **fields) -> "VideoItem":
+        """An input that cannot become a video, with its reason as one line: recorded failed, never scheduled."""
+        return cls(source, kind, input, error=one_line(reason), **fields)
 
 
 @dataclass

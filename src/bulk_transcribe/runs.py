@@ -20,7 +20,8 @@ from typing import Callable
 from . import layout
 from .config import RunConfig
 from .inputs import InputStream
-from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, SourceKind, VideoItem, VideoStatus
+from .media.urls import kind_of
+from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, VideoItem, VideoStatus
 from .progress import ProgressTracker
 from .redact import redact_text
 from .session_manager import OwnerLock, SessionStore, VideoRecord
@@ -142,8 +143,7 @@ def refused_item(line: str, reason: str) -> VideoItem:
     """A failed row for an input line a front end refused (outside the media folder, not a URL): data, like any
     other failure, so it shows in the table and the manifest (credentials in it redacted, as everywhere)."""
     line, reason = redact_text(line), redact_text(reason)
-    kind = SourceKind.URL if "://" in line else SourceKind.FILE
-    return VideoItem(line, kind, line, title=line, error=reason)
+    return VideoItem.failed(line, kind_of(line), line, reason, title=line)
 
 
 class BatchHandle:

@@ -9,31 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlsplit
-
-WEB_SCHEMES = frozenset({"http", "https"})
-"""URL schemes the page passes on to yt-dlp; anything else (file:, ftp:, javascript:) is refused."""
 
 
 class OutsideRootError(ValueError):
     """A path typed or uploaded in the page points outside every allowed folder."""
-
-
-def is_url(text: str) -> bool:
-    """True for anything that looks like `scheme://...` (checked separately for being a web URL)."""
-    return "://" in text and text.split("://", 1)[0].isalnum()
-
-
-def check_url(text: str) -> str:
-    """Return the URL if it is an http(s) URL with a host; raise ValueError naming what is wrong otherwise."""
-    parts = urlsplit(text)
-    if parts.scheme.lower() not in WEB_SCHEMES:
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} (use http or https)")
-    if not parts.hostname:
-        raise ValueError("URL has no host")
-    if any(ch.isspace() for ch in text):
-        raise ValueError("URL contains spaces")
-    return text
 
 
 def confine(text: str | os.PathLike[str], roots: Sequence[Path], *, must_exist: bool = True,

@@ -19,7 +19,10 @@ from ..config import (
     RunConfig,
     TranscribeOptions,
 )
-from .paths import OutsideRootError, check_url, confine, is_url
+from ..inputs.lists import numbered_lines
+from ..media.urls import kind_of, looks_like_a_domain, not_a_url_or_file, web_url_problem
+from ..models import SourceKind
+from .paths import OutsideRootError, confine
 from .settings import DEFAULT_OUTPUT_FOLDER, DashboardSettings
 
 MAX_WORKERS = 64
@@ -29,7 +32,6 @@ MAX_SHOWN_PROBLEMS = 8
 """Skipped lines listed one by one before the rest is summarised as a count."""
 
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
-_DOMAIN_LIKE = re.compile(r"^[\w-]+(\.[\w-]+)+(/|$)")
 _RAY_ADDRESS = re.compile(r"^(auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
 
@@ -78,29 +80,22 @@ class SubmitResult:
         return self.config is not None and not self.errors
 
 
-def input_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, text) of every line that names an input: blanks and `#` comments are dropped."""
-    lines = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            lines.append((number, line))
-    return lines
-
-
 def check_input(line: str, settings: DashboardSettings) -> list[str]:
     """The input(s) one line stands for: a web URL as is, a local file, or a folder's media files.
 
     Folders are expanded here rather than by the pipeline so that every file is checked against the media root
     on its own (a symlink inside an allowed folder must not smuggle in a file from elsewhere).
     """
-    if is_url(line):
-        return [check_url(line)]
+    if kind_of(line) is SourceKind.URL:
+        problem = web_url_problem(line)
+        if problem:
+            raise ValueError(problem)
+        return [line.strip()]
     try:
         path = confine(line, settings.input_roots)
     except FileNotFoundError:
-        if _DOMAIN_LIKE.match(line) and " " not in line and Path(line).suffix.lower() not in MEDIA_EXTENSIONS:
-            raise ValueError(f"not a URL or file (URLs need http:// or https://): {line}") from None
+        if looks_like_a_domain(line):
+            raise ValueError(not_a_url_or_file(line)) from None
         raise
     if path.is_dir():
         files = []
@@ -124,7 +119,7 @@ def build_run(submission: Submission, settings: DashboardSettings) -> SubmitResu
     # Repeats are kept: the engine lists each input once and counts the duplicates for the run header and the
     # manifest (one rule for the CLI and the page).
     for origin, text in sources:
-        for number, line in input_lines(text):
+        for number, line in numbered_lines(text):
             try:
                 result.inputs.extend(check_input(line, settings))
             except (ValueError, OSError) as exc:

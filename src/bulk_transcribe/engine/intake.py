@@ -12,7 +12,8 @@ from typing import Any, Protocol, Sequence
 
 from ..outputs.backfill import BackfillResult, repair_unsafe_folders, write_missing_outputs
 from ..config import RunConfig
-from ..models import SourceKind, VideoItem, VideoStatus
+from ..media.urls import kind_of
+from ..models import VideoItem, VideoStatus
 from ..session_manager import SessionStore, VideoRecord
 
 
@@ -173,8 +174,7 @@ UNRESOLVED = {"unresolved": True}
 
 
 def _unresolved_item(line: str) -> VideoItem:
-    kind = SourceKind.URL if "://" in line else SourceKind.FILE
-    return VideoItem(line, kind, line, title=line, meta=dict(UNRESOLVED))
+    return VideoItem(line, kind_of(line), line, title=line, meta=dict(UNRESOLVED))
 
 
 def read_archive_for(config: RunConfig) -> set[str] | None:

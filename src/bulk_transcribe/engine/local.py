@@ -15,10 +15,10 @@ from typing import Any, Sequence
 
 from ..config import RunConfig
 from ..models import LOCAL_WORKER, EventKind, ProgressEvent, Snapshot
-from ..parallel.rate_limit import LocalLimiter
 from ..progress import ProgressTracker
 from ..session_manager import SessionStore
 from .driver import Finished, Report, WorkerReady
+from .limiter import LocalLimiter
 from .scheduler import Assignment
 
 WORKER_NAME = LOCAL_WORKER
@@ -138,9 +138,9 @@ class LocalExecutor:
         try:
             if len(assignments) == 1:
                 a = assignments[0]
-                results = [self.worker.process(a.item, a.attempt, safer)]
+                results = [self.worker.process(a.item, safer)]
             else:
-                results = self.worker.process_bundle([a.item for a in assignments], [a.attempt for a in assignments])
+                results = self.worker.process_bundle([a.item for a in assignments])
         except BaseException as exc:  # noqa: BLE001 — a video's failure is data for the driver
             results = [exc] * len(assignments)
         self._put(Finished(WORKER_NAME, assignments, results))

@@ -19,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..config import exponential_backoff
 from ..models import SourceKind, VideoItem
 
 DEFAULT_COST_S = 300.0
@@ -479,7 +480,7 @@ class Scheduler:
         self._release(video_id, worker)
         task.error = reason
         if retryable and not self.cancelled and task.attempts < self.max_attempts:
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (task.attempts - 1))
+            delay = exponential_backoff(self.backoff_s, task.attempts, self.max_backoff_s)
             self._set_state(task, TaskState.PENDING)
             task.worker = None
             task.not_before = self.clock() + delay

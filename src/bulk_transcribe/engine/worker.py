@@ -1,6 +1,6 @@
 """The model-holding worker, the same class in both modes: the in-process executor (engine/local.py) runs one in
-this process, and the Ray executor wraps it with `ray.remote` (parallel/cluster.py `start_worker`), giving each the
-resources `parallel.plan.plan_workers` chose.
+this process, and the Ray executor runs it as an actor (parallel/remote_worker.py), giving each the resources
+`parallel.plan.plan_workers` chose.
 
 A worker loads its model once and keeps it for life. It runs the videos the scheduler lets it hold (see
 Scheduler.max_held) on separate threads, but only one of them transcribes at a time (a lock around the model): the
@@ -17,19 +17,27 @@ import threading
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from .. import layout
 from ..config import RunConfig
 from ..errors import Cancelled, VideoError
 from ..models import ProgressEvent, Transcript, VideoItem
+from .limiter import Limiter, LimiterClient
+
+
+class EventSink(Protocol):
+    """Where a worker's progress events go: the in-process recorder, or (on Ray) a sender to the progress actor."""
+
+    def __call__(self, event: ProgressEvent) -> None: ...
 
 
 class Worker:
     """One model, one worker, for the worker's whole life.
 
-    `progress` is the progress actor's handle (events are batched to it) or any callable taking a ProgressEvent
-    (in-process use). `limiter` is the cluster-wide download limiter's handle, or None.
+    `progress` takes each ProgressEvent (an EventSink; one with a `flush()` is flushed before every answer, so the
+    events of a video land before its outcome). `limiter` paces its downloads (engine/limiter.py), or None for no
+    limits. Both are plain objects here: parallel/remote_worker.py hands in the Ray-backed ones.
     """
 
     def __init__(
@@ -37,8 +45,8 @@ class Worker:
         config: RunConfig,
         name: str,
         *,
-        progress: Any = None,
-        limiter: Any = None,
+        progress: EventSink | None = None,
+        limiter: Limiter | None = None,
         work_dir: str | Path | None = None,
         cpu_threads: int | None = None,
     ) -> None:
@@ -47,21 +55,9 @@ class Worker:
         self.name = name
         self._cancel = threading.Event()
         self._model_lock = threading.Lock()
-        if progress is None:
-            self._emit: Callable[[ProgressEvent], None] = lambda event: None
-            self._sender: Any = None
-        elif callable(progress) and not hasattr(progress, "apply_events"):
-            self._emit, self._sender = progress, None
-        else:
-            from ..parallel.events import EventSender  # a progress actor's handle: Ray is here anyway
-
-            self._sender = EventSender(progress)
-            self._emit = self._sender
-        self.limiter = None
-        if limiter is not None:
-            from ..parallel.rate_limit import LimiterClient
-
-            self.limiter = LimiterClient(limiter, name, self._cancel.is_set)
+        self._emit: EventSink = progress if progress is not None else (lambda event: None)
+        self._flush: Callable[[], None] = getattr(progress, "flush", None) or (lambda: None)
+        self.limiter = LimiterClient(limiter, name, self._cancel.is_set) if limiter is not None else None
         options = config.transcribe
         if cpu_threads:
             options = replace(options, cpu_threads=cpu_threads)
@@ -83,33 +79,18 @@ class Worker:
         self.videos_done = 0
 
     def info(self) -> dict[str, Any]:
-        """Who and where this worker is; calling it also proves the model is loaded (the constructor loads it)."""
-        node_id, gpu_ids = None, []
-        try:
-            import ray
-
-            if ray.is_initialized():
-                ctx = ray.get_runtime_context()
-                node_id = ctx.get_node_id()
-                gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-        except Exception:  # noqa: BLE001 — in-process use has no Ray
-            pass
+        """Who this worker is; calling it also proves the model is loaded (the constructor loads it)."""
         transcriber = self.processor.transcriber
         return {
             "name": self.name,
             "pid": os.getpid(),
-            "node_id": node_id,
-            "gpu_ids": gpu_ids,
             "device": getattr(transcriber, "device", None),
             "compute_type": getattr(transcriber, "compute_type", None),
             "cpu_threads": self.processor.options.cpu_threads,
             "videos_done": self.videos_done,
         }
 
-    def pid(self) -> int:
-        return os.getpid()
-
-    def process(self, item: VideoItem, attempt: int = 1, safer: bool = False) -> Transcript:
+    def process(self, item: VideoItem, safer: bool = False) -> Transcript:
         """Fetch (through the limiter), then transcribe under the model lock; raises VideoError subclasses."""
         should_cancel = self._cancel.is_set
         try:
@@ -126,17 +107,12 @@ class Worker:
             self.videos_done += 1
             return transcript
         finally:
-            # The driver reports the outcome right after this returns: our progress must land before it.
-            if self._sender is not None:
-                self._sender.flush()
+            self._flush()  # the driver reports the outcome right after this returns: our progress lands first
 
-    def process_bundle(self, items: list[VideoItem], attempts: list[int]) -> list[Transcript | VideoError]:
+    def process_bundle(self, items: list[VideoItem]) -> list[Transcript | VideoError]:
         """Several short videos in shared batches (a scheduler bundle): each fetched through the limiter, then
         one model pass under the model lock. Returns each video's Transcript or its VideoError, in order (one
-        bad video fails alone); raises Cancelled for the whole bundle. `attempts` (each video's attempt, all 1 as
-        the scheduler bundles only first tries) is checked against `items` so a driver cannot misalign them."""
-        if len(attempts) != len(items):
-            raise ValueError(f"{len(items)} videos but {len(attempts)} attempts")
+        bad video fails alone); raises Cancelled for the whole bundle."""
         limiter = self.limiter
 
         def fetch_guard(item: VideoItem):
@@ -148,9 +124,7 @@ class Worker:
             self.videos_done += sum(isinstance(r, Transcript) for r in results)
             return results
         finally:
-            # The driver reports each outcome right after this returns: our progress must land before it.
-            if self._sender is not None:
-                self._sender.flush()
+            self._flush()  # the driver reports each outcome right after this returns: our progress lands first
 
     def cancel(self) -> None:
         """Stop: downloads and transcriptions in flight end at their next check with Cancelled."""

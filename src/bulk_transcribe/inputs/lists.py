@@ -1,4 +1,5 @@
-"""`-a/--batch-file FILE`, as yt-dlp reads it: one input per line, `-` for stdin, read once and up front.
+"""Input lists, read one way everywhere (`-a/--batch-file`, a list in the dashboard, a list given as an input):
+one input per line as yt-dlp reads its batch files, `-` for stdin, read once and up front.
 
 Reading every list before anything starts is what lets `-a -`, `-a /dev/stdin` and `-a <(grep … urls.txt)` work:
 a pipe or FIFO can be read only once, and `Path.is_file()` is False for them.
@@ -13,18 +14,35 @@ COMMENT_PREFIXES = ("#", ";", "]")
 """yt-dlp's batch-file comment markers."""
 
 
+def input_line(text: str) -> str | None:
+    """One list line as an input: stripped; None for a blank line or a comment."""
+    text = text.strip()
+    return text if text and not text.startswith(COMMENT_PREFIXES) else None
+
+
 def parse_lines(raw_lines: Iterable[bytes]) -> list[str]:
     """Inputs from a list's lines: stripped, blank and comment lines dropped; a UTF-8 BOM dropped; a stray
     non-UTF-8 byte becomes U+FFFD in its own line only."""
     lines = []
     for number, raw in enumerate(raw_lines):
         text = raw.decode("utf-8", errors="replace")
-        if number == 0:
-            text = text.lstrip("\ufeff")
-        text = text.strip()
-        if text and not text.startswith(COMMENT_PREFIXES):
-            lines.append(text)
+        line = input_line(text.lstrip("\ufeff") if number == 0 else text)
+        if line is not None:
+            lines.append(line)
     return lines
+
+
+def numbered_lines(text: str) -> list[tuple[int, str]]:
+    """(line number from 1, input) for each input in text already decoded (what the dashboard's boxes and
+    uploaded lists hold), by the same rule."""
+    numbered = [(number, input_line(raw)) for number, raw in enumerate(text.lstrip("\ufeff").splitlines(), 1)]
+    return [(number, line) for number, line in numbered if line is not None]
+
+
+def read_list_file(path: str | os.PathLike[str]) -> list[str]:
+    """The inputs listed in one file (parse_lines); OSError as open() raises it."""
+    with open(path, "rb") as handle:
+        return parse_lines(handle)
 
 
 def read_batch_files(paths: Sequence[str], stdin: BinaryIO) -> list[str]:
@@ -38,10 +56,8 @@ def read_batch_files(paths: Sequence[str], stdin: BinaryIO) -> list[str]:
                 inputs.extend(parse_lines(stdin))
                 stdin_read = True
             continue
-        expanded = os.path.expanduser(path)
         try:
-            with open(expanded, "rb") as handle:
-                inputs.extend(parse_lines(handle))
+            inputs.extend(read_list_file(os.path.expanduser(path)))
         except FileNotFoundError:
             raise ValueError(f"batch file not found: {path}") from None
         except IsADirectoryError:

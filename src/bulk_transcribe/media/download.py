@@ -15,7 +15,6 @@ import copy
 import email.utils
 import http
 import http.client
-import random
 import re
 import shutil
 import socket
@@ -30,12 +29,13 @@ from urllib.parse import unquote, urlsplit
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError, UnsupportedRequest
-from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError, unsmuggle_url
+from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError
 
 from .. import errors, layout
-from ..config import MEDIA_EXTENSIONS, DownloadOptions
+from ..config import DownloadOptions
 from ..models import SourceKind, VideoItem
 from ..redact import redact_text, reveal
+from .urls import host_key, is_direct_media_url
 from .guard import DeadlineExceeded, GuardedYDL, PageTooLarge, Stalled, TransferGuard
 
 ProgressCallback = Callable[[int, "int | None", "float | None"], None]
@@ -201,13 +201,6 @@ def listing_params(options: DownloadOptions) -> dict[str, Any]:
     return params
 
 
-def pause_between_downloads(options: DownloadOptions) -> float:
-    """The pause before the next download: sleep_s, or a random time up to max_sleep_s (yt-dlp's rule)."""
-    if options.max_sleep_s is not None and options.max_sleep_s > options.sleep_s:
-        return random.uniform(options.sleep_s, options.max_sleep_s)
-    return options.sleep_s
-
-
 def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptions:
     """yt-dlp writes cookies back into `cookiefile` on exit; hand it a private copy so concurrent workers never
     race on (or silently rewrite) the user's file."""
@@ -220,51 +213,6 @@ def private_cookie_copy(options: DownloadOptions, folder: Path) -> DownloadOptio
     copy = folder / f"cookies-{uuid.uuid4().hex[:8]}.txt"
     shutil.copyfile(source, copy)
     return replace(options, cookies_file=str(copy))
-
-
-def url_problem(url: str) -> str | None:
-    """What makes `url` unusable before any request (None when fine), so the user reads "malformed URL (no host
-    name)" instead of whatever the HTTP library happens to raise."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # raises on a port out of range
-    except ValueError as exc:
-        text = str(exc)
-        return "port out of range" if "port" in text.lower() else text[:1].lower() + text[1:]
-    host = parts.hostname
-    if not host:
-        return "no host name"
-    try:
-        host.encode("idna")
-    except UnicodeError:
-        return f"invalid host name {host!r}"
-    if any(c.isspace() or c in "<>\"{}|\\^`" for c in host):
-        return f"invalid host name {host!r}"
-    return None
-
-
-def is_direct_media_url(url: str) -> bool:
-    """A link straight to a media file: yt-dlp's generic extractor would only confirm it with an extra request."""
-    return Path(unquote(urlsplit(url).path)).suffix.lower() in MEDIA_EXTENSIONS
-
-
-def direct_media_title(url: str) -> str:
-    name = Path(unquote(urlsplit(url).path)).stem
-    return name or url
-
-
-def direct_media_meta(url: str) -> dict:
-    """The id and extractor yt-dlp's generic extractor gives a direct media link (what its archive records)."""
-    return {"id": unquote(Path(urlsplit(url).path).stem) or url, "extractor_key": "Generic"}
-
-
-def clean_url(url: str) -> str:
-    """The URL without yt-dlp's smuggled data (RSS entries carry some), scheme and host lower-cased. User name and
-    password stay as given: servers compare them case-sensitively (see redact.py for how they are hidden)."""
-    url, _ = unsmuggle_url(url.strip())
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    return parts._replace(scheme=parts.scheme.lower(), netloc=userinfo + at + host.lower()).geturl()
 
 
 def _clean_message(text: str) -> str:
@@ -311,13 +259,6 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _host_port(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.port:
-        return f"{parts.hostname}:{parts.port}"
-    return parts.hostname or url
-
-
 def _seconds(value: float) -> str:
     return f"{value:g}"
 
@@ -346,13 +287,13 @@ def classify_error(exc: BaseException, url: str, timeout_s: float) -> Failure:
         if isinstance(e, (TimeoutError, socket.timeout)) or "timeout" in name:
             return Failure(f"timed out after {_seconds(timeout_s)} s: {url}", True)
         if isinstance(e, ConnectionRefusedError):
-            return Failure(f"cannot connect to {_host_port(url)} (connection refused): {url}", True)
+            return Failure(f"cannot connect to {host_key(url)} (connection refused): {url}", True)
         if isinstance(e, socket.gaierror):
             return Failure(f"cannot resolve host {urlsplit(url).hostname}: {url}", True)
         if isinstance(e, http.client.RemoteDisconnected):
-            return Failure(f"{_host_port(url)} closed the connection without answering: {url}", True)
+            return Failure(f"{host_key(url)} closed the connection without answering: {url}", True)
         if isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
-            return Failure(f"connection reset by {_host_port(url)}: {url}", True)
+            return Failure(f"connection reset by {host_key(url)}: {url}", True)
         if isinstance(e, ContentTooShortError):
             return Failure(f"download cut short ({e.downloaded} of {e.expected} bytes): {url}", True)
     for e in chain:
@@ -397,9 +338,9 @@ def _failure_from_text(text: str, url: str, timeout_s: float) -> Failure:
     if "timed out" in lowered or "timeout" in lowered:
         return Failure(f"timed out after {_seconds(timeout_s)} s: {url}", True)
     if "connection refused" in lowered:
-        return Failure(f"cannot connect to {_host_port(url)} (connection refused): {url}", True)
+        return Failure(f"cannot connect to {host_key(url)} (connection refused): {url}", True)
     if "connection reset" in lowered or "bytes read" in lowered:
-        return Failure(f"connection reset by {_host_port(url)}: {url}", True)
+        return Failure(f"connection reset by {host_key(url)}: {url}", True)
     if "unsupported url" in lowered:
         return Failure(f"no media found (unsupported URL or page without video): {url}", False, bad_input=True)
     return Failure(f"{text}: {url}" if url not in text else text, False)
@@ -444,7 +385,6 @@ class AudioDownloader:
         self.audio_dir = layout.audio_dir(self.work_dir.parent)
         self.before_download = before_download
         self.on_rate_limited = on_rate_limited
-        self._last_start: float | None = None
         self._params_options: DownloadOptions | None = None
         self.info_max_age_s = INFO_MAX_AGE_S
 
@@ -472,11 +412,9 @@ class AudioDownloader:
             while attempt < attempts:
                 attempt += 1
                 self._check_cancel(cancelled)
-                self._pace(cancelled)
                 if self.before_download is not None:
-                    self.before_download()
+                    self.before_download()  # the run's limiter: slots, spacing between starts, shared back-off
                 self._check_cancel(cancelled)
-                self._last_start = time.monotonic()
                 try:
                     path = self._download_once(item, folder, on_progress, cancelled, info)
                 except _TooLarge as big:
@@ -550,15 +488,7 @@ class AudioDownloader:
         folder.mkdir(parents=True, exist_ok=True)
         limit = self.options.max_filesize
 
-        first = True
-
         def hook(d: dict[str, Any]) -> None:
-            nonlocal first
-            if first:
-                # Pace from when the server actually answered, not from when we began setting yt-dlp up: the
-                # gap the server sees between two downloads is then never shorter than sleep_s.
-                first = False
-                self._last_start = time.monotonic()
             if cancelled():
                 raise errors.Cancelled("cancelled during download")
             done = int(d.get("downloaded_bytes") or 0)
@@ -626,15 +556,6 @@ class AudioDownloader:
         limit = human_size(self.options.max_filesize or 0)
         return f"file too large: {human_size(size)} > limit {limit}: {url}"
 
-    def _pace(self, cancelled: Callable[[], bool]) -> None:
-        """Keep at least `sleep_s` between the starts of this downloader's downloads."""
-        pause = pause_between_downloads(self.options)
-        if self._last_start is None or pause <= 0:
-            return
-        remaining = self._last_start + pause - time.monotonic()
-        if remaining > 0:
-            _sleep(remaining, cancelled)
-
     def _wait_before_retry(self, failure: Failure, attempt: int, url: str, cancelled: Callable[[], bool]) -> None:
         """Retry-After when the server gives one (429/503), else exponential back-off from `backoff_s`.
 
@@ -649,11 +570,11 @@ class AudioDownloader:
                     f"more than the {_seconds(self.options.max_retry_after_s)} s allowed: {url}"
                 )
             if wait is None:
-                wait = self.options.backoff_s * 2 ** (attempt - 1)
+                wait = self.options.backoff(attempt)
             if self.on_rate_limited is not None:
                 self.on_rate_limited(wait)
         else:
-            wait = self.options.backoff_s * 2 ** (attempt - 1)
+            wait = self.options.backoff(attempt)
         _sleep(wait, cancelled)
 
     @staticmethod

@@ -8,7 +8,6 @@ out of OUT, and `title` is the video's own unique folder name, so two videos nev
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 from typing import Any
 

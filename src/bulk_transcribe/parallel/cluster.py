@@ -323,11 +323,11 @@ def start_run_actors(run_id: str, *, db_path: str | Path | None, max_concurrent:
 
 
 def start_worker(config: Any, run_id: str, index: int, plan: Any, *, progress: Any, limiter: Any) -> Any:
-    """One Worker (engine/worker.py) as an actor, with the plan's resources; SPREAD places GPU workers one per node where it can."""
+    """One RemoteWorker (engine/worker.py's Worker on Ray) as an actor, with the plan's resources; SPREAD places GPU workers one per node where it can."""
     import ray
 
     from ..engine.scheduler import MAX_HELD
-    from ..engine.worker import Worker
+    from .remote_worker import RemoteWorker
 
     name = f"worker-{index}"
     options: dict[str, Any] = dict(
@@ -347,7 +347,7 @@ def start_worker(config: Any, run_id: str, index: int, plan: Any, *, progress: A
     # workers, so without this a parallel run could differ from a sequential one on the same machine; mirror what
     # this process uses. (faster-whisper's decoding threads are `cpu_threads`, set separately.)
     options["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": blas_threads()}}
-    return ray.remote(Worker).options(**options).remote(
+    return ray.remote(RemoteWorker).options(**options).remote(
         config, name, progress=progress, limiter=limiter, cpu_threads=plan.cpu_threads,
         work_dir=str(layout.work_dir(Path(config.out_dir).resolve())))
 

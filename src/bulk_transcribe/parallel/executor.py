@@ -132,9 +132,9 @@ class RayExecutor:
         target = self.workers[worker]
         if len(assignments) == 1:
             a = assignments[0]
-            ref = target.handle.process.remote(a.item, a.attempt, safer)
+            ref = target.handle.process.remote(a.item, safer)
         else:
-            ref = target.handle.process_bundle.remote([a.item for a in assignments], [a.attempt for a in assignments])
+            ref = target.handle.process_bundle.remote([a.item for a in assignments])
         target.inflight[ref] = list(assignments)
 
     def busy(self) -> bool:

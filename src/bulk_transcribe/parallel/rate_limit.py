@@ -1,114 +1,13 @@
-"""One download limiter for the whole cluster: at most N downloads at once, a minimum gap between two starts, and a
-shared back-off when any worker is told to slow down (HTTP 429/503 with Retry-After).
-
-`RateLimitCore` is the plain, clock-driven logic (unit-tested with a fake clock). `RateLimiterActor` is the async
-actor around it (waiters sleep without blocking other calls); `LimiterClient` is what a worker hands to its
-`AudioDownloader` as `before_download` / `on_rate_limited`.
+"""The cluster-wide download limiter: engine/limiter.py's RateLimitCore in an async actor (one per run, on the
+driver's node), and the adapter that makes that actor a `Limiter` for a worker's LimiterClient.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import threading
-import time
-from collections import deque
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import Cancelled
-
-POLL_S = 0.05
-"""How often a waiter blocked on a full house looks again (a freed slot is noticed within this)."""
-
-CLIENT_WAIT_S = 1.0
-"""Longest single wait inside the actor, so a worker can notice a cancel between waits."""
-
-
-class RateLimitCore:
-    """Slots held by named holders (one per video being downloaded); starts spaced by `min_interval_s`.
-
-    A holder that already has a slot (a retry inside the same download) does not take a second one, but its new
-    start still respects the spacing and any back-off.
-    """
-
-    def __init__(self, max_concurrent: int = 2, min_interval_s: float = 0.0, *, max_backoff_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic, max_interval_s: float | None = None) -> None:
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be at least 1")
-        self.max_concurrent = max_concurrent
-        self.min_interval_s = max(0.0, min_interval_s)
-        # yt-dlp's --max-sleep-interval: each gap is drawn between the two, so starts do not tick like a clock.
-        self.max_interval_s = max(self.min_interval_s, max_interval_s) if max_interval_s is not None else None
-        self.interval_s = self._draw()
-        self.max_backoff_s = max_backoff_s
-        self.clock = clock
-        self.holders: set[str] = set()
-        self.last_start: float | None = None
-        self.blocked_until = 0.0
-        self.starts = 0
-        self.peak = 0
-        self.backoffs = 0
-        self.recent_starts: deque[float] = deque(maxlen=100)  # for tests and the dashboard: when starts happened
-
-    def try_start(self, holder: str) -> float:
-        """0.0 when `holder` may start now (and the start is recorded); otherwise seconds to wait before asking again."""
-        now = self.clock()
-        if holder not in self.holders and len(self.holders) >= self.max_concurrent:
-            return POLL_S
-        wait = self.blocked_until - now
-        if self.last_start is not None:
-            wait = max(wait, self.last_start + self.interval_s - now)
-        if wait > 0:
-            return wait
-        self.holders.add(holder)
-        self.last_start = now
-        self.interval_s = self._draw()
-        self.starts += 1
-        self.recent_starts.append(now)
-        self.peak = max(self.peak, len(self.holders))
-        return 0.0
-
-    def pause_before_start(self, holder: str, deadline: float) -> float | None:
-        """One step of a caller waiting for a start until `deadline` (on this core's clock): 0.0 when `holder`
-        started now, None when the deadline has passed, else the seconds to sleep before asking again."""
-        wait = self.try_start(holder)
-        if wait == 0.0:
-            return 0.0
-        left = deadline - self.clock()
-        return None if left <= 0 else min(wait, left)
-
-    def _draw(self) -> float:
-        if self.max_interval_s is None or self.max_interval_s <= self.min_interval_s:
-            return self.min_interval_s
-        return random.uniform(self.min_interval_s, self.max_interval_s)
-
-    def finish(self, holder: str) -> None:
-        self.holders.discard(holder)
-
-    def finish_all(self, prefix: str) -> int:
-        """Free every slot whose holder starts with `prefix` (a worker that died mid-download holds them)."""
-        gone = {h for h in self.holders if h.startswith(prefix)}
-        self.holders -= gone
-        return len(gone)
-
-    def back_off(self, seconds: float) -> float:
-        """Everyone waits at least `seconds` (capped) before the next start; returns the wait now in force."""
-        seconds = min(max(0.0, float(seconds)), self.max_backoff_s)
-        self.blocked_until = max(self.blocked_until, self.clock() + seconds)
-        self.backoffs += 1
-        return self.blocked_until - self.clock()
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "active": len(self.holders),
-            "peak": self.peak,
-            "starts": self.starts,
-            "backoffs": self.backoffs,
-            "blocked_for_s": max(0.0, self.blocked_until - self.clock()),
-            "max_concurrent": self.max_concurrent,
-            "min_interval_s": self.min_interval_s,
-            "recent_starts": list(self.recent_starts),
-        }
+from ..engine.limiter import CLIENT_WAIT_S, RateLimitCore
 
 
 class RateLimiterActor:
@@ -139,87 +38,21 @@ class RateLimiterActor:
         return self.core.stats()
 
 
-class LocalLimiter:
-    """The same limiter for workers in this process (the sequential engine's prefetching threads): no Ray."""
+class RayLimiter:
+    """A Limiter over the run's limiter actor (what a Ray worker hands to its LimiterClient)."""
 
-    def __init__(self, max_concurrent: int = 2, min_interval_s: float = 0.0, max_backoff_s: float = 300.0,
-                 max_interval_s: float | None = None) -> None:
-        self.core = RateLimitCore(max_concurrent, min_interval_s, max_backoff_s=max_backoff_s,
-                                  max_interval_s=max_interval_s)
-        self._lock = threading.Lock()
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
 
     def start(self, holder: str, max_wait_s: float = CLIENT_WAIT_S) -> bool:
-        deadline = self.core.clock() + max_wait_s
-        while True:
-            with self._lock:
-                pause = self.core.pause_before_start(holder, deadline)
-            if not pause:
-                return pause == 0.0
-            time.sleep(pause)
-
-    def finish(self, holder: str) -> None:
-        with self._lock:
-            self.core.finish(holder)
-
-    def back_off(self, seconds: float) -> float:
-        with self._lock:
-            return self.core.back_off(seconds)
-
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return self.core.stats()
-
-
-class LimiterClient:
-    """A worker's side of the limiter, shaped for `AudioDownloader(before_download=..., on_rate_limited=...)`.
-
-    `handle` is the run's limiter actor, or a LocalLimiter in this process. The downloader's hooks take no video,
-    so the worker names the download in progress per thread with `holding(video_id)`; `before_download` then
-    waits for that holder's start, and `release` frees its slot.
-    """
-
-    def __init__(self, handle: Any, worker: str, should_cancel: Callable[[], bool] | None = None) -> None:
-        self.handle = handle
-        self.worker = worker
-        self.should_cancel = should_cancel or (lambda: False)
-        self._local = threading.local()
-
-    def holder(self, video_id: str) -> str:
-        return f"{self.worker}:{video_id}"
-
-    def holding(self, video_id: str) -> "_Holding":
-        return _Holding(self, self.holder(video_id))
-
-    def _call(self, method: str, *args: Any, wait: bool = True) -> Any:
-        if isinstance(self.handle, LocalLimiter):
-            return getattr(self.handle, method)(*args)
         import ray
 
-        ref = getattr(self.handle, method).remote(*args)
-        return ray.get(ref) if wait else None
+        return bool(ray.get(self.handle.start.remote(holder, max_wait_s)))
 
-    def before_download(self) -> None:
-        holder = getattr(self._local, "holder", None) or self.holder("?")
-        while not self._call("start", holder):
-            if self.should_cancel():
-                raise Cancelled("cancelled while waiting for a download slot")
+    def finish(self, holder: str) -> None:
+        import ray
 
-    def on_rate_limited(self, seconds: float) -> None:
-        self._call("back_off", seconds, wait=False)  # fire and forget: this worker sleeps on its own meanwhile
+        ray.get(self.handle.finish.remote(holder))
 
-    def release(self, holder: str) -> None:
-        self._call("finish", holder)
-
-
-class _Holding:
-    def __init__(self, client: LimiterClient, holder: str) -> None:
-        self.client = client
-        self.holder = holder
-
-    def __enter__(self) -> "_Holding":
-        self.client._local.holder = self.holder
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.client._local.holder = None
-        self.client.release(self.holder)
+    def back_off(self, seconds: float) -> None:
+        self.handle.back_off.remote(seconds)  # fire and forget: the worker that was told sleeps on its own

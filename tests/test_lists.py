@@ -1,4 +1,5 @@
-"""-a/--batch-file as yt-dlp users type it: a file, `-` (stdin), /dev/stdin, and a process substitution."""
+"""Input lists, one rule everywhere: -a/--batch-file as yt-dlp users type it (a file, `-` (stdin), /dev/stdin, a
+process substitution), lists given as inputs, and what the dashboard's boxes hold."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.inputs.lists import parse_lines, read_batch_files
+from bulk_transcribe.inputs.lists import numbered_lines, parse_lines, read_batch_files, read_list_file
 from bulk_transcribe.cli import main
 
 CLI = f"{shlex.quote(sys.executable)} -m bulk_transcribe.cli"
@@ -22,6 +23,38 @@ def test_lines_follow_yt_dlps_rules():
     raw = [b"\xef\xbb\xbf# comment\n", b"  a.mp4  \n", b"; also a comment\n", b"] and this\n", b"\n",
            b"b\xff.mp4\n", b"https://x/y"]
     assert parse_lines(raw) == ["a.mp4", "b\ufffd.mp4", "https://x/y"]
+
+
+def test_a_list_file_skips_comments_and_blanks_and_survives_bad_bytes(tmp_path):
+    listing = tmp_path / "inputs.txt"
+    listing.write_bytes(
+        b"\xef\xbb\xbfhttp://example.invalid/a.mp3\r\n"
+        b"# a comment\n"
+        b"   \n"
+        b"\n"
+        b"   /videos/b.mp4   \n"
+        b"  # indented comment\n"
+        b"bad \xff\xfe bytes\n"
+        b"http://example.invalid/page#fragment-kept\n"
+    )
+    assert read_list_file(listing) == [
+        "http://example.invalid/a.mp3",
+        "/videos/b.mp4",
+        "bad \ufffd\ufffd bytes",
+        "http://example.invalid/page#fragment-kept",
+    ]
+
+
+def test_a_list_file_handles_a_large_list(tmp_path):
+    listing = tmp_path / "many.txt"
+    listing.write_text("".join(f"/media/clip{i}.mp3\n# note {i}\n\n" for i in range(50_000)))
+    lines = read_list_file(listing)
+    assert len(lines) == 50_000 and lines[-1] == "/media/clip49999.mp3"
+
+
+def test_text_from_the_dashboard_follows_the_same_rule_with_line_numbers():
+    text = "\ufeff# pasted\n  https://x/y  \n\n; note\nclip.mp4\n] too\n"
+    assert numbered_lines(text) == [(2, "https://x/y"), (5, "clip.mp4")]
 
 
 def test_files_and_stdin_are_each_read_once(tmp_path):
