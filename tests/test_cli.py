@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.cli import build_parser, main, parse_size
+from bulk_transcribe.cli import main
+from bulk_transcribe.cli.args import build_parser, parse_size
 from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.session_manager import SessionStore
 from processes import sigkill_when
@@ -225,7 +226,7 @@ def test_a_second_run_on_a_folder_a_live_run_owns_is_refused_naming_the_owner(tm
 
 
 def test_cookies_from_browser_is_parsed_as_yt_dlp_does_and_handed_to_it(tmp_path):
-    from bulk_transcribe.cli import config_from_args
+    from bulk_transcribe.cli.args import config_from_args
     from bulk_transcribe.media.download import ytdlp_params
 
     args = build_parser().parse_args(["run", "x", "--cookies-from-browser", "chrome+gnomekeyring:Profile 1::work"])

@@ -13,7 +13,7 @@
   session store stays consistent.
 
 Other faults are proven elsewhere: SIGKILL of the CLI then resume (test_cli.py), SIGKILL of a worker and node
-removal (test_parallel_runner.py), the misbehaving-server cases (test_download.py, test_bad_input.py).
+removal (test_executor.py, test_cluster.py), the misbehaving-server cases (test_download.py, test_bad_input.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`bulk-transcribe status` for scripts: the run and its videos as JSON, and an exit code that tells the outcome."""
+"""What the CLI reports once a run ends (and `status` shows): the plain table and summary lines, the run as JSON
+for scripts, and the exit code that tells the outcome."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..models import Snapshot, VideoStatus
+from .live import printable
 from ..session_manager import RunRecord
 
 JSON_VERSION = 1
@@ -46,3 +48,44 @@ def status_dict(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | No
 
 def status_json(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | None = None) -> str:
     return json.dumps(status_dict(run, snapshot, folders), ensure_ascii=False, indent=2, default=str) + "\n"
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+def render_table(snapshot: Snapshot, width: int = 120) -> str:
+    """The final summary (and `status`): one line per video, then the totals."""
+    title_w = max(16, width - 78)
+    lines = [f"{'#':>3}  {'title':<{title_w}} {'duration':>8} {'status':<12} {'speed':>7} {'tries':>5}  error"]
+    for n, v in enumerate(snapshot.videos, 1):
+        speed = f"{v.speed_x:.1f}x" if v.speed_x else "-"
+        lines.append(
+            f"{n:>3}  {_shorten(printable(v.title), title_w):<{title_w}} {_clock(v.duration_s):>8} {v.status.value:<12} "
+            f"{speed:>7} {v.attempts:>5}  {_shorten(printable(v.error or ''), 60)}"
+        )
+    lines.append(summary_line(snapshot))
+    return "\n".join(lines)
+
+def summary_line(snapshot: Snapshot) -> str:
+    counts = snapshot.counts
+    parts = [f"{counts.get(s.value, 0)} {s.value}" for s in VideoStatus if counts.get(s.value, 0)]
+    speed = f", {snapshot.throughput_x:.1f}x real time" if snapshot.throughput_x else ""
+    n = len(snapshot.videos)
+    return (f"{n} video{'' if n == 1 else 's'}: {', '.join(parts) or 'none'}; "
+            f"audio {_clock(snapshot.audio_done_s)} / {_clock(snapshot.audio_total_s)}{speed}")
+
+def backfill_line(backfill) -> str:
+    parts = []
+    if backfill.files:
+        parts.append(f"wrote {backfill.files} missing output(s) for {backfill.videos} finished video(s) "
+                     "from their stored transcripts")
+    if backfill.unavailable:
+        parts.append(f"{len(backfill.unavailable)} finished video(s) have no stored transcript for the new "
+                     "formats (delete their folder and rerun to transcribe them again)")
+    return "; ".join(parts).capitalize()

@@ -1,0 +1,216 @@
+"""`bulk-transcribe`: run a batch headless, or show the state of one.
+
+Exit codes: 0 every video done, 1 any video failed (the others still finished), 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+from typing import BinaryIO, Sequence, TextIO
+
+from .. import layout
+from ..config import PARALLEL_ENV, RunConfig
+from ..session_manager import FolderBusy
+from .args import build_parser, config_from_args
+from .live import RichProgress, live_view, nothing_to_do, print_summary, ray_log_file
+from .report import backfill_line, render_table
+from .signals import GracefulStop, SafeStream
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from ..runs import run_batch
+
+    if "%(" in str(args.out):  # yt-dlp's -o is the template; here it is the folder
+        stderr.write(f"bulk-transcribe: error: --out/-o is the output folder here; {str(args.out)!r} looks like a "
+                     "yt-dlp output template: pass it as --output-template\n")
+        return EXIT_USAGE
+    try:
+        config = config_from_args(args).with_env_overrides()
+    except ValueError as exc:
+        stderr.write(f"bulk-transcribe: error: {exc}\n")
+        return EXIT_USAGE
+    if not config.inputs and not config.input_files:
+        stderr.write("bulk-transcribe: error: give at least one INPUT or -a/--batch-file "
+                     "(a batch file with no inputs counts as none)\n")
+        return EXIT_USAGE
+
+    from ..media.model_check import check_model
+
+    problem = check_model(config.transcribe)  # before Ray or the store: a bad model fails no video
+    if problem:
+        stderr.write(f"bulk-transcribe: error: {problem}\n")
+        return EXIT_USAGE
+
+    live = None
+
+    def on_stop(name: str) -> None:
+        message = (f"bulk-transcribe: {name}: stopping — videos in progress are cancelled, finished ones are kept; "
+                   "press Ctrl-C again to quit at once")
+        if isinstance(live, RichProgress):
+            live.note(message)  # above the live bars, which would otherwise draw over it
+        else:
+            stderr.write(message + "\n")
+            stderr.flush()
+
+    # Signals are ours from here on: before the batch runs, the first one abandons the start (nothing has been
+    # processed); once it runs, the first one is a graceful stop and the second exits at once.
+    def exit_now(code: int) -> None:
+        if isinstance(live, RichProgress):
+            live.console.show_cursor(True)  # rich hid it for the bars; os._exit skips rich's own cleanup
+        os._exit(code)
+
+    with GracefulStop(on_first=on_stop, raise_first=True, exit_now=exit_now) as stop:
+        try:
+            prepared = _start_up(config, args, stdout, stderr)
+        except KeyboardInterrupt:
+            stderr.write("bulk-transcribe: stopped before any video started; nothing was lost\n")
+            return EXIT_INTERRUPTED
+        if isinstance(prepared, int):
+            return prepared
+        stop.raise_first = False
+        if stop.requested:  # a signal landed between the start-up and here: nothing ran, the run is cancelled
+            prepared.store.finish_run(prepared.run_id, "cancelled")
+            prepared.release()
+            return EXIT_INTERRUPTED
+        _describe_start(config, prepared, stdout)
+        live = None if args.quiet else live_view(stdout)
+        try:
+            result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=stop.event)
+        finally:
+            if live is not None:
+                live.close()  # leave the terminal's cursor and last frame in place before anything else prints
+                live = None
+        tally = result.tally
+        if prepared.duplicates:
+            stdout.write(f"{len(prepared.duplicates)} duplicate input(s) ignored (each listed once)\n")
+        if tally.archived:
+            stdout.write(f"{tally.archived} video(s) skipped: already in the download archive\n")
+        if tally.backfill.files or tally.backfill.unavailable:
+            stdout.write(backfill_line(tally.backfill) + "\n")
+        # A rerun with everything already done says so in one line (no table of finished videos).
+        settled = tally.registered == tally.done_before and (tally.registered > 0 or tally.archived > 0)
+        if settled:
+            stdout.write(nothing_to_do(tally.registered, config.out_dir, tally.archived) + "\n")
+        elif tally.done_before:
+            stdout.write(f"{tally.done_before} already finished before this run (kept as they were)\n")
+
+        if config.download_archive:
+            from ..inputs.archive import record_finished
+
+            try:
+                record_finished(Path(config.download_archive), prepared.store.videos(result.run_id))
+            except OSError as exc:
+                stderr.write(f"bulk-transcribe: cannot update the download archive {config.download_archive}: "
+                             f"{exc.strerror or exc}\n")
+        snapshot = prepared.store.snapshot(result.run_id)
+        if not settled:
+            print_summary(stdout, snapshot, render_table(snapshot, shutil.get_terminal_size((120, 20)).columns))
+        if result.error:
+            stderr.write(f"bulk-transcribe: the batch stopped: {result.error}\n")
+        if not settled:
+            stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
+        stdout.flush()
+    if stop.requested:
+        return EXIT_INTERRUPTED
+    return result.exit_code
+
+def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stderr: TextIO):
+    """Join Ray (parallel), take OUT and register the run: the PreparedBatch, or an exit code after an error."""
+    from ..runs import join_cluster, prepare_batch
+
+    try:
+        # Ray's own log lines (token warnings, start-up INFO) go to OUT/logs/ray.log and worker output stays in
+        # Ray's session logs unless --verbose: they tore through the progress bars.
+        quiet_ray = config.parallel and not getattr(args, "verbose", False)
+        log_file = ray_log_file(config.out_dir) if quiet_ray else None
+        if config.parallel and not config.ray_address:
+            stdout.write("Starting an embedded local Ray…\n")
+            stdout.flush()
+        info = join_cluster(config, log_file=log_file)
+    except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
+        where = config.ray_address or "an embedded local Ray"
+        stderr.write(f"bulk-transcribe: error: cannot start or reach {where}: {' '.join(str(exc).split())}\n"
+                     f"  (rerun without --parallel, or with {PARALLEL_ENV}=0, to run sequentially)\n")
+        return EXIT_FAILED
+    if info is not None and info.dashboard_url:
+        stdout.write(f"Ray dashboard: {info.dashboard_url}\n")
+
+    try:
+        prepared = prepare_batch(config)
+    except FolderBusy as exc:  # two runs on one OUT would do the same work twice
+        stderr.write(f"bulk-transcribe: error: {exc}\n")
+        return EXIT_FAILED
+    except (OSError, sqlite3.Error) as exc:  # e.g. OUT is on a full disk: say so instead of a traceback
+        stderr.write(f"bulk-transcribe: error: cannot prepare the batch in {config.out_dir}: "
+                     f"{getattr(exc, 'strerror', None) or exc}\n")
+        return EXIT_FAILED
+    return prepared
+
+def _describe_start(config: RunConfig, prepared, stdout: TextIO) -> None:
+    """The run's first line; videos join the live view as their inputs are resolved."""
+    mode = config.mode.value
+    n = len(config.inputs) + len(config.input_files)
+    what = f"{n} input{'' if n == 1 else 's'}" if not config.input_files else "inputs from batch files"
+    stdout.write(f"Run {prepared.run_id} ({mode}): resolving {what}; videos start as soon as they are known\n")
+    stdout.flush()
+
+def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from ..runs import attach_snapshot
+    from ..session_manager import SessionStore
+
+    db = layout.state_db(args.out)
+    if not db.is_file():
+        stderr.write(f"bulk-transcribe: error: no batch in {args.out} (missing {db.name})\n")
+        return EXIT_USAGE
+    try:
+        store = SessionStore(db, read_only=True)  # status never writes: it works on a read-only disk too
+        runs = store.runs()
+    except (sqlite3.Error, RuntimeError) as exc:
+        stderr.write(f"bulk-transcribe: error: cannot read {db}: {exc}\n")
+        return EXIT_FAILED
+    if not runs:
+        stderr.write(f"bulk-transcribe: error: no runs recorded in {args.out}\n")
+        return EXIT_USAGE
+    run_id = args.run or runs[0].run_id
+    run = store.run(run_id)
+    if run is None:
+        stderr.write(f"bulk-transcribe: error: no run {run_id} in {args.out}\n")
+        return EXIT_USAGE
+    from .report import status_exit_code, status_json
+
+    snapshot = attach_snapshot(args.out, run_id, args.ray_address)
+    if args.json:
+        stdout.write(status_json(run, snapshot, {r.video_id: r.folder for r in store.videos(run_id)}))
+    else:
+        stdout.write(f"Run {run.run_id} ({run.mode}, {run.status})\n")
+        print_summary(stdout, snapshot, render_table(snapshot, shutil.get_terminal_size((120, 20)).columns))
+    return status_exit_code(run, snapshot)
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
+         stdin: BinaryIO | None = None) -> int:
+    # A closed pipe (`| head`) or terminal must never stop a batch: output just goes quiet.
+    stdout, stderr = SafeStream(stdout or sys.stdout), SafeStream(stderr or sys.stderr)
+    parser = build_parser()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    if args.command == "run":
+        from ..inputs.lists import read_batch_files
+
+        try:  # read once, up front: pipes, FIFOs and /dev/stdin cannot be read a second time
+            args.inputs = [*args.inputs, *read_batch_files(args.input_file, stdin or sys.stdin.buffer)]
+        except ValueError as exc:
+            stderr.write(f"bulk-transcribe: error: {exc}\n")
+            return EXIT_USAGE
+        args.input_file = []
+        return cmd_run(args, stdout, stderr)
+    return cmd_status(args, stdout, stderr)
