@@ -382,7 +382,8 @@ def test_a_run_whose_process_died_is_told_apart_from_a_live_one(tmp_path):
     minutes (a stalled download) is live while its owner holds OUT, and stopped as soon as the owner is gone."""
     from bulk_transcribe.config import RunConfig
     from bulk_transcribe.dashboard.history import run_settings
-    from bulk_transcribe.session_manager import OwnerLock, SessionStore
+    from bulk_transcribe.folder_lock import OwnerLock
+    from bulk_transcribe.session_manager import SessionStore
 
     config = RunConfig(out_dir=tmp_path)
     store = SessionStore(config.state_db)

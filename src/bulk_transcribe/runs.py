@@ -24,7 +24,8 @@ from .media.urls import kind_of
 from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, VideoItem, VideoStatus
 from .progress import ProgressTracker
 from .redact import redact_text
-from .session_manager import OwnerLock, SessionStore, VideoRecord
+from .folder_lock import OwnerLock
+from .session_manager import SessionStore, VideoRecord
 from .outputs.writers import write_manifest
 from .engine.driver import Driver, Executor, Recorder
 from .engine.intake import IntakeTally, StoreIntake, read_archive_for

@@ -16,7 +16,7 @@ from typing import BinaryIO, Sequence, TextIO
 
 from .. import layout
 from ..config import PARALLEL_ENV, RunConfig
-from ..session_manager import FolderBusy
+from ..folder_lock import FolderBusy
 from .args import build_parser, config_from_args
 from .live import RichProgress, live_view, nothing_to_do, print_summary, ray_log_file
 from .report import backfill_line, render_table

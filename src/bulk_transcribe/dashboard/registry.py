@@ -60,7 +60,7 @@ class RunRegistry:
         """Take OUT, register the run and start it in the background: its inputs resolve there, each video
         joining the table as soon as it is known (the page shows "resolved N of M inputs" meanwhile)."""
         from ..engine import batch  # imported on use: the page module stays importable (and fast) without the engine
-        from ..session_manager import FolderBusy
+        from ..folder_lock import FolderBusy
 
         try:
             batch.check_cluster(config)
@@ -90,7 +90,7 @@ class RunRegistry:
         config = entry.config if entry is not None else config_from_store(out_dir, run_id)
         if config is None:
             return StartResult(error=f"Run {run_id} is not in {out_dir}; nothing to retry.")
-        from ..session_manager import FolderBusy
+        from ..folder_lock import FolderBusy
 
         try:
             batch.check_cluster(config)
