@@ -155,3 +155,58 @@ def _quiet_ray_env():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     yield
+
+
+class FakeClock:
+    """A settable clock (wall or monotonic), injected so times, throughput and ETA are exact."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def run_cli():
+    """The CLI in this process, as a person types it: (exit code, stdout, stderr)."""
+    import io
+
+    from bulk_transcribe.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(list(args), stdout=out, stderr=err)
+        return code, out.getvalue(), err.getvalue()
+
+    return run
+
+
+@pytest.fixture
+def make_config():
+    """A RunConfig for a test run: inputs as strings, the model on `cpu_threads` threads (1 unless given)."""
+    from bulk_transcribe.config import RunConfig, TranscribeOptions
+
+    def make(out: Path, inputs=(), *, cpu_threads: int = 1, **kw) -> RunConfig:
+        kw.setdefault("transcribe", TranscribeOptions(cpu_threads=cpu_threads))
+        return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out, **kw)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A real local Ray shared by one test module (2 CPUs, a 200 MB object store, no dashboard), started when a test
+    of the module first asks for it and shut down after the module."""
+    import ray
+
+    from bulk_transcribe.parallel import cluster
+
+    cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
+    yield ray
+    cluster.shutdown()

@@ -15,7 +15,6 @@ from bulk_transcribe.engine.driver import Driver
 from bulk_transcribe.engine.intake import ListStream, StoreIntake
 from bulk_transcribe.engine.local import LocalExecutor, LocalRecorder
 from bulk_transcribe.models import EventKind, ProgressEvent, Snapshot, VideoItem
-from bulk_transcribe.progress import ProgressTracker
 from bulk_transcribe.session_manager import SessionStore
 
 TERMINAL = {EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED, EventKind.SKIPPED}
@@ -98,7 +97,7 @@ def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, 
         phases.clear()  # "starting Ray": not what these tests look at
         recorder = Recording(inner)
     else:
-        recorder = Recording(LocalRecorder(ProgressTracker(run_id), store))
+        recorder = Recording(LocalRecorder(run_id, "sequential", store))
         if worker is not None:
             worker.relay.target = recorder
         executor = LocalExecutor(config, recorder, worker=worker)

@@ -3,21 +3,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import yt_dlp
 
 from bulk_transcribe.inputs.archive import archive_id, read_archive, record_finished, split_archived
-from bulk_transcribe.cli import main
 from bulk_transcribe.models import SourceKind, VideoItem
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _titles(out: Path) -> list[str]:
@@ -52,7 +44,7 @@ def test_archive_ids_are_yt_dlps():
     assert keep == [local] and skipped == [url]
 
 
-def test_archive_round_trip_with_yt_dlp(tmp_path, media_server):
+def test_archive_round_trip_with_yt_dlp(run_cli, tmp_path, media_server):
     feed = media_server.url("feed.rss")
     archive = tmp_path / "archive.txt"
     # yt-dlp downloads the first episode and records it in its archive.
@@ -61,7 +53,7 @@ def test_archive_round_trip_with_yt_dlp(tmp_path, media_server):
 
     # We skip what yt-dlp recorded, transcribe the rest, and append them in the same format.
     out = tmp_path / "out"
-    code, stdout, stderr = _run("run", feed, "--download-archive", str(archive), "--out", str(out),
+    code, stdout, stderr = run_cli("run", feed, "--download-archive", str(archive), "--out", str(out),
                                 "--formats", "txt", "--cpu-threads", "2", "--quiet")
     assert code == 0, stdout + stderr
     assert "1 video(s) skipped: already in the download archive" in stdout
@@ -76,7 +68,7 @@ def test_archive_round_trip_with_yt_dlp(tmp_path, media_server):
     assert not (tmp_path / "ytdlp2").exists()
 
     # And a rerun of ours has nothing to do and adds no duplicates.
-    code, stdout, _ = _run("run", feed, "--download-archive", str(archive), "--out", str(out), "--quiet")
+    code, stdout, _ = run_cli("run", feed, "--download-archive", str(archive), "--out", str(out), "--quiet")
     assert code == 0 and "4 video(s) skipped" in stdout
     assert "Nothing to do: every video is already in the download archive (4)." in stdout
     assert len(archive.read_text().splitlines()) == 4
@@ -95,22 +87,22 @@ def test_record_finished_appends_only_new_done_videos(tmp_path):
     assert archive.read_text() == "vimeo 1\n"
 
 
-def test_playlist_items_and_match_filter_choose_entries_as_yt_dlp_does(tmp_path, media_server):
+def test_playlist_items_and_match_filter_choose_entries_as_yt_dlp_does(run_cli, tmp_path, media_server):
     feed = media_server.url("feed.rss")
     out = tmp_path / "items"
-    code, stdout, stderr = _run("run", feed, "--playlist-items", "2,4", "--out", str(out), "--formats", "txt",
+    code, stdout, stderr = run_cli("run", feed, "--playlist-items", "2,4", "--out", str(out), "--formats", "txt",
                                 "--cpu-threads", "2", "--quiet")
     assert code == 0, stdout + stderr
     assert _titles(out) == ["Library episode", "Train episode"]
     out = tmp_path / "filter"
-    code, stdout, stderr = _run("run", feed, "--match-filter", "title ~= '(?i)garden'", "--out", str(out),
+    code, stdout, stderr = run_cli("run", feed, "--match-filter", "title ~= '(?i)garden'", "--out", str(out),
                                 "--formats", "txt", "--cpu-threads", "2", "--quiet")
     assert code == 0, stdout + stderr
     assert _titles(out) == ["Garden episode"]
     out = tmp_path / "none"
-    code, stdout, _ = _run("run", feed, "--match-filter", "duration > 99999", "--out", str(out), "--quiet")
+    code, stdout, _ = run_cli("run", feed, "--match-filter", "duration > 99999", "--out", str(out), "--quiet")
     assert code == 1
     [entry] = json.loads((out / "manifest.json").read_text())["videos"]
     assert entry["error"].startswith("no entry matches --playlist-items/--match-filter")
-    code, _, stderr = _run("run", feed, "--match-filter", "title ~= '(unclosed'", "--out", str(tmp_path / "bad"))
+    code, _, stderr = run_cli("run", feed, "--match-filter", "title ~= '(unclosed'", "--out", str(tmp_path / "bad"))
     assert code == 2 and "--match-filter" in stderr

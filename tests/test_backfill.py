@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
 
-from bulk_transcribe.cli import main
 from bulk_transcribe.media.model_check import locate_model
 from bulk_transcribe.layout import STORED_DIR_NAME as STORED_DIR
 from bulk_transcribe.outputs.writers import parse_srt, parse_vtt
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _broken_model(tmp_path: Path) -> Path:
@@ -31,10 +23,10 @@ def _broken_model(tmp_path: Path) -> Path:
     return folder
 
 
-def test_more_formats_on_rerun_without_transcribing(tmp_path, speech_clips, jfk_flac):
+def test_more_formats_on_rerun_without_transcribing(run_cli, tmp_path, speech_clips, jfk_flac):
     out = tmp_path / "out"
     inputs = [str(jfk_flac), str(speech_clips["library"].path)]
-    code, stdout, stderr = _run("run", *inputs, "--out", str(out), "--formats", "txt", "--cpu-threads", "2",
+    code, stdout, stderr = run_cli("run", *inputs, "--out", str(out), "--formats", "txt", "--cpu-threads", "2",
                                 "--quiet")
     assert code == 0, stdout + stderr
     first = {e["source"]: e for e in json.loads((out / "manifest.json").read_text())["videos"]}
@@ -43,7 +35,7 @@ def test_more_formats_on_rerun_without_transcribing(tmp_path, speech_clips, jfk_
     txt_stamp = {s: (out / e["outputs"]["txt"]).stat().st_mtime_ns for s, e in first.items()}
 
     broken = _broken_model(tmp_path)
-    code, stdout, stderr = _run("run", *inputs, "--out", str(out), "--formats", "txt,srt,vtt,json",
+    code, stdout, stderr = run_cli("run", *inputs, "--out", str(out), "--formats", "txt,srt,vtt,json",
                                 "--max-line-width", "30", "--model", str(broken), "--cpu-threads", "2", "--quiet")
     assert code == 0, stdout + stderr
     assert "Wrote 6 missing output(s) for 2 finished video(s)" in stdout
@@ -60,20 +52,20 @@ def test_more_formats_on_rerun_without_transcribing(tmp_path, speech_clips, jfk_
         assert parse_vtt((out / entry["outputs"]["vtt"]).read_text())
 
     # Nothing missing: a third run writes nothing and says nothing about it.
-    code, stdout, _ = _run("run", *inputs, "--out", str(out), "--formats", "srt", "--quiet")
+    code, stdout, _ = run_cli("run", *inputs, "--out", str(out), "--formats", "srt", "--quiet")
     assert code == 0 and "missing output" not in stdout
 
 
-def test_an_older_videos_json_output_serves_when_no_copy_is_stored(tmp_path, speech_clips):
+def test_an_older_videos_json_output_serves_when_no_copy_is_stored(run_cli, tmp_path, speech_clips):
     out = tmp_path / "out"
     clip = str(speech_clips["weather"].path)
-    assert _run("run", clip, "--out", str(out), "--formats", "json", "--cpu-threads", "2", "--quiet")[0] == 0
+    assert run_cli("run", clip, "--out", str(out), "--formats", "json", "--cpu-threads", "2", "--quiet")[0] == 0
     shutil.rmtree(out / STORED_DIR)  # as a store written before copies were kept
-    code, stdout, _ = _run("run", clip, "--out", str(out), "--formats", "json,txt", "--quiet")
+    code, stdout, _ = run_cli("run", clip, "--out", str(out), "--formats", "json,txt", "--quiet")
     assert code == 0 and "Wrote 1 missing output(s)" in stdout
     entry = json.loads((out / "manifest.json").read_text())["videos"][0]
     assert "breeze" in (out / entry["outputs"]["txt"]).read_text()
     # With neither the copy nor a JSON output, the rerun says so instead of pretending.
     (out / entry["outputs"]["json"]).unlink()
-    code, stdout, _ = _run("run", clip, "--out", str(out), "--formats", "json,txt,srt", "--quiet")
+    code, stdout, _ = run_cli("run", clip, "--out", str(out), "--formats", "json,txt,srt", "--quiet")
     assert code == 0 and "1 finished video(s) have no stored transcript" in stdout

@@ -9,7 +9,6 @@ issue adds, each inside a real batch.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -20,13 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.cli import main
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def manifest(out_dir: Path) -> dict[str, dict]:
@@ -59,7 +51,7 @@ def gone_feed(media_dir, media_server, speech_clips) -> str:
     return media_server.url(name)
 
 
-def test_network_and_media_faults_each_fail_alone_with_their_cause(tmp_path, speech_clips, media_server,
+def test_network_and_media_faults_each_fail_alone_with_their_cause(run_cli, tmp_path, speech_clips, media_server,
                                                                     broken_flac, gone_feed):
     tag = uuid.uuid4().hex[:8]
     paths = {
@@ -117,7 +109,7 @@ def test_network_and_media_faults_each_fail_alone_with_their_cause(tmp_path, spe
     assert not [p for p in out.glob("*/transcript.*") if "half" in p.parent.name]
 
 
-def test_ten_thousand_line_input_file_with_junk(tmp_path, speech_clips):
+def test_ten_thousand_line_input_file_with_junk(run_cli, tmp_path, speech_clips):
     good = [speech_clips["weather"].path, speech_clips["train"].path]
     garbage = [f"garbage line {n} !!" for n in range(150)]
     garbage += ["ftp://127.0.0.1/clip.mp3", "javascript:alert(1)", "www.example.com/watch?v=x", "x" * 5000,
@@ -166,7 +158,7 @@ def test_ten_thousand_line_input_file_with_junk(tmp_path, speech_clips):
     assert all("\n" not in e["error"] for e in failed)
 
 
-def test_non_utf8_file_names_fail_alone_with_a_readable_name(tmp_path, speech_clips):
+def test_non_utf8_file_names_fail_alone_with_a_readable_name(run_cli, tmp_path, speech_clips):
     folder = tmp_path / "in"
     folder.mkdir()
     weather = speech_clips["weather"].path
@@ -196,7 +188,7 @@ def test_non_utf8_file_names_fail_alone_with_a_readable_name(tmp_path, speech_cl
     assert code == 1 and "name is not valid UTF-8" in table
 
 
-def test_credentials_in_a_url_are_sent_as_given_and_never_shown_or_stored(tmp_path, media_dir, media_server,
+def test_credentials_in_a_url_are_sent_as_given_and_never_shown_or_stored(run_cli, tmp_path, media_dir, media_server,
                                                                            speech_clips):
     """`http://User:PassWord@host/...`: the server compares case-sensitively (a lower-cased netloc got 401), and
     the secret once landed in manifest.json, the store, the console and the dashboard."""
@@ -230,7 +222,7 @@ def test_credentials_in_a_url_are_sent_as_given_and_never_shown_or_stored(tmp_pa
         assert secret.lower() not in text.lower()
 
 
-def test_output_folder_inside_the_input_folder_is_left_alone_and_partials_cleaned(tmp_path, speech_clips):
+def test_output_folder_inside_the_input_folder_is_left_alone_and_partials_cleaned(run_cli, tmp_path, speech_clips):
     folder = tmp_path / "videos"
     out = folder / "transcripts"
     partial = out / ".work" / "dl-0123456789abcdef-deadbeef"

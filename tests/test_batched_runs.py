@@ -9,23 +9,8 @@ from pathlib import Path
 import pytest
 
 from bulk_transcribe.runs import run_batch
-from bulk_transcribe.config import RunConfig, TranscribeOptions
-from bulk_transcribe.parallel import cluster
+from bulk_transcribe.config import TranscribeOptions
 from textmetrics import wer
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
-    yield ray
-    cluster.shutdown()
-
-
-def _config(out: Path, inputs, parallel: bool) -> RunConfig:
-    return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out, formats=("txt", "json"),
-                     transcribe=TranscribeOptions(cpu_threads=1, batch_size=4), parallel=parallel, workers=1)
 
 
 def _transcripts(out: Path) -> dict[str, dict]:
@@ -33,11 +18,12 @@ def _transcripts(out: Path) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["sequential", "parallel"])
-def test_batch_size_reaches_the_workers(parallel, request, tmp_path, jfk_flac, jfk_text, speech_clips):
+def test_batch_size_reaches_the_workers(make_config, parallel, request, tmp_path, jfk_flac, jfk_text, speech_clips):
     if parallel:
         request.getfixturevalue("ray_local")
     clip = speech_clips["library"]
-    result = run_batch(_config(tmp_path / "out", [jfk_flac, clip.path], parallel))
+    result = run_batch(make_config(tmp_path / "out", [jfk_flac, clip.path], formats=("txt", "json"), parallel=parallel,
+                                   workers=1, transcribe=TranscribeOptions(cpu_threads=1, batch_size=4)))
     assert result.error is None, result.error
     assert result.counts["done"] == 2
     found = _transcripts(tmp_path / "out")

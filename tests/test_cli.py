@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.cli import main
 from bulk_transcribe.cli.args import build_parser, parse_size
 from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.session_manager import SessionStore
@@ -20,12 +18,6 @@ from processes import sigkill_when
 from textmetrics import wer
 
 CLI = [sys.executable, "-m", "bulk_transcribe.cli"]
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def manifest(out_dir: Path) -> dict[str, dict]:
@@ -68,7 +60,7 @@ def test_help_reads_like_yt_dlps():
 @pytest.mark.parametrize("args", [["run"], ["run", "x", "--formats", "doc"], ["run", "x", "--workers", "0"],
                                   ["bogus"], ["run", "x", "--input-file", "/no/such/list.txt"],
                                   ["run", "x", "--batch-size", "-1"]])
-def test_bad_usage_exits_2(args, tmp_path):
+def test_bad_usage_exits_2(run_cli, args, tmp_path):
     code, _, err = run_cli(*args, *(["--out", str(tmp_path)] if args[0] == "run" and len(args) > 1 else []))
     assert code == 2
     assert err
@@ -80,7 +72,7 @@ def test_parse_size():
     assert parse_size("1234") == 1234
 
 
-def test_mixed_batch_good_done_bad_failed_with_reasons(tmp_path, jfk_flac, jfk_text, speech_clips, bad_media,
+def test_mixed_batch_good_done_bad_failed_with_reasons(run_cli, tmp_path, jfk_flac, jfk_text, speech_clips, bad_media,
                                                        media_server):
     out = tmp_path / "out"
     good_url = media_server.url(speech_clips["library"].path.name)
@@ -128,7 +120,7 @@ def test_mixed_batch_good_done_bad_failed_with_reasons(tmp_path, jfk_flac, jfk_t
     assert "done" in table and "failed" in table and "404" in table
 
 
-def test_formats_subset_and_status_of_missing_folder(tmp_path, speech_clips):
+def test_formats_subset_and_status_of_missing_folder(run_cli, tmp_path, speech_clips):
     out = tmp_path / "out"
     code, _, _ = run_cli("run", str(speech_clips["weather"].path), "--out", str(out), "--formats", "txt,json",
                          "--cpu-threads", "2", "--quiet")
@@ -182,7 +174,7 @@ def test_sigkill_mid_batch_then_rerun_resumes_without_redoing(tmp_path, speech_c
     assert len(list(out.rglob("transcript.txt"))) == 5
 
 
-def test_status_reads_a_folder_on_a_read_only_disk(tmp_path, speech_clips):
+def test_status_reads_a_folder_on_a_read_only_disk(run_cli, tmp_path, speech_clips):
     """`status` is a reader: it opens the store read-only, so a folder on a read-only disk (a finished batch
     archived, a mount shared read-only) still shows its table instead of a traceback."""
     disk = tmp_path / "disk"
@@ -225,7 +217,7 @@ def test_a_second_run_on_a_folder_a_live_run_owns_is_refused_naming_the_owner(tm
     assert len(list(out.rglob("transcript.txt"))) == 5  # each video once
 
 
-def test_cookies_from_browser_is_parsed_as_yt_dlp_does_and_handed_to_it(tmp_path):
+def test_cookies_from_browser_is_parsed_as_yt_dlp_does_and_handed_to_it(run_cli, tmp_path):
     from bulk_transcribe.cli.args import config_from_args
     from bulk_transcribe.media.download import ytdlp_params
 
@@ -238,13 +230,13 @@ def test_cookies_from_browser_is_parsed_as_yt_dlp_does_and_handed_to_it(tmp_path
     assert code == 2 and "unsupported browser 'netscape'" in err
 
 
-def test_a_yt_dlp_template_given_as_out_is_pointed_to_output_template(tmp_path):
+def test_a_yt_dlp_template_given_as_out_is_pointed_to_output_template(run_cli, tmp_path):
     code, _, err = run_cli("run", "x", "-o", str(tmp_path / "%(title)s.%(ext)s"))
     assert code == 2 and "--output-template" in err
     assert not list(tmp_path.iterdir())
 
 
-def test_status_reads_a_folder_whose_name_looks_like_a_uri(tmp_path, speech_clips):
+def test_status_reads_a_folder_whose_name_looks_like_a_uri(run_cli, tmp_path, speech_clips):
     """'talks #2': the read-only store is opened by URI, where an unquoted '#' would end the path."""
     out = tmp_path / "talks #2 ?x=1"
     code, _, err = run_cli("run", str(speech_clips["weather"].path), "--out", str(out), "--cpu-threads", "1", "-q")

@@ -15,7 +15,6 @@ import pytest
 
 import media
 from bulk_transcribe.runs import prepare_batch, start_batch
-from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.models import SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.parallel import cluster
 from engine_harness import drive
@@ -43,11 +42,6 @@ def long_clip(jfk_flac, tmp_path_factory) -> Path:
     return media.write_wav(np.tile(samples, 4), tmp_path_factory.mktemp("long") / "jfk_x4.wav", rate)
 
 
-def _config(out, inputs, **kw) -> RunConfig:
-    return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out, formats=("txt",), parallel=True,
-                     transcribe=TranscribeOptions(cpu_threads=1), **kw)
-
-
 def test_connect_reports_the_cluster(three_nodes):
     res = cluster.cluster_resources()
     assert res["nodes"] == 3 and res["GPU"] == 3 and res["CPU"] == 3
@@ -57,9 +51,9 @@ def test_connect_reports_the_cluster(three_nodes):
 
 
 @pytest.mark.slow
-def test_workers_spread_one_per_gpu_and_a_removed_node_loses_nothing(three_nodes, long_clip, speech_clips, tmp_path):
+def test_workers_spread_one_per_gpu_and_a_removed_node_loses_nothing(make_config, three_nodes, long_clip, speech_clips, tmp_path):
     c, extra = three_nodes
-    config = _config(tmp_path, [], workers=3, max_attempts=1)
+    config = make_config(tmp_path, [], formats=("txt",), parallel=True, workers=3, max_attempts=1)
     items = [VideoItem(str(p), SourceKind.FILE, str(p)) for p in [long_clip, *[s.path for s in speech_clips.values()]]]
     removable = {n.node_id: n for n in extra}
     removed = {}
@@ -107,10 +101,10 @@ print(json.dumps({"run_id": snap.run_id, "videos": len(snap.videos), "mode": sna
 """
 
 
-def test_attach_from_a_second_process_reads_and_cancels(three_nodes, long_clip, speech_clips, tmp_path):
+def test_attach_from_a_second_process_reads_and_cancels(make_config, three_nodes, long_clip, speech_clips, tmp_path):
     c, _ = three_nodes
-    config = _config(tmp_path, [long_clip, long_clip.with_name("missing.wav"),
-                                *[s.path for s in speech_clips.values()]], workers=2)
+    config = make_config(tmp_path, [long_clip, long_clip.with_name("missing.wav"),
+                                *[s.path for s in speech_clips.values()]], formats=("txt",), parallel=True, workers=2)
     prepared = prepare_batch(config)
     handle = start_batch(config, prepared)
     try:

@@ -14,22 +14,6 @@ EXECUTORS = ["local", "ray"]
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    from bulk_transcribe.parallel import cluster
-
-    started = {}
-
-    def get():
-        if not started:
-            cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
-            started["yes"] = True
-
-    yield get
-    if started:
-        cluster.shutdown()
-
-
-@pytest.fixture(scope="module")
 def base_config(tmp_path_factory):
     return RunConfig(out_dir=tmp_path_factory.mktemp("shared"), transcribe=TranscribeOptions(cpu_threads=1),
                      max_attempts=2, workers=2)
@@ -41,10 +25,10 @@ def local_worker(base_config):
 
 
 @pytest.fixture(params=EXECUTORS)
-def engine(request, ray_local, local_worker, tmp_path, base_config):
+def engine(request, local_worker, tmp_path, base_config):
     """(executor kind, a config on a fresh OUT, the shared worker for local runs)."""
     if request.param == "ray":
-        ray_local()
+        request.getfixturevalue("ray_local")  # started by the first Ray test, shared by the module
     from dataclasses import replace
 
     config = replace(base_config, out_dir=tmp_path / "out")

@@ -16,21 +16,11 @@ import pytest
 
 import media
 from bulk_transcribe.runs import run_batch
-from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.models import SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.parallel import cluster
 from bulk_transcribe.session_manager import SessionStore
 from engine_harness import drive
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
-    yield ray
-    cluster.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +30,15 @@ def long_clip(jfk_flac, tmp_path_factory) -> Path:
     return media.write_wav(np.tile(samples, 4), tmp_path_factory.mktemp("long") / "jfk_x4.wav", rate)
 
 
-def _config(out: Path, inputs, **kw) -> RunConfig:
-    return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out, formats=("txt", "json"),
-                     transcribe=TranscribeOptions(cpu_threads=1), workers=2, **kw)
-
-
 def _texts(out: Path) -> dict[str, str]:
     return {p.relative_to(out).as_posix(): p.read_text().strip() for p in sorted(out.glob("*/*.txt"))}
 
 
-def test_parallel_outputs_match_sequential(ray_local, speech_clips, bad_media, media_server, tmp_path):
+def test_parallel_outputs_match_sequential(make_config, ray_local, speech_clips, bad_media, media_server, tmp_path):
     inputs = [c.path for c in speech_clips.values()] + [bad_media["text_as_mp4"],
                                                         media_server.url(speech_clips["train"].path.name)]
-    seq = run_batch(_config(tmp_path / "seq", inputs, parallel=False))
-    par = run_batch(_config(tmp_path / "par", inputs, parallel=True))
+    seq = run_batch(make_config(tmp_path / "seq", inputs, formats=("txt", "json"), workers=2, parallel=False))
+    par = run_batch(make_config(tmp_path / "par", inputs, formats=("txt", "json"), workers=2, parallel=True))
     assert par.error is None, par.error
     assert seq.counts == par.counts and par.counts["done"] == 5 and par.counts["failed"] == 1
     assert _texts(tmp_path / "seq") == _texts(tmp_path / "par")
@@ -70,9 +55,9 @@ def _items(paths) -> list[VideoItem]:
 
 
 @pytest.mark.slow
-def test_sigkill_a_worker_mid_video_each_video_done_once(ray_local, long_clip, speech_clips, tmp_path):
+def test_sigkill_a_worker_mid_video_each_video_done_once(make_config, ray_local, long_clip, speech_clips, tmp_path):
     ray = ray_local
-    config = _config(tmp_path, [], parallel=True, max_attempts=1)
+    config = make_config(tmp_path, [], formats=("txt", "json"), workers=2, parallel=True, max_attempts=1)
     items = _items([long_clip, speech_clips["weather"].path, speech_clips["library"].path])
     long_id = items[0].video_id
     killed = {}
@@ -98,8 +83,8 @@ def test_sigkill_a_worker_mid_video_each_video_done_once(ray_local, long_clip, s
     assert "country" in (tmp_path / long_row.folder / long_row.outputs["txt"].split("/")[-1]).read_text().lower()
 
 
-def test_cancel_mid_run_frees_the_run_actors(ray_local, long_clip, speech_clips, tmp_path):
-    config = _config(tmp_path, [], parallel=True)
+def test_cancel_mid_run_frees_the_run_actors(make_config, ray_local, long_clip, speech_clips, tmp_path):
+    config = make_config(tmp_path, [], formats=("txt", "json"), workers=2, parallel=True)
     items = _items([long_clip] + [c.path for c in speech_clips.values()])
     run = drive(config, items, "ray", when=lambda s: any(v.status == VideoStatus.TRANSCRIBING for v in s.videos),
                 action=lambda s, driver: driver.cancel_event.set())

@@ -57,11 +57,6 @@ def long_clips(jfk_flac, tmp_path_factory) -> list[Path]:
     return [media.write_wav(np.tile(samples, 2), folder / f"speech_{n}.wav", rate) for n in "abc"]
 
 
-def _config(out: Path, inputs, **kw) -> RunConfig:
-    kw.setdefault("transcribe", TranscribeOptions(cpu_threads=2))
-    return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out, **kw)
-
-
 def _stamps(out: Path) -> dict[str, tuple[int, bytes]]:
     """Every transcript file under OUT: (mtime_ns, bytes), to prove a file was not rewritten."""
     return {p.relative_to(out).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
@@ -113,13 +108,13 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
-def test_disk_full_mid_run_ends_clearly_keeps_outputs_and_resumes(tmp_path, speech_clips, long_clips):
+def test_disk_full_mid_run_ends_clearly_keeps_outputs_and_resumes(make_config, tmp_path, speech_clips, long_clips):
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "2m"):
         return _disk_full_by_rlimit(tmp_path, speech_clips, long_clips)
     try:
         out = disk / "out"
-        first = run_batch(_config(out, [speech_clips["weather"].path]))
+        first = run_batch(make_config(out, [speech_clips["weather"].path], cpu_threads=2))
         assert first.exit_code == 0
         before = _stamps(out)
         manifest_before = (out / MANIFEST_NAME).read_bytes()
@@ -134,7 +129,7 @@ def test_disk_full_mid_run_ends_clearly_keeps_outputs_and_resumes(tmp_path, spee
                 _fill(disk)
 
         inputs = [speech_clips["weather"].path, *long_clips[:2]]
-        result = run_batch(_config(out, inputs), on_snapshot=fill_when_busy)
+        result = run_batch(make_config(out, inputs, cpu_threads=2), on_snapshot=fill_when_busy)
         assert filled.is_set(), "the disk was never filled: the fault did not happen"
         assert result.exit_code == 1
         assert result.error and ("disk is full" in result.error or "No space left" in result.error), result.error
@@ -145,7 +140,7 @@ def test_disk_full_mid_run_ends_clearly_keeps_outputs_and_resumes(tmp_path, spee
         assert not [p for p in out.glob("*/transcript.*") if p.stat().st_size == 0]
 
         (disk / "filler").unlink()
-        rerun = run_batch(_config(out, inputs))
+        rerun = run_batch(make_config(out, inputs, cpu_threads=2))
         assert rerun.exit_code == 0, rerun.error
         _assert_exactly_once(out, 3)
         after = _stamps(out)
@@ -209,7 +204,7 @@ RAY_HOST = textwrap.dedent("""
 
 
 @pytest.mark.slow  # starts its own Ray in a host process, then a rerun: about a minute on this machine
-def test_ray_shutdown_under_a_running_parallel_batch_then_resume(tmp_path, speech_clips, long_clips):
+def test_ray_shutdown_under_a_running_parallel_batch_then_resume(make_config, tmp_path, speech_clips, long_clips):
     out = tmp_path / "out"
     inputs = [speech_clips["weather"].path, *long_clips]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0",
@@ -243,7 +238,7 @@ def test_ray_shutdown_under_a_running_parallel_batch_then_resume(tmp_path, speec
     assert len(before) == 4 * len(done)
 
     # A rerun on the same OUT (the rollback path: sequential) does only what is left.
-    rerun = run_batch(_config(out, inputs))
+    rerun = run_batch(make_config(out, inputs, cpu_threads=2))
     assert rerun.exit_code == 0, rerun.error
     _assert_exactly_once(out, 4)
     after = _stamps(out)
@@ -338,14 +333,14 @@ def test_dashboard_process_killed_mid_run_then_resumed_from_the_store(tmp_path, 
 # --------------------------------------------------------------------------------------------- hang guard
 
 
-def test_runaway_transcription_is_stopped_failed_with_reason_and_retried_once_with_vad(tmp_path, long_clips):
+def test_runaway_transcription_is_stopped_failed_with_reason_and_retried_once_with_vad(make_config, tmp_path, long_clips):
     """A real run whose time budget is made tiny (factor 0.001 and no grace: about 0.02 s for 22 s of audio)
     stands in for a decoding loop: the limit stops it after the first segment, the video is retried once with
     the safer options, and then it fails with the reason."""
     from faster_whisper import vad
 
-    config = _config(tmp_path / "out", [long_clips[0]], max_attempts=2,
-                     transcribe=TranscribeOptions(cpu_threads=2, timeout_factor=0.001))
+    config = make_config(tmp_path / "out", [long_clips[0]], max_attempts=2,
+                         transcribe=TranscribeOptions(cpu_threads=2, timeout_factor=0.001))
     worker = shared_worker(config)
     # The Transcriber's own setting; the default 60 s is for real runs.
     worker.processor.transcriber.timeout_grace_s = 0.0

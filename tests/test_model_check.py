@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.cli import main
 from bulk_transcribe.config import TranscribeOptions
 from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.media.model_check import check_model, locate_model
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_bundled_model_is_found_and_known_to_be_english_only():
@@ -35,10 +27,10 @@ def test_bundled_model_is_found_and_known_to_be_english_only():
     (["--model", "no-such-model"], ["cannot load model 'no-such-model'", "not a faster-whisper model name"]),
     (["--model", "./missing-folder"], ["cannot load model", "not found"]),
 ])
-def test_refused_before_the_run_with_one_plain_line(tmp_path, jfk_flac, monkeypatch, args, words):
+def test_refused_before_the_run_with_one_plain_line(run_cli, tmp_path, jfk_flac, monkeypatch, args, words):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: 'small' is not there, whatever this host has
     out = tmp_path / "out"
-    code, stdout, stderr = _run("run", str(jfk_flac), "--out", str(out), "--quiet", *args)
+    code, stdout, stderr = run_cli("run", str(jfk_flac), "--out", str(out), "--quiet", *args)
     assert code == 2, stdout + stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
     for word in words:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sqlite3
 import uuid
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from bulk_transcribe.cli import main
 from bulk_transcribe.layout import MANIFEST_NAME, STATE_DB_NAME
 from bulk_transcribe.naming import MAX_NAME_BYTES, cut_bytes, is_reserved, is_safe, safe_name
 
@@ -52,19 +50,13 @@ def _feed(media_dir: Path, media_server, clip_name: str, titles: list[str]) -> s
     return media_server.url(name)
 
 
-def _run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_hostile_titles_through_the_cli_and_every_rerun(tmp_path, media_dir, media_server, speech_clips):
+def test_hostile_titles_through_the_cli_and_every_rerun(run_cli, tmp_path, media_dir, media_server, speech_clips):
     """Titles equal to the tool's own files, and 320 bytes of emoji: both runs end 0 and OUT stays usable."""
     titles = [MANIFEST_NAME, STATE_DB_NAME, EMOJI_TITLE, "Audio", f"{STATE_DB_NAME}-wal"]
     url = _feed(media_dir, media_server, speech_clips["weather"].path.name, titles)
     out = tmp_path / "out"
     args = ("run", url, "--out", str(out), "--formats", "txt,json", "--cpu-threads", "2", "--quiet")
-    code, stdout, stderr = _run(*args)
+    code, stdout, stderr = run_cli(*args)
     assert code == 0, stdout + stderr
     assert (out / MANIFEST_NAME).is_file() and (out / STATE_DB_NAME).is_file()
     entries = json.loads((out / MANIFEST_NAME).read_text())["videos"]
@@ -75,41 +67,41 @@ def test_hostile_titles_through_the_cli_and_every_rerun(tmp_path, media_dir, med
         assert "breeze" in (out / entry["outputs"]["txt"]).read_text().lower()
 
     # A later run on the same OUT still records its end and writes the manifest (it used to fail forever).
-    code, stdout, stderr = _run(*args)
+    code, stdout, stderr = run_cli(*args)
     assert code == 0, stdout + stderr
     assert "Nothing to do: all 5 videos already done" in stdout
     assert json.loads((out / MANIFEST_NAME).read_text())["count"] == 5
 
 
-def test_a_folder_named_by_an_older_version_is_renamed_on_rerun(tmp_path, media_dir, media_server, speech_clips):
+def test_a_folder_named_by_an_older_version_is_renamed_on_rerun(run_cli, tmp_path, media_dir, media_server, speech_clips):
     """A store from before the byte limit holds a 320-byte folder for a failed video: the rerun renames it."""
     url = _feed(media_dir, media_server, speech_clips["train"].path.name, [EMOJI_TITLE])
     out = tmp_path / "out"
     args = ("run", url, "--out", str(out), "--formats", "txt", "--cpu-threads", "2", "--quiet")
-    assert _run(*args)[0] == 0
+    assert run_cli(*args)[0] == 0
     with sqlite3.connect(out / STATE_DB_NAME) as db:  # what the older version stored after its failure
         db.execute("UPDATE videos SET folder = ?, status = 'failed', error = 'File name too long'", (EMOJI_TITLE,))
-    code, stdout, stderr = _run(*args)
+    code, stdout, stderr = run_cli(*args)
     assert code == 0, stdout + stderr
     entry = json.loads((out / MANIFEST_NAME).read_text())["videos"][0]
     assert entry["status"] == "done" and len(Path(entry["outputs"]["txt"]).parts[0].encode()) <= MAX_NAME_BYTES
 
 
-def test_a_done_video_in_a_folder_named_manifest_json_is_moved_and_the_manifest_written(
+def test_a_done_video_in_a_folder_named_manifest_json_is_moved_and_the_manifest_written(run_cli, 
         tmp_path, media_dir, media_server, speech_clips):
     """OUT as an older version left it: a finished video's folder is OUT/manifest.json, so no manifest could be
     written ('IsADirectoryError' on every run). The rerun moves the folder and writes the manifest."""
     url = _feed(media_dir, media_server, speech_clips["library"].path.name, [MANIFEST_NAME])
     out = tmp_path / "out"
     args = ("run", url, "--out", str(out), "--formats", "txt", "--cpu-threads", "2", "--quiet")
-    assert _run(*args)[0] == 0
+    assert run_cli(*args)[0] == 0
     with sqlite3.connect(out / STATE_DB_NAME) as db:
         folder, outputs = db.execute("SELECT folder, outputs_json FROM videos").fetchone()
         (out / MANIFEST_NAME).unlink()
         (out / folder).rename(out / MANIFEST_NAME)  # the older version's layout
         db.execute("UPDATE videos SET folder = ?, outputs_json = ?",
                    (MANIFEST_NAME, json.dumps({"txt": f"{MANIFEST_NAME}/transcript.txt"})))
-    code, stdout, stderr = _run(*args)
+    code, stdout, stderr = run_cli(*args)
     assert code == 0, stdout + stderr
     assert (out / MANIFEST_NAME).is_file()
     entry = json.loads((out / MANIFEST_NAME).read_text())["videos"][0]

@@ -9,16 +9,6 @@ from bulk_transcribe.progress import DOWNLOAD_SHARE, ProgressTracker
 from bulk_transcribe.session_manager import VideoRecord
 
 
-class FakeClock:
-    """A settable wall clock, injected so ETA and throughput are exact."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def item(name: str, duration: float | None = None, error: str | None = None) -> VideoItem:
     return VideoItem(source=f"/media/{name}.mp3", kind=SourceKind.FILE, input=f"{name}.mp3", duration_s=duration, error=error)
 
@@ -26,11 +16,6 @@ def item(name: str, duration: float | None = None, error: str | None = None) -> 
 def ev(video: VideoItem | str, kind: EventKind, t: float, **kw) -> ProgressEvent:
     vid = video if isinstance(video, str) else video.video_id
     return ProgressEvent(vid, kind, time=t, **kw)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def test_counts_every_status_and_starts_queued(clock):

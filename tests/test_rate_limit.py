@@ -11,16 +11,8 @@ import pytest
 from bulk_transcribe.engine.limiter import POLL_S, LimiterClient, LocalLimiter, RateLimitCore
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_core_bounds_concurrent_starts():
-    core = RateLimitCore(max_concurrent=2, clock=FakeClock())
+def test_core_bounds_concurrent_starts(clock):
+    core = RateLimitCore(max_concurrent=2, clock=clock)
     assert core.try_start("a") == 0.0
     assert core.try_start("b") == 0.0
     assert core.try_start("c") == POLL_S, "a third download waits for a free slot"
@@ -30,8 +22,7 @@ def test_core_bounds_concurrent_starts():
     assert core.peak == 2 and core.starts == 4
 
 
-def test_core_spaces_starts():
-    clock = FakeClock()
+def test_core_spaces_starts(clock):
     core = RateLimitCore(max_concurrent=5, min_interval_s=1.0, clock=clock)
     assert core.try_start("a") == 0.0
     clock.t += 0.25
@@ -40,8 +31,7 @@ def test_core_spaces_starts():
     assert core.try_start("b") == 0.0
 
 
-def test_core_shared_back_off_is_capped_and_never_shortened():
-    clock = FakeClock()
+def test_core_shared_back_off_is_capped_and_never_shortened(clock):
     core = RateLimitCore(max_concurrent=5, max_backoff_s=30.0, clock=clock)
     core.back_off(10.0)
     assert core.back_off(2.0) == pytest.approx(10.0), "a shorter Retry-After never cuts an earlier one"
@@ -52,8 +42,8 @@ def test_core_shared_back_off_is_capped_and_never_shortened():
     assert core.try_start("a") == 0.0
 
 
-def test_core_frees_a_dead_workers_slots():
-    core = RateLimitCore(max_concurrent=2, clock=FakeClock())
+def test_core_frees_a_dead_workers_slots(clock):
+    core = RateLimitCore(max_concurrent=2, clock=clock)
     core.try_start("worker-0:v1")
     core.try_start("worker-1:v2")
     assert core.finish_all("worker-0:") == 1
@@ -63,16 +53,11 @@ def test_core_frees_a_dead_workers_slots():
 # ---- the real actor, real downloads ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from bulk_transcribe.parallel import cluster
-
-    cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
-    # Workers cannot import this test module: ship its helper functions by value.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield ray
-    cluster.shutdown()
+def ray_tasks(ray_local):
+    """The module's Ray, able to run this module's helper functions as tasks (shipped by value: workers cannot
+    import a test module)."""
+    ray_local.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return ray_local
 
 
 def _download(limiter, name: str, url: str, work_dir: str, retries: int = 1) -> dict:
@@ -107,8 +92,8 @@ def _download(limiter, name: str, url: str, work_dir: str, retries: int = 1) -> 
     return marks
 
 
-def test_actor_bounds_concurrency_and_spacing_across_processes(ray_local, media_server, speech_clips, tmp_path):
-    ray = ray_local
+def test_actor_bounds_concurrency_and_spacing_across_processes(ray_tasks, media_server, speech_clips, tmp_path):
+    ray = ray_tasks
     from bulk_transcribe.parallel.rate_limit import RateLimiterActor
 
     limiter = ray.remote(RateLimiterActor).options(num_cpus=0).remote(2, 0.3)
@@ -137,8 +122,8 @@ def test_actor_bounds_concurrency_and_spacing_across_processes(ray_local, media_
     assert len({p for _, p in media_server.request_log if p.startswith("/slow/")}) == 4
 
 
-def test_a_429_backs_off_everyone(ray_local, media_server, speech_clips, tmp_path):
-    ray = ray_local
+def test_a_429_backs_off_everyone(ray_tasks, media_server, speech_clips, tmp_path):
+    ray = ray_tasks
     from bulk_transcribe.parallel.rate_limit import RateLimiterActor
 
     limiter = ray.remote(RateLimiterActor).options(num_cpus=0).remote(4, 0.0)

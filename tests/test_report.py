@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
 
-from bulk_transcribe.cli import main
 
 
-def _run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_status_exit_code_and_json_follow_the_run(tmp_path, speech_clips):
+def test_status_exit_code_and_json_follow_the_run(run_cli, tmp_path, speech_clips):
     good = str(speech_clips["garden"].path)
     missing = str(tmp_path / "missing.mp3")
     bad_out, good_out = tmp_path / "bad", tmp_path / "good"
-    assert _run("run", good, missing, "--out", str(bad_out), "--formats", "txt", "--cpu-threads", "2", "--quiet")[0] == 1
-    assert _run("run", good, "--out", str(good_out), "--formats", "txt", "--cpu-threads", "2", "--quiet")[0] == 0
+    assert run_cli("run", good, missing, "--out", str(bad_out), "--formats", "txt", "--cpu-threads", "2", "--quiet")[0] == 1
+    assert run_cli("run", good, "--out", str(good_out), "--formats", "txt", "--cpu-threads", "2", "--quiet")[0] == 0
 
-    code, table, _ = _run("status", str(bad_out))
+    code, table, _ = run_cli("status", str(bad_out))
     assert code == 1 and "failed" in table
-    assert _run("status", str(good_out))[0] == 0
+    assert run_cli("status", str(good_out))[0] == 0
 
     # The JSON is the whole stdout (a script pipes it), in a separate process as a script would run it.
     proc = subprocess.run([sys.executable, "-m", "bulk_transcribe.cli", "status", str(bad_out), "--json"],
@@ -41,5 +33,5 @@ def test_status_exit_code_and_json_follow_the_run(tmp_path, speech_clips):
     assert by_source[good]["folder"] == by_source[good]["outputs"]["txt"].split("/")[0]
     assert by_source[missing]["status"] == "failed" and "not found" in by_source[missing]["error"]
 
-    code, text, _ = _run("status", str(good_out), "--json")
+    code, text, _ = run_cli("status", str(good_out), "--json")
     assert code == 0 and json.loads(text)["run"]["counts"]["done"] == 1

@@ -17,17 +17,9 @@ from bulk_transcribe.layout import STATE_DB_NAME
 from bulk_transcribe.models import EventKind, ProgressEvent, SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.naming import safe_name
 from bulk_transcribe.progress import ProgressTracker
-from bulk_transcribe.session_manager import SCHEMA_VERSION, SessionStore
+from bulk_transcribe.session_manager import SCHEMA_VERSION, SessionStore, VideoRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def item(name: str, duration: float | None = None, title: str = "", error: str | None = None) -> VideoItem:
@@ -42,14 +34,17 @@ def ev(video: VideoItem | str, kind: EventKind, t: float, **kw) -> ProgressEvent
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def store(tmp_path, clock):
-    with SessionStore.in_folder(tmp_path / "out", clock=clock) as s:
+    with SessionStore(tmp_path / "out" / STATE_DB_NAME, clock=clock) as s:
         yield s
+
+
+def row(store: SessionStore, video_id: str) -> VideoRecord | None:
+    return next((r for r in store.videos() if r.video_id == video_id), None)
+
+
+def done(video: VideoItem, t: float, outputs: dict[str, str]) -> ProgressEvent:
+    return ev(video, EventKind.DONE, t, outputs=outputs)
 
 
 def config(tmp_path: Path, **kw) -> RunConfig:
@@ -141,7 +136,7 @@ def test_folders_are_unique_and_safe_even_for_colliding_titles(tmp_path, store):
     # The same names naming.safe_name gives when called one by one (the store only makes it linear).
     assert [r.folder for r in records] == _expected([i.title for i in items])
     # Re-registering keeps a video's folder even though the title changed.
-    assert store.get(item("t0").video_id).folder == records[0].folder
+    assert row(store, item("t0").video_id).folder == records[0].folder
 
 
 def _expected(titles: list[str]) -> list[str]:
@@ -162,35 +157,30 @@ def test_unresolvable_items_are_recorded_failed_and_not_scheduled(tmp_path, stor
     assert records[0].to_item() == ok
 
 
-def test_done_is_idempotent_and_final_until_reset(tmp_path, store, clock):
+def test_done_is_idempotent_and_final(tmp_path, store, clock):
     a = item("a", 20)
     run = store.begin_run(config(tmp_path), "sequential")
     store.register_videos(run, [a])
     assert store.apply_event(ev(a, EventKind.DOWNLOAD_STARTED, 1000, worker="w1"))
     assert store.apply_event(ev(a, EventKind.TRANSCRIBE_STARTED, 1002))
     clock.t = 1012
-    assert store.mark_done(a.video_id, {"txt": "a/a.txt", "srt": "a/a.srt"})
-    after_first = store.get(a.video_id)
+    assert store.apply_event(done(a, 1012, {"txt": "a/a.txt", "srt": "a/a.srt"}))
+    after_first = row(store, a.video_id)
     assert after_first.status is VideoStatus.DONE and after_first.attempts == 1
     assert after_first.elapsed_s == 12 and after_first.speed_x == pytest.approx(2.0)
 
     clock.t = 1100
-    assert not store.mark_done(a.video_id, {"txt": "elsewhere.txt"})
+    assert not store.apply_event(done(a, 1100, {"txt": "elsewhere.txt"}))
     for kind in (EventKind.DONE, EventKind.FAILED, EventKind.RETRYING, EventKind.DOWNLOAD_STARTED, EventKind.QUEUED):
         assert not store.apply_event(ev(a, kind, 1100, error="late", attempt=5))
-    assert store.get(a.video_id) == after_first  # not even updated_at moved
-
-    assert store.reset(a.video_id)
-    r = store.get(a.video_id)
-    assert r.status is VideoStatus.QUEUED and r.attempts == 0 and r.outputs == {} and r.folder == after_first.folder
-    assert not store.reset("unknown")
+    assert row(store, a.video_id) == after_first  # not even updated_at moved
 
 
 def test_events_for_unknown_videos_are_ignored(tmp_path, store):
     run = store.begin_run(config(tmp_path), "sequential")
     store.register_videos(run, [item("a")])
     assert not store.apply_event(ev("ffffffffffffffff", EventKind.DONE, 1000, outputs={"txt": "x"}))
-    assert store.get("ffffffffffffffff") is None and len(store.videos()) == 1
+    assert row(store, "ffffffffffffffff") is None and len(store.videos()) == 1
 
 
 def test_retry_and_manifest_entries(tmp_path, store, clock):
@@ -199,7 +189,7 @@ def test_retry_and_manifest_entries(tmp_path, store, clock):
     store.register_videos(run, [a, b])
     store.apply_event(ev(a, EventKind.DOWNLOAD_STARTED, 1000))
     store.apply_event(ev(a, EventKind.RETRYING, 1001, error="connection reset"))
-    assert store.get(a.video_id).attempts == 2 and store.get(a.video_id).error == "connection reset"
+    assert row(store, a.video_id).attempts == 2 and row(store, a.video_id).error == "connection reset"
     store.apply_event(ev(a, EventKind.TRANSCRIBE_STARTED, 1002))
     store.apply_event(ev(a, EventKind.DONE, 1012, outputs={"txt": "a/a.txt"}, speed_x=3.0))
     store.apply_event(ev(b, EventKind.FAILED, 1013, error="no audio stream in b.mp3"))
@@ -222,7 +212,7 @@ def test_snapshot_from_store_equals_the_live_tracker(tmp_path, store, clock):
     old = item("old", 50)
     run0 = store.begin_run(config(tmp_path), "parallel")
     store.register_videos(run0, [old])
-    store.mark_done(old.video_id, {"txt": "old/old.txt"})
+    store.apply_event(done(old, clock.t, {"txt": "old/old.txt"}))
     clock.t = 1500
     run = store.begin_run(config(tmp_path), "parallel")
     tracker = ProgressTracker(run, mode="parallel", clock=clock)
@@ -376,4 +366,4 @@ def test_a_version_1_store_gains_the_sites_metadata_on_open(tmp_path, clock):
         video = VideoItem("http://127.0.0.1/a.mp3", SourceKind.URL, "x", title="A", meta=meta)
         [record] = s.register_videos(run, [video])
         assert record.meta == meta and record.to_item().meta == meta
-        assert s.get(video.video_id).meta == meta
+        assert row(s, video.video_id).meta == meta

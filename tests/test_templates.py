@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 
 
 import pytest
 
-from bulk_transcribe.cli import main
 from bulk_transcribe.models import SourceKind, VideoItem
 from bulk_transcribe.config import DEFAULT_TEMPLATE, check_template
 from bulk_transcribe.outputs.templates import render
@@ -18,12 +16,6 @@ from bulk_transcribe.outputs.writers import parse_srt, parse_vtt
 ITEM = VideoItem("http://127.0.0.1/a.mp3", SourceKind.URL, "x", title="A talk",
                  meta={"id": "abc123", "uploader": "Ann/../B", "upload_date": "20240131", "playlist": "Talks",
                        "playlist_index": 7})
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_fields_render_like_yt_dlp_and_values_cannot_make_folders():
@@ -52,21 +44,21 @@ def test_rendered_names_are_limited_in_bytes_and_never_the_tools_files():
     ("audio/%(title)s.%(ext)s", "tool's own"),
     ("%(title)s/%(views)s.%(ext)s", "unknown output template field(s): views"),
 ])
-def test_bad_templates_are_refused_before_the_run(tmp_path, template, words):
+def test_bad_templates_are_refused_before_the_run(run_cli, tmp_path, template, words):
     with pytest.raises(ValueError) as info:
         check_template(template)
     assert words in str(info.value)
-    code, _, err = _run("run", "x", "--out", str(tmp_path / "o"), "--output-template", template)
+    code, _, err = run_cli("run", "x", "--out", str(tmp_path / "o"), "--output-template", template)
     assert code == 2 and words in err
 
 
-def test_a_feed_through_a_template_and_subtitles_beside_a_local_file(tmp_path, media_server, speech_clips):
+def test_a_feed_through_a_template_and_subtitles_beside_a_local_file(run_cli, tmp_path, media_server, speech_clips):
     out = tmp_path / "out"
     local_dir = tmp_path / "videos"
     local_dir.mkdir()
     local = local_dir / "my talk.mp4"
     shutil.copyfile(speech_clips["train"].path, local)
-    code, stdout, stderr = _run(
+    code, stdout, stderr = run_cli(
         "run", media_server.url("feed.rss"), str(local), "--out", str(out), "--formats", "srt,vtt,json",
         "--output-template", "%(playlist)s/%(playlist_index)02d - %(title)s.%(ext)s",
         "--subtitles-beside-source", "--cpu-threads", "2", "--quiet")

@@ -281,6 +281,11 @@ class ProgressTracker:
         row = self._rows.get(video_id)
         return copy.copy(row.state.progress) if row else None
 
+    def state_of(self, video_id: str) -> VideoState | None:
+        """The live state of one video (for the ledger to write through; do not mutate)."""
+        row = self._rows.get(video_id)
+        return row.state if row else None
+
     def add_videos(self, rows: Iterable[Any]) -> None:
         """Add VideoItems or stored VideoRecords, in input order; ids already known are left as they are."""
         for item in rows:

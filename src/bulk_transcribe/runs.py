@@ -22,7 +22,6 @@ from .config import RunConfig
 from .inputs import InputStream
 from .media.urls import kind_of
 from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, VideoItem, VideoStatus
-from .progress import ProgressTracker
 from .redact import redact_text
 from .folder_lock import OwnerLock
 from .session_manager import SessionStore, VideoRecord
@@ -157,7 +156,7 @@ class BatchHandle:
         self.error: str | None = None
         self.result: BatchResult | None = None
         self._cancel = threading.Event()
-        self._local = LocalRecorder(ProgressTracker(prepared.run_id, self.mode), prepared.store)
+        self._local = LocalRecorder(prepared.run_id, self.mode.value, prepared.store)
         self._recorder: Recorder = self._local
         """Where this run's events go: the in-process tracker, or (parallel, once Ray is up) the progress actor."""
         self.phase: str | None = None
@@ -236,7 +235,7 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
         # Ray answers a call made after its shutdown (or the loss of its cluster) with SystemExit; in this run
         # thread that is a failed batch to report, not a reason to end the process.
         error = RAY_GONE if isinstance(exc, SystemExit) else _one_line(exc)
-        _fail_unfinished(store, run_id, handle._local, f"batch stopped: {error}")
+        _fail_unfinished(store, run_id, recorder, f"batch stopped: {error}")
     try:
         recorder.finish()  # every event applied (and in SQLite) from here
         if recorder is not handle._local:
@@ -259,12 +258,20 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
     return BatchResult(run_id, snapshot.counts, manifest, error, prepared.tally)
 
 
-def _fail_unfinished(store: SessionStore, run_id: str, local: LocalRecorder, reason: str) -> None:
-    """Nothing in flight survives a batch failure: mark what is left so the store never shows ghosts."""
+def _fail_unfinished(store: SessionStore, run_id: str, recorder: Recorder, reason: str) -> None:
+    """Nothing in flight survives a batch failure: mark what is left so the store never shows ghosts. Through the
+    run's ledger while it lives (screens and store agree); what it could not record (its actor went with Ray) goes
+    to the store alone."""
+    def unfinished() -> list[str]:
+        return [r.video_id for r in store.videos(run_id) if not r.status.is_terminal]
+
     try:
-        for record in store.videos(run_id):
-            if not record.status.is_terminal:
-                local.emit(ProgressEvent(record.video_id, EventKind.FAILED, error=reason))
+        recorder.emit(*[ProgressEvent(v, EventKind.FAILED, error=reason) for v in unfinished()])
+    except (Exception, SystemExit):  # noqa: BLE001 — Ray shut down with the run's ledger in it
+        pass
+    try:
+        for video_id in unfinished():
+            store.apply_event(ProgressEvent(video_id, EventKind.FAILED, error=reason))
     except (OSError, sqlite3.Error):
         pass  # the store cannot be written (disk full): a rerun requeues whatever is not done
 

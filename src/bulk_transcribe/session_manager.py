@@ -25,8 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .config import RunConfig
 from .folder_lock import OwnerLock
-from .layout import STATE_DB_NAME
-from .models import RunStatus, EventKind, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
+from .models import RunStatus, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
 from .naming import is_safe, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 from .redact import config_record
@@ -198,12 +197,6 @@ class SessionStore:
 
     def _older_schema(self) -> bool:
         return self._conn().execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
-
-    @classmethod
-    def in_folder(cls, out_dir: Path | str, clock: Callable[[], float] = time.time) -> "SessionStore":
-        return cls(Path(out_dir) / STATE_DB_NAME, clock=clock)
-
-    # -- connections and transactions -------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -529,33 +522,10 @@ class SessionStore:
             conn.execute("UPDATE videos SET folder = ?, outputs_json = ?, updated_at = ? WHERE video_id = ?",
                          (folder, json.dumps(outputs, sort_keys=True), self._clock(), video_id))
 
-    def mark_done(
-        self,
-        video_id: str,
-        outputs: dict[str, str],
-        speed_x: float | None = None,
-        duration_s: float | None = None,
-        worker: str | None = None,
-    ) -> bool:
-        """Record a finished video (idempotent: a second call changes nothing)."""
-        return self.apply_event(
-            ProgressEvent(
-                video_id, EventKind.DONE, time=self._clock(), outputs=outputs, speed_x=speed_x,
-                duration_s=duration_s, worker=worker,
-            )
-        )
-
-    def reset(self, video_id: str) -> bool:
-        """Put any video, even a done one, back to queued (the explicit "retry" action); False if unknown."""
+    def save_state(self, state: VideoState) -> None:
+        """Write one video's state as the run's ledger computed it (ledger.py: the one place state changes)."""
         with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE videos SET status = 'queued', attempts = 0, error = NULL, worker = '', progress = 0, "
-                "stage_progress = 0, outputs_json = '{}', started_at = NULL, finished_at = NULL, elapsed_s = NULL, "
-                "speed_x = NULL, transcribe_started_at = NULL, current_text = '', downloaded_bytes = NULL, "
-                "download_speed = NULL, updated_at = ? WHERE video_id = ?",
-                (self._clock(), video_id),
-            )
-            return cur.rowcount > 0
+            self._save(conn, state)
 
     def _save(self, conn: sqlite3.Connection, state: VideoState) -> None:
         v = state.progress
@@ -587,10 +557,6 @@ class SessionStore:
             (run_id,),
         ).fetchall()
         return [_record(r) for r in rows]
-
-    def get(self, video_id: str) -> VideoRecord | None:
-        row = self._conn().execute("SELECT * FROM videos WHERE video_id = ?", (video_id,)).fetchone()
-        return _record(row) if row else None
 
     def snapshot(self, run_id: str) -> Snapshot:
         """The run as the live tracker would show it, built from the database alone (any process can call it)."""

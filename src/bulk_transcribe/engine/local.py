@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import RunConfig
-from ..models import LOCAL_WORKER, EventKind, ProgressEvent, Snapshot
-from ..progress import ProgressTracker
+from ..ledger import Ledger
+from ..models import LOCAL_WORKER, ProgressEvent, Snapshot
 from ..session_manager import SessionStore
 from .driver import Finished, Report, WorkerReady
 from .limiter import LocalLimiter
@@ -23,53 +22,39 @@ from .scheduler import Assignment
 
 WORKER_NAME = LOCAL_WORKER
 
-STORE_PROGRESS_INTERVAL_S = 1.0
-"""Least time between two progress writes of one video to SQLite (status changes are always written)."""
-
-_PROGRESS_KINDS = frozenset({EventKind.DOWNLOAD_PROGRESS, EventKind.TRANSCRIBE_PROGRESS})
-
-
 class LocalRecorder:
-    """Fans each event out to the in-process tracker and (throttled for progress) to the SQLite store."""
+    """The run's ledger (tracker + store) in this process, behind a lock: the driver's thread, the worker's video
+    threads and any screen's thread call it at once."""
 
-    def __init__(self, tracker: ProgressTracker, store: SessionStore) -> None:
-        self.tracker = tracker
-        self.store = store
+    def __init__(self, run_id: str, mode: str, store: SessionStore) -> None:
+        self.ledger = Ledger(run_id, mode, store)
         self._lock = threading.Lock()
-        self._last_write: dict[str, float] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
         self.emit(event)
 
     def emit(self, *events: ProgressEvent) -> None:
-        for event in events:
-            with self._lock:
-                self.tracker.apply(event)
-            if event.kind in _PROGRESS_KINDS:
-                now = time.monotonic()
-                if now - self._last_write.get(event.video_id, float("-inf")) < STORE_PROGRESS_INTERVAL_S:
-                    continue
-                self._last_write[event.video_id] = now
-            self.store.apply_event(event)
+        with self._lock:
+            self.ledger.apply(events)
 
     def add_videos(self, records: Sequence[Any]) -> None:
         with self._lock:
-            self.tracker.add_videos(records)
+            self.ledger.add_videos(records)
 
     def set_inputs(self, resolved: int, total: int) -> None:
         with self._lock:
-            self.tracker.set_inputs(resolved, total)
+            self.ledger.set_inputs(resolved, total)
 
     def cancel_requested(self) -> bool:
         return False  # a local run is stopped through its own handle (BatchHandle.cancel)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            return self.tracker.snapshot()
+            return self.ledger.snapshot()
 
     def finish(self) -> None:
         with self._lock:
-            self.tracker.mark_finished()
+            self.ledger.finish()
 
     def close(self) -> None:
         pass
