@@ -6,13 +6,8 @@ import json
 from pathlib import Path
 
 from bulk_transcribe.runs import attach_snapshot, prepare_batch, retry_failed, run_batch, start_batch
-from bulk_transcribe.config import PARALLEL_ENV, RunConfig, TranscribeOptions
+from bulk_transcribe.config import PARALLEL_ENV, RunConfig
 from bulk_transcribe.models import VideoStatus
-
-
-def make_config(out, *inputs, **kw):
-    return RunConfig(inputs=tuple(str(i) for i in inputs), out_dir=out,
-                     transcribe=TranscribeOptions(cpu_threads=2), **kw)
 
 
 def test_env_variable_overrides_the_flag_both_ways(monkeypatch):
@@ -24,8 +19,8 @@ def test_env_variable_overrides_the_flag_both_ways(monkeypatch):
     assert RunConfig(parallel=True).with_env_overrides().parallel is False
 
 
-def test_feed_entries_join_the_table_with_titles_and_durations(tmp_path, media_server):
-    config = make_config(tmp_path / "out", media_server.url("feed.rss"))
+def test_feed_entries_join_the_table_with_titles_and_durations(make_config, tmp_path, media_server):
+    config = make_config(tmp_path / "out", [media_server.url("feed.rss")], cpu_threads=2)
     prepared = prepare_batch(config)
     assert prepared.records == []  # nothing is resolved before the run starts: inputs stream in once it runs
     handle = start_batch(config, prepared)
@@ -44,9 +39,10 @@ def test_feed_entries_join_the_table_with_titles_and_durations(tmp_path, media_s
     assert len(prepared.records) == 4 and all(r.title and r.duration_s for r in prepared.records)
 
 
-def test_handle_snapshots_while_running_and_resume_skips_done(tmp_path, speech_clips, bad_media):
+def test_handle_snapshots_while_running_and_resume_skips_done(make_config, tmp_path, speech_clips, bad_media):
     out = tmp_path / "out"
-    config = make_config(out, speech_clips["weather"].path, speech_clips["library"].path, bad_media["empty"])
+    config = make_config(out, [speech_clips["weather"].path, speech_clips["library"].path, bad_media["empty"]],
+                         cpu_threads=2)
     handle = start_batch(config)
     seen_statuses = set()
     while not handle.wait(0.1):
@@ -72,10 +68,10 @@ def test_handle_snapshots_while_running_and_resume_skips_done(tmp_path, speech_c
     assert len(entries["videos"]) == 3 and entries["count"] == 3
 
 
-def test_retry_failed_requeues_only_failed(tmp_path, speech_clips, media_server):
+def test_retry_failed_requeues_only_failed(make_config, tmp_path, speech_clips, media_server):
     out = tmp_path / "out"
     flaky = media_server.url("status/503")
-    config = make_config(out, speech_clips["garden"].path, flaky, max_attempts=1)
+    config = make_config(out, [speech_clips["garden"].path, flaky], cpu_threads=2, max_attempts=1)
     first = run_batch(config)
     assert first.counts["failed"] == 1
     handle = retry_failed(config, first.run_id)
@@ -85,12 +81,12 @@ def test_retry_failed_requeues_only_failed(tmp_path, speech_clips, media_server)
     assert attach_snapshot(out, "no-such-run") is None
 
 
-def test_lengths_are_the_audios_and_a_silent_first_track_is_said(tmp_path, odd_layouts):
+def test_lengths_are_the_audios_and_a_silent_first_track_is_said(make_config, tmp_path, odd_layouts):
     # 30 s of video over ~4 s of speech is ~4 s long from the start; a file whose first audio track is silent is
     # transcribed from the track with speech, and the row and the JSON say so.
     longer, tracks = odd_layouts["video_longer.mkv"], odd_layouts["first_track_silent.mkv"]
     out = tmp_path / "out"
-    config = make_config(out, longer.path, tracks.path)
+    config = make_config(out, [longer.path, tracks.path], cpu_threads=2)
     prepared = prepare_batch(config)
     result = run_batch(config, prepared=prepared)
     assert [round(r.duration_s, 1) for r in prepared.records] == [round(longer.audio_s, 1), round(tracks.audio_s, 1)]

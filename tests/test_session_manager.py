@@ -367,3 +367,29 @@ def test_a_version_1_store_gains_the_sites_metadata_on_open(tmp_path, clock):
         [record] = s.register_videos(run, [video])
         assert record.meta == meta and record.to_item().meta == meta
         assert row(s, video.video_id).meta == meta
+
+
+def test_a_version_2_store_moves_notes_out_of_errors(tmp_path, clock):
+    """Before notes had their own field, a done video's note sat in `error`: on open it moves to `note`, in the
+    live row and in each run's frozen outcome, while a failed video keeps its error."""
+    from bulk_transcribe.session_manager import _MIGRATIONS
+
+    db = tmp_path / "out" / STATE_DB_NAME
+    db.parent.mkdir()
+    note = "audio track 1 of 2 has no speech; transcribed audio track 2 instead"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(_MIGRATIONS[1] + _MIGRATIONS[2] + "PRAGMA user_version = 2;")
+        conn.execute("INSERT INTO runs (run_id, name, mode, status, created_at, out_dir, config_json) "
+                     "VALUES ('r1', 'out', 'sequential', 'finished', 1, 'out', '{}')")
+        for vid, status, error in (("a" * 16, "done", note), ("b" * 16, "failed", "file is empty")):
+            conn.execute("INSERT INTO videos (video_id, position, input, source, kind, title, status, error, folder, "
+                         "run_id, updated_at) VALUES (?, 0, 'x', ?, 'file', ?, ?, ?, ?, 'r1', 1)",
+                         (vid, f"/m/{vid}", vid, status, error, vid))
+            conn.execute("INSERT INTO run_videos (run_id, video_id, position, final_status, final_error) "
+                         "VALUES ('r1', ?, 0, ?, ?)", (vid, status, error))
+    with SessionStore(db, clock=clock) as s:
+        rows = {r.video_id: r for r in s.videos("r1")}
+        assert (rows["a" * 16].note, rows["a" * 16].error) == (note, None)
+        assert (rows["b" * 16].note, rows["b" * 16].error) == (None, "file is empty")
+        entries = {e["video_id"]: e for e in s.manifest_entries(None)}
+        assert entries["a" * 16]["note"] == note and entries["a" * 16]["error"] is None

@@ -184,6 +184,8 @@ class ProgressEvent:
     duration_s: float | None = None
     text: str | None = None  # the latest transcribed line
     error: str | None = None
+    note: str | None = None
+    """What a reader should know about a finished transcript (its Transcript.notes, joined): never an error."""
     attempt: int | None = None
     outputs: dict[str, str] | None = None
     speed_x: float | None = None
@@ -206,6 +208,9 @@ class VideoProgress:
     eta_s: float | None = None
     attempts: int = 0
     error: str | None = None
+    """Why it failed, was cancelled, or is being retried."""
+    note: str | None = None
+    """What a reader should know about its finished transcript (e.g. which audio track was transcribed)."""
     current_text: str = ""
     downloaded_bytes: int | None = None
     download_speed: float | None = None

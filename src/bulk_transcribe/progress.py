@@ -119,7 +119,8 @@ def advance(state: VideoState, event: ProgressEvent) -> bool:
             v.elapsed_s = max(0.0, t - v.started_at)
         v.current_text = "" if kind is not EventKind.DONE else v.current_text
         if kind is EventKind.DONE:
-            v.error = event.error  # a note on a finished transcript, or nothing
+            v.error = None  # a done video has no error; what a reader should know is its note
+            v.note = event.note
             v.stage_progress = v.progress = 1.0
             if event.outputs is not None:
                 v.outputs = dict(event.outputs)
@@ -183,6 +184,7 @@ def state_from_row(row: Any, clock: Callable[[], float] = time.time) -> VideoSta
         elapsed_s=row.elapsed_s,
         attempts=row.attempts or 0,
         error=row.error,
+        note=getattr(row, "note", None),
         current_text=getattr(row, "current_text", "") or "",
         downloaded_bytes=getattr(row, "downloaded_bytes", None),
         download_speed=getattr(row, "download_speed", None),

@@ -30,7 +30,7 @@ from .naming import is_safe, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 from .redact import config_record
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump with a new entry in _MIGRATIONS; PRAGMA user_version records what a database holds."""
 
 BUSY_TIMEOUT_MS = 30_000
@@ -95,12 +95,20 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE runs ADD COLUMN duplicates_json TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE videos ADD COLUMN meta_json TEXT NOT NULL DEFAULT '{}';
     """,
+    # A finished transcript's note has its own field (it travelled in `error`, and tools took it for a failure).
+    3: """
+    ALTER TABLE videos ADD COLUMN note TEXT;
+    ALTER TABLE run_videos ADD COLUMN final_note TEXT;
+    UPDATE videos SET note = error, error = NULL WHERE status = 'done' AND error IS NOT NULL;
+    UPDATE run_videos SET final_note = final_error, final_error = NULL
+        WHERE final_status = 'done' AND final_error IS NOT NULL;
+    """,
 }
 
 _VIDEO_COLUMNS = (
     "video_id position input source kind title duration_s status attempts error worker progress stage_progress "
     "folder outputs_json started_at finished_at elapsed_s speed_x transcribe_started_at current_text "
-    "downloaded_bytes download_speed run_id updated_at meta_json"
+    "downloaded_bytes download_speed run_id updated_at meta_json note"
 ).split()
 
 
@@ -118,6 +126,7 @@ class VideoRecord:
     status: VideoStatus
     attempts: int = 0
     error: str | None = None
+    note: str | None = None
     worker: str = ""
     progress: float = 0.0
     folder: str = ""
@@ -315,7 +324,8 @@ class SessionStore:
         conn.execute(
             "UPDATE run_videos SET "
             "final_status = (SELECT status FROM videos v WHERE v.video_id = run_videos.video_id), "
-            "final_error = (SELECT error FROM videos v WHERE v.video_id = run_videos.video_id) "
+            "final_error = (SELECT error FROM videos v WHERE v.video_id = run_videos.video_id), "
+            "final_note = (SELECT note FROM videos v WHERE v.video_id = run_videos.video_id) "
             "WHERE run_id = ?",
             (run_id,),
         )
@@ -478,7 +488,7 @@ class SessionStore:
                                      (folders.claim(item.title), item.video_id))
                     conn.execute(
                         "UPDATE videos SET position = ?, input = ?, duration_s = COALESCE(?, duration_s), "
-                        "status = ?, attempts = 0, error = ?, worker = '', progress = 0, stage_progress = 0, "
+                        "status = ?, attempts = 0, error = ?, note = NULL, worker = '', progress = 0, stage_progress = 0, "
                         "outputs_json = '{}', started_at = NULL, finished_at = ?, elapsed_s = NULL, speed_x = NULL, "
                         "transcribe_started_at = NULL, current_text = '', downloaded_bytes = NULL, "
                         "download_speed = NULL, run_id = ?, updated_at = ? WHERE video_id = ?",
@@ -530,12 +540,12 @@ class SessionStore:
     def _save(self, conn: sqlite3.Connection, state: VideoState) -> None:
         v = state.progress
         conn.execute(
-            "UPDATE videos SET duration_s = ?, status = ?, attempts = ?, error = ?, worker = ?, progress = ?, "
+            "UPDATE videos SET duration_s = ?, status = ?, attempts = ?, error = ?, note = ?, worker = ?, progress = ?, "
             "stage_progress = ?, outputs_json = ?, started_at = ?, finished_at = ?, elapsed_s = ?, speed_x = ?, "
             "transcribe_started_at = ?, current_text = ?, downloaded_bytes = ?, download_speed = ?, updated_at = ? "
             "WHERE video_id = ?",
             (
-                v.duration_s, v.status.value, v.attempts, v.error, v.worker, v.progress, v.stage_progress,
+                v.duration_s, v.status.value, v.attempts, v.error, v.note, v.worker, v.progress, v.stage_progress,
                 json.dumps(v.outputs, sort_keys=True), v.started_at, v.finished_at, v.elapsed_s, v.speed_x,
                 state.transcribe_started_at, v.current_text, v.downloaded_bytes, v.download_speed, self._clock(),
                 v.video_id,
@@ -549,10 +559,11 @@ class SessionStore:
             rows = conn.execute("SELECT * FROM videos ORDER BY position, rowid").fetchall()
             return [_record(r) for r in rows]
         # A run that has ended shows its own outcome (a later run may have redone its failed videos since).
-        cols = ", ".join(f"v.{c}" for c in _VIDEO_COLUMNS if c not in ("position", "status", "error"))
+        cols = ", ".join(f"v.{c}" for c in _VIDEO_COLUMNS if c not in ("position", "status", "error", "note"))
         rows = conn.execute(
             f"SELECT {cols}, rv.position AS position, COALESCE(rv.final_status, v.status) AS status, "
-            "CASE WHEN rv.final_status IS NULL THEN v.error ELSE rv.final_error END AS error "
+            "CASE WHEN rv.final_status IS NULL THEN v.error ELSE rv.final_error END AS error, "
+            "CASE WHEN rv.final_status IS NULL THEN v.note ELSE rv.final_note END AS note "
             "FROM run_videos rv JOIN videos v USING (video_id) WHERE rv.run_id = ? ORDER BY rv.position",
             (run_id,),
         ).fetchall()
@@ -581,10 +592,8 @@ class SessionStore:
                 "title": r.title,
                 "duration_s": r.duration_s,
                 "status": r.status.value,
-                # A done video's reason text is a note about its transcript ("audio track 1 of 2 has no
-                # speech; …"), not an error: tools reading the manifest test "error" for failures.
-                "error": r.error if r.status is not VideoStatus.DONE else None,
-                "note": r.error if r.status is VideoStatus.DONE else None,
+                "error": r.error,
+                "note": r.note,
                 "attempts": r.attempts,
                 "outputs": dict(r.outputs),
                 "started_at": r.started_at,
@@ -624,7 +633,7 @@ def _record(row: sqlite3.Row) -> VideoRecord:
     return VideoRecord(
         video_id=row["video_id"], position=row["position"], input=row["input"], source=row["source"],
         kind=row["kind"], title=row["title"], duration_s=row["duration_s"], status=VideoStatus(row["status"]),
-        attempts=row["attempts"], error=row["error"], worker=row["worker"], progress=row["progress"],
+        attempts=row["attempts"], error=row["error"], note=row["note"], worker=row["worker"], progress=row["progress"],
         folder=row["folder"], outputs=json.loads(row["outputs_json"]), started_at=row["started_at"],
         finished_at=row["finished_at"], elapsed_s=row["elapsed_s"], speed_x=row["speed_x"], run_id=row["run_id"],
         updated_at=row["updated_at"], stage_progress=row["stage_progress"],

@@ -146,6 +146,8 @@ class PlainProgress:
             if v.status == VideoStatus.QUEUED:
                 continue
             detail = f": {printable(v.error)}" if v.status == VideoStatus.FAILED and v.error else ""
+            if v.status == VideoStatus.DONE and v.note:
+                detail = f" (note: {printable(v.note)})"
             title = printable(v.title)
             lines.append(f"[{snapshot.progress:6.1%}] {v.status.value:<12} {title}{detail}\n")
         if lines:
@@ -177,11 +179,14 @@ def summary_table(snapshot: Snapshot, width: int | None = None) -> Table:
     table.add_column("speed", justify="right", no_wrap=True)
     table.add_column("tries", justify="right", no_wrap=True)
     table.add_column("error", ratio=3, overflow="fold")
+    notes = any(v.note for v in snapshot.videos)
+    if notes:
+        table.add_column("note", ratio=2, overflow="fold", style="dim")
     styles = {VideoStatus.DONE: "green", VideoStatus.FAILED: "red", VideoStatus.CANCELLED: "yellow"}
     for n, v in enumerate(snapshot.videos, 1):
-        table.add_row(str(n), Text(printable(v.title)), clock(v.duration_s),
-                      Text(v.status.value, style=styles.get(v.status, "")),
-                      f"{v.speed_x:.1f}x" if v.speed_x else "-", str(v.attempts), Text(printable(v.error or "")))
+        cells = [str(n), Text(printable(v.title)), clock(v.duration_s), Text(v.status.value, style=styles.get(v.status, "")),
+                 f"{v.speed_x:.1f}x" if v.speed_x else "-", str(v.attempts), Text(printable(v.error or ""))]
+        table.add_row(*cells, *([Text(printable(v.note or ""))] if notes else []))
     return table
 
 

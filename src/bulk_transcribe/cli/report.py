@@ -62,12 +62,12 @@ def _shorten(text: str, width: int) -> str:
 def render_table(snapshot: Snapshot, width: int = 120) -> str:
     """The final summary (and `status`): one line per video, then the totals."""
     title_w = max(16, width - 78)
-    lines = [f"{'#':>3}  {'title':<{title_w}} {'duration':>8} {'status':<12} {'speed':>7} {'tries':>5}  error"]
+    lines = [f"{'#':>3}  {'title':<{title_w}} {'duration':>8} {'status':<12} {'speed':>7} {'tries':>5}  error / note"]
     for n, v in enumerate(snapshot.videos, 1):
         speed = f"{v.speed_x:.1f}x" if v.speed_x else "-"
         lines.append(
             f"{n:>3}  {_shorten(printable(v.title), title_w):<{title_w}} {_clock(v.duration_s):>8} {v.status.value:<12} "
-            f"{speed:>7} {v.attempts:>5}  {_shorten(printable(v.error or ''), 60)}"
+            f"{speed:>7} {v.attempts:>5}  {_shorten(printable(v.error or (f'note: {v.note}' if v.note else '')), 60)}"
         )
     lines.append(summary_line(snapshot))
     return "\n".join(lines)

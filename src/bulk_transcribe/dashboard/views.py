@@ -13,7 +13,7 @@ from ..models import LOCAL_WORKER, Snapshot, VideoProgress, VideoStatus
 from ..progress import clock, current_work, describe_eta, describe_inputs, describe_progress
 
 TABLE_COLUMNS = (
-    "Title", "Status", "Progress", "Error", "Duration", "Worker", "Speed", "Elapsed", "ETA", "Attempts", "Source",
+    "Title", "Status", "Progress", "Error", "Note", "Duration", "Worker", "Speed", "Elapsed", "ETA", "Attempts", "Source",
 )
 """Status table columns, in display order: what a person scans first (title, status, progress, why it failed)
 comes first, so the error is never the column cut off at the right edge."""
@@ -63,7 +63,8 @@ def status_rows(snapshot: Snapshot, show: str = "All") -> list[dict]:
             "Title": v.title,
             "Status": status,
             "Progress": percent,
-            "Error": (f"note: {v.error}" if v.status is VideoStatus.DONE else v.error) if v.error else "",
+            "Error": v.error or "",
+            "Note": v.note or "",
             "Duration": clock(v.duration_s) if v.duration_s else "",
             "Worker": v.worker or "",
             "Speed": f"{v.speed_x:.1f}×" if v.speed_x else "",

@@ -261,10 +261,7 @@ def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcr
     return ProgressEvent(
         item.video_id, EventKind.DONE, worker=worker or transcript.worker, progress=1.0,
         duration_s=transcript.duration_s, transcribed_s=transcript.duration_s, outputs=outputs,
-        speed_x=transcript.speed_x, attempt=attempt,
-        # A finished video's notes ("audio track 1 of 2 has no speech; ...") travel in its reason text, so the
-        # table and the manifest show them beside a "done" that might otherwise look complete and empty.
-        error="; ".join(transcript.notes) or None,
+        speed_x=transcript.speed_x, attempt=attempt, note="; ".join(transcript.notes) or None,
     )
 
 
