@@ -12,12 +12,36 @@ from typing import Any, Callable, Sequence
 
 from bulk_transcribe.config import RunConfig
 from bulk_transcribe.engine.driver import Driver
-from bulk_transcribe.engine.intake import ListStream, StoreIntake
+from bulk_transcribe.engine.intake import StoreIntake
 from bulk_transcribe.engine.local import LocalExecutor, LocalRecorder
 from bulk_transcribe.models import EventKind, ProgressEvent, Snapshot, VideoItem
 from bulk_transcribe.session_manager import SessionStore
 
 TERMINAL = {EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED, EventKind.SKIPPED}
+
+
+class ListStream:
+    """A stream over videos already known (a test's list): all of them at the first take."""
+
+    def __init__(self, items: Sequence[VideoItem], duplicates: Sequence[str] = ()) -> None:
+        self._items = list(items)
+        self.duplicates = list(duplicates)
+        self.total = len(self._items)
+        self.resolved = self.total
+
+    def take(self, timeout: float = 0.0) -> list[VideoItem]:
+        items, self._items = self._items, []
+        return items
+
+    def unresolved(self) -> list[str]:
+        return []
+
+    @property
+    def finished(self) -> bool:
+        return not self._items
+
+    def close(self) -> None:
+        self._items = []
 
 
 class Recording:

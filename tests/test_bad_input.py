@@ -212,7 +212,7 @@ def test_credentials_in_a_url_are_sent_as_given_and_never_shown_or_stored(run_cl
 
     # A rerun resumes the same videos (their id is the redacted URL's) and the password is needed again.
     code, again, _ = run_cli(*args)
-    assert code == 0 and "Nothing to do: all 2 videos already done" in again
+    assert code == 0 and "Nothing to do: all 2 videos are already done" in again
     _, table, _ = run_cli("status", str(out))
 
     screens = stdout + stderr + again + table

@@ -99,7 +99,7 @@ def test_a_rerun_with_nothing_to_do_says_so_in_one_line(tmp_path, speech_clips):
     again = io.StringIO()
     assert main(["run", *clips, "--out", str(out), "--formats", "txt"], stdout=again, stderr=err) == 0
     lines = again.getvalue().splitlines()
-    assert lines[-1].startswith("Nothing to do: all 2 videos already done in")
+    assert lines[-1].startswith("Nothing to do: all 2 videos are already done in")
     assert len(lines) == 2  # the run line and that one: no "[100.0%] done" per video, no table
 
 

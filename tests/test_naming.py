@@ -69,7 +69,7 @@ def test_hostile_titles_through_the_cli_and_every_rerun(run_cli, tmp_path, media
     # A later run on the same OUT still records its end and writes the manifest (it used to fail forever).
     code, stdout, stderr = run_cli(*args)
     assert code == 0, stdout + stderr
-    assert "Nothing to do: all 5 videos already done" in stdout
+    assert "Nothing to do: all 5 videos are already done" in stdout
     assert json.loads((out / MANIFEST_NAME).read_text())["count"] == 5
 
 

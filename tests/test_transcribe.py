@@ -11,7 +11,8 @@ import pytest
 
 import media
 
-from bulk_transcribe import config, errors, writers
+from bulk_transcribe import config, errors
+from bulk_transcribe.outputs import writers
 from bulk_transcribe.config import TranscribeOptions
 from bulk_transcribe.models import SourceKind, VideoItem
 from bulk_transcribe.media.audio import SAMPLE_RATE, AudioWindows

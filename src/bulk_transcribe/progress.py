@@ -130,6 +130,8 @@ def advance(state: VideoState, event: ProgressEvent) -> bool:
                 v.speed_x = v.duration_s / (t - state.transcribe_started_at)
         elif kind is EventKind.FAILED:
             v.error = event.error or v.error or "failed (no reason given)"
+        elif kind is EventKind.SKIPPED:
+            v.error, v.note = None, event.note  # not run, on purpose: why is a note, not an error
         else:
             v.error = event.error or v.error
         return True

@@ -27,7 +27,8 @@ from .folder_lock import OwnerLock
 from .session_manager import SessionStore, VideoRecord
 from .outputs.writers import write_manifest
 from .engine.driver import Driver, Executor, Recorder
-from .engine.intake import IntakeTally, StoreIntake, read_archive_for
+from .engine.intake import IntakeTally, StoreIntake
+from .inputs.archive import DownloadArchive
 from .engine.local import LocalExecutor, LocalRecorder
 
 
@@ -41,8 +42,8 @@ class PreparedBatch:
     stream: InputStream
     lock: OwnerLock | None = None
     """This process's ownership of OUT, held until the batch ends (released by BatchHandle or `release`)."""
-    archive: set[str] | None = None
-    """Ids in the download archive: videos left out as they are resolved."""
+    archive: DownloadArchive | None = None
+    """The download archive: videos it lists become skipped rows; each video delivered is appended."""
     intake: StoreIntake | None = None
     """Set when the run starts: what was registered, done before, archived, backfilled (see IntakeTally)."""
 
@@ -76,6 +77,8 @@ class BatchResult:
     manifest: Path
     error: str | None = None
     tally: IntakeTally = field(default_factory=IntakeTally)
+    warnings: list[str] = field(default_factory=list)
+    """What went wrong beside the videos, the run going on regardless (e.g. the archive could not be appended)."""
 
     @property
     def exit_code(self) -> int:
@@ -117,9 +120,11 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
     """Take ownership of OUT and open the run; its inputs resolve once it starts, each video joining the table,
     the store and the queue as soon as it is known. Done videos from earlier runs stay done (resume).
 
-    Raises FolderBusy (naming the owner) when another live process, or another run of this one, owns OUT.
+    Raises FolderBusy (naming the owner) when another live process, or another run of this one, owns OUT, and
+    ValueError (one line) for a download archive that cannot be used; either way nothing is registered.
     """
     config = config.with_env_overrides()
+    archive = DownloadArchive(config.download_archive) if config.download_archive else None
     config.out_dir.mkdir(parents=True, exist_ok=True)
     lock = OwnerLock(config.out_dir).acquire()
     try:
@@ -132,7 +137,6 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
         lock.record(run_id)
         stream = InputStream(config.inputs, config.input_files, options=config.download, out_dir=config.out_dir,
                              known=store.done_urls())
-        archive = read_archive_for(config)
     except BaseException:
         lock.release()
         raise
@@ -230,7 +234,7 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
                                                archive=prepared.archive)
         intake.admit([refused_item(line, why) for line, why in config.rejected])
         Driver(config, intake, executor, recorder, folders=intake.folders, cancel_event=handle._cancel,
-               on_phase=handle._on_phase).run()
+               on_phase=handle._on_phase, archive=prepared.archive).run()
     except (Exception, SystemExit) as exc:  # noqa: BLE001 — a batch-level failure is reported, not raised
         # Ray answers a call made after its shutdown (or the loss of its cluster) with SystemExit; in this run
         # thread that is a failed batch to report, not a reason to end the process.
@@ -255,7 +259,8 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
         # Disk full (or OUT gone read-only) must end the batch with its cause, never leave the caller waiting on a
         # thread that died; every write is atomic, so the outputs and manifest already there stay intact.
         error = error or f"cannot record the end of the run in {config.out_dir}: {_one_line(exc)}"
-    return BatchResult(run_id, snapshot.counts, manifest, error, prepared.tally)
+    warnings = [prepared.archive.problem] if prepared.archive is not None and prepared.archive.problem else []
+    return BatchResult(run_id, snapshot.counts, manifest, error, prepared.tally, warnings)
 
 
 def _fail_unfinished(store: SessionStore, run_id: str, recorder: Recorder, reason: str) -> None:

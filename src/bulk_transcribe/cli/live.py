@@ -201,8 +201,10 @@ def print_summary(stream: TextIO, snapshot: Snapshot, plain_table: str) -> None:
         stream.write("\n" + plain_table + "\n")
 
 
-def nothing_to_do(n: int, out_dir: Path, archived: int = 0) -> str:
-    if not n:
+def nothing_to_do(done_before: int, out_dir: Path, archived: int = 0) -> str:
+    """The one line a rerun prints when every video is done already (or in the download archive)."""
+    if not done_before:
         return f"Nothing to do: every video is already in the download archive ({archived})."
-    return (f"Nothing to do: all {n} video{'' if n == 1 else 's'} already done in {out_dir} "
-            f"(bulk-transcribe status {out_dir} shows them).")
+    what = "the video is" if done_before == 1 else f"all {done_before} videos are"
+    aside = f", {archived} more in the download archive" if archived else ""
+    return f"Nothing to do: {what} already done in {out_dir}{aside} (bulk-transcribe status {out_dir} shows them)."

@@ -11,7 +11,6 @@ import os
 import shutil
 import sqlite3
 import sys
-from pathlib import Path
 from typing import BinaryIO, Sequence, TextIO
 
 from .. import layout
@@ -95,20 +94,13 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if tally.backfill.files or tally.backfill.unavailable:
             stdout.write(backfill_line(tally.backfill) + "\n")
         # A rerun with everything already done says so in one line (no table of finished videos).
-        settled = tally.registered == tally.done_before and (tally.registered > 0 or tally.archived > 0)
+        settled = tally.registered > 0 and tally.registered == tally.done_before + tally.archived
         if settled:
-            stdout.write(nothing_to_do(tally.registered, config.out_dir, tally.archived) + "\n")
+            stdout.write(nothing_to_do(tally.done_before, config.out_dir, tally.archived) + "\n")
         elif tally.done_before:
             stdout.write(f"{tally.done_before} already finished before this run (kept as they were)\n")
-
-        if config.download_archive:
-            from ..inputs.archive import record_finished
-
-            try:
-                record_finished(Path(config.download_archive), prepared.store.videos(result.run_id))
-            except OSError as exc:
-                stderr.write(f"bulk-transcribe: cannot update the download archive {config.download_archive}: "
-                             f"{exc.strerror or exc}\n")
+        for warning in result.warnings:
+            stderr.write(f"bulk-transcribe: {warning}\n")
         snapshot = prepared.store.snapshot(result.run_id)
         if not settled:
             print_summary(stdout, snapshot, render_table(snapshot, shutil.get_terminal_size((120, 20)).columns))
@@ -147,6 +139,9 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
     except FolderBusy as exc:  # two runs on one OUT would do the same work twice
         stderr.write(f"bulk-transcribe: error: {exc}\n")
         return EXIT_FAILED
+    except ValueError as exc:  # a download archive that cannot be read: nothing registered
+        stderr.write(f"bulk-transcribe: error: {exc}\n")
+        return EXIT_USAGE
     except (OSError, sqlite3.Error) as exc:  # e.g. OUT is on a full disk: say so instead of a traceback
         stderr.write(f"bulk-transcribe: error: cannot prepare the batch in {config.out_dir}: "
                      f"{getattr(exc, 'strerror', None) or exc}\n")

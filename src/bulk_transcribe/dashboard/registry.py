@@ -3,7 +3,7 @@
 The page keeps one RunRegistry in `st.cache_resource`, so it lives as long as the server process, not as long as
 a browser session: closing the tab or reloading the page leaves the run (a daemon thread here, or Ray actors)
 untouched, and the page finds it again by the run id in the URL. Runs this process did not start (an earlier
-server, the CLI, another dashboard) are read through `batch.attach_snapshot`, from the live progress actor or
+server, the CLI, another dashboard) are read through `runs.attach_snapshot`, from the live progress actor or
 the SQLite store.
 
 Every method returns data or a one-line error; nothing here lets an exception reach the page.
@@ -25,7 +25,7 @@ class RunEntry:
     out_dir: Path
     config: RunConfig
     handle: object | None = None
-    """The batch.BatchHandle when this process runs it."""
+    """The runs.BatchHandle when this process runs it."""
 
     @property
     def done(self) -> bool:
@@ -59,12 +59,12 @@ class RunRegistry:
     def start(self, config: RunConfig) -> StartResult:
         """Take OUT, register the run and start it in the background: its inputs resolve there, each video
         joining the table as soon as it is known (the page shows "resolved N of M inputs" meanwhile)."""
-        from ..engine import batch  # imported on use: the page module stays importable (and fast) without the engine
+        from .. import runs  # imported on use: the page module stays importable (and fast) without the engine
         from ..folder_lock import FolderBusy
 
         try:
-            batch.check_cluster(config)
-            prepared = batch.prepare_batch(config)
+            runs.check_cluster(config)
+            prepared = runs.prepare_batch(config)
         except FolderBusy as exc:
             return StartResult(error=f"Not started: {exc}.")
         except ConnectionError as exc:
@@ -72,7 +72,7 @@ class RunRegistry:
         except Exception as exc:  # noqa: BLE001 — shown as st.error, never as a traceback
             return StartResult(error=f"Could not read the inputs: {_one_line(exc)}")
         try:
-            handle = batch.start_batch(config, prepared)
+            handle = runs.start_batch(config, prepared)
         except Exception as exc:  # noqa: BLE001
             return StartResult(error=f"Could not start the run: {_one_line(exc)}")
         entry = RunEntry(handle.run_id, Path(config.out_dir), prepared.config, handle)
@@ -82,7 +82,7 @@ class RunRegistry:
 
     def retry_failed(self, run_id: str, out_dir: Path) -> StartResult:
         """Start again over the run's inputs: failed and cancelled videos run again, done ones stay done."""
-        from ..engine import batch
+        from .. import runs
 
         entry = self.get(run_id)
         if entry is not None and not entry.done:
@@ -93,8 +93,8 @@ class RunRegistry:
         from ..folder_lock import FolderBusy
 
         try:
-            batch.check_cluster(config)
-            handle = batch.retry_failed(config, run_id)
+            runs.check_cluster(config)
+            handle = runs.retry_failed(config, run_id)
         except FolderBusy as exc:
             return StartResult(error=f"Not started: {exc}.")
         except ConnectionError as exc:
@@ -123,10 +123,10 @@ class RunRegistry:
         folder = entry.out_dir if entry is not None else out_dir
         if folder is None:
             return None
-        from ..engine import batch
+        from .. import runs
 
         try:
-            return batch.attach_snapshot(Path(folder), run_id, ray_address)
+            return runs.attach_snapshot(Path(folder), run_id, ray_address)
         except Exception:  # noqa: BLE001 — a missing or locked store reads as "no such run"
             return None
 

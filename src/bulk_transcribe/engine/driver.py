@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from ..config import RunConfig
 from ..errors import Cancelled, VideoError
+from ..inputs.archive import DownloadArchive
 from ..models import EventKind, ProgressEvent, Snapshot, Transcript, VideoItem
 from .pipeline import deliver, failure_reason, needs_safer_retry, should_retry
 from .scheduler import Assignment, Scheduler
@@ -140,7 +141,7 @@ class Driver:
     def __init__(self, config: RunConfig, intake: Intake, executor: Executor, recorder: Recorder, *,
                  folders: dict[str, str], cancel_event: threading.Event | None = None,
                  on_phase: Callable[[str | None], None] | None = None,
-                 scheduler: Scheduler | None = None) -> None:
+                 scheduler: Scheduler | None = None, archive: DownloadArchive | None = None) -> None:
         self.config = config
         self.intake = intake
         self.executor = executor
@@ -150,6 +151,8 @@ class Driver:
         self.cancel_event = cancel_event or threading.Event()
         self.on_phase = on_phase or (lambda phase: None)
         self.scheduler = scheduler or new_scheduler(config)
+        self.archive = archive
+        """yt-dlp's download archive, when the run keeps one: each video is appended as it is delivered."""
         self.safer: set[str] = set()
         self.cancelling = False
         self.started = 0
@@ -173,6 +176,8 @@ class Driver:
             return
         self.scheduler.complete(video_id, worker)
         self.recorder.emit(event)
+        if self.archive is not None:
+            self.archive.record(assignment.item.kind, assignment.item.meta)
 
     def _on_failure(self, worker: str, assignment: Assignment, exc: BaseException) -> None:
         video_id, attempt = assignment.item.video_id, assignment.attempt

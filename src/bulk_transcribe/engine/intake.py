@@ -7,13 +7,13 @@ The driver asks `take()`; whatever front end started the run sees the same rows 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from ..outputs.backfill import BackfillResult, repair_unsafe_folders, write_missing_outputs
 from ..config import RunConfig
 from ..media.urls import kind_of
-from ..models import VideoItem, VideoStatus
+from ..inputs.archive import SKIPPED_NOTE, DownloadArchive
+from ..models import EventKind, ProgressEvent, VideoItem, VideoStatus
 from ..session_manager import SessionStore, VideoRecord
 
 
@@ -38,30 +38,6 @@ class VideoStream(Protocol):
     def close(self) -> None: ...
 
 
-class ListStream:
-    """A stream over videos already known (resolved up front, or a test's list): all of them at the first take."""
-
-    def __init__(self, items: Sequence[VideoItem], duplicates: Sequence[str] = ()) -> None:
-        self._items = list(items)
-        self.duplicates = list(duplicates)
-        self.total = len(self._items)
-        self.resolved = self.total
-
-    def take(self, timeout: float = 0.0) -> list[VideoItem]:
-        items, self._items = self._items, []
-        return items
-
-    def unresolved(self) -> list[str]:
-        return []
-
-    @property
-    def finished(self) -> bool:
-        return not self._items
-
-    def close(self) -> None:
-        self._items = []
-
-
 @dataclass
 class IntakeTally:
     """What the intake did besides queueing, for the front ends' summary lines."""
@@ -69,6 +45,7 @@ class IntakeTally:
     registered: int = 0
     done_before: int = 0
     archived: int = 0
+    """Videos skipped (rows of their own, status skipped) because the download archive lists them."""
     backfill: BackfillResult = field(default_factory=BackfillResult)
 
 
@@ -76,7 +53,7 @@ class StoreIntake:
     """Takes resolved videos from a stream, records them, and passes on the ones left to do."""
 
     def __init__(self, config: RunConfig, store: SessionStore, run_id: str, stream: VideoStream, recorder: Any,
-                 *, archive: set[str] | None = None) -> None:
+                 *, archive: DownloadArchive | None = None) -> None:
         self.config = config
         self.store = store
         self.run_id = run_id
@@ -92,36 +69,39 @@ class StoreIntake:
         self._stand_ins = store.unresolved_inputs()  # lines an earlier cancel left unresolved
 
     def take(self, timeout: float = 0.0) -> list[VideoItem]:
-        items = self._unarchived(self.stream.take(timeout))
+        items = self.stream.take(timeout)
         self._report_inputs()
         if not items:
             return []
-        records = self.admit(items)
-        todo = {r.video_id for r in records if r.status == VideoStatus.QUEUED}
+        todo = {r.video_id for r in self._skip_archived(self.admit(items)) if r.status == VideoStatus.QUEUED}
         return [item for item in items if item.video_id in todo]
 
     def cancel(self) -> list[tuple[str, str]]:
         """Stop resolving. Videos already resolved still join the table, and every input line not resolved yet
         gets a row of its own, so the table still accounts for every input. Returns (video_id, reason) for each
         of them that never ran: the driver records them cancelled."""
-        resolved = self._unarchived(self.stream.take(0.0))
+        resolved = self.stream.take(0.0)
         pending = self.stream.unresolved()
         self.stream.close()
         self._report_inputs()
         stand_ins = [_unresolved_item(line) for line in pending]
-        records = self.admit(resolved + stand_ins)
+        records = self._skip_archived(self.admit(resolved + stand_ins))
         waiting = {item.video_id for item in stand_ins}
         return [(r.video_id, "cancelled before its input was resolved" if r.video_id in waiting
                  else "cancelled before it started") for r in records if r.status == VideoStatus.QUEUED]
 
-    def _unarchived(self, items: list[VideoItem]) -> list[VideoItem]:
-        if not self.archive or not items:
-            return items
-        from ..inputs.archive import split_archived
-
-        items, skipped = split_archived(items, self.archive)
-        self.tally.archived += len(skipped)
-        return items
+    def _skip_archived(self, records: list[VideoRecord]) -> list[VideoRecord]:
+        """Queued videos the download archive lists become skipped rows (never run); returns the records with
+        their status as it now stands."""
+        if self.archive is None:
+            return records
+        skipped = [r for r in records if r.status == VideoStatus.QUEUED and self.archive.lists(r.kind, r.meta)]
+        if skipped:
+            self.recorder.emit(*[ProgressEvent(r.video_id, EventKind.SKIPPED, note=SKIPPED_NOTE) for r in skipped])
+            self.tally.archived += len(skipped)
+            for r in skipped:
+                r.status, r.note = VideoStatus.SKIPPED, SKIPPED_NOTE
+        return records
 
     def admit(self, items: Sequence[VideoItem]) -> list[VideoRecord]:
         """Register `items` in the store and the tracker (the table shows them from now on)."""
@@ -175,12 +155,3 @@ UNRESOLVED = {"unresolved": True}
 
 def _unresolved_item(line: str) -> VideoItem:
     return VideoItem(line, kind_of(line), line, title=line, meta=dict(UNRESOLVED))
-
-
-def read_archive_for(config: RunConfig) -> set[str] | None:
-    if not config.download_archive:
-        return None
-    from ..inputs.archive import read_archive
-
-    return read_archive(Path(config.download_archive))
-
