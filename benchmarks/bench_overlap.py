@@ -144,7 +144,7 @@ DEFAULT_RULE = "ahead 20 s"
 """The rule the Scheduler's defaults give (PREFETCH_AHEAD_S = 20, COLD_AHEAD = 4, MAX_HELD = 8)."""
 
 REPLAY_RULES: dict[str, dict] = {
-    "one ahead (old)": {"prefetch_depth": 1},
+    "one ahead (old)": {"prefetch_ahead_s": float("inf"), "max_held": 2, "cold_ahead": 1},
     **{f"ahead {s:g} s": {"prefetch_ahead_s": float(s)} for s in (2, 5, 10, 20, 40)},
     **{f"ahead 20 s, cold {k}": {"cold_ahead": k} for k in (1, 2)},
 }

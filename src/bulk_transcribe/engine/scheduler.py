@@ -178,7 +178,6 @@ class Scheduler:
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         default_cost_s: float = DEFAULT_COST_S,
-        prefetch_depth: int | None = None,
         prefetch_ahead_s: float = PREFETCH_AHEAD_S,
         max_held: int | None = None,
         bundle_max_s: float = 0.0,
@@ -186,8 +185,8 @@ class Scheduler:
         cold_ahead: int = COLD_AHEAD,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`prefetch_depth` (the old fixed rule) still works: that many videos ahead, whatever their length.
-        `max_held` defaults to MAX_HELD, or room for two full bundles when bundles are larger."""
+        """`max_held` defaults to MAX_HELD, or room for two full bundles when bundles are larger. A fixed depth
+        (k videos ahead, whatever their length) is `prefetch_ahead_s=inf, max_held=k + 1, cold_ahead=k`."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if bundle_max_s > 0 and bundle_max_items < 1:
@@ -197,14 +196,9 @@ class Scheduler:
         self.max_backoff_s = max_backoff_s
         self.default_cost_s = default_cost_s
         self.cold_ahead = cold_ahead
-        if prefetch_depth is not None:
-            self.prefetch_ahead_s = float("inf")
-            self.max_held = max(1, prefetch_depth + 1)
-            self.cold_ahead = prefetch_depth
-        else:
-            self.prefetch_ahead_s = prefetch_ahead_s
-            two_bundles = 2 * bundle_max_items if bundle_max_s > 0 else 0  # one running, one downloading
-            self.max_held = max_held if max_held is not None else max(MAX_HELD, two_bundles)
+        self.prefetch_ahead_s = prefetch_ahead_s
+        two_bundles = 2 * bundle_max_items if bundle_max_s > 0 else 0  # one running, one downloading
+        self.max_held = max_held if max_held is not None else max(MAX_HELD, two_bundles)
         if self.max_held < 1:
             raise ValueError("max_held must be at least 1")
         self.bundle_max_s = bundle_max_s
@@ -227,15 +221,13 @@ class Scheduler:
         self.cancelled = False
 
     # ---- intake ----------------------------------------------------------------------------------------------
-    def add(self, items: Iterable[VideoItem], *, probe: Callable[[Path], float] | None = None,
-            costs: dict[str, float] | None = None) -> None:
+    def add(self, items: Iterable[VideoItem], *, probe: Callable[[Path], float] | None = None) -> None:
         """Queue videos. Unknown durations are probed first (local files); the rest get the median known cost."""
         fresh: list[tuple[VideoItem, float | None]] = []
         for item in items:
             if item.video_id in self.tasks:
                 continue  # a video is scheduled once per run, however often it was listed
-            cost = (costs or {}).get(item.video_id)
-            fresh.append((item, cost if cost is not None else estimate_cost(item, probe)))
+            fresh.append((item, estimate_cost(item, probe)))
         fallback = self.default_cost_s
         if any(c is None for _, c in fresh):  # only then is the median worth a pass over every known cost
             known = [c for _, c in fresh if c is not None] + [t.cost for t in self.tasks.values() if t.cost_known]
@@ -269,16 +261,6 @@ class Scheduler:
         """Workers joined the rotation (planned or starting: a prefetch now waits until each holds a video)."""
         for worker in workers:
             self._held.setdefault(worker, [])
-
-    def next_for(self, worker: str, *, prefetch: bool = False) -> Assignment | None:
-        """The longest ready video for `worker`, or None (nothing ready, cancelled, or prefetch not worth it)."""
-        self.register(worker)
-        if self.cancelled:
-            return None
-        if self._held[worker]:
-            if not prefetch or not self._may_prefetch(worker):
-                return None
-        return self._take(worker)  # one video at a time here: bundles come from dispatch
 
     def dispatch(self, workers: Iterable[str]) -> list[Assignment]:
         """Fill `workers` (those that may take more) in one call: first a video (or bundle) for each one holding
@@ -557,24 +539,9 @@ class Scheduler:
             heapq.heappop(self._delayed)  # stale entry
         return max(0.0, self._delayed[0][0] - self.clock()) if self._delayed else None
 
-    def held_by(self, worker: str) -> list[str]:
-        return list(self._held.get(worker, []))
-
     def assignments(self) -> dict[str, list[str]]:
         """video_id -> every worker it was handed to, in order (the last one is who ran it to the end)."""
         return {v: list(t.workers) for v, t in self.tasks.items()}
 
     def states(self) -> dict[str, str]:
         return {v: t.state.value for v, t in self.tasks.items()}
-
-    def summary(self) -> dict[str, object]:
-        """Small and cheap: what the dashboard or `status` prints about the scheduler."""
-        counts = {state.value: n for state, n in self._counts.items() if n}
-        return {
-            "queue_length": self.queue_length,
-            "in_flight": self.in_flight,
-            "counts": counts,
-            "workers": {w: list(h) for w, h in self._held.items()},
-            "cancelled": self.cancelled,
-            "speed_x": self._known_speed.value if self._known_speed.samples else None,
-        }
