@@ -18,20 +18,14 @@ import av
 import pytest
 
 from bulk_transcribe.models import SourceKind, VideoItem
+from conftest import FakeClock
 from bulk_transcribe.engine.scheduler import COLD_AHEAD, MAX_HELD, Scheduler, TaskState, estimate_cost
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """Runs start at time zero here, so a run's makespan is its clock's reading at the end."""
+    return FakeClock(0.0)
 
 
 def items_with(costs, name: str = "v") -> list[VideoItem]:
@@ -81,7 +75,7 @@ def simulate(costs, m, *, pace=1.0, offer=None, on_turn=None, **options) -> Run:
     `offer(held)` (default: every worker; the scheduler decides how deep each one's queue is). A worker runs its
     held units in order; a unit (one video, or a bundle) takes pace x its total cost; all its members complete
     together."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     sched = Scheduler(clock=clock, **options)
     # The documented max_held: as given, else MAX_HELD or room for two full bundles.
     two_bundles = 2 * options.get("bundle_max_items", 8) if options.get("bundle_max_s") else 0
@@ -335,6 +329,41 @@ def test_a_video_that_keeps_killing_workers_is_failed():
     assert sched.finished
 
 
+def test_only_what_was_running_is_suspected_when_a_worker_dies():
+    """A short video queued behind a crashing one is never failed as a killer: it never ran."""
+    sched = Scheduler(max_attempts=1, cold_ahead=3)
+    sched.add(items_with([40, 5]))
+    long_id, short_id = (a.item.video_id for a in sched.dispatch(["w0"]))
+    for k in range(1, 4):
+        sched.worker_lost(f"w{k - 1}", running=[long_id])
+        if sched.tasks[long_id].state == TaskState.FAILED:
+            break
+        assert {a.item.video_id for a in sched.dispatch([f"w{k}"])} == {long_id, short_id}
+    assert sched.tasks[long_id].state == TaskState.FAILED and sched.lost_failures() == [long_id]
+    assert sched.tasks[short_id].losses == 0 and sched.tasks[short_id].state == TaskState.PENDING
+    # Without word from the tracker, the worker's first unit is the suspect, not everything it held.
+    other = Scheduler(max_attempts=1, cold_ahead=3)
+    other.add(items_with([40, 5], name="x"))
+    first, second = (a.item.video_id for a in other.dispatch(["a"]))
+    other.worker_lost("a")
+    assert (other.tasks[first].losses, other.tasks[second].losses) == (1, 0)
+
+
+def test_late_answers_change_nothing():
+    """A failure or cancel reported by a worker that no longer holds the video (it died, the video went to
+    another) is stale; a finished video is never cancelled after the fact."""
+    sched = Scheduler(max_attempts=3, max_held=1)
+    sched.add(items_with([40]))
+    (a,) = sched.dispatch(["a"])
+    sched.worker_lost("a")
+    (b,) = sched.dispatch(["b"])
+    vid = a.item.video_id
+    assert sched.fail(vid, "a", "HTTP 500") is None and sched.tasks[vid].state == TaskState.ASSIGNED
+    assert not sched.mark_cancelled(vid, "a") and sched.tasks[vid].worker == "b"
+    sched.complete(vid, "b")
+    assert not sched.mark_cancelled(vid) and sched.tasks[vid].state == TaskState.DONE
+
+
 def test_cancel_stops_dispatch_and_drops_pending():
     sched = Scheduler(max_held=1)
     sched.add(items_with([40, 30, 20]))
@@ -389,7 +418,7 @@ def test_registered_workers_each_get_one_of_the_longest_before_any_prefetch():
     # The benchmark's finding: a worker known only from its first request made the first workers "the only
     # ones, hence first free", and they took the longest videos two at a time.
     costs = [float(c) for c in range(10, 170, 10)]  # 16 videos
-    sched = Scheduler(clock=FakeClock())
+    sched = Scheduler(clock=FakeClock(0.0))
     sched.add(items_with(costs))
     workers = [f"w{i}" for i in range(8)]
     sched.register(*workers)
@@ -455,7 +484,7 @@ def test_a_busy_worker_prefetches_until_the_work_queued_ahead_reaches_prefetch_a
 def test_before_anything_is_timed_depth_goes_by_count():
     """Speed is unknown until a video completes (and an unknown video's cost is a guess too), so a cold worker
     keeps cold_ahead videos queued; the default reached the best replayed span in bench_overlap's timings."""
-    sched = Scheduler(clock=FakeClock())
+    sched = Scheduler(clock=FakeClock(0.0))
     sched.add(urls(10))
     sched.register("w")
     assert len(sched.dispatch(["w"])) == 1 + COLD_AHEAD == 5
@@ -474,11 +503,11 @@ def test_max_held_bounds_a_worker_whatever_the_videos_weigh(clock):
 
 
 def test_max_held_defaults_to_MAX_HELD_or_two_full_bundles():
-    plain = Scheduler(clock=FakeClock(), cold_ahead=100)
+    plain = Scheduler(clock=FakeClock(0.0), cold_ahead=100)
     plain.add(items_with([1] * 20))
     assert len(plain.dispatch(["w"])) == MAX_HELD == 8
     # Bundles of 6: one running, one downloading.
-    bundled = Scheduler(clock=FakeClock(), cold_ahead=100, bundle_max_s=1000, bundle_max_items=6)
+    bundled = Scheduler(clock=FakeClock(0.0), cold_ahead=100, bundle_max_s=1000, bundle_max_items=6)
     bundled.add(items_with([1] * 20))
     out = bundled.dispatch(["w"])
     assert len(out) == 12 and len({a.bundle for a in out}) == 2
@@ -546,7 +575,7 @@ def test_prefetch_by_time_keeps_the_lpt_makespan_and_order(seed):
 # ---- bundles ---------------------------------------------------------------------------------------------------
 
 def test_short_videos_go_in_bundles_longest_first_within_the_limits():
-    sched = Scheduler(clock=FakeClock(), bundle_max_s=240, bundle_max_items=4)
+    sched = Scheduler(clock=FakeClock(0.0), bundle_max_s=240, bundle_max_items=4)
     sched.add(items_with([300, 100, 60, 50, 40, 30, 20, 10, 5, 1]))
     sched.register("a", "b")
     out = sched.dispatch(["a", "b"])
@@ -568,11 +597,11 @@ def test_short_videos_go_in_bundles_longest_first_within_the_limits():
 
 
 def test_bundles_stay_off_unless_asked_and_never_take_guessed_lengths():
-    plain = Scheduler(clock=FakeClock())
+    plain = Scheduler(clock=FakeClock(0.0))
     plain.add(items_with([10, 9, 8]))
     out = plain.dispatch(["w"])
     assert len(out) == 3 and all(a.bundle == 0 for a in out)
-    sched = Scheduler(clock=FakeClock(), bundle_max_s=240)
+    sched = Scheduler(clock=FakeClock(0.0), bundle_max_s=240)
     guessed = urls(3)
     sched.add(guessed + items_with([10]))  # the guesses become the median: 10 s, "short", but not known to be
     assert sched.tasks[guessed[0].video_id].cost == 10 and not sched.tasks[guessed[0].video_id].cost_known
@@ -642,7 +671,7 @@ def test_a_bundle_teaches_the_speed_once_with_its_whole_work(clock):
 
 
 def test_a_bundle_never_exceeds_max_held():
-    sched = Scheduler(clock=FakeClock(), bundle_max_s=1000, bundle_max_items=16, max_held=3)
+    sched = Scheduler(clock=FakeClock(0.0), bundle_max_s=1000, bundle_max_items=16, max_held=3)
     sched.add(items_with([5] * 10))
     out = sched.dispatch(["w"])
     assert len(out) == 3 and len({a.bundle for a in out}) == 1

@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol, Sequence
 from ..config import RunConfig
 from ..errors import Cancelled, VideoError
 from ..inputs.archive import DownloadArchive
-from ..models import EventKind, ProgressEvent, Snapshot, Transcript, VideoItem
+from ..models import EventKind, ProgressEvent, Snapshot, Transcript, VideoItem, VideoStatus
 from .pipeline import deliver, failure_reason, needs_safer_retry, should_retry
 from .scheduler import Assignment, Scheduler
 
@@ -182,13 +182,15 @@ class Driver:
     def _on_failure(self, worker: str, assignment: Assignment, exc: BaseException) -> None:
         video_id, attempt = assignment.item.video_id, assignment.attempt
         if self.cancelling or isinstance(exc, Cancelled):
-            self.scheduler.mark_cancelled(video_id, worker)
-            self.recorder.emit(ProgressEvent(video_id, EventKind.CANCELLED, worker=worker, error="cancelled",
-                                             attempt=attempt))
+            if self.scheduler.mark_cancelled(video_id, worker):
+                self.recorder.emit(ProgressEvent(video_id, EventKind.CANCELLED, worker=worker, error="cancelled",
+                                                 attempt=attempt))
             return
         reason = failure_reason(exc)
         decision = self.scheduler.fail(video_id, worker, reason,
                                        retryable=should_retry(exc, attempt, self.config.max_attempts))
+        if decision is None:
+            return  # a late answer for a video already re-queued elsewhere
         if decision.retry:
             if needs_safer_retry(exc):
                 self.safer.add(video_id)
@@ -203,7 +205,7 @@ class Driver:
         self.deaths.append(report.worker)
         log.warning("%s died (%s); re-queuing its videos", report.worker, report.why)
         before = len(self.scheduler.lost_failures())
-        requeued = self.scheduler.worker_lost(report.worker)
+        requeued = self.scheduler.worker_lost(report.worker, running=self._transcribing_on(report.worker))
         events = [ProgressEvent(v, EventKind.RETRYING, worker=report.worker,
                                 error=f"{report.worker} died ({report.why}); re-queued") for v in requeued]
         for video_id in self.scheduler.lost_failures()[before:]:
@@ -214,6 +216,14 @@ class Driver:
         budget = self.executor.planned * (1 + REPLACEMENTS_PER_WORKER)
         if not self.cancelling and self.started < budget:
             self._start_worker()
+
+    def _transcribing_on(self, worker: str) -> list[str] | None:
+        """What `worker` was transcribing, as the run's tracker last saw it (None when it cannot tell)."""
+        try:
+            snapshot = self.recorder.snapshot()
+        except Exception:  # noqa: BLE001 — the progress actor unreachable: the scheduler's own guess stands
+            return None
+        return [v.video_id for v in snapshot.videos if v.worker == worker and v.status is VideoStatus.TRANSCRIBING]
 
     # ---- workers and dispatch ------------------------------------------------------------------------------
     def _start_worker(self) -> None:

@@ -456,9 +456,12 @@ class Scheduler:
         if bundle is None:
             self._learn(known, guessed, self.clock() - started)
 
-    def fail(self, video_id: str, worker: str, reason: str, *, retryable: bool = True) -> FailureDecision:
-        """Record a failed attempt; retry it (later, with back-off) while attempts remain and it may help."""
+    def fail(self, video_id: str, worker: str, reason: str, *, retryable: bool = True) -> FailureDecision | None:
+        """Record a failed attempt; retry it (later, with back-off) while attempts remain and it may help. None for
+        a late answer from a worker that no longer holds the video (it was re-queued elsewhere): nothing changes."""
         task = self.tasks[video_id]
+        if task.state != TaskState.ASSIGNED or task.worker != worker:
+            return None  # as in complete(): the worker that holds it now owns its outcome
         self._release(video_id, worker)
         task.error = reason
         if retryable and not self.cancelled and task.attempts < self.max_attempts:
@@ -471,20 +474,27 @@ class Scheduler:
         self._set_state(task, TaskState.FAILED)
         return FailureDecision(video_id, False, task.attempts, 0.0, reason)
 
-    def worker_lost(self, worker: str, *, max_losses: int | None = None) -> list[str]:
+    def worker_lost(self, worker: str, *, running: Iterable[str] | None = None,
+                    max_losses: int | None = None) -> list[str]:
         """Take a dead worker out of rotation and re-queue what it held.
 
-        A death is not the video's fault as a rule (node removed, OOM elsewhere), so it does not use up an attempt;
-        but a video that kills `max_losses` workers (default: max_attempts) is failed so it cannot kill them all.
-        Returns the re-queued ids; `lost_failures()` lists the ones given up.
+        A death is not the video's fault as a rule (node removed, OOM elsewhere), so it does not use up an attempt.
+        Only the videos it was running (`running`: those it was transcribing, as the driver's tracker saw them; by
+        default its first unit, the video or bundle it took first) are suspects: one that was running on more than
+        `max_losses` (default: max_attempts) dead workers is failed, so it cannot kill them all. What it had only
+        queued or was downloading goes back untouched. Returns the re-queued ids; `lost_failures()` lists the ones
+        given up.
         """
         limit = max_losses if max_losses is not None else self.max_attempts
+        held = self._held.pop(worker, [])
+        suspects = set(running) if running is not None else set(held[: self._head_size(held)])
         requeued = []
-        for video_id in list(self._held.pop(worker, [])):
+        for video_id in list(held):
             self._leave_bundle(video_id, learn=False)
             task = self.tasks[video_id]
-            task.losses += 1
             task.attempts -= 1
+            if video_id in suspects:
+                task.losses += 1
             if task.losses >= limit + 1 or self.cancelled:
                 self._set_state(task, TaskState.FAILED if not self.cancelled else TaskState.CANCELLED)
                 task.error = f"worker died {task.losses} times while running it" if not self.cancelled else "cancelled"
@@ -508,10 +518,17 @@ class Scheduler:
         self._delayed.clear()
         return dropped
 
-    def mark_cancelled(self, video_id: str, worker: str | None = None) -> None:
+    def mark_cancelled(self, video_id: str, worker: str | None = None) -> bool:
+        """A video held by `worker` (or still waiting) ends cancelled; False for one that already ended or is held
+        by another worker (a late answer), which keeps its outcome."""
+        task = self.tasks[video_id]
+        if task.state not in (TaskState.PENDING, TaskState.ASSIGNED) or (
+                worker is not None and task.state == TaskState.ASSIGNED and task.worker != worker):
+            return False
         if worker is not None:
             self._release(video_id, worker)
-        self._set_state(self.tasks[video_id], TaskState.CANCELLED)
+        self._set_state(task, TaskState.CANCELLED)
+        return True
 
     def lost_failures(self) -> list[str]:
         """Ids given up because they kept killing workers, in the order it happened."""
