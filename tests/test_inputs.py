@@ -15,6 +15,7 @@ from bulk_transcribe import errors
 from bulk_transcribe.config import DownloadOptions
 from bulk_transcribe.models import SourceKind
 from bulk_transcribe.inputs import resolve_inputs
+from bulk_transcribe.inputs.lists import read_list_file
 from bulk_transcribe.media.audio import probe_media
 
 FAST = DownloadOptions(socket_timeout_s=2, retries=1, backoff_s=0.01)
@@ -40,19 +41,12 @@ def test_input_list_dedupes_and_reports_each_duplicate_once(tmp_path, speech_cli
     url = media_server.url(speech_clips["train"].path.name)
     listing = tmp_path / "list.txt"
     listing.write_text(f"{clip}\n{url}\n# comment\n{clip}\n{url}\n{clip}\nnot a url or file\n")
-    resolved = resolve_inputs([str(clip)], [listing], options=FAST)
+    resolved = resolve_inputs([str(clip), *read_list_file(listing)], options=FAST)
     assert [i.source for i in resolved.items] == [str(clip.resolve()), url, "not a url or file"]
     assert resolved.duplicates == [str(clip.resolve()), url]
     assert resolved.items[0].kind == SourceKind.FILE and resolved.items[0].error is None
     assert resolved.items[1].kind == SourceKind.URL and resolved.items[1].error is None
     assert resolved.items[2].error == "not a URL or file: not a url or file"
-
-
-def test_missing_input_list_is_an_error_item_not_an_exception(tmp_path, speech_clips):
-    resolved = resolve_inputs([str(speech_clips["weather"].path)], [tmp_path / "nope.txt"])
-    assert len(resolved.items) == 2
-    assert resolved.items[0].error is None
-    assert resolved.items[1].error == f"input list not found: {tmp_path / 'nope.txt'}"
 
 
 # --------------------------------------------------------------------------------------------- local files

@@ -267,8 +267,6 @@ class OutputOptions:
 class RunConfig:
     inputs: tuple[str, ...] = ()
     """URLs, files and folders, in the order given."""
-    input_files: tuple[str, ...] = ()
-    """Text files listing more inputs, one per line."""
     out_dir: Path = Path("transcripts")
     formats: tuple[str, ...] = DEFAULT_FORMATS
     download: DownloadOptions = field(default_factory=DownloadOptions)

@@ -135,7 +135,7 @@ def prepare_batch(config: RunConfig) -> PreparedBatch:
         store.close_stale_runs()  # runs whose process was killed: we own OUT now, so nobody runs them
         run_id = store.begin_run(config, config.mode.value)
         lock.record(run_id)
-        stream = InputStream(config.inputs, config.input_files, options=config.download, out_dir=config.out_dir,
+        stream = InputStream(config.inputs, options=config.download, out_dir=config.out_dir,
                              known=store.done_urls())
     except BaseException:
         lock.release()

@@ -22,7 +22,9 @@ from ..config import (
     check_formats,
 )
 
+
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
 
 def parse_size(text: str) -> int:
     """'500K', '2M', '1.5G' or plain bytes -> bytes."""
@@ -31,17 +33,20 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use bytes, or a number with K, M or G)")
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
+
 def parse_formats(text: str) -> tuple[str, ...]:
     try:
         return check_formats(text.split(","))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
 
 RUN_EPILOG = """\
 examples:
@@ -63,11 +68,13 @@ examples:
 exit status: 0 every video done, 1 some video failed (the others finished), 2 bad usage, 130 interrupted.
 """
 
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Wider option column than argparse's default, examples kept as written."""
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=34)
+
 
 def _browser_spec(text: str) -> tuple[str, str | None, str | None, str | None]:
     """yt-dlp's BROWSER[+KEYRING][:PROFILE][::CONTAINER] -> its `cookiesfrombrowser` tuple, checked the same way."""
@@ -89,6 +96,7 @@ def _browser_spec(text: str) -> tuple[str, str | None, str | None, str | None]:
                                              f"{', '.join(sorted(SUPPORTED_KEYRINGS))}")
     return name, profile, keyring, container
 
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -97,6 +105,7 @@ def _seconds(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -224,10 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the run and its videos as JSON, for scripts")
     return parser
 
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         inputs=tuple(args.inputs),
-        input_files=tuple(args.input_file),
         out_dir=args.out,
         formats=args.formats,
         download=DownloadOptions(

@@ -23,6 +23,7 @@ from .signals import GracefulStop, SafeStream
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from ..runs import run_batch
 
@@ -35,7 +36,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     except ValueError as exc:
         stderr.write(f"bulk-transcribe: error: {exc}\n")
         return EXIT_USAGE
-    if not config.inputs and not config.input_files:
+    if not config.inputs:
         stderr.write("bulk-transcribe: error: give at least one INPUT or -a/--batch-file "
                      "(a batch file with no inputs counts as none)\n")
         return EXIT_USAGE
@@ -113,6 +114,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return EXIT_INTERRUPTED
     return result.exit_code
 
+
 def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stderr: TextIO):
     """Join Ray (parallel), take OUT and register the run: the PreparedBatch, or an exit code after an error."""
     from ..runs import join_cluster, prepare_batch
@@ -148,13 +150,15 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
         return EXIT_FAILED
     return prepared
 
+
 def _describe_start(config: RunConfig, prepared, stdout: TextIO) -> None:
     """The run's first line; videos join the live view as their inputs are resolved."""
     mode = config.mode.value
-    n = len(config.inputs) + len(config.input_files)
-    what = f"{n} input{'' if n == 1 else 's'}" if not config.input_files else "inputs from batch files"
+    n = len(config.inputs)
+    what = f"{n} input{'' if n == 1 else 's'}"
     stdout.write(f"Run {prepared.run_id} ({mode}): resolving {what}; videos start as soon as they are known\n")
     stdout.flush()
+
 
 def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from ..runs import attach_snapshot
@@ -188,6 +192,7 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         print_summary(stdout, snapshot, render_table(snapshot, shutil.get_terminal_size((120, 20)).columns))
     return status_exit_code(run, snapshot)
 
+
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
          stdin: BinaryIO | None = None) -> int:
     # A closed pipe (`| head`) or terminal must never stop a batch: output just goes quiet.
@@ -206,6 +211,5 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         except ValueError as exc:
             stderr.write(f"bulk-transcribe: error: {exc}\n")
             return EXIT_USAGE
-        args.input_file = []
         return cmd_run(args, stdout, stderr)
     return cmd_status(args, stdout, stderr)

@@ -11,8 +11,10 @@ from ..models import Snapshot, VideoStatus
 from .live import printable
 from ..session_manager import RunRecord
 
+
 JSON_VERSION = 1
 """Bumped when a key changes meaning or goes away (new keys may appear at any time)."""
+
 
 BAD_STATUSES = (VideoStatus.FAILED, VideoStatus.CANCELLED)
 
@@ -49,6 +51,7 @@ def status_dict(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | No
 def status_json(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | None = None) -> str:
     return json.dumps(status_dict(run, snapshot, folders), ensure_ascii=False, indent=2, default=str) + "\n"
 
+
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -56,8 +59,10 @@ def _clock(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
+
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
 
 def render_table(snapshot: Snapshot, width: int = 120) -> str:
     """The final summary (and `status`): one line per video, then the totals."""
@@ -72,6 +77,7 @@ def render_table(snapshot: Snapshot, width: int = 120) -> str:
     lines.append(summary_line(snapshot))
     return "\n".join(lines)
 
+
 def summary_line(snapshot: Snapshot) -> str:
     counts = snapshot.counts
     parts = [f"{counts.get(s.value, 0)} {s.value}" for s in VideoStatus if counts.get(s.value, 0)]
@@ -79,6 +85,7 @@ def summary_line(snapshot: Snapshot) -> str:
     n = len(snapshot.videos)
     return (f"{n} video{'' if n == 1 else 's'}: {', '.join(parts) or 'none'}; "
             f"audio {_clock(snapshot.audio_done_s)} / {_clock(snapshot.audio_total_s)}{speed}")
+
 
 def backfill_line(backfill) -> str:
     parts = []

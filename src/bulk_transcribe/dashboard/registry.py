@@ -184,7 +184,7 @@ def _config_from_dict(data: dict, out_dir: Path) -> RunConfig:
         return {k: v for k, v in (values or {}).items() if k in names}
 
     top = pick(RunConfig, data)
-    for key in ("inputs", "input_files", "formats"):
+    for key in ("inputs", "formats"):
         if key in top:
             top[key] = tuple(top[key])
     top["download"] = DownloadOptions(**pick(DownloadOptions, data.get("download", {})))

@@ -18,7 +18,7 @@ from ..session_manager import SessionStore, VideoRecord
 
 
 class VideoStream(Protocol):
-    """Resolved videos as they come (sources.InputStream, or a fixed list in tests)."""
+    """Resolved videos as they come (inputs.InputStream, or a fixed list in tests)."""
 
     def take(self, timeout: float = 0.0) -> list[VideoItem]: ...
 

@@ -36,6 +36,7 @@ def local_items(text: str, out_dir: Path | None = None) -> Iterator[VideoItem]:
     else:
         yield VideoItem.failed(str(shown), SourceKind.FILE, text, f"not a regular file ({_file_type(info.st_mode)}): {shown}")
 
+
 def _unreachable(path: Path, text: str, exc: OSError) -> VideoItem:
     """The reason a path given as input cannot even be looked at, named (not all of them are "not found")."""
     shown = path.absolute()
@@ -59,6 +60,7 @@ def _unreachable(path: Path, text: str, exc: OSError) -> VideoItem:
     kind = SourceKind.URL if looks_like_a_domain(text) else SourceKind.FILE
     return VideoItem.failed(text, kind, text, not_a_url_or_file(text))
 
+
 def _file_type(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a named pipe"
@@ -67,6 +69,7 @@ def _file_type(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "not a file or folder"
+
 
 def _file_item(path: Path, text: str) -> VideoItem:
     """A regular file, opened once here so that an unreadable one fails as such (not as "not a media file")."""
@@ -79,12 +82,15 @@ def _file_item(path: Path, text: str) -> VideoItem:
         return VideoItem.failed(str(resolved), SourceKind.FILE, text, f"cannot read {resolved}: {reason}")
     return VideoItem(str(resolved), SourceKind.FILE, text, title=path.stem, duration_s=audio_duration(resolved))
 
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
 
 def _working_dirs(out_dir: Path) -> tuple[Path, Path]:
     """Where a run keeps media of its own: partial downloads and kept audio."""
     return layout.work_dir(out_dir), layout.audio_dir(out_dir)
+
 
 def _folder(folder: Path, text: str, out_dir: Path | None = None) -> Iterator[VideoItem]:
     """Media files under `folder`, recursively, sorted; symlinked folders are not followed (as Path.rglob).

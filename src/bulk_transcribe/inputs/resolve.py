@@ -29,6 +29,7 @@ from ..media.urls import clean_url, direct_media_meta, direct_media_title, is_di
     scheme_of
 from ..models import SourceKind, VideoItem
 
+
 ABANDON_GRACE_S = 2.0
 """How long past its deadline an input's resolution may take to stop by itself before it is left behind."""
 
@@ -169,6 +170,7 @@ class UrlResolver:
             raise box["error"]
         return box.get("info")
 
+
 def _items_from_info(info: dict[str, Any], url: str, text: str,
                      matches: Callable[[dict[str, Any]], bool] = lambda entry: True) -> list[VideoItem]:
     entries = info.get("entries")
@@ -197,6 +199,7 @@ def _items_from_info(info: dict[str, Any], url: str, text: str,
         return [VideoItem.failed(url, SourceKind.URL, text, f"playlist is empty: {url}")]
     return items
 
+
 LIVE_REASONS = {
     "is_live": "live stream: not transcribed (it has no end; transcribe its recording once the stream is over)",
     "is_upcoming": "premiere or scheduled stream not yet available: not transcribed (try again once it has aired)",
@@ -205,12 +208,15 @@ LIVE_REASONS = {
 """Why an entry a channel or page lists as live or upcoming is not downloaded: a live stream would download until
 the size cap, an upcoming one has nothing to download yet."""
 
+
 def live_problem(info: dict[str, Any]) -> str | None:
     """The reason an entry cannot be transcribed now, from yt-dlp's live_status (or is_live), or None."""
     status = info.get("live_status") or ("is_live" if info.get("is_live") else None)
     return LIVE_REASONS.get(status)
 
+
 _META_KEYS = ("id", "extractor_key", "uploader", "upload_date", "playlist", "playlist_index")
+
 
 def video_meta(info: dict[str, Any], playlist: dict[str, Any] | None = None, index: int | None = None) -> dict:
     """The fields output templates and the download archive use, as plain strings and numbers."""
@@ -230,9 +236,11 @@ def video_meta(info: dict[str, Any], playlist: dict[str, Any] | None = None, ind
             meta["uploader"] = " ".join(str(playlist["uploader"]).split())
     return {k: v for k, v in meta.items() if v is not None}
 
+
 def _title(info: dict[str, Any]) -> str:
     title = info.get("title") or info.get("fulltitle") or ""
     return " ".join(str(title).split())
+
 
 def _duration(info: dict[str, Any]) -> float | None:
     value = info.get("duration")

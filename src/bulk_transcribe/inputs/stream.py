@@ -1,5 +1,6 @@
 """Inputs -> VideoItems, streamed: URLs (expanded with yt-dlp, nothing downloaded), local files and folders, and
-the lines of input lists, resolved on background threads and handed out as each input finishes.
+the lines of input lists (read up front: inputs/lists.py), resolved on background threads and handed out as each
+input finishes.
 
 Every input yields items, never an exception for the whole batch: one that cannot be resolved becomes a VideoItem
 with `error` set to a one-line reason, which the run records as failed and never schedules. A single video's page
@@ -14,14 +15,13 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ..config import DownloadOptions
 from ..media.download import Failure
 from ..media.urls import clean_url, host_key, scheme_of
 from ..models import SourceKind, VideoItem
 from ..redact import redact_text
-from .lists import read_list_file
 from .local import local_items
 from .resolve import UrlResolver, offline_items
 
@@ -38,9 +38,9 @@ class ResolvedInputs:
     credentials: dict[str, str] = field(default_factory=dict)
     """Redacted URL -> the real one, for URLs given with user:password (items carry only the redacted form)."""
 
+
 def resolve_inputs(
     inputs: Sequence[str],
-    input_files: Sequence[str | os.PathLike[str]] = (),
     *,
     options: DownloadOptions = DownloadOptions(),
     out_dir: str | os.PathLike[str] | None = None,
@@ -51,7 +51,7 @@ def resolve_inputs(
     to their entries, with title and duration where the site gives them); a direct link to a media file skips
     that round trip, since yt-dlp would only confirm it. Folders are searched recursively for MEDIA_EXTENSIONS.
     """
-    stream = InputStream(inputs, input_files, options=options, out_dir=out_dir, ordered=True).start()
+    stream = InputStream(inputs, options=options, out_dir=out_dir, ordered=True).start()
     result = ResolvedInputs()
     try:
         while not stream.finished:
@@ -61,6 +61,7 @@ def resolve_inputs(
     result.duplicates = list(stream.duplicates)
     result.credentials = dict(stream.credentials)
     return result
+
 
 @dataclass
 class _Job:
@@ -72,6 +73,7 @@ class _Job:
     host: str | None = None
     ready: list[VideoItem] | None = None
     attempt: int = 1
+
 
 class _HostGate:
     """Politeness per host: at most `limit` resolutions open at once, their first requests spaced by `sleep_s`
@@ -115,6 +117,7 @@ class _HostGate:
     def hold(self, host: str, seconds: float) -> None:
         self.not_before[host] = max(self.not_before.get(host, 0.0), time.monotonic() + seconds)
 
+
 class InputStream:
     """Resolves inputs on background threads and hands out VideoItems as they are ready (`take`).
 
@@ -130,7 +133,6 @@ class InputStream:
     def __init__(
         self,
         inputs: Sequence[str],
-        input_files: Sequence[str | os.PathLike[str]] = (),
         *,
         options: DownloadOptions = DownloadOptions(),
         out_dir: str | os.PathLike[str] | None = None,
@@ -151,7 +153,7 @@ class InputStream:
         self._out_dir = Path(out_dir).resolve() if out_dir is not None else None
         self._seen: set[str] = set()
         self._reported: set[str] = set()
-        self._jobs = self._distinct_jobs(_nonblank(_all_inputs(inputs, input_files)))
+        self._jobs = self._distinct_jobs(line for line in inputs if line.strip())
         self._cond = threading.Condition()
         self._gate = _HostGate(options)
         self._waiting: dict[str, deque[_Job]] = {}  # host -> its URL jobs not started, in input order
@@ -166,13 +168,13 @@ class InputStream:
         self._delivered: set[int] = set()
         self._started = False
 
-    def _distinct_jobs(self, entries: Iterable[str | VideoItem]) -> list[_Job]:
+    def _distinct_jobs(self, lines: Iterable[str]) -> list[_Job]:
         """One job per distinct line: a URL given twice is requested once (its repeats listed as duplicates
         at once, and not counted among the inputs to resolve)."""
         jobs: list[_Job] = []
         urls: set[str] = set()
-        for entry in entries:
-            job = _job(len(jobs), entry)
+        for line in lines:
+            job = _job(len(jobs), line)
             if job.host is not None:
                 url = clean_url(job.text)
                 done = self._known.get(redact_text(url))
@@ -372,16 +374,10 @@ class InputStream:
     def _all_resolved(self) -> bool:
         return self._resolved >= len(self._jobs)
 
-def _nonblank(entries: Iterable[str | VideoItem]) -> Iterator[str | VideoItem]:
-    for entry in entries:
-        if isinstance(entry, VideoItem) or entry.strip():
-            yield entry
 
-def _job(index: int, entry: str | VideoItem) -> _Job:
+def _job(index: int, line: str) -> _Job:
     """What one input line needs: a page request (its host named), or nothing beyond this machine."""
-    if isinstance(entry, VideoItem):  # an input list that could not be read
-        return _Job(index, entry.input, ready=[entry])
-    text = entry.strip()
+    text = line.strip()
     offline = offline_items(text)
     if offline is not None:
         return _Job(index, text, ready=offline)
@@ -389,23 +385,6 @@ def _job(index: int, entry: str | VideoItem) -> _Job:
         return _Job(index, text, host=host_key(clean_url(text)))
     return _Job(index, text)
 
-def _all_inputs(
-    inputs: Sequence[str], input_files: Sequence[str | os.PathLike[str]]
-) -> Iterator[str | VideoItem]:
-    for text in inputs:
-        yield text
-    for list_path in input_files:
-        path = Path(list_path).expanduser()
-        try:
-            lines = read_list_file(path)
-        except FileNotFoundError:
-            yield VideoItem.failed(str(path.absolute()), SourceKind.FILE, str(list_path), f"input list not found: {path}")
-            continue
-        except OSError as exc:
-            yield VideoItem.failed(str(path.absolute()), SourceKind.FILE, str(list_path),
-                          f"cannot read input list {path}: {exc.strerror or exc}")
-            continue
-        yield from lines
 
 def _contain_undecodable_name(item: VideoItem) -> VideoItem:
     """A name with bytes that are not UTF-8 (an old Latin-1 file name, passed in by the OS as lone surrogates)
@@ -418,6 +397,7 @@ def _contain_undecodable_name(item: VideoItem) -> VideoItem:
     except UnicodeEncodeError:
         source, text = _readable(item.source), _readable(item.input)
         return VideoItem.failed(source, item.kind, text, f"name is not valid UTF-8 (rename it): {source}")
+
 
 def _redacted(item: VideoItem, credentials: dict[str, str]) -> VideoItem:
     """The item as it may be shown and stored: any password in its URL, input, title or error masked (its id is
@@ -433,6 +413,7 @@ def _redacted(item: VideoItem, credentials: dict[str, str]) -> VideoItem:
         request_url = request_url or item.source  # the download needs the real one: it travels with the item
     return VideoItem(source, item.kind, text, title=title, duration_s=item.duration_s, error=error or None,
                      meta=item.meta, info=item.info, request_url=request_url)
+
 
 def _readable(text: str) -> str:
     """The original bytes with the non-UTF-8 ones shown as \\xNN escapes."""

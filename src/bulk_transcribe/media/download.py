@@ -1,6 +1,6 @@
 """Audio download with yt-dlp, politely: paced, bounded retries, Retry-After honoured, failures named in one line.
 
-Only this module, `guard.py` and `sources.py` import yt_dlp. Audio is fetched as-is (`bestaudio/best`) with no
+Only this module, `guard.py`, `urls.py` and `inputs/resolve.py` import yt_dlp. Audio is fetched as-is (`bestaudio/best`) with no
 post-processors, so no ffmpeg binary is needed: PyAV (through faster-whisper) decodes whatever container arrives.
 Every response goes through `guard.py` (low-speed guard, cancel that interrupts a waiting read, page byte cap).
 

@@ -1,5 +1,8 @@
-"""The parallel engine: model-holding Ray actors fed longest-first by a scheduler, watched by a progress actor.
+"""The Ray executor: the engine's model-holding workers as Ray actors (remote_worker.py) on an embedded local Ray or
+a cluster (cluster.py, plan.py, preflight.py), driven through executor.py, with the run's progress actor
+(progress_actor.py: the run's ledger), download limiter actor (rate_limit.py), event batching (events.py) and Ray
+dashboard metrics (metrics.py).
 
-Only `cluster.py`, `executor.py`, `workers.py`, `progress_actor.py` and `rate_limit.py`'s actor helpers import Ray, and
-only when called: the plain classes (Scheduler, RateLimitCore, Worker, ProgressActor) run without it.
+This package is the only one that imports Ray, and engine/ never imports it (an import-linter contract in the tests
+keeps it so): the driver, scheduler, worker and ledger are plain classes, run here as actors.
 """

@@ -29,8 +29,6 @@ NAMESPACE = "bulk_transcribe"
 DEFAULT_OBJECT_STORE_BYTES = 512 * 1024**2
 """Object store of the embedded local Ray: transcripts are small, so a bounded store leaves RAM to the models."""
 
-ROLES = ("progress", "limiter")
-
 _state: dict[str, Any] = {"dashboard_url": None, "address": None, "embedded": False}
 
 

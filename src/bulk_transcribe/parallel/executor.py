@@ -1,6 +1,6 @@
 """The Ray executor and recorder: the driver's typed view of the run's actors (the way `ray.util.ActorPool` wraps
-its actors). Every `ray.get` / `ray.wait` of a run lives in this module; the actor bodies (workers.py,
-progress_actor.py, rate_limit.py) stay plain classes that tests use without Ray.
+its actors). Every `ray.get` / `ray.wait` of the driver lives in this module; the actor bodies (engine/worker.py's
+Worker, progress_actor.py, rate_limit.py) stay plain classes that tests use without Ray.
 """
 
 from __future__ import annotations

@@ -64,6 +64,3 @@ class RunMetrics:
             self._call("failures", "inc", 1)
         elif event.kind == EventKind.RETRYING:
             self._call("retries", "inc", 1)
-
-    def on_snapshot(self, snapshot: Any) -> None:  # kept for symmetry; gauges are set on events
-        return None
