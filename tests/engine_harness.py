@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from bulk_transcribe.config import RunConfig
-from bulk_transcribe.engine.driver import Driver
+from bulk_transcribe.engine.driver import Driver, Finished, WorkerLost, WorkerReady
+from bulk_transcribe.engine.scheduler import Scheduler
+from bulk_transcribe.errors import Cancelled
 from bulk_transcribe.engine.intake import StoreIntake
 from bulk_transcribe.engine.local import LocalExecutor, LocalRecorder
-from bulk_transcribe.models import EventKind, ProgressEvent, Snapshot, VideoItem
+from bulk_transcribe.models import EventKind, ProgressEvent, Segment, Snapshot, Transcript, VideoItem
 from bulk_transcribe.session_manager import SessionStore
 
 TERMINAL = {EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED, EventKind.SKIPPED}
@@ -108,9 +110,11 @@ class DriverRun:
 
 def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, worker: Any = None,
           when: Callable[[Snapshot], bool] | None = None,
-          action: Callable[[Snapshot, Driver], None] | None = None) -> DriverRun:
-    """Run `items` through the Driver with the "local" or "ray" executor; `action` runs once, the first time a
-    snapshot satisfies `when` (snapshots polled every 50 ms from another thread, as a dashboard would)."""
+          action: Callable[[Snapshot, Driver], None] | None = None,
+          executor: Any = None, scheduler: Scheduler | None = None) -> DriverRun:
+    """Run `items` through the Driver with the "local" or "ray" executor, or `executor` (a ScriptedExecutor:
+    `executor_kind` "scripted"); `action` runs once, the first time a snapshot satisfies `when` (snapshots polled
+    every 50 ms from another thread, as a dashboard would)."""
     store = SessionStore(config.state_db)
     run_id = store.begin_run(config, "parallel" if executor_kind == "ray" else "sequential")
     phases: list[str | None] = []
@@ -122,11 +126,13 @@ def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, 
         recorder = Recording(inner)
     else:
         recorder = Recording(LocalRecorder(run_id, "sequential", store))
-        if worker is not None:
-            worker.relay.target = recorder
-        executor = LocalExecutor(config, recorder, worker=worker)
+        if executor is None:
+            if worker is not None:
+                worker.relay.target = recorder
+            executor = LocalExecutor(config, recorder, worker=worker)
     intake = StoreIntake(config, store, run_id, ListStream(items), recorder)
-    driver = Driver(config, intake, executor, recorder, folders=intake.folders, on_phase=phases.append)
+    driver = Driver(config, intake, executor, recorder, folders=intake.folders, on_phase=phases.append,
+                    scheduler=scheduler)
     run = DriverRun(store, run_id, driver, recorder.events, phases)
     submit = executor.submit
 
@@ -159,3 +165,83 @@ def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, 
         if executor_kind == "ray":
             recorder.close()
     return run
+
+
+# ---- an executor in memory, for the driver's policy ---------------------------------------------------------
+
+OK, DIE, HANG = "ok", "die", "hang"
+"""Scripted outcomes of one attempt: a transcript, the worker dying under it, or no answer until a cancel."""
+
+
+class ScriptedExecutor:
+    """The Executor protocol in memory: each video's attempts end as scripted (OK, DIE, HANG, or an exception such
+    as DownloadError), at once. No model, no Ray: the driver's policy (retry and back-off, safer retries, cancel,
+    dead workers and their replacements, delivery) runs in milliseconds, beside the real executors' tests."""
+
+    def __init__(self, script: dict[str, list[Any]], *, planned: int = 2, starts_ok: int = 100) -> None:
+        self.script = {video_id: list(outcomes) for video_id, outcomes in script.items()}
+        self.planned = planned
+        self.starts_ok = starts_ok
+        """Worker starts that succeed; past it a started worker never becomes ready (no resources left)."""
+        self.started: list[str] = []
+        self.alive: set[str] = set()
+        self.calls: list[tuple[str, str, bool]] = []
+        """(worker, video_id, safer) of each attempt, in order."""
+        self._reports: list[Any] = []
+        self._hanging: dict[str, list[Any]] = {}  # worker -> assignments with no answer yet
+        self._starting = 0
+
+    def start_worker(self) -> str:
+        name = f"worker-{len(self.started)}"
+        self.started.append(name)
+        if len(self.started) <= self.starts_ok:
+            self.alive.add(name)
+            self._reports.append(WorkerReady(name))
+        else:
+            self._starting += 1
+        return name
+
+    def ready_workers(self) -> list[str]:
+        return sorted(self.alive)
+
+    def submit(self, worker: str, assignments: Sequence[Any], safer: bool) -> None:
+        for a in assignments:
+            video_id = a.item.video_id
+            self.calls.append((worker, video_id, safer))
+            outcome = self.script.get(video_id, [OK]).pop(0) if self.script.get(video_id) else OK
+            if outcome == DIE:
+                self.alive.discard(worker)
+                self._hanging.pop(worker, None)  # what it held dies with it: only WorkerLost says so
+                self._reports.append(WorkerLost(worker, "killed"))
+                return
+            if outcome == HANG:
+                self._hanging.setdefault(worker, []).append(a)
+                continue
+            result = _transcript(video_id) if outcome == OK else outcome
+            self._reports.append(Finished(worker, [a], [result]))
+
+    def wait(self, timeout: float) -> list[Any]:
+        reports, self._reports = self._reports, []
+        if not reports and timeout > 0:
+            import time
+
+            time.sleep(min(timeout, 0.01))
+        return reports
+
+    def busy(self) -> bool:
+        return bool(self._reports or self._hanging or self._starting)
+
+    def working(self) -> bool:
+        return bool(any(isinstance(r, Finished) for r in self._reports) or self._hanging)
+
+    def cancel(self) -> None:
+        for worker, held in self._hanging.items():
+            self._reports += [Finished(worker, [a], [Cancelled("cancelled")]) for a in held]
+        self._hanging.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def _transcript(video_id: str) -> Transcript:
+    return Transcript(video_id, "en", 1.0, 2.0, [Segment(0.0, 1.5, "scripted words")], "scripted")

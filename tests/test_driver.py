@@ -64,13 +64,19 @@ def test_every_video_ends_once_and_bad_ones_do_not_stop_the_batch(engine, speech
                                                      VideoStatus.DONE]
 
 
-def test_cancel_after_the_first_done_marks_the_rest(engine, speech_clips):
+def test_cancel_after_the_first_done_marks_the_rest(engine, speech_clips, jfk_flac, tmp_path):
     kind, config, worker = engine
-    items = [_file(c.path, c.name) for c in speech_clips.values()]
+    # Enough audio behind the first video that a cancel lands while some are still to do (four short clips alone
+    # could all finish on two Ray workers within the watcher's poll).
+    import shutil
+
+    copies = [shutil.copy(jfk_flac, tmp_path / f"jfk{n}.flac") for n in range(4)]
+    items = [_file(c.path, c.name) for c in speech_clips.values()] + [_file(c, f"jfk{n}") for n, c in
+                                                                      enumerate(copies)]
     run = drive(config, items, kind, worker=worker,
                 when=lambda s: s.counts.get("done", 0) >= 1, action=lambda s, driver: driver.cancel_event.set())
     ends = run.terminal()
-    assert run.fired and len(ends) == 4 and all(len(v) == 1 for v in ends.values()), ends
+    assert run.fired and len(ends) == len(items) and all(len(v) == 1 for v in ends.values()), ends
     kinds = [k[0] for k in ends.values()]
     assert EventKind.DONE in kinds and EventKind.CANCELLED in kinds
     assert all(s.is_terminal for s in run.statuses().values())
@@ -118,3 +124,137 @@ def test_short_videos_go_to_a_worker_in_bundles_when_batched(engine, speech_clip
         assert data["segments"], record.title
         ends = [seg["end"] for seg in data["segments"]]
         assert ends == sorted(ends) and ends[-1] <= record.duration_s + 0.05
+
+
+# ---- the driver's policy, in memory (no model, no Ray): milliseconds per run -------------------------------------
+
+@pytest.fixture
+def policy(tmp_path):
+    """(config, items, run(script, ...)): drive scripted outcomes through the real Driver, intake and store."""
+    from engine_harness import ScriptedExecutor
+
+    from bulk_transcribe.engine.scheduler import Scheduler
+
+    config = RunConfig(out_dir=tmp_path / "out", max_attempts=2, workers=2, formats=("txt",))
+    items = [VideoItem(f"/media/v{n}.mp3", SourceKind.FILE, f"v{n}.mp3", duration_s=10.0 * (n + 1))
+             for n in range(4)]
+
+    def run(script, *, cfg=None, planned=2, starts_ok=100, **kw):
+        executor = ScriptedExecutor({items[n].video_id: outcomes for n, outcomes in script.items()},
+                                    planned=planned, starts_ok=starts_ok)
+        scheduler = Scheduler(max_attempts=(cfg or config).max_attempts, backoff_s=0.01)
+        return drive(cfg or config, items, "scripted", executor=executor, scheduler=scheduler, **kw), executor
+
+    return config, items, run
+
+
+def _ends(run, items):
+    ends = run.terminal()
+    return [ends.get(i.video_id) for i in items]
+
+
+def test_policy_retries_what_may_pass_and_never_what_cannot(policy):
+    from bulk_transcribe.errors import DownloadError, InputError
+
+    config, items, run = policy
+    result, executor = run({0: [DownloadError("HTTP 503: x")], 1: [InputError("file is empty")],
+                            2: [DownloadError("HTTP 500: x"), DownloadError("HTTP 500: y")]})
+    assert _ends(result, items) == [[EventKind.DONE], [EventKind.FAILED], [EventKind.FAILED], [EventKind.DONE]]
+    tries = [video for _, video, _ in executor.calls]
+    assert [tries.count(i.video_id) for i in items] == [2, 1, 2, 1]  # max_attempts=2; bad input asked once
+    failed = {e.video_id: e for e in result.events if e.kind == EventKind.FAILED}
+    assert failed[items[2].video_id].error == "HTTP 500: y" and failed[items[2].video_id].attempt == 2
+    assert [e.kind for e in result.events if e.video_id == items[0].video_id and e.kind != EventKind.DONE] == \
+        [EventKind.RETRYING]
+
+
+def test_policy_a_runaway_transcription_is_retried_with_safer_options(policy):
+    from bulk_transcribe.errors import TranscriptionError
+
+    config, items, run = policy
+    result, executor = run({3: [TranscriptionError("transcription exceeded its time limit (61 s for 1 s)")]})
+    safer = [s for _, video, s in executor.calls if video == items[3].video_id]
+    assert safer == [False, True] and _ends(result, items)[3] == [EventKind.DONE]
+
+
+def test_policy_a_delivery_that_cannot_be_written_fails_once(policy, tmp_path):
+    config, items, run = policy
+    (config.out_dir).mkdir(parents=True)
+    (config.out_dir / "v0.mp3").write_text("a file where the video folder belongs")
+    result, executor = run({})
+    assert _ends(result, items) == [[EventKind.FAILED], [EventKind.DONE], [EventKind.DONE], [EventKind.DONE]]
+    failed = next(e for e in result.events if e.kind == EventKind.FAILED)
+    assert failed.error.startswith("cannot write outputs:") and "Error" not in failed.error
+    assert [video for _, video, _ in executor.calls].count(items[0].video_id) == 1  # not retried elsewhere
+
+
+def test_policy_cancel_ends_every_video_once(policy):
+    from engine_harness import HANG
+
+    config, items, run = policy
+    result, _ = run({0: [HANG], 1: [HANG]}, when=lambda s: s.counts.get("done", 0) + s.counts.get("queued", 0) < 4
+                    and any(v.status is VideoStatus.QUEUED for v in s.videos) or True,
+                    action=lambda s, driver: driver.cancel_event.set())
+    ends = _ends(result, items)
+    assert all(end is not None and len(end) == 1 for end in ends), ends
+    assert ends[0] == ends[1] == [EventKind.CANCELLED]  # in flight: stopped
+    reasons = {e.video_id: e.error for e in result.events if e.kind == EventKind.CANCELLED}
+    assert reasons[items[0].video_id] == "cancelled"
+    assert all(s.is_terminal for s in result.statuses().values())
+
+
+def test_policy_a_dead_worker_is_replaced_and_its_videos_requeued(policy):
+    from engine_harness import DIE
+
+    config, items, run = policy
+    result, executor = run({3: [DIE]})  # the longest goes first and kills its worker
+    assert _ends(result, items) == [[EventKind.DONE]] * 4
+    assert len(executor.started) == 3  # two planned, one replacement
+    # The longest (what it ran) is retried and says why; what it only held ahead just waits again.
+    retried = [e for e in result.events if e.kind == EventKind.RETRYING]
+    assert [e.video_id for e in retried] == [items[3].video_id] and "died" in retried[0].error
+    assert result.driver.scheduler.tasks[items[3].video_id].losses == 1
+    assert all(t.losses == 0 for v, t in result.driver.scheduler.tasks.items() if v != items[3].video_id)
+
+
+def test_policy_a_video_that_kills_every_worker_fails_alone(policy):
+    from engine_harness import DIE
+
+    config, items, run = policy
+    result, executor = run({3: [DIE, DIE, DIE, DIE]})
+    ends = _ends(result, items)
+    assert ends[3] == [EventKind.FAILED] and ends[:3] == [[EventKind.DONE]] * 3
+    failed = next(e for e in result.events if e.kind == EventKind.FAILED)
+    assert "worker died" in failed.error
+
+
+def test_policy_no_workers_left_ends_the_run_with_its_reason(policy):
+    from engine_harness import DIE
+
+    config, items, run = policy
+    with pytest.raises(RuntimeError, match="no workers left"):
+        run({n: [DIE] * 3 for n in range(4)}, planned=1)  # one planned: four starts in all, each killed
+
+
+def test_policy_random_outcomes_end_every_video_exactly_once(policy):
+    """Fifty runs of random outcomes (success, transient and bad-input failures, timeouts, deaths): each video
+    ends with exactly one terminal event, and the store agrees."""
+    import random
+
+    from engine_harness import DIE, OK
+
+    from bulk_transcribe.errors import DownloadError, InputError, TranscriptionError
+
+    config, items, run = policy
+    rng = random.Random(7)
+    choices = [OK, OK, OK, DIE, DownloadError("HTTP 503: x"), InputError("not a media file"),
+               TranscriptionError("transcription exceeded its time limit")]
+    for n in range(50):
+        out = config.out_dir.with_name(f"out{n}")
+        from dataclasses import replace
+
+        script = {k: [rng.choice(choices) for _ in range(3)] for k in range(4)}
+        result, _ = run(script, cfg=replace(config, out_dir=out))
+        ends = _ends(result, items)
+        assert all(end is not None and len(end) == 1 for end in ends), (n, script, ends)
+        assert all(s.is_terminal for s in result.statuses().values()), n

@@ -168,6 +168,8 @@ class Driver:
 
     def _on_transcript(self, worker: str, assignment: Assignment, transcript: Transcript) -> None:
         video_id = assignment.item.video_id
+        if not self.scheduler.holds(video_id, worker):
+            return  # a late answer from a worker declared dead: the video was re-queued and is another's now
         try:
             event = deliver(self.config, self.folders[video_id], assignment.item, transcript, assignment.attempt,
                             worker)
@@ -205,9 +207,12 @@ class Driver:
         self.deaths.append(report.worker)
         log.warning("%s died (%s); re-queuing its videos", report.worker, report.why)
         before = len(self.scheduler.lost_failures())
-        requeued = self.scheduler.worker_lost(report.worker, running=self._transcribing_on(report.worker))
+        running = self._active_on(report.worker) or self.scheduler.first_unit(report.worker)
+        requeued = self.scheduler.worker_lost(report.worker, running=running)
+        # What it was working on is retried and says why; what it only held ahead goes back to waiting, untouched.
         events = [ProgressEvent(v, EventKind.RETRYING, worker=report.worker,
-                                error=f"{report.worker} died ({report.why}); re-queued") for v in requeued]
+                                error=f"{report.worker} died ({report.why}); re-queued") if v in running
+                  else ProgressEvent(v, EventKind.QUEUED) for v in requeued]
         for video_id in self.scheduler.lost_failures()[before:]:
             reason = self.scheduler.tasks[video_id].error or "worker died"
             events.append(ProgressEvent(video_id, EventKind.FAILED, worker=report.worker, error=reason))
@@ -217,13 +222,17 @@ class Driver:
         if not self.cancelling and self.started < budget:
             self._start_worker()
 
-    def _transcribing_on(self, worker: str) -> list[str] | None:
-        """What `worker` was transcribing, as the run's tracker last saw it (None when it cannot tell)."""
+    def _active_on(self, worker: str) -> list[str] | None:
+        """The suspects of `worker`'s death, as the run's tracker last saw it: what it was transcribing, else what
+        it was downloading or probing (a file that crashes the decoder dies there). None when the tracker cannot
+        tell or saw nothing active: the scheduler's guess (its first unit) stands."""
         try:
             snapshot = self.recorder.snapshot()
-        except Exception:  # noqa: BLE001 — the progress actor unreachable: the scheduler's own guess stands
+        except Exception:  # noqa: BLE001 — the progress actor unreachable
             return None
-        return [v.video_id for v in snapshot.videos if v.worker == worker and v.status is VideoStatus.TRANSCRIBING]
+        mine = [v for v in snapshot.videos if v.worker == worker and v.status.is_active]
+        transcribing = [v.video_id for v in mine if v.status is VideoStatus.TRANSCRIBING]
+        return transcribing or [v.video_id for v in mine] or None
 
     # ---- workers and dispatch ------------------------------------------------------------------------------
     def _start_worker(self) -> None:

@@ -440,6 +440,16 @@ class Scheduler:
             self._guess_speed.add(guessed_cost / elapsed)
 
     # ---- outcomes --------------------------------------------------------------------------------------------
+    def first_unit(self, worker: str) -> list[str]:
+        """The video (or bundle) `worker` took first of what it holds: the one it is presumably running."""
+        held = self._held.get(worker, [])
+        return held[: self._head_size(held)]
+
+    def holds(self, video_id: str, worker: str) -> bool:
+        """True while `worker` holds `video_id` (its answer is the one that counts)."""
+        task = self.tasks.get(video_id)
+        return task is not None and task.state == TaskState.ASSIGNED and task.worker == worker
+
     def complete(self, video_id: str, worker: str) -> None:
         task = self.tasks[video_id]
         if task.state != TaskState.ASSIGNED or task.worker != worker:
@@ -479,7 +489,7 @@ class Scheduler:
         """Take a dead worker out of rotation and re-queue what it held.
 
         A death is not the video's fault as a rule (node removed, OOM elsewhere), so it does not use up an attempt.
-        Only the videos it was running (`running`: those it was transcribing, as the driver's tracker saw them; by
+        Only the videos it was running (`running`: those it was working on, as the driver's tracker saw them; by
         default its first unit, the video or bundle it took first) are suspects: one that was running on more than
         `max_losses` (default: max_attempts) dead workers is failed, so it cannot kill them all. What it had only
         queued or was downloading goes back untouched. Returns the re-queued ids; `lost_failures()` lists the ones
