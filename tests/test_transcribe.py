@@ -303,3 +303,21 @@ def test_the_first_track_with_speech_is_used_and_nothing_is_noted(transcriber, o
 def test_no_speech_on_any_track_is_noted(transcriber, odd_layouts):
     t = transcriber.transcribe(odd_layouts["both_tracks_silent.mkv"].path, "tracks")
     assert t.segments == [] and t.notes == ["no speech in any of the 2 audio tracks"]
+
+
+def test_no_segment_ends_past_the_audio(transcriber, tmp_path):
+    """Speech that runs to the last sample: Whisper's timestamps round up past it (seen: a cue ending at 50.68 s
+    of 50.16 s); every segment, and so every cue, ends inside the audio."""
+    from bulk_transcribe.outputs.writers import render_srt
+    from conftest import SPEECH_TEXTS
+
+    for n, text in enumerate(SPEECH_TEXTS.values()):
+        pcm, rate = media.read_pcm(media.espeak_wav(text, tmp_path / f"s{n}.wav", speed=260))
+        loud = np.nonzero(np.abs(pcm.astype(np.float32)) > 300)[0]
+        path = media.write_wav(pcm[: loud[-1] + 1], tmp_path / f"cut{n}.wav", rate)  # no trailing silence at all
+        t = transcriber.transcribe(path, f"v{n}")
+        assert t.segments, text
+        assert all(s.start <= s.end <= t.duration_s for s in t.segments), (t.duration_s, t.segments[-1])
+        last_cue_end = render_srt(t).strip().split("\n\n")[-1].split("\n")[1].split(" --> ")[1]
+        h, m, rest = last_cue_end.split(":")
+        assert int(h) * 3600 + int(m) * 60 + float(rest.replace(",", ".")) <= t.duration_s + 0.0005

@@ -206,7 +206,6 @@ class Transcriber:
             window_started = started
             total_s = 0.0
             for window in windows:
-                single = window.last and window.offset_s == 0
                 if window.last:
                     total_s = window.end_s
                 else:
@@ -237,7 +236,7 @@ class Transcriber:
                     # The generator decodes lazily, one 30 s chunk at a time: progress, cancel and the time limit are
                     # checked between segments (one segment's decoding cannot be interrupted).
                     for seg in segments_iter:
-                        segment = _segment(seg, opts.word_timestamps, offset, None if single else window_end)
+                        segment = _segment(seg, opts.word_timestamps, offset, window_end)
                         segments.append(segment)
                         done_s = max(done_s, min(segment.end, window_end))
                         if segment.text.strip():
@@ -407,8 +406,9 @@ class Transcriber:
 
 
 def _segment(seg, with_words: bool, offset: float = 0.0, window_end: float | None = None) -> models.Segment:
-    """A faster-whisper segment on the file's timeline (its window's offset added), kept inside its window when
-    the file has several so that windows never overlap."""
+    """A faster-whisper segment on the file's timeline (its window's offset added), kept inside its window: windows
+    never overlap, and the last cue never ends past the audio (Whisper's timestamps run to the end of its 30 s
+    chunk, or round up past the last sample)."""
     start, end = float(seg.start) + offset, float(seg.end) + offset
     if window_end is not None:
         end = min(end, window_end)
