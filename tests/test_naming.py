@@ -107,3 +107,20 @@ def test_a_done_video_in_a_folder_named_manifest_json_is_moved_and_the_manifest_
     entry = json.loads((out / MANIFEST_NAME).read_text())["videos"][0]
     assert entry["status"] == "done" and not is_reserved(Path(entry["outputs"]["txt"]).parts[0])
     assert "library" in (out / entry["outputs"]["txt"]).read_text().lower()
+
+
+def test_cleaning_is_idempotent_and_always_safe():
+    """clean(clean(x)) == clean(x), and what clean gives is_safe, for hostile and random titles alike."""
+    import random
+
+    from bulk_transcribe.naming import clean
+
+    rng = random.Random(3)
+    alphabet = list("ab. /\\:*?\"<>|\x00\t\n\u200b\u202e…ïé😀-_") + ["..", "../", " . "]
+    titles = ["../../x", " .. x", ". .a", "a/.", "...", "x..", " . ", "a . . b", ".hidden", "manifest.json/..",
+              "." * 300, "😀" * 100 + " .", "CON", "bulk_transcribe_x"]
+    titles += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 120))) for _ in range(2000)]
+    for title in titles:
+        once = clean(title)
+        assert clean(once) == once, (title, once)
+        assert is_safe(once), (title, once)

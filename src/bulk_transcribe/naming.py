@@ -39,7 +39,9 @@ def clean(title: str) -> str:
     text = unicodedata.normalize("NFKC", title)
     text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     text = re.sub(r'[\\/:*?"<>|\x00]+', " ", text)
-    text = re.sub(r"\s+", " ", text).strip().strip(".").strip()
+    # Dots and spaces go from both ends together (".. .. x" must become "x", not ".. x"): a name never starts
+    # hidden or ends in a way some file systems drop, and cleaning a clean name changes nothing.
+    text = re.sub(r"\s+", " ", text).strip(" .")
     text = cut_bytes(text[:MAX_NAME_LENGTH], MAX_NAME_BYTES).rstrip(" .")
     if is_reserved(text):
         text = "video"
