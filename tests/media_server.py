@@ -24,6 +24,9 @@ Routes (besides plain files under the served folder):
                           with `sign=1` its <video> plays /signed/<token>/<file> instead, a fresh token per page
   /signed/<token>/<file>  the file while its token is valid, else 403 (how a site's signed media URL expires:
                           `expire_signed()` voids every token issued so far)
+  /gate/<route>           HTTP 500 while <route> is in `closed`, else exactly what /<route> answers (a site that is
+                          down for one run and back for the next)
+  /redirect/<route>       a 302 to /<route>
 Every request is counted per path, so tests can assert how hard a client hit the server; the trickling routes
 also record how many body bytes each request got before the client hung up (`sent`).
 """
@@ -72,6 +75,8 @@ class MediaServer:
         """Tokens up to this number answer 403 (expired)."""
         self.auth = ("User", "PassWord")
         """The only credentials /auth/ accepts."""
+        self.closed: set[str] = set()
+        """Routes /gate/<route> answers 500 for."""
         self.hits: Counter[str] = Counter()
         self.sent: dict[str, list[int]] = {}
         """Body bytes each request to a trickling route got before the client hung up (or the body ended)."""
@@ -244,6 +249,17 @@ def _make_handler(server: MediaServer):
                 return self._file(rest, head)
             if prefix == "page":
                 return self._video_page(rest, head)
+            if prefix == "gate":
+                if rest in server.closed:
+                    return self._plain(500, b"down for now\n")
+                self.path = "/" + rest + ("?" + self.path.partition("?")[2] if "?" in self.path else "")
+                return self._route(head)
+            if prefix == "redirect":
+                self.send_response(302)
+                self.send_header("Location", "/" + rest + ("?" + self.path.partition("?")[2] if "?" in self.path else ""))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             if prefix == "signed":
                 token, _, name = rest.partition("/")
                 with server._lock:

@@ -572,7 +572,7 @@ def test_stream_dedupes_the_first_copy_that_arrives_and_keeps_items_of_an_input_
     listing = tmp_path / "more.txt"
     listing.write_text(f"{speech_clips['train'].path}\n\n# note\n{tmp_path / 'gone.mp3'}\n")
     inputs = [slow_page, media_server.url("feed.rss"), direct, slow_page, "  "]
-    with InputStream(inputs, [listing], options=FAST) as stream:
+    with InputStream(inputs + read_list_file(listing), options=FAST) as stream:
         # Blank lines are not inputs, the list's lines are counted up front, and the page given twice is one
         # input: it is requested once.
         assert stream.total == 5

@@ -135,8 +135,13 @@ def test_folders_are_unique_and_safe_even_for_colliding_titles(tmp_path, store):
         assert "/" not in f and "\\" not in f and f not in ("", ".", "..", "audio")
     # The same names naming.safe_name gives when called one by one (the store only makes it linear).
     assert [r.folder for r in records] == _expected([i.title for i in items])
-    # Re-registering keeps a video's folder even though the title changed.
-    assert row(store, item("t0").video_id).folder == records[0].folder
+    # A video not done yet takes the title the site gives now, and a folder of that name (a failed resolution
+    # named it after its URL); a done one keeps its folder whatever its title becomes.
+    assert (row(store, item("t0").video_id).title, row(store, item("t0").video_id).folder) == \
+        ("a/b renamed", "a b renamed")
+    store.apply_event(ev(item("t1"), EventKind.DONE, 2000, outputs={"txt": "a b (2)/transcript.txt"}))
+    store.register_videos(run, [item("t1", title="Another title")])
+    assert row(store, item("t1").video_id).folder == records[1].folder
 
 
 def _expected(titles: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from urllib.parse import unquote, urlsplit
 
 from .errors import one_line
 
@@ -69,6 +70,19 @@ def video_id_for(source: str) -> str:
     return hashlib.sha1(source.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
+def default_title(source: str, kind: "SourceKind | str") -> str:
+    """A title before the site gives one: a URL's file name (decoded, its query and fragment left out) or host, a
+    file's name."""
+    if SourceKind(kind) == SourceKind.URL:
+        try:
+            parts = urlsplit(source)
+            name = unquote(parts.path).rstrip("/").rsplit("/", 1)[-1]
+            return name or parts.hostname or source
+        except ValueError:  # a malformed URL (its row says so): named as given
+            return source
+    return source.rstrip("/").rsplit("/", 1)[-1] or source
+
+
 @dataclass
 class VideoItem:
     """One video to transcribe, as resolved from the user's inputs.
@@ -93,12 +107,15 @@ class VideoItem:
     downloader uses it only while young (download.INFO_MAX_AGE_S) and re-extracts once when it fails."""
     request_url: str | None = field(default=None, compare=False, repr=False)
     """In memory only, never stored or shown: the URL to request when `source` masks a user:password (redact.py)."""
+    identity: str = ""
+    """What makes two items one video (media/urls.identity_of: a site's own id, or the media URL's canonical
+    spelling, or a file's path): a later item with the same identity is a duplicate, never transcribed again."""
 
     def __post_init__(self) -> None:
         if not self.video_id:
             self.video_id = video_id_for(self.source)
         if not self.title:
-            self.title = self.source.rstrip("/").rsplit("/", 1)[-1] or self.source
+            self.title = default_title(self.source, self.kind)
 
     @classmethod
     def failed(cls, source: str, kind: SourceKind, input: str, reason: str, **fields) -> "VideoItem":

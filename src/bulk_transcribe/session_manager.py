@@ -30,7 +30,7 @@ from .naming import is_safe, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 from .redact import config_record
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bump with a new entry in _MIGRATIONS; PRAGMA user_version records what a database holds."""
 
 BUSY_TIMEOUT_MS = 30_000
@@ -103,12 +103,18 @@ _MIGRATIONS: dict[int, str] = {
     UPDATE run_videos SET final_note = final_error, final_error = NULL
         WHERE final_status = 'done' AND final_error IS NOT NULL;
     """,
+    # Rows are found by the input line they came from (a line that resolves at last replaces its failed row).
+    4: """
+    CREATE INDEX videos_input ON videos(input);
+    ALTER TABLE videos ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+    CREATE INDEX videos_identity ON videos(identity);
+    """,
 }
 
 _VIDEO_COLUMNS = (
     "video_id position input source kind title duration_s status attempts error worker progress stage_progress "
     "folder outputs_json started_at finished_at elapsed_s speed_x transcribe_started_at current_text "
-    "downloaded_bytes download_speed run_id updated_at meta_json note"
+    "downloaded_bytes download_speed run_id updated_at meta_json note identity"
 ).split()
 
 
@@ -144,6 +150,7 @@ class VideoRecord:
     downloaded_bytes: int | None = None
     download_speed: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    identity: str = ""
 
     def to_item(self) -> VideoItem:
         """The VideoItem to schedule; a failed record keeps its error so it is not scheduled again in this run."""
@@ -156,6 +163,7 @@ class VideoRecord:
             video_id=self.video_id,
             error=self.error if self.status is VideoStatus.FAILED else None,
             meta=dict(self.meta),
+            identity=self.identity,
         )
 
 
@@ -409,19 +417,33 @@ class SessionStore:
         return {r.source: r.to_item() for r in self.videos()
                 if r.status == VideoStatus.DONE and r.kind == SourceKind.URL}
 
-    def unresolved_inputs(self) -> set[str]:
-        """Input lines a cancel left unresolved, each kept as a stand-in row (`meta` {"unresolved": true})."""
-        rows = self._conn().execute("SELECT input FROM videos WHERE meta_json = ?", (UNRESOLVED_META,))
-        return {r[0] for r in rows}
+    def ids_by_identity(self, identities: Iterable[str]) -> dict[str, str]:
+        """identity -> the video already known as it (a done one first): the same video given another way (a
+        tracking parameter, `localhost`, the page that embeds it) resumes that row instead of starting a second."""
+        wanted = [i for i in dict.fromkeys(identities) if i]
+        found: dict[str, str] = {}
+        conn = self._conn()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows = conn.execute(
+                f"SELECT identity, video_id FROM videos WHERE identity IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY status = 'done' DESC, rowid", chunk)
+            for row in rows:
+                found.setdefault(row["identity"], row["video_id"])
+        return found
 
-    def forget_unresolved(self, inputs: set[str]) -> int:
-        """Drop the stand-in rows of `inputs` once those lines resolve into their real videos; returns how many
-        went."""
-        if not inputs:
-            return 0
+    def forget_line_rows(self, line: str, keep: Iterable[str]) -> int:
+        """`line` resolved into its videos (`keep`): the rows that stood for the line itself go, everywhere (the
+        table, every run's history, the manifest): a stand-in a stop left, or a failure of the line before it
+        became videos (a feed that answered 500, a page that timed out). Videos that ran are never dropped.
+        Returns how many went."""
+        keep = set(keep)
         with self._write() as conn:
-            ids = [r[0] for r in conn.execute("SELECT video_id, input FROM videos WHERE meta_json = ?",
-                                              (UNRESOLVED_META,)) if r[1] in inputs]
+            ids = [r["video_id"] for r in conn.execute(
+                "SELECT video_id, meta_json, status, attempts, outputs_json FROM videos WHERE input = ?", (line,))
+                if r["video_id"] not in keep and (
+                    r["meta_json"] == UNRESOLVED_META
+                    or (r["status"] == VideoStatus.FAILED.value and r["attempts"] == 0 and r["outputs_json"] == "{}"))]
             for video_id in ids:
                 conn.execute("DELETE FROM run_videos WHERE video_id = ?", (video_id,))
                 conn.execute("DELETE FROM videos WHERE video_id = ?", (video_id,))
@@ -462,16 +484,19 @@ class SessionStore:
                 if existing is not None and item.meta:  # the site's latest word (a renamed playlist, say)
                     conn.execute("UPDATE videos SET meta_json = ? WHERE video_id = ?",
                                  (json.dumps(item.meta, sort_keys=True), item.video_id))
+                if existing is not None and item.identity and existing["identity"] != item.identity:
+                    conn.execute("UPDATE videos SET identity = ? WHERE video_id = ?", (item.identity, item.video_id))
                 if existing is None:
                     folder = folders.claim(item.title)
                     conn.execute(
                         "INSERT INTO videos (video_id, position, input, source, kind, title, duration_s, status, "
-                        "error, folder, finished_at, run_id, updated_at, meta_json) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "error, folder, finished_at, run_id, updated_at, meta_json, identity) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             item.video_id, position, item.input, item.source, SourceKind(item.kind).value,
                             item.title, item.duration_s, status.value, item.error, folder,
                             now if failed else None, run_id, now, json.dumps(item.meta or {}, sort_keys=True),
+                            item.identity,
                         ),
                     )
                 elif existing["status"] == VideoStatus.DONE.value:
@@ -481,11 +506,14 @@ class SessionStore:
                     )
                 else:
                     # A new run starts this video afresh: timings and attempts of the earlier run do not apply.
-                    if not is_safe(existing["folder"]):
-                        # Named by an older version (a title such as `manifest.json`, or too long in bytes):
-                        # that name failed once and would fail on every rerun, so the video gets a safe one.
-                        conn.execute("UPDATE videos SET folder = ? WHERE video_id = ?",
-                                     (folders.claim(item.title), item.video_id))
+                    renamed = item.title != existing["title"] and safe_name(item.title) != existing["folder"]
+                    if renamed or not is_safe(existing["folder"]):
+                        # Not done yet, so nothing is written under its old name: it takes the title the site
+                        # gives now (a failed resolution named it after its URL), or, named by an older version
+                        # unsafely (a title such as `manifest.json`), a name that cannot fail on every rerun.
+                        folders.release(existing["folder"])
+                        conn.execute("UPDATE videos SET folder = ?, title = ? WHERE video_id = ?",
+                                     (folders.claim(item.title), item.title, item.video_id))
                     conn.execute(
                         "UPDATE videos SET position = ?, input = ?, duration_s = COALESCE(?, duration_s), "
                         "status = ?, attempts = 0, error = ?, note = NULL, worker = '', progress = 0, stage_progress = 0, "
@@ -617,6 +645,10 @@ class _FolderNames:
         self._taken = {t.lower() for t in taken}
         self._next: dict[str, int] = {}
 
+    def release(self, folder: str) -> None:
+        """`folder` is free again (its video takes another name)."""
+        self._taken.discard(folder.lower())
+
     def claim(self, title: str) -> str:
         base = safe_name(title)
         n = self._next.get(base.lower(), 1)
@@ -639,6 +671,6 @@ def _record(row: sqlite3.Row) -> VideoRecord:
         updated_at=row["updated_at"], stage_progress=row["stage_progress"],
         transcribe_started_at=row["transcribe_started_at"], current_text=row["current_text"],
         downloaded_bytes=row["downloaded_bytes"], download_speed=row["download_speed"],
-        meta=json.loads(row["meta_json"] or "{}"),
+        meta=json.loads(row["meta_json"] or "{}"), identity=row["identity"] or "",
     )
 

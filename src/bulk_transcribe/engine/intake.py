@@ -6,12 +6,12 @@ The driver asks `take()`; whatever front end started the run sees the same rows 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Sequence
 
 from ..outputs.backfill import BackfillResult, repair_unsafe_folders, write_missing_outputs
 from ..config import RunConfig
-from ..media.urls import kind_of
+from ..media.urls import identity_of, kind_of
 from ..inputs.archive import SKIPPED_NOTE, DownloadArchive
 from ..models import EventKind, ProgressEvent, VideoItem, VideoStatus
 from ..session_manager import SessionStore, VideoRecord
@@ -66,10 +66,10 @@ class StoreIntake:
         self.tally = IntakeTally()
         self._inputs: tuple[int, int] | None = None
         self._duplicates = 0
-        self._stand_ins = store.unresolved_inputs()  # lines an earlier cancel left unresolved
+        self._forgotten: set[str] = set()  # lines whose old rows were already replaced in this run
 
     def take(self, timeout: float = 0.0) -> list[VideoItem]:
-        items = self.stream.take(timeout)
+        items = self._as_known(self.stream.take(timeout))
         self._report_inputs()
         if not items:
             return []
@@ -85,7 +85,7 @@ class StoreIntake:
         self.stream.close()
         self._report_inputs()
         stand_ins = [_unresolved_item(line) for line in pending]
-        records = self._skip_archived(self.admit(resolved + stand_ins))
+        records = self._skip_archived(self.admit(self._as_known(resolved) + stand_ins))
         waiting = {item.video_id for item in stand_ins}
         return [(r.video_id, "cancelled before its input was resolved" if r.video_id in waiting
                  else "cancelled before it started") for r in records if r.status == VideoStatus.QUEUED]
@@ -107,11 +107,16 @@ class StoreIntake:
         """Register `items` in the store and the tracker (the table shows them from now on)."""
         if not items:
             return []
-        # A line a cancelled run left unresolved had a stand-in row; its real videos take its place now.
-        resolved_now = {i.input for i in items if i.meta != UNRESOLVED} & self._stand_ins
-        if resolved_now:
-            self.store.forget_unresolved(resolved_now)
-            self._stand_ins -= resolved_now
+        # A line that has become videos replaces the rows that stood for the line itself (a stand-in a stop left,
+        # or its failure in an earlier run), so the table and the manifest count each input once.
+        by_line: dict[str, list[str]] = {}
+        for item in items:
+            if item.error is None and item.meta != UNRESOLVED:
+                by_line.setdefault(item.input, []).append(item.video_id)
+        for line, ids in by_line.items():
+            if line not in self._forgotten:
+                self.store.forget_line_rows(line, ids)
+                self._forgotten.add(line)
         records = self.store.register_videos(self.run_id, list(items))
         # Before outputs are written: an old unsafe folder name may sit where one belongs.
         repair_unsafe_folders(self.config, self.store, records)
@@ -123,6 +128,22 @@ class StoreIntake:
         self.tally.done_before += sum(1 for r in records if r.status == VideoStatus.DONE)
         self.recorder.add_videos(records)
         return records
+
+    def _as_known(self, items: Sequence[VideoItem]) -> list[VideoItem]:
+        """Each item under the id of the video the store already knows as the same one (its identity), so a
+        video given again another way resumes its row (done stays done) instead of being transcribed twice."""
+        if not items:
+            return []
+        items = [i if i.identity else replace(i, identity=identity_of(i.source, i.kind, i.meta)) for i in items]
+        known = self.store.ids_by_identity(i.identity for i in items if i.error is None)
+        out = []
+        for item in items:
+            video_id = known.get(item.identity) if item.error is None else None
+            if video_id and video_id != item.video_id:
+                item = replace(item, video_id=video_id)
+                self.folders.pop(video_id, None)
+            out.append(item)
+        return out
 
     def _add_backfill(self, more: BackfillResult) -> None:
         total = self.tally.backfill
@@ -150,7 +171,7 @@ class StoreIntake:
 
 
 UNRESOLVED = {"unresolved": True}
-"""The meta of a stand-in row for an input line never resolved (see SessionStore.forget_unresolved)."""
+"""The meta of a stand-in row for an input line never resolved (see SessionStore.forget_line_rows)."""
 
 
 def _unresolved_item(line: str) -> VideoItem:

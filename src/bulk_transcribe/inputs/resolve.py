@@ -25,8 +25,18 @@ from ..media.download import (
     ytdlp_params,
 )
 from ..media.guard import DeadlineExceeded, GuardedYDL
-from ..media.urls import clean_url, direct_media_meta, direct_media_title, is_direct_media_url, web_url_problem, \
-    scheme_of
+from ..media.urls import (
+    GENERIC_EXTRACTORS,
+    WEB_SCHEMES,
+    canonical_url,
+    clean_url,
+    direct_media_meta,
+    direct_media_title,
+    identity_of,
+    is_direct_media_url,
+    scheme_of,
+    web_url_problem,
+)
 from ..models import SourceKind, VideoItem
 
 
@@ -176,9 +186,11 @@ def _items_from_info(info: dict[str, Any], url: str, text: str,
     entries = info.get("entries")
     if entries is None:
         problem = live_problem(info)
+        meta = video_meta(info)
         # The page was extracted in full: its download starts from this info instead of a second page request.
-        return [VideoItem(url, SourceKind.URL, text, title=_title(info), duration_s=_duration(info),
-                          meta=video_meta(info), error=problem, info=None if problem else cacheable_info(info))]
+        return [VideoItem(url, SourceKind.URL, text, title=_title(info), duration_s=_duration(info), meta=meta,
+                          error=problem, info=None if problem else cacheable_info(info),
+                          identity=_page_identity(info, url, meta))]
     items = []
     for index, entry in enumerate(entries, 1):
         if not entry:
@@ -198,6 +210,16 @@ def _items_from_info(info: dict[str, Any], url: str, text: str,
     if not items:
         return [VideoItem.failed(url, SourceKind.URL, text, f"playlist is empty: {url}")]
     return items
+
+
+def _page_identity(info: dict[str, Any], url: str, meta: dict[str, Any]) -> str:
+    """A page yt-dlp knows only generically (a <video> tag) is the media it plays: two pages embedding one file,
+    or the file given directly, are one video. A known site's video is its own id."""
+    formats = info.get("formats") or []
+    media = info.get("url") or (formats[0].get("url") if len(formats) == 1 else None)
+    if str(meta.get("extractor_key", "")).lower() in GENERIC_EXTRACTORS and media and scheme_of(media) in WEB_SCHEMES:
+        return canonical_url(media)
+    return identity_of(url, SourceKind.URL, meta)
 
 
 LIVE_REASONS = {

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from ..config import DownloadOptions
 from ..media.download import Failure
-from ..media.urls import clean_url, host_key, scheme_of
+from ..media.urls import canonical_url, clean_url, host_key, identity_of, scheme_of
 from ..models import SourceKind, VideoItem
 from ..redact import redact_text
 from .local import local_items
@@ -143,7 +143,7 @@ class InputStream:
         """`known`: videos already done in this OUT, by source URL: a line naming one of them resolves to it with
         no request (a rerun resumes at once, without fetching every finished page again)."""
         self.options = options
-        self._known = known or {}
+        self._known = {canonical_url(source): item for source, item in (known or {}).items()}
         self.concurrency = max(1, concurrency)
         self.ordered = ordered
         self.duplicates: list[str] = []
@@ -176,14 +176,14 @@ class InputStream:
         for line in lines:
             job = _job(len(jobs), line)
             if job.host is not None:
-                url = clean_url(job.text)
-                done = self._known.get(redact_text(url))
+                url = canonical_url(job.text)  # `?utm_source=…`, `#t=1`, a reordered query: one page
+                done = self._known.get(canonical_url(redact_text(url)))
                 if done is not None and url not in urls:
                     urls.add(url)
                     jobs.append(_Job(job.index, job.text, ready=[replace(done, input=job.text)]))
                     continue
                 if url in urls:
-                    shown = redact_text(url)
+                    shown = redact_text(clean_url(job.text))
                     if shown not in self.duplicates:
                         self.duplicates.append(shown)
                         self._reported.add(shown)
@@ -362,13 +362,18 @@ class InputStream:
             self._cond.notify_all()
 
     def _admit(self, items: list[VideoItem]) -> None:
+        """Hand out each video once: a later item that is the same video (identity_of: the site's id, or the
+        media URL however it was spelt or reached) is listed as a duplicate and never run."""
         for item in items:
-            if item.source in self._seen:
+            if not item.identity:
+                item = replace(item, identity=identity_of(item.source, item.kind, item.meta))
+            key = item.identity if item.error is None else item.source  # failures stay one row per line
+            if key in self._seen:
                 if item.source not in self._reported:
                     self._reported.add(item.source)
                     self.duplicates.append(item.source)
                 continue
-            self._seen.add(item.source)
+            self._seen.add(key)
             self._ready.append(item)
 
     def _all_resolved(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from yt_dlp.utils import unsmuggle_url
 
@@ -97,6 +97,52 @@ def clean_url(url: str) -> str:
     parts = urlsplit(url)
     userinfo, at, host = parts.netloc.rpartition("@")
     return parts._replace(scheme=parts.scheme.lower(), netloc=userinfo + at + host.lower()).geturl()
+
+
+TRACKING_PARAMS = frozenset({
+    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "mc_cid", "mc_eid", "igshid", "yclid", "_ga", "_gl",
+})
+"""Query parameters that say who shared a link, never which resource it is (with every utm_*)."""
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+
+
+def canonical_url(url: str) -> str:
+    """One spelling per resource, to tell duplicates apart (never what is requested): scheme and host lower-case,
+    this machine's names as one, default ports, the fragment and tracking parameters dropped, the query sorted.
+    `c.mp4`, `c.mp4#t=1`, `c.mp4?utm_source=x` and `C.MP4` on `localhost` or `127.0.0.1` are one resource."""
+    try:
+        parts = urlsplit(clean_url(url))
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:  # a malformed URL is only ever equal to itself
+        return url
+    if host in _LOOPBACK:
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    if port and (parts.scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    userinfo = parts.netloc.rpartition("@")[0]
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                   if k.lower() not in TRACKING_PARAMS and not k.lower().startswith("utm_"))
+    return urlunsplit((parts.scheme, f"{userinfo}@{host}" if userinfo else host, parts.path or "/",
+                       urlencode(query), ""))
+
+
+GENERIC_EXTRACTORS = frozenset({"generic", "html5mediaembed"})
+"""yt-dlp's extractors for sites it does not know: their ids come from a page's or file's name, so they tell
+nothing apart (a.mp3 and dir2/a.mp3 are both `generic a`)."""
+
+
+def identity_of(source: str, kind: SourceKind | str, meta: dict | None = None) -> str:
+    """What makes two items one video: a file's path; a site's own id (yt-dlp's extractor and id, as its archive
+    records it) when the site is known; else the media URL's canonical spelling."""
+    if SourceKind(kind) != SourceKind.URL:
+        return source
+    extractor, video = (meta or {}).get("extractor_key"), (meta or {}).get("id")
+    if extractor and video not in (None, "") and str(extractor).lower() not in GENERIC_EXTRACTORS:
+        return f"{str(extractor).lower()} {video}"
+    return canonical_url(source)
 
 
 def host_key(url: str) -> str:
