@@ -125,6 +125,25 @@ def test_parallel_sigterm_to_the_group_stops_in_order_and_leaves_no_process(tmp_
     assert not alive, [(p.pid, p.name()) for p in alive]
 
 
+def test_no_ray_process_outlives_a_killed_driver(tmp_path, inputs):
+    """SIGKILL of the CLI mid-run (no cleanup can run): Ray's agents (which the raylet starts and which do not
+    share its fate) are ended too, by the reaper that watches the driver."""
+    out = tmp_path / "out"
+    proc = _start(["run", str(inputs), "--out", str(out), "--cpu-threads", "1", "--parallel", "--workers", "1"])
+    _wait_for(proc, lambda: _transcribing(out / STATE_DB_NAME), "a video was transcribing on Ray")
+    family = [p for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert any("DashboardAgent" in p.name() or "Agent" in " ".join(p.cmdline()) for p in family), \
+        [p.name() for p in family]
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    alive = family
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.5)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+
 def test_second_signal_exits_at_once_and_the_run_shows_as_stopped(tmp_path, inputs):
     out = tmp_path / "out"
     proc = _start(["run", str(inputs), "--out", str(out), "--cpu-threads", "1"])
@@ -168,14 +187,44 @@ def test_safe_stream_goes_quiet_after_a_broken_pipe():
     assert stream.write("more") == 4  # dropped, never raised
 
 
-def test_graceful_stop_handler_sets_then_exits(monkeypatch):
+def _until(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_graceful_stop_handler_sets_then_exits():
     exits: list[int] = []
     seen: list[str] = []
     with GracefulStop(on_first=seen.append, exit_now=exits.append) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)
-        assert stop.requested and seen == ["SIGTERM"] and exits == []
+        assert _until(lambda: stop.requested and seen == ["SIGTERM"]) and exits == []
         os.kill(os.getpid(), signal.SIGHUP)
-        time.sleep(0.05)
-        assert exits == [130]
+        assert _until(lambda: exits == [130])
     assert signal.getsignal(signal.SIGTERM) is not stop._handle  # handlers restored
+
+
+def test_signals_in_a_burst_while_the_main_thread_holds_locks_never_deadlock():
+    """The deadlock seen in use: a repeated signal landing inside the first one's handler (and the main thread
+    busy with a lock of its own). Whatever the timing, the first is a stop request and the second an exit."""
+    import threading
+
+    for burst in range(1, 4):
+        exits: list[int] = []
+        with GracefulStop(exit_now=exits.append) as stop:
+            busy = threading.Condition()
+            with busy:  # the main thread holds a lock when the signals land
+                for _ in range(burst):
+                    os.kill(os.getpid(), signal.SIGINT)
+                busy.wait(0.2)
+            assert _until(lambda: stop.requested), burst
+            assert _until(lambda: exits == ([130] if burst >= 2 else [])) and len(exits) <= 1, (burst, exits)
+
+
+def test_a_first_signal_during_start_up_abandons_it():
+    with GracefulStop(raise_first=True, exit_now=lambda code: None) as stop:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        assert _until(lambda: stop.requested)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 from .. import layout
 from ..config import available_cpus
 from .preflight import ray_address_problem
+from .reaper import start_reaper
 
 NAMESPACE = "bulk_transcribe"
 """The Ray namespace that holds every run's named actors."""
@@ -103,7 +104,8 @@ def _daemons_in_own_session() -> Iterator[None]:
     foreground process group, and Ray's daemons are in it by default: they died under the run (every video failing
     with "Ray shut down under the run", or a 60 s hang on "Failed to connect to GCS") before this driver could stop
     in order. Outside that group only the driver hears those signals; it cancels the run and stops Ray itself.
-    Fate-sharing is kept: the daemons still die with this process (PR_SET_PDEATHSIG), so nothing is orphaned.
+    Fate-sharing is kept: the daemons still die with this process (PR_SET_PDEATHSIG), and what they start (the
+    raylet's agents, which do not) is ended by reaper.py however this process ends.
 
     Ray offers no option for this; on Windows it does the same (CREATE_NEW_PROCESS_GROUP) for the same reason. The
     hook is its own Popen subclass, patched only while ray.init runs, and only where the kernel fate-shares (else
@@ -205,6 +207,7 @@ def connect(
         if log_file is not None:
             _send_ray_logs_to(log_file)
         if address is None:
+            start_reaper()  # before the daemons: a kill during Ray's own start is covered too
             with _daemons_in_own_session():
                 context = ray.init(
                     # A bare ray.init() joins RAY_ADDRESS or a `ray start` cluster on this machine (and then
