@@ -19,35 +19,12 @@ from ..folder_lock import FolderBusy
 from .args import build_parser, config_from_args
 from .live import RichProgress, live_view, nothing_to_do, print_summary, ray_log_file
 from .report import backfill_line, render_table
-from .signals import GracefulStop, SafeStream
+from .signals import GracefulStop, SafeStream, exit_on_signal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from ..runs import run_batch
-
-    if "%(" in str(args.out):  # yt-dlp's -o is the template; here it is the folder
-        stderr.write(f"bulk-transcribe: error: --out/-o is the output folder here; {str(args.out)!r} looks like a "
-                     "yt-dlp output template: pass it as --output-template\n")
-        return EXIT_USAGE
-    try:
-        config = config_from_args(args).with_env_overrides()
-    except ValueError as exc:
-        stderr.write(f"bulk-transcribe: error: {exc}\n")
-        return EXIT_USAGE
-    if not config.inputs:
-        stderr.write("bulk-transcribe: error: give at least one INPUT or -a/--batch-file "
-                     "(a batch file with no inputs counts as none)\n")
-        return EXIT_USAGE
-
-    from ..media.model_check import check_model
-
-    problem = check_model(config.transcribe)  # before Ray or the store: a bad model fails no video
-    if problem:
-        stderr.write(f"bulk-transcribe: error: {problem}\n")
-        return EXIT_USAGE
-
+def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: BinaryIO) -> int:
     live = None
 
     def on_stop(name: str) -> None:
@@ -59,8 +36,9 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             stderr.write(message + "\n")
             stderr.flush()
 
-    # Signals are ours from here on: before the batch runs, the first one abandons the start (nothing has been
-    # processed); once it runs, the first one is a graceful stop and the second exits at once.
+    # Signals are ours from the first moment (reading lists, checking the model and starting Ray take seconds):
+    # before the batch runs, the first one abandons the start (nothing has been processed); once it runs, the first
+    # one is a graceful stop and the second exits at once.
     def exit_now(code: int) -> None:
         if isinstance(live, RichProgress):
             live.console.show_cursor(True)  # rich hid it for the bars; os._exit skips rich's own cleanup
@@ -68,12 +46,15 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     with GracefulStop(on_first=on_stop, raise_first=True, exit_now=exit_now) as stop:
         try:
-            prepared = _start_up(config, args, stdout, stderr)
+            prepared = _start_up(args, stdout, stderr, stdin)
         except KeyboardInterrupt:
             stderr.write("bulk-transcribe: stopped before any video started; nothing was lost\n")
             return EXIT_INTERRUPTED
         if isinstance(prepared, int):
             return prepared
+        config = prepared.config
+        from ..runs import run_batch  # imported by the start-up already
+
         stop.raise_first = False
         if stop.requested:  # a signal landed between the start-up and here: nothing ran, the run is cancelled
             prepared.store.finish_run(prepared.run_id, "cancelled")
@@ -110,15 +91,48 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if not settled:
             stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
         stdout.flush()
+        if getattr(args, "owns_ray", False):
+            # Stopped here, while a signal is still a graceful stop: left to Ray's own exit hook, a signal landing
+            # in its shutdown found the default handler and ended the CLI with a traceback.
+            from ..parallel.cluster import shutdown
+
+            shutdown()
     if stop.requested:
         return EXIT_INTERRUPTED
     return result.exit_code
 
 
-def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stderr: TextIO):
-    """Join Ray (parallel), take OUT and register the run: the PreparedBatch, or an exit code after an error."""
+def _start_up(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: BinaryIO):
+    """Read the input lists, check the options and the model, join Ray (parallel), take OUT and register the run:
+    the PreparedBatch, or an exit code after an error (said in one line)."""
+    from ..inputs.lists import read_batch_files
     from ..runs import join_cluster, prepare_batch
 
+    try:  # read once, up front: pipes, FIFOs and /dev/stdin cannot be read a second time
+        args.inputs = [*args.inputs, *read_batch_files(args.input_file, stdin)]
+    except ValueError as exc:
+        stderr.write(f"bulk-transcribe: error: {exc}\n")
+        return EXIT_USAGE
+    if "%(" in str(args.out):  # yt-dlp's -o is the template; here it is the folder
+        stderr.write(f"bulk-transcribe: error: --out/-o is the output folder here; {str(args.out)!r} looks like a "
+                     "yt-dlp output template: pass it as --output-template\n")
+        return EXIT_USAGE
+    try:
+        config = config_from_args(args).with_env_overrides()
+    except ValueError as exc:
+        stderr.write(f"bulk-transcribe: error: {exc}\n")
+        return EXIT_USAGE
+    if not config.inputs:
+        stderr.write("bulk-transcribe: error: give at least one INPUT or -a/--batch-file "
+                     "(a batch file with no inputs counts as none)\n")
+        return EXIT_USAGE
+
+    from ..media.model_check import check_model
+
+    problem = check_model(config.transcribe)  # before Ray or the store: a bad model fails no video
+    if problem:
+        stderr.write(f"bulk-transcribe: error: {problem}\n")
+        return EXIT_USAGE
     try:
         # Ray's own log lines (token warnings, start-up INFO) go to OUT/logs/ray.log and worker output stays in
         # Ray's session logs unless --verbose: they tore through the progress bars.
@@ -127,7 +141,9 @@ def _start_up(config: RunConfig, args: argparse.Namespace, stdout: TextIO, stder
         if config.parallel and not config.ray_address:
             stdout.write("Starting an embedded local Ray…\n")
             stdout.flush()
+        was_connected = "ray" in sys.modules and sys.modules["ray"].is_initialized()
         info = join_cluster(config, log_file=log_file)
+        args.owns_ray = info is not None and not was_connected
     except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
         where = config.ray_address or "an embedded local Ray"
         stderr.write(f"bulk-transcribe: error: cannot start or reach {where}: {' '.join(str(exc).split())}\n"
@@ -204,12 +220,10 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
     if args.command == "run":
-        from ..inputs.lists import read_batch_files
-
-        try:  # read once, up front: pipes, FIFOs and /dev/stdin cannot be read a second time
-            args.inputs = [*args.inputs, *read_batch_files(args.input_file, stdin or sys.stdin.buffer)]
-        except ValueError as exc:
-            stderr.write(f"bulk-transcribe: error: {exc}\n")
-            return EXIT_USAGE
-        return cmd_run(args, stdout, stderr)
+        if argv is None:
+            # The program itself (not a caller in this process): whenever the graceful stop is not listening (before
+            # it starts, and in the interpreter's teardown after it, Ray's exit hook among it), a stop signal exits
+            # at once, quietly. GracefulStop restores this when it is done.
+            exit_on_signal(EXIT_INTERRUPTED)
+        return cmd_run(args, stdout, stderr, stdin or sys.stdin.buffer)
     return cmd_status(args, stdout, stderr)

@@ -106,6 +106,14 @@ class GracefulStop:
         self._pipe = None
 
 
+def exit_on_signal(code: int) -> None:
+    """From here to the end of the process, a stop signal exits at once with `code`: what is left is the
+    interpreter's own teardown (Ray's exit hook among it), and a signal landing there found the default handler and
+    printed a traceback. The handler only calls os._exit: no lock, nothing to interrupt."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: os._exit(code))
+
+
 class SafeStream:
     """A text stream that goes quiet, instead of raising, once its reader is gone.
 
