@@ -274,3 +274,64 @@ def test_embedded_ray_dashboard_listens_on_loopback_only():
         except subprocess.TimeoutExpired:
             probe.kill()
             probe.wait()
+
+
+def test_only_http_and_https_are_ever_requested_and_link_local_is_refused(run_cli, tmp_path, media_dir,
+                                                                         media_server):
+    """A feed whose enclosures are ftp:// and a cloud metadata address: those entries fail with one line naming
+    the link, nothing connects to the FTP server (a real listener counts), no request leaves for 169.254.x, and the
+    feed's good entry is done."""
+    import json
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.settimeout(0.2)
+    connections = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            connections.append(conn)
+            conn.sendall(b"220 ready\r\n")
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    good = media_server.url("weather.mp3")
+    feed = media_dir / "schemes.rss"
+    entries = [("By FTP", f"ftp://127.0.0.1:{port}/a.mp3"), ("Metadata", "http://169.254.169.254/latest/a.mp3"),
+               ("Fine", good)]
+    feed.write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>Schemes</title>' + "".join(
+        f'<item><title>{t}</title><enclosure url="{u}" type="audio/mpeg"/><guid>{t}</guid></item>'
+        for t, u in entries) + "</channel></rss>")
+    out = tmp_path / "out"
+    try:
+        code, stdout, stderr = run_cli("run", media_server.url("schemes.rss"), "--out", str(out), "--formats",
+                                       "txt", "--cpu-threads", "2", "-q")
+    finally:
+        stop.set()
+        listener.close()
+    videos = {v["title"]: v for v in json.loads((out / "manifest.json").read_text())["videos"]}
+    assert code == 1 and videos["Fine"]["status"] == "done", stdout + stderr
+    assert videos["By FTP"]["error"] == f"unsupported URL scheme ftp:// (use http or https): ftp://127.0.0.1:{port}/a.mp3"
+    assert videos["Metadata"]["error"].startswith("refused a link-local address (169.254.169.254")
+    assert "BULK_TRANSCRIBE_ALLOW_LINK_LOCAL" in videos["Metadata"]["error"]
+    assert connections == []
+
+
+def test_the_request_policy_itself(monkeypatch):
+    from bulk_transcribe.media.guard import ALLOW_LINK_LOCAL_ENV, request_problem
+
+    assert request_problem("http://127.0.0.1:9/a.mp3") is None and request_problem("https://[::1]/x") is None
+    assert request_problem("ftp://example.invalid/a").startswith("refused a link that is not http or https")
+    assert request_problem("file:///etc/passwd").startswith("refused a link that is not http or https")
+    assert request_problem("http://169.254.169.254/").startswith("refused a link-local address")
+    assert request_problem("http://[fe80::1]/").startswith("refused a link-local address")
+    monkeypatch.setenv(ALLOW_LINK_LOCAL_ENV, "1")  # the operator's choice, never the default
+    assert request_problem("http://169.254.169.254/") is None

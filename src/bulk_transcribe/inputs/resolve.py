@@ -205,8 +205,10 @@ def _items_from_info(info: dict[str, Any], url: str, text: str,
         meta = video_meta(entry, playlist=info, index=index)
         if "id" not in meta and is_direct_media_url(source):  # a feed's enclosure: the id yt-dlp would give it
             meta = {**meta, **direct_media_meta(source)}
+        # A feed may list an ftp:// (or any other) enclosure: only http and https are ever requested.
+        problem = web_url_problem(source) if scheme_of(source) else None
         items.append(VideoItem(source, SourceKind.URL, text, title=_title(entry), duration_s=_duration(entry),
-                               meta=meta, error=live_problem(entry)))
+                               meta=meta, error=problem or live_problem(entry)))
     if not items:
         return [VideoItem.failed(url, SourceKind.URL, text, f"playlist is empty: {url}")]
     return items

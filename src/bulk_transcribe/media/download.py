@@ -36,7 +36,7 @@ from ..config import DownloadOptions
 from ..models import SourceKind, VideoItem
 from ..redact import redact_text, reveal
 from .urls import host_key, is_direct_media_url
-from .guard import DeadlineExceeded, GuardedYDL, PageTooLarge, Stalled, TransferGuard
+from .guard import DeadlineExceeded, GuardedYDL, PageTooLarge, Refused, Stalled, TransferGuard
 
 ProgressCallback = Callable[[int, "int | None", "float | None"], None]
 
@@ -169,6 +169,9 @@ def guard_failure(exc: BaseException, url: str, *, resolving: bool, timeout_s: f
         return Failure(page_too_large_message(exc, url), False, bad_input=True)
     if isinstance(exc, DeadlineExceeded):
         return Failure(f"resolution timed out after {_seconds(timeout_s)} s: {url}", False)
+    refused = next((e for e in _causes(exc) if isinstance(e, Refused)), None)  # yt-dlp may wrap it
+    if refused is not None:
+        return Failure(f"{refused.reason}: {url}", False, bad_input=True)
     return None
 def cacheable_info(info: dict[str, Any]) -> dict[str, Any] | None:
     """What a VideoItem keeps of one video's extracted info so its download needs no second page request: plain

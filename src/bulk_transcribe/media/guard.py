@@ -18,6 +18,8 @@ The hook point is `YoutubeDL.urlopen`, through which both the extractors (pages,
 from __future__ import annotations
 
 import http.client
+import ipaddress
+import os
 import socket
 import threading
 import time
@@ -25,6 +27,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import urllib3
 import yt_dlp
@@ -40,6 +43,45 @@ _READ_ALL_CHUNK = 1 << 16
 
 FILL_S = 0.2
 """Longest a read waits to fill the block it was asked for once some bytes are in hand."""
+
+
+ALLOW_LINK_LOCAL_ENV = "BULK_TRANSCRIBE_ALLOW_LINK_LOCAL"
+"""Set to 1 to let requests reach link-local addresses (169.254.0.0/16, fe80::/10): refused by default, since that
+is where clouds serve their instance metadata and credentials, and no video lives there."""
+
+
+class Refused(Exception):
+    """A request the tool never makes, whoever asks (a feed's enclosure, a page's link, a redirect): a scheme other
+    than http/https, or a link-local address. Not retried; the reason names the link."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def request_problem(url: str) -> str | None:
+    """Why `url` must not be requested (None when it may): only http and https, and no link-local address unless
+    the operator allows it (ALLOW_LINK_LOCAL_ENV). A host name is looked up: a name that points at such an address
+    is refused as the address itself would be."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"refused a link that is not http or https ({parts.scheme.lower()}://{parts.hostname or ''})"
+    if os.environ.get(ALLOW_LINK_LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    host = parts.hostname or ""
+    try:
+        addresses = {ipaddress.ip_address(host)}
+    except ValueError:
+        try:
+            addresses = {ipaddress.ip_address(info[4][0].split("%")[0])
+                         for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        except (OSError, ValueError):
+            return None  # it cannot be looked up: the request itself will say so
+    for address in addresses:
+        if address.is_link_local:
+            return (f"refused a link-local address ({address}: where clouds serve instance metadata; set "
+                    f"{ALLOW_LINK_LOCAL_ENV}=1 to allow it)")
+    return None
 
 
 class Stalled(Exception):
@@ -94,9 +136,18 @@ class GuardedYDL(yt_dlp.YoutubeDL):
         super().__init__(params)
 
     def urlopen(self, req: Any) -> Response:
+        url = getattr(req, "url", None) or str(req)
+        problem = request_problem(url)
+        if problem:
+            raise Refused(problem)
         if self.guard.before_request is not None:
             self.guard.before_request()
         response = super().urlopen(req)
+        if response.url and response.url != url:
+            problem = request_problem(response.url)  # a redirect's target: its body is never read
+            if problem:
+                response.close()
+                raise Refused(f"{problem}, redirected to from {url}")
         if self.guard.after_response is not None:
             self.guard.after_response()
         return GuardedResponse(response, self.guard)
