@@ -263,8 +263,9 @@ def test_table_rows_cards_and_summary_follow_the_events():
     snap = tracker.snapshot()
     s = views.summary(snap)
     assert (s.done, s.failed, s.cancelled, s.in_progress, s.waiting, s.total) == (1, 1, 0, 1, 0, 3)
-    # Weighted by audio seconds: 10 s done + 15 of 30 s transcribing, over 60 s in all (not 1 of 3 videos).
-    assert s.progress == pytest.approx(25 / 60)
+    # Weighted by audio seconds: 10 s done + 15 of 30 s transcribing, over the 40 s that can still be done (the
+    # failed 20 s weigh nothing; not 1 of 3 videos either).
+    assert s.progress == pytest.approx(25 / 40)
     rows = {r["Title"]: r for r in views.status_rows(snap)}
     assert rows["Bad"]["Error"] == "HTTP Error 404: Not Found" and rows["Bad"]["Attempts"] == "2"
     assert rows["Bad"]["Progress"] is None  # a failed row keeps no bar
@@ -439,3 +440,23 @@ def test_a_model_that_cannot_be_had_is_refused_on_the_form(roots):
     assert not result.ok and result.config is None
     assert "Cannot load model" in result.errors[0] and "has no model.bin" in result.errors[0]
     assert "Error" not in result.errors[0] and "Traceback" not in result.errors[0]
+
+
+def test_retry_offers_only_what_a_retry_can_change():
+    """A missing file or a refused line fails for good: "Retry 2 failed" over those only started a run that ended
+    at once with the same errors. The button counts what may pass another time; the rest is said apart."""
+    from bulk_transcribe.dashboard.render import retry_label
+
+    tracker, items = _tracker({k: 10.0 for k in "abcd"})
+    ids = [v.video_id for v in items.values()]
+    tracker.apply(ProgressEvent(ids[0], EventKind.FAILED, error="HTTP 503 Service Unavailable: x", retryable=True))
+    tracker.apply(ProgressEvent(ids[1], EventKind.FAILED, error="file not found: /m/x.mp3", retryable=False))
+    tracker.apply(ProgressEvent(ids[2], EventKind.FAILED, error="not a media file", retryable=False))
+    tracker.apply(ProgressEvent(ids[3], EventKind.CANCELLED, error="cancelled"))
+    tracker.mark_finished()
+    s = views.summary(tracker.snapshot())
+    assert (s.failed, s.failed_for_good, s.retryable_failed) == (3, 2, 1)
+    assert retry_label(s, orphaned=False) == "Retry 1 failed and 1 cancelled"
+    only_bad, bad_items = _tracker({"x": 5.0})
+    only_bad.apply(ProgressEvent(next(iter(bad_items.values())).video_id, EventKind.FAILED, retryable=False))
+    assert retry_label(views.summary(only_bad.snapshot()), orphaned=False) is None

@@ -26,15 +26,17 @@ def test_the_store_holds_what_the_tracker_shows(tmp_path, clock):
         ProgressEvent(a, EventKind.TRANSCRIBE_STARTED, time=1001, duration_s=18.0),
         ProgressEvent(a, EventKind.DONE, time=1010, outputs={"txt": "v0/transcript.txt"}, duration_s=18.0),
         ProgressEvent(b, EventKind.RETRYING, time=1011, error="HTTP 500 Internal Server Error", attempt=1),
-        ProgressEvent(c, EventKind.FAILED, time=1012, error="file is empty"),
+        ProgressEvent(c, EventKind.FAILED, time=1012, error="file is empty", retryable=False),
     ])
     live = {v.video_id: v for v in ledger.snapshot().videos}
     stored = {v.video_id: v for v in store.snapshot(run_id).videos}
     for video_id in (a, b, c):
-        for field in ("status", "error", "attempts", "duration_s", "outputs", "started_at", "finished_at", "speed_x"):
+        for field in ("status", "error", "attempts", "duration_s", "outputs", "started_at", "finished_at", "speed_x",
+                      "elapsed_s", "retryable", "note"):
             assert getattr(stored[video_id], field) == getattr(live[video_id], field), (video_id, field)
     assert stored[a].status is VideoStatus.DONE and stored[a].duration_s == 18.0
     assert stored[b].status is VideoStatus.QUEUED and stored[b].attempts == 2
+    assert stored[c].retryable is False
 
 
 def test_progress_ticks_are_throttled_and_status_changes_never(tmp_path, clock):

@@ -70,7 +70,7 @@ def test_weighted_progress_speed_and_eta_follow_events(clock):
     assert va.elapsed_s == pytest.approx(30) and va.speed_x == pytest.approx(100 / 20)
     assert vb.status is VideoStatus.FAILED and vb.error == "HTTP Error 404: Not Found"
     assert vc.duration_s == 50 and vc.status is VideoStatus.TRANSCRIBING
-    assert snap.audio_total_s == 450 and snap.audio_done_s == pytest.approx(100)
+    assert snap.audio_total_s == 150 and snap.audio_done_s == pytest.approx(100)  # b failed: out of the total
     assert snap.counts["done"] == 1 and snap.counts["failed"] == 1 and snap.counts["transcribing"] == 1
     assert not snap.finished and snap.eta_s == pytest.approx(50 / (100 / 40))
 
@@ -79,7 +79,29 @@ def test_weighted_progress_speed_and_eta_follow_events(clock):
     snap = tracker.snapshot()
     assert snap.finished and snap.finished_at == 1050 and snap.eta_s == 0.0
     assert snap.throughput_x == pytest.approx(150 / 50)
-    assert snap.progress == pytest.approx(150 / 450)  # failed audio stays in the total: the bar tells the truth
+    # What failed weighs nothing: 100% of what could be done, the failure counted beside the bar.
+    assert snap.progress == 1.0 and snap.audio_total_s == 150
+
+
+def test_elapsed_is_the_videos_own_work_not_its_wait_for_the_model(clock):
+    """A prefetched video downloads in 5 s, then waits 25 s while its worker transcribes another: its Elapsed is
+    its download and its own transcription (15 s), not its time in the queue (40 s). A local file has nothing to
+    download: its Elapsed starts with its transcription."""
+    url, local = item("url", 60), item("local", 60)
+    tracker = ProgressTracker("r1", clock=clock)
+    tracker.add_videos([url, local])
+    tracker.apply(ev(url, EventKind.DOWNLOAD_STARTED, 1000, worker="w"))
+    tracker.apply(ev(url, EventKind.DOWNLOADED, 1005))
+    tracker.apply(ev(url, EventKind.TRANSCRIBE_STARTED, 1030))
+    clock.t = 1034
+    assert tracker.snapshot().videos[0].elapsed_s == pytest.approx(9)
+    tracker.apply(ev(url, EventKind.DONE, 1040, outputs={}))
+    tracker.apply(ev(local, EventKind.QUEUED, 1041, duration_s=58.0))  # probed while it waits: still queued
+    assert tracker.snapshot().videos[1].status is VideoStatus.QUEUED and tracker.snapshot().videos[1].duration_s == 58
+    tracker.apply(ev(local, EventKind.TRANSCRIBE_STARTED, 1050))
+    tracker.apply(ev(local, EventKind.DONE, 1056, outputs={}))
+    done = tracker.snapshot().videos
+    assert done[0].elapsed_s == pytest.approx(15) and done[1].elapsed_s == pytest.approx(6)
 
 
 def test_terminal_states_are_final_and_unknown_ids_ignored(clock):

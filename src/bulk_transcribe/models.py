@@ -107,6 +107,9 @@ class VideoItem:
     downloader uses it only while young (download.INFO_MAX_AGE_S) and re-extracts once when it fails."""
     request_url: str | None = field(default=None, compare=False, repr=False)
     """In memory only, never stored or shown: the URL to request when `source` masks a user:password (redact.py)."""
+    retryable: bool = False
+    """With `error`: whether the same line may work later (a site down, a timeout), rather than never (a file that is
+    not there, a malformed URL). A retry offers only these."""
     identity: str = ""
     """What makes two items one video (media/urls.identity_of: a site's own id, or the media URL's canonical
     spelling, or a file's path): a later item with the same identity is a duplicate, never transcribed again."""
@@ -203,6 +206,8 @@ class ProgressEvent:
     error: str | None = None
     note: str | None = None
     """What a reader should know about a finished transcript (its Transcript.notes, joined): never an error."""
+    retryable: bool | None = None
+    """With FAILED: whether another try may change anything (a timeout, a server error) or never can (bad input)."""
     attempt: int | None = None
     outputs: dict[str, str] | None = None
     speed_x: float | None = None
@@ -228,6 +233,8 @@ class VideoProgress:
     """Why it failed, was cancelled, or is being retried."""
     note: str | None = None
     """What a reader should know about its finished transcript (e.g. which audio track was transcribed)."""
+    retryable: bool | None = None
+    """When failed: whether a retry may change anything (None: not known)."""
     current_text: str = ""
     downloaded_bytes: int | None = None
     download_speed: float | None = None

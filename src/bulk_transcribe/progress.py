@@ -46,6 +46,20 @@ class VideoState:
 
     progress: VideoProgress
     transcribe_started_at: float | None = None
+    download_s: float | None = None
+    """How long its download took (a prefetched one then waits for the model: that wait is no work of its own)."""
+
+
+def work_s(state: VideoState, until: float) -> float | None:
+    """Seconds of work on one video up to `until`: its download, then its transcription; the time a fetched video
+    waits for its worker's model is left out ("Elapsed" is the video's own work, not its place in the queue)."""
+    started = state.progress.started_at
+    if state.transcribe_started_at is not None:
+        download = state.download_s
+        if download is None:  # its end was not reported: the whole stretch before transcription counts
+            download = max(0.0, state.transcribe_started_at - started) if started is not None else 0.0
+        return download + max(0.0, until - state.transcribe_started_at)
+    return max(0.0, until - started) if started is not None else None
 
 
 def advance(state: VideoState, event: ProgressEvent) -> bool:
@@ -79,7 +93,7 @@ def advance(state: VideoState, event: ProgressEvent) -> bool:
         v.current_text = ""
         v.speed_x = None
         v.downloaded_bytes = v.download_speed = None
-        state.transcribe_started_at = None
+        state.transcribe_started_at = state.download_s = None
         return True
 
     if kind in _START_KINDS or kind in (EventKind.DOWNLOAD_PROGRESS, EventKind.DOWNLOADED, EventKind.TRANSCRIBE_PROGRESS):
@@ -95,6 +109,8 @@ def advance(state: VideoState, event: ProgressEvent) -> bool:
                 v.stage_progress = event.downloaded_bytes / event.total_bytes
         elif kind is EventKind.DOWNLOADED:
             v.stage_progress = 1.0
+            if v.started_at is not None:
+                state.download_s = max(0.0, t - v.started_at)
         elif kind is EventKind.TRANSCRIBE_PROGRESS:
             if event.transcribed_s is not None and v.duration_s:
                 v.stage_progress = event.transcribed_s / v.duration_s
@@ -115,8 +131,9 @@ def advance(state: VideoState, event: ProgressEvent) -> bool:
     if kind in _TERMINAL_KINDS:
         v.status = _TERMINAL_KINDS[kind]
         v.finished_at = t
-        if v.started_at is not None:
-            v.elapsed_s = max(0.0, t - v.started_at)
+        elapsed = work_s(state, t)
+        if elapsed is not None:
+            v.elapsed_s = elapsed
         v.current_text = "" if kind is not EventKind.DONE else v.current_text
         if kind is EventKind.DONE:
             v.error = None  # a done video has no error; what a reader should know is its note
@@ -130,6 +147,7 @@ def advance(state: VideoState, event: ProgressEvent) -> bool:
                 v.speed_x = v.duration_s / (t - state.transcribe_started_at)
         elif kind is EventKind.FAILED:
             v.error = event.error or v.error or "failed (no reason given)"
+            v.retryable = event.retryable
         elif kind is EventKind.SKIPPED:
             v.error, v.note = None, event.note  # not run, on purpose: why is a note, not an error
         else:
@@ -152,7 +170,7 @@ def _enter_active(state: VideoState, kind: EventKind, t: float) -> None:
             v.current_text = ""
             v.speed_x = None
         else:
-            state.transcribe_started_at = None
+            state.transcribe_started_at = state.download_s = None
             v.downloaded_bytes = v.download_speed = None
     if v.started_at is None:
         v.started_at = t
@@ -170,6 +188,7 @@ def state_from_row(row: Any, clock: Callable[[], float] = time.time) -> VideoSta
             duration_s=row.duration_s,
             status=VideoStatus.FAILED if failed else VideoStatus.QUEUED,
             error=row.error,
+            retryable=row.retryable if failed else None,
             finished_at=clock() if failed else None,
         )
         return VideoState(vp)
@@ -187,6 +206,7 @@ def state_from_row(row: Any, clock: Callable[[], float] = time.time) -> VideoSta
         attempts=row.attempts or 0,
         error=row.error,
         note=getattr(row, "note", None),
+        retryable=getattr(row, "retryable", None),
         current_text=getattr(row, "current_text", "") or "",
         downloaded_bytes=getattr(row, "downloaded_bytes", None),
         download_speed=getattr(row, "download_speed", None),
@@ -196,7 +216,7 @@ def state_from_row(row: Any, clock: Callable[[], float] = time.time) -> VideoSta
     )
     # The stored fraction, not a recomputed one: a failed video keeps showing how far it got.
     vp.progress = row.progress if row.progress is not None else overall_fraction(status, vp.stage_progress)
-    return VideoState(vp, getattr(row, "transcribe_started_at", None))
+    return VideoState(vp, getattr(row, "transcribe_started_at", None), getattr(row, "download_s", None))
 
 
 class _Row:
@@ -219,8 +239,12 @@ _ZERO = (0.0, 0.0, 0.0, 0, 0.0, 0, 0)
 def _contribution(row: _Row) -> tuple[float, float, float, int, float, int, int]:
     v = row.state.progress
     d = v.duration_s if v.duration_s and v.duration_s > 0 else None
+    if v.status is VideoStatus.FAILED:
+        # What failed is not what can be done: it weighs nothing (a missing file or a bad line never was audio),
+        # and is counted beside the bar. A finished run reads 100% of what could be done.
+        return _ZERO
     if v.status.is_terminal:
-        # Failed and cancelled audio stays in the total and never counts as done: the bar tells the truth.
+        # Cancelled audio stays in the total and never counts as done: a stopped run shows how far it got.
         done = v.status in (VideoStatus.DONE, VideoStatus.SKIPPED)
         transcribed = (d or 0.0) if done else 0.0
         return (d or 0.0, transcribed, 0.0, 0, transcribed, int(d is None), int(d is None and done))
@@ -400,11 +424,12 @@ class ProgressTracker:
     def _overall(self, total: int) -> float:
         """The run's progress, 0..1: audio dealt with over all audio, a video of unknown length standing in at
         the mean known length (an estimate, flagged on the snapshot), or the share of videos finished when no
-        length is known yet. Failed and cancelled videos never count as done, so the bar reads 100% only when
-        every video is done."""
-        if total == 0:
-            return 0.0
+        length is known yet. Failed videos are out of it (what can be done), cancelled ones never count as done,
+        so the bar reads 100% only when everything that could be done is."""
+        total -= self._counts[VideoStatus.FAILED.value]
         done = self._counts[VideoStatus.DONE.value] + self._counts[VideoStatus.SKIPPED.value]
+        if total <= 0:
+            return 1.0 if len(self._rows) and not self._inputs[0] < self._inputs[1] else 0.0
         if done == total:
             return 1.0
         if self._known:
@@ -422,8 +447,9 @@ class ProgressTracker:
 
     def _live_copy(self, row: _Row, now: float) -> VideoProgress:
         v = copy.copy(row.state.progress)
-        if v.started_at is not None:
-            v.elapsed_s = max(0.0, now - v.started_at)
+        elapsed = work_s(row.state, now)
+        if elapsed is not None:
+            v.elapsed_s = elapsed
         if v.status is VideoStatus.TRANSCRIBING and v.speed_x and v.duration_s:
             v.eta_s = v.duration_s * (1.0 - v.stage_progress) / v.speed_x
         return v
@@ -472,17 +498,20 @@ def clock(seconds: float | None) -> str:
 def describe_progress(snapshot: Snapshot) -> str:
     """What the global bar means, honestly: of the audio when lengths are known, marked as an estimate while some
     are not, of the videos when none is."""
-    total = len(snapshot.videos)
+    # Failed videos are out of the figure (what can be done); the counts beside the bar say how many failed.
+    total = sum(1 for v in snapshot.videos if v.status is not VideoStatus.FAILED)
     # Whole percent; just short of the end, one decimal, so an unfinished run reads 99.9% and never "100%".
     percent = f"{snapshot.progress:.0%}" if snapshot.progress < 0.995 or snapshot.progress >= 1 else \
         f"{snapshot.progress:.1%}"
+    if total == 0 and snapshot.videos:
+        return "none of the inputs could be done"
     if snapshot.lengths_known == 0:
         done = sum(1 for v in snapshot.videos if v.status in (VideoStatus.DONE, VideoStatus.SKIPPED))
         return f"{done} of {total} video{'' if total == 1 else 's'} done (lengths not known yet)"
     if snapshot.estimated:
         n = snapshot.lengths_unknown
         return f"~{percent} of the audio (estimated: {n} video{'' if n == 1 else 's'} of unknown length)"
-    unknown = total - snapshot.lengths_known  # failed or cancelled before their length was known
+    unknown = total - snapshot.lengths_known  # cancelled before their length was known
     aside = f"; {unknown} video{'' if unknown == 1 else 's'} of unknown length besides" if unknown > 0 else ""
     return (f"{percent} of the audio ({clock(snapshot.audio_done_s)} of {clock(snapshot.audio_total_s)} "
             f"transcribed{aside})")

@@ -271,12 +271,12 @@ def _fail_unfinished(store: SessionStore, run_id: str, recorder: Recorder, reaso
         return [r.video_id for r in store.videos(run_id) if not r.status.is_terminal]
 
     try:
-        recorder.emit(*[ProgressEvent(v, EventKind.FAILED, error=reason) for v in unfinished()])
+        recorder.emit(*[ProgressEvent(v, EventKind.FAILED, error=reason, retryable=True) for v in unfinished()])
     except (Exception, SystemExit):  # noqa: BLE001 — Ray shut down with the run's ledger in it
         pass
     try:
         for video_id in unfinished():
-            store.apply_event(ProgressEvent(video_id, EventKind.FAILED, error=reason))
+            store.apply_event(ProgressEvent(video_id, EventKind.FAILED, error=reason, retryable=True))
     except (OSError, sqlite3.Error):
         pass  # the store cannot be written (disk full): a rerun requeues whatever is not done
 

@@ -108,13 +108,15 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX videos_input ON videos(input);
     ALTER TABLE videos ADD COLUMN identity TEXT NOT NULL DEFAULT '';
     CREATE INDEX videos_identity ON videos(identity);
+    ALTER TABLE videos ADD COLUMN download_s REAL;
+    ALTER TABLE videos ADD COLUMN retryable INTEGER;
     """,
 }
 
 _VIDEO_COLUMNS = (
     "video_id position input source kind title duration_s status attempts error worker progress stage_progress "
     "folder outputs_json started_at finished_at elapsed_s speed_x transcribe_started_at current_text "
-    "downloaded_bytes download_speed run_id updated_at meta_json note identity"
+    "downloaded_bytes download_speed run_id updated_at meta_json note identity download_s retryable"
 ).split()
 
 
@@ -151,6 +153,9 @@ class VideoRecord:
     download_speed: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     identity: str = ""
+    download_s: float | None = None
+    retryable: bool | None = None
+    """For a failed video: whether another attempt may change anything (None: not known, an older store)."""
 
     def to_item(self) -> VideoItem:
         """The VideoItem to schedule; a failed record keeps its error so it is not scheduled again in this run."""
@@ -490,13 +495,13 @@ class SessionStore:
                     folder = folders.claim(item.title)
                     conn.execute(
                         "INSERT INTO videos (video_id, position, input, source, kind, title, duration_s, status, "
-                        "error, folder, finished_at, run_id, updated_at, meta_json, identity) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "error, folder, finished_at, run_id, updated_at, meta_json, identity, retryable) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             item.video_id, position, item.input, item.source, SourceKind(item.kind).value,
                             item.title, item.duration_s, status.value, item.error, folder,
                             now if failed else None, run_id, now, json.dumps(item.meta or {}, sort_keys=True),
-                            item.identity,
+                            item.identity, int(item.retryable) if failed else None,
                         ),
                     )
                 elif existing["status"] == VideoStatus.DONE.value:
@@ -518,11 +523,13 @@ class SessionStore:
                         "UPDATE videos SET position = ?, input = ?, duration_s = COALESCE(?, duration_s), "
                         "status = ?, attempts = 0, error = ?, note = NULL, worker = '', progress = 0, stage_progress = 0, "
                         "outputs_json = '{}', started_at = NULL, finished_at = ?, elapsed_s = NULL, speed_x = NULL, "
-                        "transcribe_started_at = NULL, current_text = '', downloaded_bytes = NULL, "
-                        "download_speed = NULL, run_id = ?, updated_at = ? WHERE video_id = ?",
+                        "transcribe_started_at = NULL, download_s = NULL, retryable = ?, current_text = '', "
+                        "downloaded_bytes = NULL, download_speed = NULL, run_id = ?, updated_at = ? "
+                        "WHERE video_id = ?",
                         (
                             position, item.input, item.duration_s, status.value, item.error,
-                            now if failed else None, run_id, now, item.video_id,
+                            now if failed else None, int(item.retryable) if failed else None, run_id, now,
+                            item.video_id,
                         ),
                     )
                 conn.execute(
@@ -570,12 +577,15 @@ class SessionStore:
         conn.execute(
             "UPDATE videos SET duration_s = ?, status = ?, attempts = ?, error = ?, note = ?, worker = ?, progress = ?, "
             "stage_progress = ?, outputs_json = ?, started_at = ?, finished_at = ?, elapsed_s = ?, speed_x = ?, "
-            "transcribe_started_at = ?, current_text = ?, downloaded_bytes = ?, download_speed = ?, updated_at = ? "
+            "transcribe_started_at = ?, download_s = ?, retryable = ?, current_text = ?, downloaded_bytes = ?, "
+            "download_speed = ?, updated_at = ? "
             "WHERE video_id = ?",
             (
                 v.duration_s, v.status.value, v.attempts, v.error, v.note, v.worker, v.progress, v.stage_progress,
                 json.dumps(v.outputs, sort_keys=True), v.started_at, v.finished_at, v.elapsed_s, v.speed_x,
-                state.transcribe_started_at, v.current_text, v.downloaded_bytes, v.download_speed, self._clock(),
+                state.transcribe_started_at, state.download_s,
+                None if v.retryable is None else int(v.retryable), v.current_text, v.downloaded_bytes,
+                v.download_speed, self._clock(),
                 v.video_id,
             ),
         )
@@ -671,6 +681,7 @@ def _record(row: sqlite3.Row) -> VideoRecord:
         updated_at=row["updated_at"], stage_progress=row["stage_progress"],
         transcribe_started_at=row["transcribe_started_at"], current_text=row["current_text"],
         downloaded_bytes=row["downloaded_bytes"], download_speed=row["download_speed"],
-        meta=json.loads(row["meta_json"] or "{}"), identity=row["identity"] or "",
+        meta=json.loads(row["meta_json"] or "{}"), identity=row["identity"] or "", download_s=row["download_s"],
+        retryable=None if row["retryable"] is None else bool(row["retryable"]),
     )
 

@@ -241,6 +241,9 @@ def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Pat
         st.warning("This run stopped without finishing (the process running it ended). Resume it: finished "
                    "videos are kept, the rest run again.")
     label = retry_label(s, orphaned)
+    if not live and s.failed_for_good:
+        st.caption(f"{s.failed_for_good} failed for good: the input itself is wrong (see the Error column); fix it "
+                   "and start a new run. A retry would fail the same way.")
     if not live and label:
         if retry_col.button(label, icon=":material/replay:", key="retry-failed"):
             outcome = registry.retry_failed(run_id, out_dir)
@@ -260,10 +263,11 @@ def retry_label(s: views.Summary, orphaned: bool) -> str | None:
     """The button says what it will do: resume a stopped run, or run the failed and/or cancelled videos again."""
     if orphaned:
         return "Resume run"
-    if s.failed and s.cancelled:
-        return f"Retry {s.failed} failed and {s.cancelled} cancelled"
-    if s.failed:
-        return f"Retry {s.failed} failed"
+    failed = s.retryable_failed  # a retry offers only what it can change
+    if failed and s.cancelled:
+        return f"Retry {failed} failed and {s.cancelled} cancelled"
+    if failed:
+        return f"Retry {failed} failed"
     if s.cancelled:
         return f"Resume {s.cancelled} cancelled"
     return None

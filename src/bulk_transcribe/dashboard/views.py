@@ -119,6 +119,12 @@ class Summary:
     finished: bool
     mode: str
     estimated: bool
+    failed_for_good: int = 0
+    """Failed videos a retry cannot change (the input itself is wrong: a missing file, a refused path, not media)."""
+
+    @property
+    def retryable_failed(self) -> int:
+        return self.failed - self.failed_for_good
 
     @property
     def remaining(self) -> int:
@@ -149,6 +155,7 @@ def summary(snapshot: Snapshot) -> Summary:
         finished=snapshot.finished,
         mode=snapshot.mode,
         estimated=snapshot.estimated,
+        failed_for_good=sum(1 for v in snapshot.videos if v.status is VideoStatus.FAILED and v.retryable is False),
     )
 
 

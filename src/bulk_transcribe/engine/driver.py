@@ -199,7 +199,10 @@ class Driver:
             kind = EventKind.RETRYING
         else:
             kind = EventKind.FAILED
-        self.recorder.emit(ProgressEvent(video_id, kind, worker=worker, error=reason, attempt=attempt))
+        # Whether a later retry may help, whatever this run's attempts: bad input never, a timeout or 5xx may.
+        retryable = exc.retryable if isinstance(exc, VideoError) else False
+        self.recorder.emit(ProgressEvent(video_id, kind, worker=worker, error=reason, attempt=attempt,
+                                         retryable=retryable))
 
     def _on_lost(self, report: WorkerLost) -> None:
         """A dead worker's videos go back to the queue (a death is rarely the video's fault), and a fresh worker
@@ -215,7 +218,8 @@ class Driver:
                   else ProgressEvent(v, EventKind.QUEUED) for v in requeued]
         for video_id in self.scheduler.lost_failures()[before:]:
             reason = self.scheduler.tasks[video_id].error or "worker died"
-            events.append(ProgressEvent(video_id, EventKind.FAILED, worker=report.worker, error=reason))
+            events.append(ProgressEvent(video_id, EventKind.FAILED, worker=report.worker, error=reason,
+                                        retryable=False))  # it would take another worker down with it
         if events:
             self.recorder.emit(*events)
         budget = self.executor.planned * (1 + REPLACEMENTS_PER_WORKER)

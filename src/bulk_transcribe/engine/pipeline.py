@@ -18,7 +18,7 @@ from ..errors import Cancelled, TranscriptionError, VideoError
 from ..media.audio import probe_media
 from ..media.download import AudioDownloader, FetchedAudio
 from ..media.transcribe import Transcriber
-from ..models import LOCAL_WORKER, EventKind, ProgressEvent, Transcript, VideoItem
+from ..models import LOCAL_WORKER, EventKind, ProgressEvent, SourceKind, Transcript, VideoItem
 from ..outputs.writers import store_transcript, write_beside_source, write_transcript
 
 Emit = Callable[[ProgressEvent], None]
@@ -76,7 +76,11 @@ class VideoProcessor:
         self.transcriber = Transcriber(self.options, device_index=device_index)
 
     def fetch(self, item: VideoItem, emit: Emit, should_cancel: ShouldCancel = _never) -> FetchedAudio:
-        emit(ProgressEvent(item.video_id, EventKind.DOWNLOAD_STARTED, worker=self.worker))
+        """The video's audio on local disk, probed. A local file has nothing to download: it stays queued (not
+        "downloading") until its transcription starts, and only its probed length is reported."""
+        local = item.kind == SourceKind.FILE
+        if not local:
+            emit(ProgressEvent(item.video_id, EventKind.DOWNLOAD_STARTED, worker=self.worker))
         throttle = _Throttle()
 
         def on_progress(done: int, total: int | None, speed: float | None) -> None:
@@ -96,10 +100,13 @@ class VideoProcessor:
         except BaseException:
             self.downloader.release(fetched)
             raise
-        emit(ProgressEvent(
-            item.video_id, EventKind.DOWNLOADED, worker=self.worker, progress=1.0,
-            downloaded_bytes=fetched.size_bytes, duration_s=fetched.duration_s or None,
-        ))
+        if local:
+            emit(ProgressEvent(item.video_id, EventKind.QUEUED, duration_s=fetched.duration_s or None))
+        else:
+            emit(ProgressEvent(
+                item.video_id, EventKind.DOWNLOADED, worker=self.worker, progress=1.0,
+                downloaded_bytes=fetched.size_bytes, duration_s=fetched.duration_s or None,
+            ))
         return fetched
 
     def transcribe(

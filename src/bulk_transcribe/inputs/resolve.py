@@ -132,7 +132,7 @@ class UrlResolver:
             failure = (guard_failure(exc, url, resolving=True, timeout_s=timeout)
                        or classify_error(exc, url, self.options.socket_timeout_s))
             self.failure = failure
-            return [VideoItem.failed(url, SourceKind.URL, text, failure.message)]
+            return [VideoItem.failed(url, SourceKind.URL, text, failure.message, retryable=failure.retryable)]
         if not info:
             return [VideoItem.failed(url, SourceKind.URL, text, f"no media found: {url}")]
         items = _items_from_info(info, url, text, self._matches)
