@@ -65,7 +65,36 @@ def test_an_older_videos_json_output_serves_when_no_copy_is_stored(run_cli, tmp_
     assert code == 0 and "Wrote 1 missing output(s)" in stdout
     entry = json.loads((out / "manifest.json").read_text())["videos"][0]
     assert "breeze" in (out / entry["outputs"]["txt"]).read_text()
-    # With neither the copy nor a JSON output, the rerun says so instead of pretending.
+    # With neither the copy nor a JSON output, the video is transcribed again (not "nothing to do").
     (out / entry["outputs"]["json"]).unlink()
-    code, stdout, _ = run_cli("run", clip, "--out", str(out), "--formats", "json,txt,srt", "--quiet")
-    assert code == 0 and "1 finished video(s) have no stored transcript" in stdout
+    code, stdout, _ = run_cli("run", clip, "--out", str(out), "--formats", "json,txt,srt", "--cpu-threads", "2",
+                              "--quiet")
+    assert code == 0 and "1 finished video(s) lost outputs that no stored transcript could rewrite" in stdout
+    entry = json.loads((out / "manifest.json").read_text())["videos"][0]
+    assert entry["status"] == "done" and sorted(entry["outputs"]) == ["json", "srt", "txt"]
+    assert all((out / path).is_file() for path in entry["outputs"].values())
+
+
+def test_a_deleted_folder_is_written_again_and_never_listed_while_gone(run_cli, tmp_path, speech_clips):
+    """rm -rf OUT/<video> then a rerun: the video's files come back (from its stored transcript, or by
+    transcribing it again when that is gone too), and no manifest ever lists a file that is not there."""
+    out = tmp_path / "out"
+    clips = [str(speech_clips["weather"].path), str(speech_clips["garden"].path)]
+    assert run_cli("run", *clips, "--out", str(out), "--formats", "txt,srt", "--cpu-threads", "2", "-q")[0] == 0
+    entries = {e["title"]: e for e in json.loads((out / "manifest.json").read_text())["videos"]}
+    shutil.rmtree(out / "garden")
+    code, stdout, _ = run_cli("run", *clips, "--out", str(out), "--formats", "txt,srt", "--quiet")
+    assert code == 0 and "Wrote 2 missing output(s) for 1 finished video(s)" in stdout
+    assert "garden" in (out / entries["garden"]["outputs"]["txt"]).read_text().lower()
+    shutil.rmtree(out / "garden")
+    shutil.rmtree(out / STORED_DIR)
+    code, stdout, _ = run_cli("run", *clips, "--out", str(out), "--formats", "txt,srt", "--cpu-threads", "2", "-q")
+    assert code == 0 and "1 finished video(s) lost outputs" in stdout and "Nothing to do" not in stdout
+    assert (out / "garden" / "transcript.txt").is_file()
+    shutil.rmtree(out / "weather")  # and the manifest written now never names what is gone
+    from bulk_transcribe.outputs.writers import write_manifest
+    from bulk_transcribe.session_manager import SessionStore
+
+    write_manifest(out, SessionStore(out / "bulk_transcribe.sqlite").manifest_entries(None))
+    listed = [p for e in json.loads((out / "manifest.json").read_text())["videos"] for p in e["outputs"].values()]
+    assert listed and all((out / p).is_file() for p in listed)

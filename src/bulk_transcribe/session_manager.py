@@ -539,6 +539,21 @@ class SessionStore:
         by_id = {r.video_id: r for r in self.videos(run_id)}
         return [by_id[video_id] for video_id in order]
 
+    def requeue(self, run_id: str, video_ids: Iterable[str], records: list[VideoRecord]) -> list[VideoRecord]:
+        """Done videos to do again (their outputs are gone): queued afresh in this run, keeping their folder;
+        returns `records` with those rows as they now stand."""
+        ids = set(video_ids)
+        with self._write() as conn:
+            for video_id in ids:
+                conn.execute(
+                    "UPDATE videos SET status = 'queued', attempts = 0, error = NULL, note = NULL, worker = '', "
+                    "progress = 0, stage_progress = 0, outputs_json = '{}', started_at = NULL, finished_at = NULL, "
+                    "elapsed_s = NULL, speed_x = NULL, transcribe_started_at = NULL, download_s = NULL, "
+                    "retryable = NULL, current_text = '', run_id = ?, updated_at = ? WHERE video_id = ?",
+                    (run_id, self._clock(), video_id))
+        fresh = {r.video_id: r for r in self.videos(run_id) if r.video_id in ids}
+        return [fresh.get(r.video_id, r) for r in records]
+
     def apply_event(self, event: ProgressEvent) -> bool:
         """Persist one event; False when it was ignored (unknown video, or the video is already terminal)."""
         with self._write() as conn:

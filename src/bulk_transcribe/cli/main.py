@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
             stdout.write(f"{len(prepared.duplicates)} duplicate input(s) ignored (each listed once)\n")
         if tally.archived:
             stdout.write(f"{tally.archived} video(s) skipped: already in the download archive\n")
-        if tally.backfill.files or tally.backfill.unavailable:
+        if tally.backfill.files or tally.backfill.redo:
             stdout.write(backfill_line(tally.backfill) + "\n")
         # A rerun with everything already done says so in one line (no table of finished videos).
         settled = tally.registered > 0 and tally.registered == tally.done_before + tally.archived

@@ -92,7 +92,8 @@ def backfill_line(backfill) -> str:
     if backfill.files:
         parts.append(f"wrote {backfill.files} missing output(s) for {backfill.videos} finished video(s) "
                      "from their stored transcripts")
-    if backfill.unavailable:
-        parts.append(f"{len(backfill.unavailable)} finished video(s) have no stored transcript for the new "
-                     "formats (delete their folder and rerun to transcribe them again)")
-    return "; ".join(parts).capitalize()
+    if backfill.redo:
+        parts.append(f"{len(backfill.redo)} finished video(s) lost outputs that no stored transcript could rewrite: "
+                     "transcribed again")
+    line = "; ".join(parts)
+    return line[:1].upper() + line[1:]

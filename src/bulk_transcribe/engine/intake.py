@@ -120,7 +120,10 @@ class StoreIntake:
         records = self.store.register_videos(self.run_id, list(items))
         # Before outputs are written: an old unsafe folder name may sit where one belongs.
         repair_unsafe_folders(self.config, self.store, records)
-        self._add_backfill(write_missing_outputs(self.config, self.store, records))
+        backfill = write_missing_outputs(self.config, self.store, records)
+        self._add_backfill(backfill)
+        if backfill.redo:  # outputs gone, nothing stored to write them from: done again, not "nothing to do"
+            records = self.store.requeue(self.run_id, backfill.redo, records)
         for record in records:
             self.folders[record.video_id] = record.folder
         self.records.extend(records)
@@ -149,8 +152,7 @@ class StoreIntake:
         total = self.tally.backfill
         total.videos += more.videos
         total.files += more.files
-        if more.unavailable:
-            total.unavailable = (total.unavailable or []) + list(more.unavailable)
+        total.redo += more.redo
 
     def _report_inputs(self) -> None:
         inputs = (self.stream.resolved, self.stream.total)

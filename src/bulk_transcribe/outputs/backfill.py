@@ -7,7 +7,7 @@ or, for videos finished by an older version, from their JSON output; no model is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -24,8 +24,9 @@ class BackfillResult:
     """Done videos that got at least one new output."""
     files: int = 0
     """Files written."""
-    unavailable: list[str] | None = None
-    """Titles of done videos missing outputs whose transcript is not stored (rerun them to get those formats)."""
+    redo: list[str] = field(default_factory=list)
+    """Ids of done videos whose outputs are gone (a deleted folder, formats asked for later) with no stored
+    transcript to write them from: they are transcribed again."""
 
 
 def _missing(config: RunConfig, record: VideoRecord) -> tuple[list[str], list[str]]:
@@ -42,7 +43,7 @@ def _missing(config: RunConfig, record: VideoRecord) -> tuple[list[str], list[st
 
 
 def write_missing_outputs(config: RunConfig, store: SessionStore, records: Sequence[VideoRecord]) -> BackfillResult:
-    result = BackfillResult(unavailable=[])
+    result = BackfillResult()
     for record in records:
         if record.status != VideoStatus.DONE:
             continue
@@ -51,7 +52,7 @@ def write_missing_outputs(config: RunConfig, store: SessionStore, records: Seque
             continue
         transcript = load_transcript(config.out_dir, record.video_id, record.outputs)
         if transcript is None:
-            result.unavailable.append(record.title)
+            result.redo.append(record.video_id)
             continue
         item = record.to_item()
         shape = config.output.shape
@@ -63,7 +64,7 @@ def write_missing_outputs(config: RunConfig, store: SessionStore, records: Seque
             if beside:
                 outputs.update(write_beside_source(item, transcript, beside, shape))
         except (OSError, ValueError):
-            result.unavailable.append(record.title)
+            result.redo.append(record.video_id)
             continue
         store.set_outputs(record.video_id, outputs)
         record.outputs = outputs

@@ -301,11 +301,14 @@ def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]], *, duplicat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = layout.manifest(out_dir)
+    # Only files that are there: a folder deleted by hand (or a format dropped) is not listed as if it were.
+    entries = [{**e, "outputs": {k: v for k, v in (e.get("outputs") or {}).items() if (out_dir / v).is_file()}}
+               for e in entries]
     data = {
         "version": MANIFEST_VERSION,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "count": len(entries),
-        "videos": list(entries),
+        "videos": entries,
         "duplicates": list(duplicates),
     }
     # default=str: Paths and other odd values become text; str Enums (VideoStatus) already serialise as values.
