@@ -132,7 +132,7 @@ def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, 
             executor = LocalExecutor(config, recorder, worker=worker)
     intake = StoreIntake(config, store, run_id, ListStream(items), recorder)
     driver = Driver(config, intake, executor, recorder, folders=intake.folders, on_phase=phases.append,
-                    scheduler=scheduler)
+                    scheduler=scheduler, claim=store.claim_outputs)
     run = DriverRun(store, run_id, driver, recorder.events, phases)
     submit = executor.submit
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bulk_transcribe.media.model_check import locate_model
 from bulk_transcribe.layout import STORED_DIR_NAME as STORED_DIR
-from bulk_transcribe.outputs.writers import parse_srt, parse_vtt
+from subtitle_files import parse_srt, parse_vtt
 
 
 def _broken_model(tmp_path: Path) -> Path:

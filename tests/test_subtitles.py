@@ -9,7 +9,8 @@ from bulk_transcribe.models import Segment, Transcript
 from bulk_transcribe.config import LineShape
 from bulk_transcribe.outputs.subtitles import shape_cues
 from bulk_transcribe.media.transcribe import Transcriber
-from bulk_transcribe.outputs.writers import parse_srt, parse_vtt, render_srt, render_vtt
+from bulk_transcribe.outputs.writers import render_srt, render_vtt
+from subtitle_files import parse_srt, parse_vtt
 
 
 @pytest.fixture(scope="module")

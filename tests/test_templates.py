@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from bulk_transcribe.models import SourceKind, VideoItem
 from bulk_transcribe.config import DEFAULT_TEMPLATE, check_template
 from bulk_transcribe.outputs.templates import render
-from bulk_transcribe.outputs.writers import parse_srt, parse_vtt
+from subtitle_files import parse_srt, parse_vtt
 
 ITEM = VideoItem("http://127.0.0.1/a.mp3", SourceKind.URL, "x", title="A talk",
                  meta={"id": "abc123", "uploader": "Ann/../B", "upload_date": "20240131", "playlist": "Talks",
@@ -78,3 +79,50 @@ def test_a_feed_through_a_template_and_subtitles_beside_a_local_file(run_cli, tm
     assert "train" in " ".join(c[2] for c in parse_srt(beside.read_text())).lower()
     assert parse_vtt((local_dir / "my talk.vtt").read_text())
     assert not (local_dir / "my talk.json").exists()  # only subtitles go beside the video
+
+
+def test_two_videos_never_share_a_file_whatever_the_template(run_cli, tmp_path, media_dir, media_server,
+                                                              speech_clips):
+    """`%(id)s.%(ext)s` for a.mp3 and dir2/a.mp3 (both yt-dlp id `a`), and `%(title).3s/t.%(ext)s` for two titles
+    that start alike: the later video gets ` (2)`, as folder names do; each file holds its own transcript, the
+    manifest points each video at its own, and a rerun keeps every file where it was."""
+    name = f"same-{uuid.uuid4().hex[:6]}.mp3"
+    (media_dir / "dir2").mkdir(exist_ok=True)
+    shutil.copy(speech_clips["weather"].path, media_dir / name)
+    shutil.copy(speech_clips["train"].path, media_dir / "dir2" / name)
+    urls = [media_server.url(name), media_server.url(f"dir2/{name}")]
+    out = tmp_path / "ids"
+    args = ["--out", str(out), "--output-template", "%(id)s.%(ext)s", "--cpu-threads", "2", "-q"]
+    assert run_cli("run", *urls, *args, "--formats", "txt,srt")[0] == 0
+    videos = {v["source"]: v for v in json.loads((out / "manifest.json").read_text())["videos"]}
+    stem = name[:-4]
+    # Whichever is delivered first keeps the plain name; the other is numbered, all its formats alike.
+    first, second = sorted(urls, key=lambda u: videos[u]["outputs"]["txt"] != f"{stem}.txt")
+    assert videos[first]["outputs"] == {"txt": f"{stem}.txt", "srt": f"{stem}.srt"}
+    assert videos[second]["outputs"] == {"txt": f"{stem} (2).txt", "srt": f"{stem} (2).srt"}
+    said = {u: (out / videos[u]["outputs"]["txt"]).read_text().lower() for u in urls}
+    assert "breeze" in said[urls[0]] and "train" in said[urls[1]]  # each file holds its own video
+    assert run_cli("run", *reversed(urls), *args, "--formats", "txt,srt,vtt")[0] == 0  # more formats, later
+    again = {v["source"]: v for v in json.loads((out / "manifest.json").read_text())["videos"]}
+    assert again[second]["outputs"]["vtt"] == f"{stem} (2).vtt" and again[first]["outputs"]["vtt"] == f"{stem}.vtt"
+
+    feed = media_dir / f"alike-{uuid.uuid4().hex[:6]}.rss"
+    feed.write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>Alike</title>' + "".join(
+        f'<item><title>{t}</title><enclosure url="{media_server.url(c.path.name)}?v={t[-4:]}" type="audio/mpeg"/>'
+        f'<guid>{t}</guid></item>' for t, c in (("Hello Alpha", speech_clips["garden"]),
+                                              ("Hello Beta", speech_clips["library"]))) + "</channel></rss>")
+    out = tmp_path / "titles"
+    code, stdout, stderr = run_cli("run", media_server.url(feed.name), "--out", str(out), "--formats", "txt",
+                                   "--output-template", "%(title).3s/t.%(ext)s", "--cpu-threads", "2", "-q")
+    assert code == 0, stdout + stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.glob("Hel/*.txt"))
+    assert files == ["Hel/t (2).txt", "Hel/t.txt"]
+    texts = {(out / f).read_text() for f in files}
+    assert any("garden" in t for t in texts) and any("library" in t for t in texts)
+
+
+def test_a_template_that_cuts_the_extension_is_refused_up_front(run_cli, tmp_path, speech_clips):
+    code, _, stderr = run_cli("run", str(speech_clips["weather"].path), "--out", str(tmp_path / "o"),
+                              "--output-template", "%(title)s/transcript.%(ext).0s")
+    assert code == 2 and "cuts the format's extension (%(ext).0s)" in stderr and stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()

@@ -11,11 +11,9 @@ import pytest
 from bulk_transcribe.config import TranscribeOptions
 from bulk_transcribe.layout import MANIFEST_NAME
 from bulk_transcribe.models import Segment, SourceKind, Transcript, VideoItem, VideoStatus, Word
+from subtitle_files import parse_srt, parse_vtt
 from bulk_transcribe.outputs.writers import (
     atomic_write_text,
-    parse_srt,
-    parse_vtt,
-    read_manifest,
     render_json,
     render_srt,
     render_txt,
@@ -175,16 +173,17 @@ def test_manifest_round_trips(tmp_path):
          "error": "file is empty (0 bytes)", "attempts": 1, "outputs": {}, "started": 3.0, "finished": 3.1,
          "elapsed": 0.1, "speed_x": None, "path": Path("/media/bad.mp4")},
     ]
+    (tmp_path / "out" / "A talk").mkdir(parents=True)
+    (tmp_path / "out" / "A talk" / "transcript.txt").write_text("words\n")
     path = write_manifest(tmp_path / "out", entries)
     assert path == tmp_path / "out" / MANIFEST_NAME
-    back = read_manifest(tmp_path / "out")
+    data = json.loads(path.read_text())
+    back = data["videos"]
     assert back[0] == {**entries[0], "status": "done"}
     assert back[1] == {**entries[1], "path": "/media/bad.mp4"}
-    data = json.loads(path.read_text())
     assert data["count"] == 2 and data["version"] == 1
     write_manifest(tmp_path / "out", entries[:1])  # rewritten in place, atomically
-    assert len(read_manifest(tmp_path / "out")) == 1
-    assert read_manifest(tmp_path / "nothing") == []
+    assert len(json.loads(path.read_text())["videos"]) == 1
 
 
 @pytest.mark.parametrize("folder", ["manifest.json", "bulk_transcribe.sqlite", "Audio", "MANIFEST.JSON/x"])

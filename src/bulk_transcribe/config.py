@@ -211,6 +211,10 @@ def check_template(template: str) -> None:
     parts = template.split("/")
     if "ext" not in [m.group("name") for m in TEMPLATE_FIELD.finditer(parts[-1])]:
         raise ValueError("the output template's file name needs %(ext)s, or every format would write the same file")
+    cut = [m.group(0) for m in TEMPLATE_FIELD.finditer(template) if m.group("name") == "ext" and "." in m.group("spec")]
+    if cut:
+        raise ValueError(f"the output template cuts the format's extension ({cut[0]}): formats would share a file; "
+                         "use %(ext)s")
     if template.startswith(("/", "~")) or "\\" in template:
         raise ValueError("the output template must be a relative path inside the output folder (no /, ~ or \\)")
     for part in parts:

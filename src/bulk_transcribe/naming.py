@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import PurePosixPath
 
 from .layout import TOOL_NAMES, TOOL_PREFIX
 
@@ -68,3 +69,11 @@ def safe_name(title: str, taken: set[str] | frozenset[str] = frozenset()) -> str
         n += 1
         candidate = f"{text} ({n})"
     return candidate
+
+
+def numbered(path: str, n: int) -> str:
+    """`a/t.txt` as the n-th file of its name: `a/t (n).txt` for n > 1, as folder names take ` (2)`."""
+    if n <= 1:
+        return path
+    pure = PurePosixPath(path)
+    return pure.with_name(f"{pure.stem} ({n}){pure.suffix}").as_posix()

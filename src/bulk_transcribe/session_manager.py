@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator
 from .config import RunConfig
 from .folder_lock import OwnerLock
 from .models import RunStatus, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
-from .naming import is_safe, safe_name
+from .naming import is_safe, numbered, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 from .redact import config_record
 
@@ -110,6 +110,13 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX videos_identity ON videos(identity);
     ALTER TABLE videos ADD COLUMN download_s REAL;
     ALTER TABLE videos ADD COLUMN retryable INTEGER;
+    -- Which video owns each transcript file a template gave (two videos must never write one file).
+    CREATE TABLE output_paths (
+        path TEXT PRIMARY KEY COLLATE NOCASE,
+        video_id TEXT NOT NULL,
+        n INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX output_paths_video ON output_paths(video_id);
     """,
 }
 
@@ -538,6 +545,23 @@ class SessionStore:
                 )
         by_id = {r.video_id: r for r in self.videos(run_id)}
         return [by_id[video_id] for video_id in order]
+
+    def claim_outputs(self, video_id: str, wanted: dict[str, str]) -> dict[str, str]:
+        """The paths `video_id` may write its formats to: `wanted` when no other video owns any of them, else the
+        same names numbered (`t (2).txt`, `t (3).txt` ...) as folder names are; recorded as this video's. A video
+        keeps its number: formats added later get the same one."""
+        with self._write() as conn:
+            row = conn.execute("SELECT MAX(n) FROM output_paths WHERE video_id = ?", (video_id,)).fetchone()
+            for n in range(row[0] or 1, 10_000):
+                paths = {fmt: numbered(path, n) for fmt, path in wanted.items()}
+                owners = {r[0] for r in conn.execute(
+                    f"SELECT video_id FROM output_paths WHERE path IN ({','.join('?' * len(paths))})",
+                    list(paths.values()))}
+                if owners <= {video_id}:
+                    conn.executemany("INSERT OR REPLACE INTO output_paths (path, video_id, n) VALUES (?, ?, ?)",
+                                     [(p, video_id, n) for p in paths.values()])
+                    return paths
+        raise ValueError(f"no free name left for {sorted(wanted.values())}")
 
     def requeue(self, run_id: str, video_ids: Iterable[str], records: list[VideoRecord]) -> list[VideoRecord]:
         """Done videos to do again (their outputs are gone): queued afresh in this run, keeping their folder;

@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol, Sequence
 from ..config import RunConfig
 from ..errors import Cancelled, VideoError
 from ..inputs.archive import DownloadArchive
+from ..outputs.writers import Claim
 from ..models import EventKind, ProgressEvent, Snapshot, Transcript, VideoItem, VideoStatus
 from .pipeline import deliver, failure_reason, needs_safer_retry, should_retry
 from .scheduler import Assignment, Scheduler
@@ -141,7 +142,8 @@ class Driver:
     def __init__(self, config: RunConfig, intake: Intake, executor: Executor, recorder: Recorder, *,
                  folders: dict[str, str], cancel_event: threading.Event | None = None,
                  on_phase: Callable[[str | None], None] | None = None,
-                 scheduler: Scheduler | None = None, archive: DownloadArchive | None = None) -> None:
+                 scheduler: Scheduler | None = None, archive: DownloadArchive | None = None,
+                 claim: Claim | None = None) -> None:
         self.config = config
         self.intake = intake
         self.executor = executor
@@ -153,6 +155,8 @@ class Driver:
         self.scheduler = scheduler or new_scheduler(config)
         self.archive = archive
         """yt-dlp's download archive, when the run keeps one: each video is appended as it is delivered."""
+        self.claim = claim
+        """Keeps each transcript file one video's (the store's claim_outputs), whatever the output template."""
         self.safer: set[str] = set()
         self.cancelling = False
         self.started = 0
@@ -172,7 +176,7 @@ class Driver:
             return  # a late answer from a worker declared dead: the video was re-queued and is another's now
         try:
             event = deliver(self.config, self.folders[video_id], assignment.item, transcript, assignment.attempt,
-                            worker)
+                            worker, claim=self.claim)
         except VideoError as exc:  # the outputs cannot be written (disk full): retrying elsewhere will not help
             self._on_failure(worker, assignment, exc)
             return

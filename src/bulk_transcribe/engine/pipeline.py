@@ -19,7 +19,7 @@ from ..media.audio import probe_media
 from ..media.download import AudioDownloader, FetchedAudio
 from ..media.transcribe import Transcriber
 from ..models import LOCAL_WORKER, EventKind, ProgressEvent, SourceKind, Transcript, VideoItem
-from ..outputs.writers import store_transcript, write_beside_source, write_transcript
+from ..outputs.writers import Claim, store_transcript, write_beside_source, write_transcript
 
 Emit = Callable[[ProgressEvent], None]
 ShouldCancel = Callable[[], bool]
@@ -255,14 +255,14 @@ def _audio_length(fetched: FetchedAudio) -> float:
 
 
 def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcript,
-            attempt: int, worker: str | None = None) -> ProgressEvent:
+            attempt: int, worker: str | None = None, *, claim: Claim | None = None) -> ProgressEvent:
     """Write a finished transcript's outputs (on the driver: workers need no shared disk) and return its DONE event.
 
     Raises VideoError when the outputs cannot be written (disk full, permissions): the video fails, the files that
     were already there stay intact because every write is atomic.
     """
     try:
-        outputs = write_outputs(config, folder, item, transcript, config.formats)
+        outputs = write_outputs(config, folder, item, transcript, config.formats, claim=claim)
     except OSError as exc:
         raise VideoError(f"cannot write outputs: {exc.strerror or exc}", retryable=False) from exc
     return ProgressEvent(
@@ -273,13 +273,13 @@ def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcr
 
 
 def write_outputs(config: RunConfig, folder: str, item: VideoItem, transcript: Transcript,
-                  formats: tuple[str, ...] | list[str]) -> dict[str, str]:
+                  formats: tuple[str, ...] | list[str], *, claim: Claim | None = None) -> dict[str, str]:
     """The transcript where the output options say, the subtitles beside a local source when asked, and a stored
     copy (OUT/.transcripts) from which a later run can write other formats without the model."""
     output = config.output
     shape = output.shape
     outputs = write_transcript(config.out_dir, folder, item, transcript, formats, template=output.template,
-                               shape=shape)
+                               shape=shape, claim=claim)
     if output.beside_source:
         outputs.update(write_beside_source(item, transcript, formats, shape))
     store_transcript(config.out_dir, item, transcript)

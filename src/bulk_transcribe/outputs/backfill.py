@@ -60,7 +60,8 @@ def write_missing_outputs(config: RunConfig, store: SessionStore, records: Seque
             outputs = dict(record.outputs)
             if in_out:
                 outputs.update(write_transcript(config.out_dir, record.folder, item, transcript, in_out,
-                                                template=config.output.template, shape=shape))
+                                                template=config.output.template, shape=shape,
+                                                claim=store.claim_outputs))
             if beside:
                 outputs.update(write_beside_source(item, transcript, beside, shape))
         except (OSError, ValueError):

@@ -10,11 +10,10 @@ import gzip
 import html
 import json
 import os
-import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import config, layout
 from ..models import Segment, SourceKind, Transcript, VideoItem, Word
@@ -207,24 +206,34 @@ def write_transcript(
     extra: dict[str, Any] | None = None,
     template: str = DEFAULT_TEMPLATE,
     shape: LineShape | None = None,
+    claim: Claim | None = None,
 ) -> dict[str, str]:
     """Write each format where `template` says (default OUT/<folder>/transcript.<fmt>), each atomically; return
     {fmt: path relative to OUT}.
 
     `folder` should come from naming.safe_name; it is checked again here because a wrong name would write
-    outside the output folder.
+    outside the output folder. `claim` (the store's claim_outputs) keeps a path one video's: a template that
+    gives two videos the same file (`%(id)s.%(ext)s` for a.mp3 and dir2/a.mp3) makes the later one's ` (2)`.
     """
     formats = config.check_formats(formats)
     output_folder(out_dir, folder)  # the folder name itself must be safe, whatever the template does with it
     root = Path(out_dir).resolve()
+    wanted = {fmt: render_template(template, item, folder, fmt) for fmt in formats}
+    if len({p.lower() for p in wanted.values()}) < len(wanted):
+        raise ValueError(f"the output template writes several formats to one file: {sorted(set(wanted.values()))}")
+    paths = claim(item.video_id, wanted) if claim is not None else wanted
     written: dict[str, str] = {}
     for fmt in formats:
-        relative = render_template(template, item, folder, fmt)
-        path = output_folder(out_dir, relative)
+        path = output_folder(out_dir, paths[fmt])
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, render(fmt, transcript, item, extra=extra, shape=shape))
         written[fmt] = path.relative_to(root).as_posix()
     return written
+
+
+Claim = Callable[[str, dict[str, str]], dict[str, str]]
+"""(video_id, {fmt: wanted path}) -> {fmt: the path this video may write}: SessionStore.claim_outputs."""
+
 
 
 SUBTITLE_FORMATS = ("srt", "vtt")
@@ -314,47 +323,3 @@ def write_manifest(out_dir: Path, entries: Sequence[dict[str, Any]], *, duplicat
     # default=str: Paths and other odd values become text; str Enums (VideoStatus) already serialise as values.
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
     return path
-
-
-def read_manifest(out_dir: Path) -> list[dict[str, Any]]:
-    """The entries of OUT/manifest.json (empty when there is none yet)."""
-    path = layout.manifest(out_dir)
-    if not path.is_file():
-        return []
-    return json.loads(path.read_text(encoding="utf-8"))["videos"]
-
-
-# --- reading subtitles back -------------------------------------------------------------------------------------
-
-_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{2})[,.](\d{3})"
-_CUE_TIMES = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}")
-
-
-def _seconds(h: str | None, m: str, s: str, ms: str) -> float:
-    return int(h or 0) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
-
-
-def _parse_blocks(text: str, unescape: bool) -> list[tuple[float, float, str]]:
-    cues = []
-    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
-        lines = block.strip("\n").split("\n")
-        for i, line in enumerate(lines):
-            match = _CUE_TIMES.match(line)
-            if match:
-                g = match.groups()
-                body = "\n".join(lines[i + 1:]).strip()
-                cues.append((_seconds(*g[:4]), _seconds(*g[4:]), html.unescape(body) if unescape else body))
-                break
-    return cues
-
-
-def parse_srt(text: str) -> list[tuple[float, float, str]]:
-    """(start, end, text) per SubRip cue."""
-    return _parse_blocks(text, unescape=False)
-
-
-def parse_vtt(text: str) -> list[tuple[float, float, str]]:
-    """(start, end, text) per WebVTT cue; raises ValueError when the WEBVTT header is missing."""
-    if not text.lstrip("\ufeff").startswith("WEBVTT"):
-        raise ValueError("not a WebVTT file: it must start with WEBVTT")
-    return _parse_blocks(text, unescape=True)
