@@ -126,3 +126,34 @@ def test_a_template_that_cuts_the_extension_is_refused_up_front(run_cli, tmp_pat
                               "--output-template", "%(title)s/transcript.%(ext).0s")
     assert code == 2 and "cuts the format's extension (%(ext).0s)" in stderr and stderr.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_subtitles_beside_a_read_only_source_are_best_effort(run_cli, tmp_path, speech_clips):
+    """The source folder cannot be written (a real read-only mount; where mounting is forbidden, a folder where the
+    subtitle's name should be): the video is still done with all its transcripts in OUT, stored for later
+    formats, and a note names the path that could not be written. A rerun has nothing to redo."""
+    import subprocess
+
+    media = tmp_path / "media"
+    media.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(media)],
+                             capture_output=True).returncode == 0
+    try:
+        shutil.copy(speech_clips["weather"].path, media / "talk.mp3")
+        if mounted:
+            assert subprocess.run(["mount", "-o", "remount,ro", str(media)], capture_output=True).returncode == 0
+        else:
+            (media / "talk.srt").mkdir()
+        out = tmp_path / "out"
+        code, stdout, stderr = run_cli("run", str(media / "talk.mp3"), "--out", str(out), "--formats", "txt,srt",
+                                       "--subtitles-beside-source", "--cpu-threads", "2", "-q")
+        assert code == 0, stdout + stderr
+        [entry] = json.loads((out / "manifest.json").read_text())["videos"]
+        assert entry["status"] == "done" and set(entry["outputs"]) == {"txt", "srt"}
+        assert entry["note"].startswith(f"could not write subtitles beside the source: {media / 'talk.srt'}: ")
+        assert (out / ".transcripts").is_dir()
+        code, stdout, _ = run_cli("run", str(media / "talk.mp3"), "--out", str(out), "--formats", "txt,srt", "-q")
+        assert code == 0 and "Nothing to do" in stdout
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(media)], capture_output=True)

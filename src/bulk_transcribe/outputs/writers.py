@@ -245,14 +245,22 @@ def write_beside_source(item: VideoItem, transcript: Transcript, formats: Sequen
                         shape: LineShape | None = None) -> dict[str, str]:
     """`<name>.srt` / `<name>.vtt` next to a local `<name>.mp4`, so players load them; URLs have no such place.
     Returns {"srt@source": absolute path, ...}. An existing file of that name is replaced (it is what a rerun
-    wrote before, or what the user asked to be replaced by choosing this option)."""
+    wrote before, or what the user asked to be replaced by choosing this option).
+
+    Best effort: the transcripts in OUT are the outputs; a source folder that cannot be written (read-only media, a
+    share) adds a note to the transcript naming the path and why, and the video is still done."""
     if item.kind != SourceKind.FILE:
         return {}
     source = Path(item.source)
     written = {}
     for fmt in (f for f in SUBTITLE_FORMATS if f in formats):
         path = source.with_name(f"{source.stem}.{fmt}")
-        atomic_write_text(path, render(fmt, transcript, item, shape=shape))
+        try:
+            atomic_write_text(path, render(fmt, transcript, item, shape=shape))
+        except OSError as exc:
+            transcript.notes.append(f"could not write subtitles beside the source: {path}: "
+                                    f"{exc.strerror or type(exc).__name__}")
+            continue
         written[f"{fmt}{BESIDE_SUFFIX}"] = str(path)
     return written
 
