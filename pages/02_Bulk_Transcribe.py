@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bulk_transcribe.config import BUNDLED_MODEL, DEFAULT_FORMATS, DEFAULT_WORKERS, MEDIA_EXTENSIONS
-from bulk_transcribe.dashboard import paths, render, uploads
+from bulk_transcribe.dashboard import render, uploads
 from bulk_transcribe.dashboard.history import run_query
 from bulk_transcribe.dashboard.settings import DashboardSettings
 from bulk_transcribe.dashboard.submit import MAX_WORKERS, RunSettings, Submission, build_run
@@ -108,8 +108,7 @@ if st.button("Start transcription", type="primary", icon=":material/play_arrow:"
 run_id = st.query_params.get("run")
 if run_id:
     try:
-        out_dir = paths.confine(st.query_params.get("out", settings.default_output), [settings.output_root],
-                                must_exist=False)
+        out_dir = settings.output_folder(st.query_params.get("out", settings.default_output))
     except ValueError as exc:
         st.error(f"Cannot open that run: {plain(exc)}")
         st.stop()

@@ -286,3 +286,24 @@ def test_unreadable_files_and_folders_fail_alone_as_such(tmp_path, speech_clips)
     assert entries[str(folder / "locked")]["error"] == f"cannot read folder {folder / 'locked'}: permission denied"
     assert entries[str(folder / "secret.mp3")]["error"] == f"cannot read {folder / 'secret.mp3'}: permission denied"
     assert len(entries) == 3
+
+
+def test_messages_name_the_right_thing(run_cli, tmp_path, media_server, speech_clips):
+    """Each says what is wrong with what the user gave, in one line, no Python class names: a page whose media is
+    gone names the media (and the page), --playlist-items is checked up front, -o naming a file says so, a
+    manifest path taken by a folder is named."""
+    code, _, _ = run_cli("run", media_server.url("page/no-such-media"), "--out", str(tmp_path / "p"), "-q")
+    [entry] = manifest(tmp_path / "p").values()
+    assert entry["error"] == (f"HTTP 404 Not Found: {media_server.url('no-such-media')} "
+                              f"(from {media_server.url('page/no-such-media')})")
+    clip = str(speech_clips["weather"].path)
+    code, _, stderr = run_cli("run", clip, "--playlist-items", "abc", "--out", str(tmp_path / "i"))
+    assert code == 2 and "bad --playlist-items 'abc'" in stderr and not (tmp_path / "i").exists()
+    (tmp_path / "a-file").write_text("not a folder")
+    code, _, stderr = run_cli("run", clip, "--out", str(tmp_path / "a-file"))
+    assert code == 2 and stderr == f"bulk-transcribe: error: --out {tmp_path / 'a-file'} is a file; give a folder " \
+                                   "(it is created if missing)\n"
+    (tmp_path / "m" / "manifest.json").mkdir(parents=True)
+    code, _, stderr = run_cli("run", clip, "--out", str(tmp_path / "m"), "--cpu-threads", "2", "-q")
+    assert code == 1 and f"{tmp_path / 'm' / 'manifest.json'}: is a directory" in stderr
+    assert "Error" not in stderr and stderr.count("\n") == 1

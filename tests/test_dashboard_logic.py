@@ -460,3 +460,11 @@ def test_retry_offers_only_what_a_retry_can_change():
     only_bad, bad_items = _tracker({"x": 5.0})
     only_bad.apply(ProgressEvent(next(iter(bad_items.values())).video_id, EventKind.FAILED, retryable=False))
     assert retry_label(views.summary(only_bad.snapshot()), orphaned=False) is None
+
+
+def test_an_output_folder_outside_the_root_names_the_output_setting(roots):
+    with pytest.raises(paths.OutsideRootError, match="BULK_TRANSCRIBE_OUTPUT_ROOT"):
+        roots.output_folder("/etc")
+    with pytest.raises(paths.OutsideRootError, match="BULK_TRANSCRIBE_OUTPUT_ROOT"):
+        roots.output_folder("../../elsewhere")
+    assert roots.output_folder("talks") == roots.output_root / "talks"

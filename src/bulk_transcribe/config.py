@@ -130,6 +130,14 @@ class DownloadOptions:
     def __post_init__(self) -> None:
         if self.max_sleep_s is not None and self.max_sleep_s < self.sleep_s:
             raise ValueError("the maximum sleep interval must not be shorter than the minimum")
+        if self.playlist_items is not None:
+            from yt_dlp.utils import PlaylistEntries
+
+            try:  # checked up front, as --match-filter is: a bad one would fail every playlist after fetching it
+                list(PlaylistEntries.parse_playlist_items(self.playlist_items))
+            except ValueError as exc:
+                raise ValueError(f"bad --playlist-items {self.playlist_items!r}: {exc} (use e.g. 1,3,5-7 or "
+                                 "-10: or ::2)") from None
         if self.match_filter:
             from yt_dlp.utils import match_filter_func
 

@@ -302,6 +302,10 @@ _OWN_ERRORS = (RuntimeError, ConnectionError, OSError, ValueError)
 def _one_line(exc: BaseException) -> str:
     """The first non-empty line of the message (with the type for anything unexpected), capped at
     BATCH_ERROR_CHARS."""
+    if isinstance(exc, OSError) and exc.strerror:  # "Is a directory: '/x/.manifest.json.1a2b.tmp' -> ..." reads badly
+        where = exc.filename2 or exc.filename
+        text = f"{where}: {exc.strerror.lower()}" if where else exc.strerror
+        return text if len(text) <= BATCH_ERROR_CHARS else text[: BATCH_ERROR_CHARS - 1] + "…"
     first = " ".join(next((line.strip() for line in str(exc).splitlines() if line.strip()), "").split())
     if first and type(exc) in _OWN_ERRORS:
         text = first

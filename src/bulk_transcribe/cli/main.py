@@ -113,6 +113,10 @@ def _start_up(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: B
     except ValueError as exc:
         stderr.write(f"bulk-transcribe: error: {exc}\n")
         return EXIT_USAGE
+    if args.out.exists() and not args.out.is_dir():
+        stderr.write(f"bulk-transcribe: error: --out {args.out} is a file; give a folder (it is created if "
+                     "missing)\n")
+        return EXIT_USAGE
     if "%(" in str(args.out):  # yt-dlp's -o is the template; here it is the folder
         stderr.write(f"bulk-transcribe: error: --out/-o is the output folder here; {str(args.out)!r} looks like a "
                      "yt-dlp output template: pass it as --output-template\n")

@@ -51,6 +51,13 @@ class DashboardSettings:
         """Folders a local input may come from: the media root, and the upload folder if it lies elsewhere."""
         return (self.media_root, self.upload_dir)
 
+    def output_folder(self, text: str) -> Path:
+        """An output folder named in the page or its URL (`?out=`), kept inside the output root; a refusal names
+        OUTPUT_ROOT_ENV, the setting that moves that root."""
+        from .paths import confine
+
+        return confine(text, [self.output_root], must_exist=False, setting=OUTPUT_ROOT_ENV)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, cwd: Path | None = None) -> "DashboardSettings":
         env = os.environ if environ is None else environ

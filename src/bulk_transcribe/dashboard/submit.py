@@ -185,7 +185,7 @@ def build_run(submission: Submission, settings: DashboardSettings) -> SubmitResu
 def _output_dir(folder: str, settings: DashboardSettings, errors: list[str]) -> Path:
     folder = folder.strip() or DEFAULT_OUTPUT_FOLDER
     try:
-        path = confine(folder, [settings.output_root], must_exist=False)
+        path = settings.output_folder(folder)
     except OutsideRootError:
         errors.append(f"Output folder {folder!r} must be inside {settings.output_root} (the server's operator can "
                       "allow another with BULK_TRANSCRIBE_OUTPUT_ROOT).")

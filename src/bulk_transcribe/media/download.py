@@ -278,7 +278,10 @@ def classify_error(exc: BaseException, url: str, timeout_s: float) -> Failure:
     chain = _causes(exc)
     for e in chain:
         if isinstance(e, HTTPError):
-            return _http_failure(e.status, url, e.response.headers.get("Retry-After") if e.response else None,
+            # The request that failed may not be the one given: a page's media file, a redirect's target.
+            failed = getattr(e.response, "url", None) if e.response is not None else None
+            where = f"{failed} (from {url})" if failed and failed.split("#")[0] != url.split("#")[0] else url
+            return _http_failure(e.status, where, e.response.headers.get("Retry-After") if e.response else None,
                                  redirect_loop=e.redirect_loop)
     for e in chain:
         if isinstance(e, UnsupportedError):
