@@ -367,29 +367,37 @@ def test_titles_and_urls_from_outside_are_shown_as_text(page, app_url, speech_cl
     """A feed entry titled with markdown (a link, an image) is shown literally; the image is never fetched."""
     base, _, _ = app_url
     pixel, phish = media_server.url("pixel.png"), media_server.url("phish")
-    hostile = f"**bold** [click me]({phish}) ![px]({pixel})"
-    clip = speech_clips["weather"].path
-    escaped = hostile.replace("&", "&amp;").replace("<", "&lt;")
+    # Markdown links and images, and a bare URL and address that markdown would link all by itself.
+    hostiles = [f"**bold** [click me]({phish}) ![px]({pixel})", f"see {phish} or mail me@{phish[7:]} now",
+                f"www.phish.example {phish}"]
+    clips = [speech_clips[name].path for name in ("weather", "garden", "train")]
+    items = "".join(
+        f"<item><title>{h.replace('&', '&amp;').replace('<', '&lt;')}</title>"
+        f'<enclosure url="{media_server.url(c.name)}?h={n}" type="audio/mpeg" length="{c.stat().st_size}"/>'
+        f"<guid>hostile-{n}</guid></item>" for n, (h, c) in enumerate(zip(hostiles, clips)))
     (media_dir / "hostile.rss").write_text(
         '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://127.0.0.1/</link>'
-        f"<description>d</description><item><title>{escaped}</title>"
-        f'<enclosure url="{media_server.url(clip.name)}" type="audio/mpeg" length="{clip.stat().st_size}"/>'
-        "<guid>hostile-1</guid></item></channel></rss>")
+        f"<description>d</description>{items}</channel></rss>")
     media_server.reset_counts()
     submit(page, base, [media_server.url("hostile.rss")], parallel=False, output_folder="hostile")
-    seen_card = {}
+    seen = {"cards": [], "links": 0}
 
     def look(sample):
+        # Every moment of the run (cards, next up, the table, captions): no live link or image from outside.
+        seen["links"] = max(seen["links"], page.locator('a[href*="phish"], a[href^="mailto:"]').count(),
+                            page.locator(f'img[src="{pixel}"]').count())
         cards = page.locator('[class*="st-key-card-"]')
         if cards.count():
-            seen_card["text"] = cards.first.inner_text()
+            seen["cards"].append(cards.first.inner_text())
 
     watch(page, on_sample=look)
-    rows = final_rows(page, 1)
-    assert rows[0][0] == hostile  # the table cell holds the title, character for character
-    if "text" in seen_card:
-        assert hostile in seen_card["text"]
-    assert page.locator(f'a[href="{phish}"]').count() == 0 and page.locator(f'img[src="{pixel}"]').count() == 0
+    rows = final_rows(page, 3)
+    assert sorted(r[0] for r in rows) == sorted(hostiles)  # the table cells hold the titles, character for character
+    for text in seen["cards"]:
+        assert any(h in text.replace("\u2060", "") for h in hostiles), text
+    assert seen["links"] == 0
+    assert page.locator('a[href*="phish"], a[href^="mailto:"]').count() == 0
+    assert page.locator(f'img[src="{pixel}"]').count() == 0
     # The run id in the URL is text too.
     page.goto(f"{base}/Bulk_Transcribe?run=" + urllib.parse.quote(f"**Run** [phish]({phish}) ![px]({pixel})"))
     page.get_by_text("was not found", exact=False).wait_for()

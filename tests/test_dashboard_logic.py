@@ -416,7 +416,13 @@ def test_markdown_in_outside_text_is_shown_literally():
     escaped = plain(hostile)
     # Every markdown-significant character is escaped, so no link, image, colour, maths or HTML can form.
     assert "](" not in escaped and "![" not in escaped and "**" not in escaped and "<b>" not in escaped
-    assert escaped.replace("\\", "") == hostile
+    # It reads the same (the only addition is an invisible word joiner that stops bare URLs linking themselves).
+    assert escaped.replace("\\", "").replace("\u2060", "") == hostile
+    for bare in ("see http://127.0.0.1:9/phish now", "www.phish.example", "mail me@phish.example", "HTTPS://X.test"):
+        shown = plain(bare)
+        assert "http://" not in shown.lower().replace("\\", "") and "www." not in shown.replace("\\", "")
+        assert "@p" not in shown.replace("\\", "")
+        assert shown.replace("\\", "").replace("\u2060", "") == bare
 
 
 def test_an_almost_finished_run_reads_99_9_never_100():

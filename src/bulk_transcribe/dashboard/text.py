@@ -13,7 +13,16 @@ import re
 _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 """Every ASCII punctuation character: CommonMark lets a backslash escape each of them, so escaping all is safe."""
 
+_AUTOLINK_START = re.compile(r"(?i)\b(https?|ftp|www)(?=[:.])|(@)")
+"""Where GitHub-flavoured markdown starts a link of its own in plain text (`http://…`, `www.…`, `a@b.c`):
+escaping cannot stop that (it runs on the text after escapes), so an invisible word joiner breaks the pattern."""
+
+WORD_JOINER = "\u2060"
+
 
 def plain(text: object) -> str:
-    """`text` as literal characters in markdown: punctuation backslash-escaped, line breaks as spaces."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """`text` as literal characters in markdown: punctuation backslash-escaped, line breaks as spaces, and no
+    bare URL or address turned into a live link (it reads the same; it is not a link)."""
+    flat = " ".join(str(text).split())
+    unlinked = _AUTOLINK_START.sub(lambda m: m.group(0) + WORD_JOINER, flat)
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", unlinked)
