@@ -10,9 +10,9 @@ import streamlit as st
 
 from bulk_transcribe.config import BUNDLED_MODEL, DEFAULT_FORMATS, DEFAULT_WORKERS, MEDIA_EXTENSIONS
 from bulk_transcribe.dashboard import render, uploads
-from bulk_transcribe.dashboard.history import run_query
+from bulk_transcribe.dashboard.history import run_query, run_settings
 from bulk_transcribe.dashboard.settings import DashboardSettings
-from bulk_transcribe.dashboard.submit import MAX_WORKERS, RunSettings, Submission, build_run
+from bulk_transcribe.dashboard.submit import MAX_WORKERS, RunSettings, Submission, build_run, settings_of_run
 from bulk_transcribe.dashboard.text import plain
 
 render.page_setup("Transcribe")
@@ -24,6 +24,14 @@ except ValueError as exc:
     st.error(f"Dashboard settings: {plain(exc)}")
     st.stop()
 registry = render.shared_registry()
+run_id = st.query_params.get("run")
+if run_id:
+    try:
+        out_dir = settings.output_folder(st.query_params.get("out", settings.default_output))
+    except ValueError as exc:
+        st.error(f"Cannot open that run: {plain(exc)}")
+        st.stop()
+    render.seed_form_from_run(settings_of_run(run_settings(out_dir, run_id).config or {}, settings.output_root))
 
 # ---- settings (sidebar) -------------------------------------------------------------------------------------
 # Each widget keeps the visitor's last value for the whole browser session, across pages and reopened runs
@@ -105,12 +113,6 @@ if st.button("Start transcription", type="primary", icon=":material/play_arrow:"
             st.query_params.from_dict(run_query(outcome.entry.run_id, outcome.entry.out_dir, settings.output_root))
 
 # ---- monitor ------------------------------------------------------------------------------------------------
-run_id = st.query_params.get("run")
 if run_id:
-    try:
-        out_dir = settings.output_folder(st.query_params.get("out", settings.default_output))
-    except ValueError as exc:
-        st.error(f"Cannot open that run: {plain(exc)}")
-        st.stop()
     st.divider()
     render.run_view(registry, run_id, out_dir, settings.output_root)

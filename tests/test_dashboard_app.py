@@ -221,3 +221,32 @@ def test_history_shows_each_runs_own_outcome_and_a_killed_run_as_stopped(roots):
     assert (rows[first]["Status"], rows[first]["Done"], rows[first]["Cancelled"]) == ("cancelled", 1, 2)
     assert (rows[second]["Status"], rows[second]["Done"], rows[second]["Cancelled"]) == ("finished", 3, 0)
     assert rows[killed]["Status"] == "stopped"
+
+
+def test_a_page_opened_on_a_run_shows_that_runs_settings_in_the_form(roots):
+    """A reload (a fresh browser session) beside a running parallel run into `talks`: the form holds that run's
+    settings, not the defaults, so Start does what the run on screen does; a visitor's own values still win."""
+    from bulk_transcribe.config import DownloadOptions, RunConfig, TranscribeOptions
+    from bulk_transcribe.session_manager import SessionStore
+
+    _, out_root = roots
+    out = out_root / "talks"
+    config = RunConfig(inputs=("https://example.com/v/1",), out_dir=out, parallel=True, workers=3,
+                       formats=("txt", "srt"), transcribe=TranscribeOptions(language="en", batch_size=4),
+                       download=DownloadOptions(rate_limit=300 * 1024, sleep_s=2.0))
+    run_id = SessionStore(config.state_db).begin_run(config, "parallel")
+    at = page()
+    at.query_params["run"], at.query_params["out"] = run_id, "talks"
+    at.run()
+    assert not at.exception
+    assert labelled(at.sidebar.toggle, "Parallel processing").value is True
+    assert labelled(at.sidebar.number_input, "Workers").value == 3
+    assert labelled(at.sidebar.text_input, "Output folder").value == "talks"
+    assert labelled(at.sidebar.text_input, "Language").value == "en"
+    assert labelled(at.sidebar.multiselect, "Output formats").value == ["txt", "srt"]
+    assert labelled(at.sidebar.number_input, "Batch size").value == 4
+    assert labelled(at.sidebar.number_input, "Download rate limit (KiB/s)").value == 300
+    assert labelled(at.sidebar.number_input, "Pause between downloads (s)").value == 2.0
+    labelled(at.sidebar.number_input, "Workers").set_value(2).run()  # the visitor's choice, kept on rerun
+    at.run()
+    assert labelled(at.sidebar.number_input, "Workers").value == 2

@@ -59,6 +59,22 @@ def remember(name: str, default) -> dict:
     return {"key": key, "on_change": keep}
 
 
+FORM_FIELDS = {"parallel": "parallel", "workers": "workers", "model": "model", "language": "language",
+               "batch_size": "batch_size", "formats": "formats", "rate_limit_kib": "rate_limit", "pause_s": "pause",
+               "ray_address": "ray_address", "output_folder": "output_folder"}
+"""RunSettings field -> the name its widget is remembered under (remember())."""
+
+
+def seed_form_from_run(values: dict[str, object]) -> None:
+    """A page opened (or reloaded) on a run, in a browser session whose form holds nothing yet: the form takes
+    that run's settings, so Start beside a running parallel run is not a sequential run into `transcripts`."""
+    if any(f"_form-{name}" in st.session_state for name in FORM_FIELDS.values()):
+        return  # the visitor's own values win
+    for field, name in FORM_FIELDS.items():
+        if field in values:
+            st.session_state[f"_form-{name}"] = values[field]
+
+
 def starting_text(config, inputs: int) -> str:
     """What the page is waiting for while a run registers: Ray's first start takes seconds, resolution more."""
     from ..parallel.cluster import is_connected

@@ -56,6 +56,28 @@ class RunSettings:
     output_folder: str = DEFAULT_OUTPUT_FOLDER
 
 
+def settings_of_run(config: dict, output_root: Path) -> dict[str, object]:
+    """A run's stored settings as the form's values (RunSettings field -> value): what a reopened or reloaded page
+    puts in the form, so Start does what the run on screen did. Only what the store says; the rest stays."""
+    transcribe, download = config.get("transcribe") or {}, config.get("download") or {}
+    values: dict[str, object] = {
+        "parallel": bool(config.get("parallel")),
+        "workers": int(config.get("workers") or DEFAULT_WORKERS),
+        "model": transcribe.get("model") or BUNDLED_MODEL,
+        "language": transcribe.get("language") or "",
+        "batch_size": int(transcribe.get("batch_size") or 0),
+        "formats": list(config.get("formats") or DEFAULT_FORMATS),
+        "rate_limit_kib": int(download.get("rate_limit") or 0) // 1024,
+        "pause_s": float(download.get("sleep_s") or 0.0),
+        "ray_address": config.get("ray_address") or "",
+    }
+    out = Path(str(config.get("out_dir") or ""))
+    root = Path(output_root).resolve()
+    if str(out) and (root == out.resolve() or root in out.resolve().parents):
+        values["output_folder"] = out.resolve().relative_to(root).as_posix() or DEFAULT_OUTPUT_FOLDER
+    return values
+
+
 @dataclass
 class Submission:
     videos_text: str = ""
