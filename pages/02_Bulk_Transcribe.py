@@ -6,6 +6,8 @@ Widgets and calls only: checks live in bulk_transcribe.dashboard.submit, the run
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from bulk_transcribe.config import BUNDLED_MODEL, DEFAULT_FORMATS, DEFAULT_WORKERS, MEDIA_EXTENSIONS
@@ -24,14 +26,22 @@ except ValueError as exc:
     st.error(f"Dashboard settings: {plain(exc)}")
     st.stop()
 registry = render.shared_registry()
-run_id = st.query_params.get("run")
-if run_id:
+
+
+def opened_run() -> tuple[str, Path] | None:
+    """The run the URL names (?run=, ?out= inside the output root), or None."""
+    run_id = st.query_params.get("run")
+    if not run_id:
+        return None
     try:
-        out_dir = settings.output_folder(st.query_params.get("out", settings.default_output))
+        return run_id, settings.output_folder(st.query_params.get("out", settings.default_output))
     except ValueError as exc:
         st.error(f"Cannot open that run: {plain(exc)}")
         st.stop()
-    render.seed_form_from_run(settings_of_run(run_settings(out_dir, run_id).config or {}, settings.output_root))
+
+
+if opened := opened_run():  # a reload beside a run: the form shows what that run used (when it holds nothing)
+    render.seed_form_from_run(settings_of_run(run_settings(opened[1], opened[0]).config or {}, settings.output_root))
 
 # ---- settings (sidebar) -------------------------------------------------------------------------------------
 # Each widget keeps the visitor's last value for the whole browser session, across pages and reopened runs
@@ -113,6 +123,7 @@ if st.button("Start transcription", type="primary", icon=":material/play_arrow:"
             st.query_params.from_dict(run_query(outcome.entry.run_id, outcome.entry.out_dir, settings.output_root))
 
 # ---- monitor ------------------------------------------------------------------------------------------------
-if run_id:
+if opened := opened_run():  # read again: Start has just named a new run
+    run_id, out_dir = opened
     st.divider()
     render.run_view(registry, run_id, out_dir, settings.output_root)
