@@ -89,12 +89,16 @@ def test_bad_settings_are_shown_as_errors(roots):
     assert "run" not in at.query_params
 
 
-def test_a_small_real_run_from_submit_to_results(roots, media_server, speech_clips):
+def test_a_small_real_run_from_submit_to_results(roots, media_server, speech_clips, request):
+    """Three inputs: a clip, a clip whose site answers 500 for now (a retry may help), and a 404 (it cannot)."""
     media, out = roots
-    weather = speech_clips["weather"]
+    weather, later = speech_clips["weather"], speech_clips["library"]
+    media_server.closed.add(later.path.name)
+    request.addfinalizer(lambda: media_server.closed.discard(later.path.name))
     at = page().run()
     at.text_area[0].input(
-        f"{media_server.url(weather.path.name)}\n{media_server.url('status/404')}\n"
+        f"{media_server.url(weather.path.name)}\n{media_server.url('gate/' + later.path.name)}\n"
+        f"{media_server.url('status/404')}\n"
     ).run()
     labelled(at.sidebar.multiselect, "Output formats").set_value(["txt", "srt"]).run()
     labelled(at.button, "Start transcription").click().run()
@@ -104,7 +108,7 @@ def test_a_small_real_run_from_submit_to_results(roots, media_server, speech_cli
     assert at.query_params["out"] == "transcripts"
 
     # The start returns at once; the inputs resolve in the run, each video joining the table when known.
-    assert len(at.dataframe[0].value) <= 2
+    assert len(at.dataframe[0].value) <= 3
 
     entry = render.shared_registry().get(run_id)
     assert entry is not None and entry.wait_done(timeout=TIMEOUT)
@@ -114,20 +118,22 @@ def test_a_small_real_run_from_submit_to_results(roots, media_server, speech_cli
     table = at.dataframe[0].value
     rows = {r["Title"]: r for r in table.to_dict("records")}
     done = next(r for t, r in rows.items() if weather.name in t)
-    failed = next(r for t, r in rows.items() if weather.name not in t)
+    down = next(r for t, r in rows.items() if later.name in t)
+    gone = next(r for t, r in rows.items() if weather.name not in t and later.name not in t)
     assert done["Status"] == "done" and done["Progress"] == 100
     assert done["Duration"] not in ("", None) and done["Speed"].endswith("×")
-    assert failed["Status"] == "failed" and "404" in failed["Error"]
+    assert down["Status"] == "failed" and "500" in down["Error"]
+    assert gone["Status"] == "failed" and "404" in gone["Error"]
     figures = {m.label: m.value for m in at.metric}
-    assert [figures[k] for k in ("Done", "Failed", "Cancelled", "In progress", "Waiting")] == ["1", "1", "0", "0", "0"]
+    assert [figures[k] for k in ("Done", "Failed", "Cancelled", "In progress", "Waiting")] == ["1", "2", "0", "0", "0"]
 
     # Results: a zip of the run and each chosen format of the transcript, and the text shown in the page.
     downloads = [b.label for b in at.get("download_button")]
     assert "Download all transcripts (zip)" in downloads and ".txt" in downloads and ".srt" in downloads
     assert ".vtt" not in downloads
     assert "breeze" in " ".join(t.value for t in at.text).lower()
-    # A 404 is not something a retry changes: no Retry button for it, and the page says so.
-    assert not [b for b in at.button if b.label.startswith("Retry")]
+    # A 404 is not something a retry changes: Retry offers only the 500, and the page says the 404 failed for good.
+    assert [b.label for b in at.button if b.label.startswith("Retry")] == ["Retry 1 failed"]
     assert any("1 failed for good" in c.value for c in at.caption)
 
     # Reopening the URL in a new session (same server) shows the same run.
@@ -146,7 +152,9 @@ def test_a_small_real_run_from_submit_to_results(roots, media_server, speech_cli
     reread = {r["Title"]: r["Status"] for r in fresh.dataframe[0].value.to_dict("records")}
     assert reread == {t: r["Status"] for t, r in rows.items()}
 
-    # Retry failed: a new run over the same inputs; the done video stays done, the 404 fails again.
+    # Retry failed once the site is back: a new run; the done video stays done, the 500 is done now, the 404 is
+    # still failed.
+    media_server.closed.discard(later.path.name)
     labelled(fresh.button, "Retry 1 failed").click().run()
     assert not fresh.exception and not fresh.error
     retry_id = fresh.query_params["run"]
@@ -154,7 +162,7 @@ def test_a_small_real_run_from_submit_to_results(roots, media_server, speech_cli
     assert render.shared_registry().get(retry_id).wait_done(timeout=TIMEOUT)
     fresh.run()
     statuses = sorted(r["Status"] for r in fresh.dataframe[0].value.to_dict("records"))
-    assert statuses == ["done", "failed"]
+    assert statuses == ["done", "done", "failed"]
 
     # The home page lists both runs with a link that reopens each.
     home = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
