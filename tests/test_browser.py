@@ -6,6 +6,7 @@ parallel mode). Nothing here asserts on time: loops wait for the page to reach a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,17 +55,17 @@ def long_clips(media_dir, media_server) -> list[str]:
     return urls
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, media_dir):
-    """A real Streamlit server for this module, on 127.0.0.1 and a free port, configured by flags and env vars."""
-    work = tmp_path_factory.mktemp("dashboard")
+@contextlib.contextmanager
+def streamlit_server(work: Path, media_dir: Path):
+    """A real Streamlit server on 127.0.0.1 and a free port, configured by flags and env vars, in a process group
+    of its own (as in a terminal: the server and the local Ray it starts for parallel runs)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "BULK_TRANSCRIBE_PARALLEL"}
     env.update(BULK_TRANSCRIBE_MEDIA_ROOT=str(media_dir), BULK_TRANSCRIBE_OUTPUT_ROOT=str(work / "out"),
                RAY_USAGE_STATS_ENABLED="0")
-    (work / "out").mkdir()
+    (work / "out").mkdir(exist_ok=True)
     log = open(work / "server.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
@@ -77,7 +78,6 @@ def app_url(tmp_path_factory, media_dir):
         _wait_healthy(base, proc, work / "server.log")
         yield base, work / "out", proc
     finally:
-        # Our own process group only: the server and the local Ray it started for parallel runs.
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
@@ -88,6 +88,13 @@ def app_url(tmp_path_factory, media_dir):
                 pass
         log.close()
         print(f"streamlit server log: {work / 'server.log'}")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, media_dir):
+    """One server for the module's tests: runs accumulate in it as they would in a day's use."""
+    with streamlit_server(tmp_path_factory.mktemp("dashboard"), media_dir) as server:
+        yield server
 
 
 def _wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
@@ -321,6 +328,30 @@ def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, 
     assert "home" in shots
     for name, path in shots.items():
         print(f"screenshot {name}: {path}")
+
+
+def test_stopping_the_server_mid_parallel_run_cancels_what_is_unfinished(page, long_clips, media_dir, tmp_path):
+    """Ctrl-C on `make run` (SIGINT to the terminal's process group) while a parallel run transcribes: the
+    operator's stop. Unfinished videos are cancelled, as the CLI's Ctrl-C leaves them, not failed by Ray's exit."""
+    import sqlite3
+
+    with streamlit_server(tmp_path, media_dir) as (base, out_root, proc):
+        run_id = submit(page, base, long_clips, parallel=True, output_folder="stopped")
+        deadline = time.monotonic() + RUN_DEADLINE_S
+        while card_count(page) == 0:  # a video is being transcribed on a Ray worker
+            assert time.monotonic() < deadline, "no video started"
+            page.wait_for_timeout(300)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)  # a ceiling that means "hung"
+        log = (tmp_path / "server.log").read_text()
+    assert "cancelling 1 unfinished run(s)" in log, log[-3000:]
+    with sqlite3.connect(f"file:{out_root / 'stopped' / 'bulk_transcribe.sqlite'}?mode=ro", uri=True) as conn:
+        (status,) = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        videos = conn.execute("SELECT status, error FROM videos").fetchall()
+    assert status == "cancelled"
+    assert len(videos) == len(long_clips)
+    assert {s for s, _ in videos} <= {"done", "cancelled"}, videos
+    assert "cancelled" in {s for s, _ in videos}
 
 
 # ---- one server, many runs; text as text; every line accounted for ---------------------------------------------

@@ -6,12 +6,18 @@ untouched, and the page finds it again by the run id in the URL. Runs this proce
 server, the CLI, another dashboard) are read through `runs.attach_snapshot`, from the live progress actor or
 the SQLite store.
 
+Stopping the server (Ctrl-C on `make run`, SIGTERM) is the operator's stop: the runs it holds are cancelled, as
+the CLI's Ctrl-C does, before the interpreter's exit hooks shut Ray down under them (which failed every unfinished
+video with "Ray shut down under the run"). A rerun resumes them.
+
 Every method returns data or a one-line error; nothing here lets an exception reach the page.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -50,10 +56,15 @@ class StartResult:
     error: str | None = None
 
 
+SHUTDOWN_GRACE_S = 60.0
+"""Longest the server's exit waits for its runs to record their cancel (a parallel cancel takes seconds)."""
+
+
 class RunRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, RunEntry] = {}
+        self._shutdown_watch: threading.Thread | None = None
 
     # -- starting -----------------------------------------------------------------------------------------------
     def start(self, config: RunConfig) -> StartResult:
@@ -76,8 +87,7 @@ class RunRegistry:
         except Exception as exc:  # noqa: BLE001
             return StartResult(error=f"Could not start the run: {_one_line(exc)}")
         entry = RunEntry(handle.run_id, Path(config.out_dir), prepared.config, handle)
-        with self._lock:
-            self._runs[entry.run_id] = entry
+        self._add(entry)
         return StartResult(entry=entry)
 
     def retry_failed(self, run_id: str, out_dir: Path) -> StartResult:
@@ -102,9 +112,32 @@ class RunRegistry:
         except Exception as exc:  # noqa: BLE001
             return StartResult(error=f"Could not retry: {_one_line(exc)}")
         new = RunEntry(handle.run_id, Path(config.out_dir), config, handle)
-        with self._lock:
-            self._runs[new.run_id] = new
+        self._add(new)
         return StartResult(entry=new)
+
+    def _add(self, entry: RunEntry) -> None:
+        with self._lock:
+            self._runs[entry.run_id] = entry
+            if self._shutdown_watch is None:
+                # Not a daemon (said outright: a thread inherits it from Streamlit's script thread, a daemon): the
+                # interpreter's exit waits for it, and it runs before the exit hooks (Ray's shutdown among them),
+                # because the main thread counts as finished when that wait begins.
+                self._shutdown_watch = threading.Thread(target=self._cancel_at_exit, name="cancel-runs-at-exit",
+                                                        daemon=False)
+                self._shutdown_watch.start()
+
+    def _cancel_at_exit(self) -> None:
+        threading.main_thread().join()
+        live = [e for e in self.entries() if not e.done]
+        if not live:
+            return
+        print(f"Stopping: cancelling {len(live)} unfinished run(s); a rerun resumes them.", file=sys.stderr,
+              flush=True)
+        for entry in live:
+            entry.handle.cancel()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for entry in live:
+            entry.wait_done(max(0.0, deadline - time.monotonic()))
 
     # -- watching -----------------------------------------------------------------------------------------------
     def get(self, run_id: str) -> RunEntry | None:
