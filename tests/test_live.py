@@ -118,3 +118,44 @@ def test_site_text_is_never_read_as_rich_markup():
     table = io.StringIO()
     Console(file=table, force_terminal=True, width=200, color_system=None).print(summary_table(snapshot))
     assert "bad [bold]thing[/bold]" in table.getvalue()
+
+
+def test_in_a_real_terminal_the_end_of_a_run_shows_its_headline_once(tmp_path, jfk_flac):
+    """The CLI in a pseudo-terminal, its output replayed by a terminal emulator: what a person sees at the end is
+    the table and one headline (the live view left its own copy above the table)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    import pyte
+
+    columns, rows = 110, 60
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulk_transcribe", "run", str(jfk_flac), str(tmp_path / "missing.mp3"),
+         "--out", str(tmp_path / "out"), "--formats", "txt", "--cpu-threads", "2"],
+        stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "TERM": "xterm-256color"},
+    )
+    os.close(follower)
+    screen = pyte.Screen(columns, rows)
+    terminal = pyte.ByteStream(screen)
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        terminal.feed(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 1  # one input failed
+    shown = [line.rstrip() for line in screen.display]
+    headlines = [line for line in shown if line.startswith("1 of 2 done, 1 failed")]
+    assert len(headlines) == 1, "\n".join(shown)
+    assert any("file not found" in line for line in shown)  # the table is there
+    assert not any("all 2 videos" in line for line in shown)  # the live bars gave way to it

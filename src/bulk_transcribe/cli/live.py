@@ -77,7 +77,9 @@ class RichProgress:
         self.tasks: dict[str, TaskID] = {}
         self.head = Text("")
         # No refresh thread: the CLI's loop redraws on each snapshot, which keeps Ctrl-C handling in one thread.
-        self.live = Live(Group(self.head, self.progress), console=console, auto_refresh=False, transient=False)
+        # Transient: the final table and its headline take the bars' place (left on screen, the headline showed
+        # twice, once above the table and once below).
+        self.live = Live(Group(self.head, self.progress), console=console, auto_refresh=False, transient=True)
         self._started = False
 
     def __call__(self, snapshot: Snapshot) -> None:
@@ -117,7 +119,6 @@ class RichProgress:
             for task in list(self.tasks.values()):
                 self.progress.remove_task(task)
             self.tasks.clear()
-            self.live.refresh()
             self.live.stop()
             self._started = False
 
