@@ -234,7 +234,8 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
                                                archive=prepared.archive)
         intake.admit([refused_item(line, why) for line, why in config.rejected])
         Driver(config, intake, executor, recorder, folders=intake.folders, cancel_event=handle._cancel,
-               on_phase=handle._on_phase, archive=prepared.archive, claim=store.claim_outputs).run()
+               on_phase=handle._on_phase, archive=prepared.archive, claim=store.claim_outputs,
+               on_delivered=lambda item, transcript: store.index_transcript(run_id, transcript)).run()
     except (Exception, SystemExit) as exc:  # noqa: BLE001 — a batch-level failure is reported, not raised
         # Ray answers a call made after its shutdown (or the loss of its cluster) with SystemExit; in this run
         # thread that is a failed batch to report, not a reason to end the process.

@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .config import RunConfig
 from .folder_lock import OwnerLock
-from .models import RunStatus, ProgressEvent, Snapshot, SourceKind, VideoItem, VideoStatus
+from .library.schema import ensure_schema as ensure_library_schema
+from .models import RunStatus, ProgressEvent, Snapshot, SourceKind, Transcript, VideoItem, VideoStatus
 from .naming import is_safe, numbered, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 from .redact import config_record
@@ -223,6 +224,8 @@ class SessionStore:
             self._check_version()
         else:
             self._migrate()
+            with self._write() as conn:
+                ensure_library_schema(conn)  # the search index's own tables (library/), not a numbered migration
 
     def _older_schema(self) -> bool:
         return self._conn().execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
@@ -605,6 +608,13 @@ class SessionStore:
         with self._write() as conn:
             conn.execute("UPDATE videos SET folder = ?, outputs_json = ?, updated_at = ? WHERE video_id = ?",
                          (folder, json.dumps(outputs, sort_keys=True), self._clock(), video_id))
+
+    def index_transcript(self, run_id: str, transcript: Transcript) -> int:
+        """Make a delivered transcript searchable (library/): its segments replace what the video had indexed."""
+        from .library.index import index_video
+
+        with self._write() as conn:
+            return index_video(conn, transcript.video_id, run_id, transcript.segments, transcript.language)
 
     def save_state(self, state: VideoState) -> None:
         """Write one video's state as the run's ledger computed it (ledger.py: the one place state changes)."""

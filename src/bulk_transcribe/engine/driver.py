@@ -143,7 +143,8 @@ class Driver:
                  folders: dict[str, str], cancel_event: threading.Event | None = None,
                  on_phase: Callable[[str | None], None] | None = None,
                  scheduler: Scheduler | None = None, archive: DownloadArchive | None = None,
-                 claim: Claim | None = None) -> None:
+                 claim: Claim | None = None,
+                 on_delivered: Callable[[VideoItem, Transcript], None] | None = None) -> None:
         self.config = config
         self.intake = intake
         self.executor = executor
@@ -157,6 +158,9 @@ class Driver:
         """yt-dlp's download archive, when the run keeps one: each video is appended as it is delivered."""
         self.claim = claim
         """Keeps each transcript file one video's (the store's claim_outputs), whatever the output template."""
+        self.on_delivered = on_delivered
+        """Called with each transcript once its outputs are written, before it is recorded done (runs.py indexes it
+        for search there, so a done video is always searchable)."""
         self.safer: set[str] = set()
         self.cancelling = False
         self.started = 0
@@ -180,6 +184,12 @@ class Driver:
         except VideoError as exc:  # the outputs cannot be written (disk full): retrying elsewhere will not help
             self._on_failure(worker, assignment, exc)
             return
+        if self.on_delivered is not None:
+            try:
+                self.on_delivered(assignment.item, transcript)
+            except Exception:  # noqa: BLE001 — the outputs are written: the video is done, its index rebuildable
+                log.warning("%s: not indexed for search (`bulk-transcribe index OUT` rebuilds the index)", video_id,
+                            exc_info=True)
         self.scheduler.complete(video_id, worker)
         self.recorder.emit(event)
         if self.archive is not None:
