@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--ray-address", default=None, metavar="ADDRESS",
                         help="read a live parallel run from this cluster")
     status.add_argument("--json", action="store_true", help="print the run and its videos as JSON, for scripts")
+    from .search import add_parsers as add_search_parsers
+
+    add_search_parsers(sub)  # search, index
     return parser
 
 

@@ -223,6 +223,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
             args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
+    handler = getattr(args, "handler", None)
+    if handler is not None:  # commands whose module registers them (cli/search.py)
+        return handler(args, stdout, stderr)
     if args.command == "run":
         if argv is None:
             # The program itself (not a caller in this process): whenever the graceful stop is not listening (before
