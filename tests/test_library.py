@@ -193,10 +193,11 @@ def test_removing_a_video_removes_its_rows(library_out, tmp_path):
 def drop_index(out: Path) -> None:
     """OUT as a version before the index left it: none of its tables."""
     conn = sqlite3.connect(layout.state_db(out))
-    for statement in ("DROP TRIGGER library_segments_ai", "DROP TRIGGER library_segments_ad", "DROP TABLE library_fts",
-                      "DROP TABLE library_videos", "DROP TABLE library_segments", "DROP TABLE library_info"):
-        conn.execute(statement)
+    virtual = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL TABLE%'")]
+    for name in virtual + ["library_videos", "library_segments", "library_info"]:
+        conn.execute(f"DROP TABLE {name}")
     conn.commit()
+    assert not conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'library%'").fetchall()
     conn.close()
 
 
@@ -308,28 +309,51 @@ def test_run_language_and_flagged_filters(tmp_path):
     assert facets.runs == (second, first) and facets.languages == ("en", "de")
 
 
-def test_common_words_rank_in_windows_and_filters_still_reach_old_matches(tmp_path, monkeypatch):
-    """A word in more segments than one window: the newest window is ranked and the note says so; a filter that
-    keeps only the oldest video (checked on each match) still finds it, because windows grow until enough hits
-    are found."""
-    monkeypatch.setattr(lookup, "WINDOW_MATCHES", 4)
+def test_common_words_rank_their_newest_matches_and_filters_still_reach_old_ones(tmp_path, monkeypatch):
+    """A word in more segments than a search ranks: the newest are ranked and the note says so. A filter keeping
+    only the oldest video still finds it: seeking to its span, or (its videos too scattered to seek to) checking
+    each match in batches that double until enough pass."""
+    monkeypatch.setattr(lookup, "CANDIDATES", 4)
     out = tmp_path / "out"
-    synthetic(out, [(url_item("https://example.org/old.mp3", "Old"), "en",
-                     [Segment(float(i), i + 1.0, f"common word {i}") for i in range(3)])])
+    old = url_item("https://example.org/old.mp3", "Old")
+    synthetic(out, [(old, "en", [Segment(float(i), i + 1.0, f"common word {i}") for i in range(3)])])
     synthetic(out, [(url_item(f"https://example.org/{n}.mp3", f"New {n}"), "en",
                      [Segment(float(i), i + 1.0, f"common word {i}") for i in range(3)]) for n in range(10)])
-    result = library.find([out], "common", limit=3)
-    assert len(result.hits) == 3 and {h.title for h in result.hits} <= {"New 9", "New 8"}
-    assert [n for n in result.notes if "more than 4 segments match; these are the best of the most recent" in n]
+    result = library.find([out], "common", limit=1)
+    assert len(result.hits) == 1 and result.hits[0].title in {"New 9", "New 8"}
+    assert [n for n in result.notes if "more than 4 segments match; these are the best of the 4 most recent" in n]
     everything = library.find([out], "common", limit=40)
     assert len(everything.hits) == 33 and not [n for n in everything.notes if "most recent" in n]
 
     conn = sqlite3.connect(layout.state_db(out))
     conn.execute("CREATE TABLE flags (video_id TEXT NOT NULL)")
-    conn.execute("INSERT INTO flags VALUES (?)", (url_item("https://example.org/old.mp3", "Old").video_id,))
+    conn.execute("INSERT INTO flags VALUES (?)", (old.video_id,))
     conn.commit()
     conn.close()
     assert [h.title for h in library.search([out], "common", flagged=True, limit=10)] == ["Old"] * 3
+    monkeypatch.setattr(lookup, "MAX_SPANS", 0)  # too scattered to seek to: checked on each match
+    assert [h.title for h in library.search([out], "common", flagged=True, limit=3)] == ["Old"] * 3
+    first_run = library.search([out], "common", limit=40)[-1].run_id
+    assert {h.title for h in library.search([out], "word", run=first_run, limit=5)} == {"Old"}
+
+
+def test_scores_are_bm25_as_fts5_computes_it(tmp_path):
+    """The ranking reproduces FTS5's own bm25() (rank.py): the same order and the same values (negated)."""
+    out = tmp_path / "out"
+    texts = ["the harbour at dawn", "harbour harbour harbour", "a long sentence that mentions the harbour once "
+             "among many other words about ships", "no match here", "the harbour lights and the harbour wall"]
+    synthetic(out, [(url_item(f"https://example.org/{i}.mp3", f"T{i}"), "en", [Segment(0.0, 1.0, t)])
+                    for i, t in enumerate(texts)])
+    conn = sqlite3.connect(layout.state_db(out))
+    for text_query, found in (("harbour", 4), ("harbour the", 3), ('"the harbour" OR ships', 3), ("harb*", 4)):
+        ours = {h.text: h.score for h in library.search([out], text_query)}
+        theirs = dict(conn.execute(
+            "SELECT s.text, -bm25(library_fts, 1.0, 0.0) FROM library_fts JOIN library_segments s "
+            "ON s.seg_id = library_fts.rowid WHERE library_fts MATCH ?", (query.on_text(text_query),)))
+        assert set(ours) == set(theirs) and len(ours) == found, text_query
+        for text, score in theirs.items():
+            assert ours[text] == pytest.approx(score, rel=1e-9), (text_query, text)
+    conn.close()
 
 
 # ---- what people type ------------------------------------------------------------------------------------------------
@@ -381,7 +405,8 @@ def test_the_literal_reading_keeps_prefixes_and_exclusions():
 
 @pytest.mark.parametrize("source, link", [
     ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=83"),
-    ("https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=5&list=PL1", "https://www.youtube.com/watch?v=dQw4w9WgXcQ&list=PL1&t=83"),
+    ("https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=5&list=PL1",
+     "https://www.youtube.com/watch?v=dQw4w9WgXcQ&list=PL1&t=83"),
     ("https://m.youtube.com/watch?v=dQw4w9WgXcQ", "https://m.youtube.com/watch?v=dQw4w9WgXcQ&t=83"),
     ("https://youtu.be/dQw4w9WgXcQ", "https://youtu.be/dQw4w9WgXcQ?t=83"),
     ("https://www.youtube.com/shorts/dQw4w9WgXcQ", "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=83"),
@@ -447,3 +472,29 @@ def test_titles_are_data_control_characters_and_markup_kept_as_given(tmp_path):
     assert hit.title == title
     assert "\x1b" not in hit.text and "\x1b" not in hit.snippet  # indexed text holds no control characters
     assert hit.text == "hello [31mred [0m world"
+
+
+# ---- marking the match -----------------------------------------------------------------------------------------------
+
+def marks(query_text: str, text: str, max_words: int = 24) -> str:
+    from bulk_transcribe.library.highlight import marked, phrases
+
+    return "".join(f"[{p}]" if m else p for p, m in marked(text, phrases(query.parse(query_text)), max_words))
+
+
+def test_the_words_a_query_matched_are_marked_as_the_index_reads_them():
+    assert marks('"of the"', "Most of them, the rest of the day.") == "Most of them, the rest [of the] day."
+    assert marks("climat*", "Climate, climatic; a climber.") == "[Climate], [climatic]; a climber."
+    assert marks("cafe", "Un café au CAFÉ.") == "Un [café] au [CAFÉ]."
+    assert marks("NEAR(tax cut, 5) OR text : budget", "The tax cut and the budget 5 times.") == \
+        "The [tax] [cut] and the [budget] 5 times."
+    assert marks("tomatoes NOT beans", "tomatoes") == "[tomatoes]"
+    assert marks('c++ "beans', "C and beans, c++") == "[C] and [beans], [c]++"  # read as plain words
+    assert marks("zeppelin", "nothing here") == "nothing here"
+
+
+def test_a_long_segment_is_cut_around_its_first_match():
+    text = " ".join(f"w{i}" for i in range(60)) + "."
+    assert marks("w40", text, max_words=6) == "…w38 w39 [w40] w41 w42 w43…"
+    assert marks("w1", text, max_words=6) == "w0 [w1] w2 w3 w4 w5…"
+    assert marks("w59", text, max_words=6).endswith("[w59].") and marks("w59", text, max_words=6).startswith("…")

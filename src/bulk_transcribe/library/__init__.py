@@ -4,6 +4,7 @@
     index.py    writing it: one video as it is delivered (index_video), removal, a folder rebuilt (rebuild)
     query.py    what a person types -> an FTS5 match that cannot fail
     lookup.py   search one or many folders read-only, hits merged by bm25 (Hit, search, find)
+    highlight.py  the words a query matched, marked in a hit's text
     links.py    a link to the moment: the site's own start-time URL, a media fragment, or "PATH @ M:SS"
 
 Nothing here imports Ray, the model or yt-dlp at import time: the store imports `schema` whenever it opens.

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import layout
-from .schema import FTS, SEGMENTS, VIDEOS, reset
+from .highlight import folded_words
+from .schema import FTS, INFO, SEGMENTS, VIDEOS, reset
 
 INDEX_COMMAND = "bulk-transcribe index"
 """How a rebuild names itself in OUT's lock file (so a run refused meanwhile says who holds the folder)."""
 
 
 def clean_text(text: str) -> str:
-    """A segment's text as indexed: control characters gone (so snippets can be marked unambiguously, and a
-    terminal never receives an escape sequence from a transcript), whitespace runs one space."""
+    """A segment's text as indexed: control characters gone (a terminal or a page never receives an escape
+    sequence from a transcript), whitespace runs one space."""
     return " ".join("".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in str(text)).split())
 
 
@@ -38,6 +39,7 @@ def index_video(conn: sqlite3.Connection, video_id: str, run_id: str, segments: 
     segments get consecutive ids after every existing one.
     """
     lang = normal_language(language)
+    lang_words = len(folded_words(lang))
     conn.execute("SAVEPOINT library_index")
     try:
         _delete(conn, video_id)
@@ -47,15 +49,19 @@ def index_video(conn: sqlite3.Connection, video_id: str, run_id: str, segments: 
             start, end, text = _fields(seg)
             text = clean_text(text)
             if text:
-                rows.append((top + 1 + len(rows), video_id, run_id, lang, start, max(start, end), text))
-        conn.executemany(f"INSERT INTO {SEGMENTS} (seg_id, video_id, run_id, language, start_s, end_s, text) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                # Words in the row as FTS5 counts them (both columns): bm25's segment length (rank.py).
+                tokens = len(folded_words(text)) + lang_words
+                rows.append((top + 1 + len(rows), video_id, run_id, lang, start, max(start, end), text, tokens))
+        conn.executemany(f"INSERT INTO {SEGMENTS} (seg_id, video_id, run_id, language, start_s, end_s, text, tokens) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        tokens = sum(r[-1] for r in rows)
         conn.execute(
-            f"INSERT INTO {VIDEOS} (video_id, run_id, language, segments, first_seg, last_seg, indexed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (video_id, run_id, lang, len(rows), rows[0][0] if rows else None, rows[-1][0] if rows else None,
+            f"INSERT INTO {VIDEOS} (video_id, run_id, language, segments, tokens, first_seg, last_seg, indexed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (video_id, run_id, lang, len(rows), tokens, rows[0][0] if rows else None, rows[-1][0] if rows else None,
              time.time()),
         )
+        _add_totals(conn, len(rows), tokens)
     except BaseException:
         conn.execute("ROLLBACK TO library_index")
         conn.execute("RELEASE library_index")
@@ -79,9 +85,17 @@ def remove_video(conn: sqlite3.Connection, video_id: str) -> int:
 
 def _delete(conn: sqlite3.Connection, video_id: str) -> int:
     # The trigger on library_segments takes each row out of the FTS index as well.
+    had = conn.execute(f"SELECT segments, tokens FROM {VIDEOS} WHERE video_id = ?", (video_id,)).fetchone()
     removed = conn.execute(f"DELETE FROM {SEGMENTS} WHERE video_id = ?", (video_id,)).rowcount
     conn.execute(f"DELETE FROM {VIDEOS} WHERE video_id = ?", (video_id,))
+    if had:
+        _add_totals(conn, -had[0], -had[1])
     return max(0, removed)
+
+
+def _add_totals(conn: sqlite3.Connection, segments: int, tokens: int) -> None:
+    conn.execute(f"UPDATE {INFO} SET value = value + ? WHERE key = 'segments'", (segments,))
+    conn.execute(f"UPDATE {INFO} SET value = value + ? WHERE key = 'tokens'", (tokens,))
 
 
 def _fields(seg: Any) -> tuple[float, float, str]:
@@ -138,7 +152,7 @@ def reindex(out_dir: Path | str) -> Reindexed:
             missing = []
             conn.execute("BEGIN IMMEDIATE")
             try:
-                reset(conn)  # dropping the tables is far faster than deleting 700,000 rows through the trigger
+                reset(conn)
                 for record in done:
                     transcript = load_transcript(out_dir, record.video_id, record.outputs)
                     if transcript is None:

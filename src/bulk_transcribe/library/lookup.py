@@ -4,43 +4,48 @@ Only finished (`done`) videos are found: the index is joined to the store's `vid
 each hit its title, source and folder. A folder that cannot be searched (no store, unreadable, not indexed yet)
 is a line in the result, never an exception: the other folders are still searched.
 
-Why the search ranks in windows. FTS5 computes bm25 for every segment that matches before it can sort them: a
-word in most segments ("the": ~500,000 of them at 1,000 hours) costs seconds. So the matches are ranked newest
-first in windows of WINDOW_MATCHES segments (FTS5 seeks straight to a span of rowids, and rowids grow with time):
-a query with fewer matches than that (nearly every useful one) is ranked whole, exactly; a very common one
-returns the best of its most recent matches, and says so. Filters that drop most matches (a run, a rare
-language, the flagged videos) would empty a window, so the next window doubles until `limit` hits are found.
+How it stays fast at 10,000 videos. FTS5 finds the matches, newest first (it walks its lists of rows by rowid, and
+rowids grow with time), and bm25 is computed over them here (rank.py says why FTS5's own bm25() is not used: it
+counts every row holding each phrase, per query). At most CANDIDATES matches are ranked: a query with fewer matches
+than that (nearly every useful one) is ranked whole; a very common one gets the best of its most recent matches,
+and the result says so. A run or flagged filter becomes the spans of segment ids its videos hold (FTS5 seeks
+straight to each), a language filter part of the match (FTS5 intersects it with the words), so a filter that keeps
+few videos costs no more than one that keeps all.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from .. import layout
+from .highlight import Phrase, marked, phrases
 from .index import normal_language, store_connection
 from .links import clock, moment_link
-from .query import Query, QueryError, describe, on_text, parse
-from .schema import FTS, SEGMENTS, VIDEOS, has_index
+from .query import Query, QueryError, describe, on_text, parse, terms
+from .rank import idf, scores
+from .schema import FTS, SEGMENTS, VIDEOS, has_index, totals
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 500
 """Most hits one search returns (a page of results, not an export: the JSON outputs are that)."""
 
-WINDOW_MATCHES = 2_000
-"""Matching segments ranked per window. bm25 costs ~1 µs per match, plus FTS5's document-frequency count per
-window, so a window stays within a few tens of milliseconds at 10,000 videos (benchmarks/README.md, library)."""
+CANDIDATES = 2_000
+"""Matching segments ranked at most, per folder and search (newest first): ~10 ms (benchmarks/README.md, library).
+When a filter is checked on each match (see MAX_SPANS), it doubles until enough of them pass."""
 
-SNIPPET_TOKENS = 24
-"""Words around the match in a snippet: most segments fit whole."""
+MAX_SPANS = 16
+"""A run or flagged filter whose videos lie in at most this many spans of segment ids is searched span by span (a
+run's videos are one span or a few); more (flags scattered over many videos) are checked on each match instead:
+FTS5 seeks to a span cheaply for a word, at several milliseconds for a phrase of common words."""
+
+_TOP = (1 << 63) - 1
 
 MARKS = ("«", "»")
 """How `Hit.snippet` marks each match in plain text (the CLI in a pipe, the dashboard's table)."""
-
-_OPEN, _CLOSE = "\x02", "\x03"
-"""What FTS5 puts around matches: control characters, which indexed text never holds (index.clean_text)."""
 
 
 @dataclass(frozen=True)
@@ -172,8 +177,8 @@ def _search_folder(out_dir: Path, query: Query, filters: Filters, limit: int, re
                                     f"indexed yet: run `bulk-transcribe index {out_dir}`")
         hits, partial = _ranked(conn, out_dir, query, filters, limit)
         if partial:
-            result.notes.append(f"{out_dir}: more than {partial:,} segments match; these are the best of the most "
-                                "recent ones (add a word or a phrase to narrow the search)")
+            result.notes.append(f"{out_dir}: more than {partial:,} segments match; these are the best of the "
+                                f"{partial:,} most recent (add a word or a phrase to narrow the search)")
         return hits
     except sqlite3.Error as exc:
         result.problems.append(f"{out_dir}: cannot search {db.name}: {' '.join(str(exc).split())}")
@@ -188,55 +193,149 @@ def _ranked(conn: sqlite3.Connection, out_dir: Path, query: Query, filters: Filt
             limit: int) -> tuple[list[Hit], int]:
     """The store's best `limit` hits, and how many matches were ranked when older ones were left out (else 0)."""
     match = on_text(query.match)
-    lo, hi = 1, (1 << 63) - 1
-    checks = ["v.status = 'done'"]
+    checks: list[str] = []
     args: list = []
-    if filters.run:
-        span = conn.execute(f"SELECT min(first_seg), max(last_seg) FROM {VIDEOS} WHERE run_id = ?",
-                            (filters.run,)).fetchone()
-        if span[0] is None:
-            return [], 0
-        lo, hi = span  # the run's segments lie in this span; others written later inside it are checked out
-        checks.append("s.run_id = ?")
-        args.append(filters.run)
     if filters.language:
         share = _language_share(conn, filters.language)
         if share == 0.0:
             return [], 0
-        if share < 0.5:
-            # A language few segments have: part of the match, so FTS5 intersects it with the words up front.
+        if share < 1.0:
             match = f'{match} AND language : "{filters.language}"'
-        elif share < 1.0:
-            checks.append("s.language = ?")  # most segments have it: cheaper checked on each match
-            args.append(filters.language)
-    if filters.flagged:
-        flagged = flagged_videos_sql(conn)
-        if flagged is None:
+    spans: list[tuple[int, int]] | None = [(1, _TOP)]
+    if filters.run or filters.flagged:
+        flagged = flagged_videos_sql(conn) if filters.flagged else None
+        if filters.flagged and flagged is None:
+            return [], 0  # the store keeps no flags: nothing is flagged
+        spans = _spans(conn, filters.run, flagged)
+        if spans == []:
             return [], 0
-        checks.append(f"v.video_id IN ({flagged})")
-    where = " AND ".join(checks)
-    ranked: list[tuple[int, float]] = []
-    upper, window, partial = hi, WINDOW_MATCHES, 0
-    seen = 0
+        if spans is None:  # too scattered to seek to: checked on each match
+            spans = [(1, _TOP)]
+            # The unary + keeps SQLite from driving these lookups by the video index instead of the seg_id list.
+            if filters.run:
+                checks.append("+s.run_id = ?")
+                args.append(filters.run)
+            if flagged:
+                checks.append(f"+s.video_id IN ({flagged})")
+    wanted = phrases(query)
+    rows, words = totals(conn)
+    average = words / rows if rows else 0.0
+    # One word or phrase searched everywhere: its own newest matches are the candidates, and they tell how many
+    # segments hold it; otherwise each phrase is looked up alone.
+    alone = len(wanted) == 1 and not checks and spans == [(1, _TOP)] and match == on_text(query.match) and \
+        _one_phrase(query)
+    weights = [1.0] if alone else [idf(rows, _holding(conn, phrase, rows)) for phrase in wanted]
+    scored: list[tuple[float, int]] = []
+    cursor = _Cursor(spans)
+    budget, ranked = max(CANDIDATES, 4 * limit), 0
     while True:
-        edge = conn.execute(
-            f"SELECT rowid FROM {FTS} WHERE {FTS} MATCH ? AND rowid BETWEEN ? AND ? "
-            "ORDER BY rowid DESC LIMIT 1 OFFSET ?", (match, lo, upper, window - 1)).fetchone()
-        bottom = edge[0] if edge else lo
-        ranked += conn.execute(
-            f"SELECT {FTS}.rowid, bm25({FTS}, 1.0, 0.0) AS score FROM {FTS} "
-            f"JOIN {SEGMENTS} s ON s.seg_id = {FTS}.rowid JOIN videos v ON v.video_id = s.video_id "
-            f"WHERE {FTS} MATCH ? AND {FTS}.rowid BETWEEN ? AND ? AND {where} ORDER BY score LIMIT ?",
-            (match, bottom, upper, *args, limit)).fetchall()
-        seen += window
-        if edge is None or bottom <= lo:
+        batch, taken, more = cursor.take(conn, match, checks, args, budget)
+        ranked += taken
+        scored += scores(batch, wanted, weights, average)
+        # Without per-match checks every match passes: one batch ranks CANDIDATES of them. With checks, a batch
+        # may pass few: the next one is twice as large, until `limit` pass.
+        if not more or not checks or len(scored) >= limit:
             break
-        if len(ranked) >= limit:
-            partial = seen  # older matches exist and were not ranked
-            break
-        upper, window = bottom - 1, window * 2
-    ranked.sort(key=lambda r: r[1])
-    return _hits(conn, out_dir, match, ranked[:limit]), partial
+        budget *= 2
+    if alone and scored:
+        holding = float(ranked) if not more else _density(conn, cursor.upper + 1, ranked, rows)
+        weight = idf(rows, holding)
+        scored = [(score * weight, seg_id) for score, seg_id in scored]
+    scored.sort(key=lambda pair: (-pair[0], -pair[1]))  # best first; among equals, the newest
+    return _hits(conn, out_dir, query, scored, limit), ranked if more else 0
+
+
+class _Cursor:
+    """Matches newest first across the spans (each newest first), resumable where the last batch stopped."""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        self.spans = sorted(spans, key=lambda span: -span[1])
+        self.index = 0
+        self.upper = self.spans[0][1] if self.spans else 0
+
+    def take(self, conn: sqlite3.Connection, match: str, checks: list[str], args: list,
+             budget: int) -> tuple[list[tuple[int, str, int]], int, bool]:
+        """The next `budget` matches: those passing `checks` as (seg_id, text, words), how many matches were
+        taken, and whether more may follow. FTS5 lists the rowids (cheap, unscored); only those are then read."""
+        ids: list[int] = []
+        more = False
+        while self.index < len(self.spans):
+            lo = self.spans[self.index][0]
+            need = budget - len(ids)
+            got = [row[0] for row in conn.execute(
+                f"SELECT rowid FROM {FTS} WHERE {FTS} MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid DESC LIMIT ?",
+                (match, lo, self.upper, need + 1))]
+            if len(got) > need:  # more in this span than the budget: the next batch starts below the last taken
+                ids += got[:need]
+                self.upper = ids[-1] - 1
+                more = True
+                break
+            ids += got
+            self.index += 1
+            if self.index < len(self.spans):
+                self.upper = self.spans[self.index][1]
+        where = "".join(f" AND {check}" for check in checks)
+        rows: list[tuple[int, str, int]] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            rows += conn.execute(f"SELECT s.seg_id, s.text, s.tokens FROM {SEGMENTS} s "
+                                 f"WHERE s.seg_id IN ({', '.join('?' * len(chunk))}){where}", (*chunk, *args))
+        return rows, len(ids), more
+
+
+_CHUNK = 10_000
+"""Ids per `IN (...)`: under SQLite's limit on parameters in one statement (32,766)."""
+
+
+def _spans(conn: sqlite3.Connection, run: str | None, flagged: str | None) -> list[tuple[int, int]] | None:
+    """The segment-id spans of the videos a run / flagged filter keeps (adjacent videos merged); None when there
+    are more than MAX_SPANS. Exact: a video's segments are exactly the ids of its span (index.index_video)."""
+    sql = f"SELECT first_seg, last_seg FROM {VIDEOS} WHERE first_seg IS NOT NULL"
+    args: list = []
+    if run:
+        sql += " AND run_id = ?"
+        args.append(run)
+    if flagged:
+        sql += f" AND video_id IN ({flagged})"
+    spans: list[tuple[int, int]] = []
+    for first, last in conn.execute(sql + " ORDER BY first_seg", args):
+        if spans and first == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], last)
+            continue
+        spans.append((first, last))
+        if len(spans) > MAX_SPANS:
+            return None
+    return spans
+
+
+def _holding(conn: sqlite3.Connection, phrase: Phrase, rows: int) -> float:
+    """How many segments hold `phrase`: counted when fewer than CANDIDATES (FTS5 walks them, unscored), else
+    estimated from how densely its newest CANDIDATES matches lie (a phrase that common weighs next to nothing
+    either way: rank.idf)."""
+    match = on_text('"' + " ".join(phrase.words) + '"' + ("*" if phrase.prefix else ""))
+    newest = conn.execute(f"SELECT rowid FROM {FTS} WHERE {FTS} MATCH ? ORDER BY rowid DESC LIMIT ?",
+                          (match, CANDIDATES)).fetchall()
+    if len(newest) < CANDIDATES:
+        return float(len(newest))
+    return _density(conn, newest[-1][0], len(newest), rows)
+
+
+def _density(conn: sqlite3.Connection, oldest: int, found: int, rows: int) -> float:
+    """Segments holding a phrase, estimated: `found` of them among the segments from `oldest` to the newest, and
+    as densely among the rest (segment ids are dense: deletions leave few gaps)."""
+    top = conn.execute(f"SELECT max(seg_id) FROM {SEGMENTS}").fetchone()[0] or 1
+    return min(float(rows), found * rows / max(1, top - oldest + 1))
+
+
+_ONE_PHRASE = re.compile(r'\s*(?:"(?:[^"]|"")*"|[^\s"(){}:^+*]+)\*?\s*')
+
+
+def _one_phrase(query: Query) -> bool:
+    """The query is a single word or "phrase" (optionally a prefix*): no operators, columns or groups."""
+    if query.literal:
+        wanted, unwanted = terms(query.text)
+        return len(wanted) == 1 and not unwanted
+    return bool(_ONE_PHRASE.fullmatch(query.text)) and query.text.strip() not in ("AND", "OR", "NOT")
 
 
 def _language_share(conn: sqlite3.Connection, language: str) -> float:
@@ -247,45 +346,33 @@ def _language_share(conn: sqlite3.Connection, language: str) -> float:
     return have / total
 
 
-def _hits(conn: sqlite3.Connection, out_dir: Path, match: str, ranked: list[tuple[int, float]]) -> list[Hit]:
-    """Snippets and details for the chosen segments only (FTS5 would otherwise cut a snippet for every match it
-    ranks before sorting)."""
-    hits = []
-    for seg_id, score in ranked:
-        snip = conn.execute(
-            f"SELECT snippet({FTS}, 0, ?, ?, '…', ?) FROM {FTS} WHERE {FTS} MATCH ? AND rowid = ?",
-            (_OPEN, _CLOSE, SNIPPET_TOKENS, match, seg_id)).fetchone()
-        row = conn.execute(
-            f"SELECT s.video_id, s.run_id, s.language, s.start_s, s.end_s, s.text, v.title, v.source, v.kind, "
-            f"v.folder FROM {SEGMENTS} s JOIN videos v ON v.video_id = s.video_id WHERE s.seg_id = ?",
-            (seg_id,)).fetchone()
-        if row is None:
-            continue
-        video_id, run_id, language, start, end, text, title, source, kind, folder = tuple(row)
-        parts = snippet_parts(snip[0] if snip and snip[0] else text)
-        hits.append(Hit(
-            title=title, video_id=video_id, out_dir=out_dir, start=start, end=end,
-            snippet="".join(f"{MARKS[0]}{piece}{MARKS[1]}" if matched else piece for piece, matched in parts),
-            source=source, kind=kind, link=moment_link(source, kind, start), score=-score, text=text,
-            run_id=run_id, language=language, folder=folder, parts=parts,
-        ))
+def _hits(conn: sqlite3.Connection, out_dir: Path, query: Query, scored: list[tuple[float, int]],
+          limit: int) -> list[Hit]:
+    """The best `limit` of `scored` that belong to finished videos (an indexed video queued again is not found),
+    with their details and marked snippets."""
+    wanted = phrases(query)
+    hits: list[Hit] = []
+    step = limit * 2
+    for start in range(0, len(scored), step):
+        chunk = scored[start:start + step]
+        details = {row[0]: row for row in conn.execute(
+            f"SELECT s.seg_id, s.video_id, s.run_id, s.language, s.start_s, s.end_s, s.text, v.title, v.source, "
+            f"v.kind, v.folder FROM {SEGMENTS} s JOIN videos v ON v.video_id = s.video_id "
+            f"WHERE s.seg_id IN ({', '.join('?' * len(chunk))}) AND v.status = 'done'", [i for _, i in chunk])}
+        for score, seg_id in chunk:
+            if seg_id not in details:
+                continue
+            _, video_id, run_id, language, start, end, text, title, source, kind, folder = tuple(details[seg_id])
+            parts = marked(text, wanted)
+            hits.append(Hit(
+                title=title, video_id=video_id, out_dir=out_dir, start=start, end=end,
+                snippet="".join(f"{MARKS[0]}{piece}{MARKS[1]}" if matched else piece for piece, matched in parts),
+                source=source, kind=kind, link=moment_link(source, kind, start), score=score, text=text,
+                run_id=run_id, language=language, folder=folder, parts=parts,
+            ))
+            if len(hits) == limit:
+                return hits
     return hits
-
-
-def snippet_parts(marked: str) -> tuple[tuple[str, bool], ...]:
-    """FTS5's snippet (matches between _OPEN and _CLOSE) as (text, is_match) pieces."""
-    parts: list[tuple[str, bool]] = []
-    for i, chunk in enumerate(marked.split(_OPEN)):
-        if i == 0:
-            if chunk:
-                parts.append((chunk, False))
-            continue
-        matched, _, rest = chunk.partition(_CLOSE)
-        if matched:
-            parts.append((matched, True))
-        if rest:
-            parts.append((rest, False))
-    return tuple(parts)
 
 
 # ---- what a store holds, for filters and notes -------------------------------------------------------------------

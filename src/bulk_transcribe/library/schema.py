@@ -1,8 +1,9 @@
 """The search index's tables, kept in OUT's own session store so the index lives and dies with its folder.
 
-One row per transcript segment in `library_segments` (its text, times, video, run and language), an FTS5 index
-over it (`library_fts`, external content: the text is stored once), and one row per indexed video in
-`library_videos` (the run and language it was indexed with, and the span of segment ids it holds).
+One row per transcript segment in `library_segments` (its text, times, video, run, language and length in words),
+an FTS5 index over it (`library_fts`, external content: the text is stored once), one row per indexed video in
+`library_videos` (the run and language it was indexed with, the span of segment ids it holds), and running totals
+in `library_info` (segments and words: bm25's row count and average row length).
 
 These tables are no part of the store's numbered migrations: `ensure_schema` creates them when missing, so the
 store can call it whenever it opens (a folder made before the index gets empty tables, filled by
@@ -26,16 +27,16 @@ TOKENIZER = "unicode61 remove_diacritics 2"
 """Words are Unicode letters and digits, case-folded, accents ignored ("cafe" finds "café")."""
 
 PREFIXES = "2 3"
-"""Prefix indexes for 2- and 3-character prefixes: `ab*` reads one doclist instead of merging every term that starts
-with it (what keeps short prefix queries fast at 10,000 videos; see benchmarks/README.md, library)."""
+"""Prefix indexes for 2- and 3-character prefixes: `ab*` reads one list of rows instead of merging those of every
+word that starts with it. They make the index a quarter larger (benchmarks/README.md, library)."""
 
 _TABLES = f"""
 CREATE TABLE IF NOT EXISTS {INFO} (
     key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
+    value NOT NULL
 );
 -- seg_id is the FTS rowid. Each video's segments are written in one transaction, so they hold consecutive ids,
--- and ids grow with time: a run's segments lie in one span of ids, which a search can hand to FTS5 as a range.
+-- and ids grow with time: a video's (and mostly a run's) segments lie in one span of ids, which FTS5 seeks to.
 CREATE TABLE IF NOT EXISTS {SEGMENTS} (
     seg_id INTEGER PRIMARY KEY,
     video_id TEXT NOT NULL,
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS {SEGMENTS} (
     language TEXT NOT NULL,
     start_s REAL NOT NULL,
     end_s REAL NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {SEGMENTS}_video ON {SEGMENTS}(video_id);
 CREATE TABLE IF NOT EXISTS {VIDEOS} (
@@ -51,14 +53,15 @@ CREATE TABLE IF NOT EXISTS {VIDEOS} (
     run_id TEXT NOT NULL,
     language TEXT NOT NULL,
     segments INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
     first_seg INTEGER,
     last_seg INTEGER,
     indexed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {VIDEOS}_run ON {VIDEOS}(run_id, first_seg, last_seg);
 CREATE INDEX IF NOT EXISTS {VIDEOS}_language ON {VIDEOS}(language, segments);
--- The language is a column of its own so that a filter on a language most segments do not have can be part of
--- the full-text match (FTS5 intersects it with the words) instead of a check on every match afterwards.
+-- The language is a column of its own so a language filter is part of the match: FTS5 intersects it with the
+-- words, instead of every match being looked up and checked.
 CREATE VIRTUAL TABLE IF NOT EXISTS {FTS} USING fts5(
     text, language, content='{SEGMENTS}', content_rowid='seg_id', tokenize='{TOKENIZER}', prefix='{PREFIXES}'
 );
@@ -76,13 +79,14 @@ DROP TRIGGER IF EXISTS {SEGMENTS}_ad;
 DROP TABLE IF EXISTS {FTS};
 DROP TABLE IF EXISTS {VIDEOS};
 DROP TABLE IF EXISTS {SEGMENTS};
+DROP TABLE IF EXISTS {INFO};
 """
 
 
 def has_index(conn: sqlite3.Connection) -> bool:
-    """True when the store holds the index tables (a folder made before them, read-only, does not)."""
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (FTS,)).fetchone()
-    return row is not None
+    """True when the store holds the index, in this layout (a folder made before it, read-only, does not)."""
+    return layout_version(conn) == LAYOUT_VERSION and conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (FTS,)).fetchone() is not None
 
 
 def layout_version(conn: sqlite3.Connection) -> int | None:
@@ -90,6 +94,12 @@ def layout_version(conn: sqlite3.Connection) -> int | None:
         return None
     row = conn.execute(f"SELECT value FROM {INFO} WHERE key = 'version'").fetchone()
     return int(row[0]) if row else None
+
+
+def totals(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(segments, words) indexed: bm25's row count and, divided, its average row length (index.py keeps them)."""
+    values = dict(conn.execute(f"SELECT key, value FROM {INFO} WHERE key IN ('segments', 'tokens')").fetchall())
+    return int(values.get("segments", 0)), int(values.get("tokens", 0))
 
 
 def fts5_available(conn: sqlite3.Connection) -> bool:
@@ -102,17 +112,16 @@ def ensure_schema(conn: sqlite3.Connection) -> bool:
 
     Runs in a savepoint: inside the caller's write transaction it joins it, alone it is one transaction of its own.
     """
-    version = layout_version(conn)
-    if version == LAYOUT_VERSION and has_index(conn):
+    if has_index(conn):
         return True
     if not fts5_available(conn):
         return False
     conn.execute("SAVEPOINT library_schema")
     try:
-        if version is not None and version != LAYOUT_VERSION:
-            _run(conn, _DROP)
-        _run(conn, _TABLES)
-        conn.execute(f"INSERT OR REPLACE INTO {INFO} (key, value) VALUES ('version', ?)", (str(LAYOUT_VERSION),))
+        if layout_version(conn) is not None:
+            reset(conn)  # an older layout
+        else:
+            _create(conn)
     except BaseException:
         conn.execute("ROLLBACK TO library_schema")
         conn.execute("RELEASE library_schema")
@@ -122,17 +131,19 @@ def ensure_schema(conn: sqlite3.Connection) -> bool:
 
 
 def reset(conn: sqlite3.Connection) -> None:
-    """Drop the index and make its tables again, empty (inside the caller's transaction): a rebuild starts here."""
-    _run(conn, _DROP)
-    _run(conn, _TABLES)
-    conn.execute(f"INSERT OR REPLACE INTO {INFO} (key, value) VALUES ('version', ?)", (str(LAYOUT_VERSION),))
-
-
-def _run(conn: sqlite3.Connection, script: str) -> None:
-    # Statement by statement (executescript would COMMIT the caller's transaction first); triggers hold ';' inside
-    # BEGIN ... END, so they are split on "END;" boundaries.
-    for statement in _statements(script):
+    """Drop the whole index and make its tables again, empty (inside the caller's transaction): a rebuild starts
+    here (dropping is far faster than deleting 700,000 rows one by one), and so does a store of an older layout."""
+    for statement in _statements(_DROP):
         conn.execute(statement)
+    _create(conn)
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    # Statement by statement: executescript would COMMIT the caller's transaction first.
+    for statement in _statements(_TABLES):
+        conn.execute(statement)
+    conn.executemany(f"INSERT OR IGNORE INTO {INFO} (key, value) VALUES (?, ?)", [("segments", 0), ("tokens", 0)])
+    conn.execute(f"INSERT OR REPLACE INTO {INFO} (key, value) VALUES ('version', ?)", (str(LAYOUT_VERSION),))
 
 
 def _statements(script: str) -> list[str]:
