@@ -260,3 +260,32 @@ def test_a_page_opened_on_a_run_shows_that_runs_settings_in_the_form(roots):
     labelled(at.sidebar.number_input, "Workers").set_value(2).run()  # the visitor's choice, kept on rerun
     at.run()
     assert labelled(at.sidebar.number_input, "Workers").value == 2
+
+
+def test_the_search_page_finds_a_moment_and_plays_it_from_there(roots, speech_clips):
+    """A real transcript (bundled model) of a clip under the media root, searched on the Search page: the table
+    shows the hit, the player starts at it, site text stays text."""
+    from bulk_transcribe.config import RunConfig, TranscribeOptions
+    from bulk_transcribe.runs import run_batch
+
+    media, out = roots
+    clip = media / "garden.ogg"
+    clip.write_bytes(speech_clips["garden"].path.read_bytes())
+    result = run_batch(RunConfig(inputs=(str(clip),), out_dir=out / "talks",
+                                 transcribe=TranscribeOptions(cpu_threads=2)))
+    assert result.exit_code == 0
+
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT).switch_page("pages/03_Search.py").run()
+    assert not at.exception
+    assert [s.label for s in at.selectbox] == ["Run", "Language"] and not at.toggle  # nothing flagged: no switch
+    at.text_input(key="search-query").input("tomatoes").run()
+    assert not at.exception
+    rows = at.dataframe[0].value.to_dict("records")
+    assert len(rows) == 1 and rows[0]["Title"] == "garden" and rows[0]["At"] == "0:00"
+    assert "«tomatoes»" in rows[0]["Said"] and rows[0]["File"] == f"{clip} @ 0:00" and rows[0]["Folder"] == "talks"
+    assert at.query_params["q"] == "tomatoes"
+    assert at.get("audio")[0].proto.start_time == 0  # the local file, from the hit
+    at.text_input(key="search-query").input('"').run()
+    assert not at.exception and any("nothing to search for" in shown(w) for w in at.warning)
+    at.text_input(key="search-query").input("zeppelin").run()
+    assert any(i.value == "No hits." for i in at.info)

@@ -502,3 +502,120 @@ def test_a_model_folder_inside_the_media_root_is_used(roots):
                        roots)
     assert result.ok, result.errors
     assert result.config.transcribe.model == str(target)
+
+
+# ---- search page ----------------------------------------------------------------------------------------------
+
+def _indexed(out: Path, videos: list[tuple[VideoItem, str, list]]) -> str:
+    """A store in `out` holding `videos` done and indexed: (item, language, segments)."""
+    from bulk_transcribe import library
+    from bulk_transcribe.config import RunConfig
+    from bulk_transcribe.library.index import store_connection
+    from bulk_transcribe.session_manager import SessionStore
+
+    with SessionStore(out / "bulk_transcribe.sqlite") as store:
+        run_id = store.begin_run(RunConfig(inputs=("x",), out_dir=out), "sequential")
+        store.register_videos(run_id, [item for item, _, _ in videos])
+        for item, language, segments in videos:
+            store.mark_done(item.video_id, {})
+            library.index_video(store_connection(store), item.video_id, run_id, segments, language)
+    return run_id
+
+
+@pytest.fixture
+def searchable(roots):
+    """Two output folders under the output root (one nested): a YouTube video, a local file in the media root, a
+    local file outside it, a direct link whose audio the run kept, and a page that is not a link at all."""
+    from bulk_transcribe.models import Segment
+
+    talk = roots.media_root / "talks" / "a.mp3"
+    film = roots.media_root / "talks" / "film.mp4"
+    film.write_bytes(b"not really a video")
+    outside = roots.media_root.parent / "secret.mp3"
+    said = [Segment(0.0, 2.0, "good morning"), Segment(83.6, 86.0, "the harbour at dawn")]
+    first = roots.output_root / "talks"
+    first.mkdir()
+    run_a = _indexed(first, [
+        (VideoItem("https://www.youtube.com/watch?v=dQw4w9WgXcQ", SourceKind.URL, "x",
+                   title="**Bold** [link](http://evil.example) \x1b[31m"), "en", said),
+        (VideoItem(str(talk), SourceKind.FILE, "a", title="Local talk"), "en", said),
+        (VideoItem(str(film), SourceKind.FILE, "f", title="Film"), "de", said),
+        (VideoItem(str(outside), SourceKind.FILE, "s", title="Outside"), "en", said),
+    ])
+    second = roots.output_root / "pods" / "2026"
+    second.mkdir(parents=True)
+    direct = VideoItem("https://cdn.example.org/ep1.mp3", SourceKind.URL, "d", title="Episode")
+    run_b = _indexed(second, [(direct, "en", said),
+                              (VideoItem("javascript:alert(1)", SourceKind.URL, "j", title="Odd"), "en", said)])
+    kept = second / "audio"
+    kept.mkdir()
+    (kept / f"{direct.video_id}.m4a").write_bytes(b"kept audio")
+    return roots, (run_a, run_b)
+
+
+def test_search_covers_every_store_under_the_output_root_and_offers_its_filters(searchable):
+    from bulk_transcribe.dashboard import search
+
+    roots, (run_a, run_b) = searchable
+    where = search.scope(roots)
+    assert sorted(search.folder_label(f, roots.output_root) for f in where.folders) == ["pods/2026", "talks"]
+    assert where.runs == tuple(sorted((run_a, run_b), reverse=True))
+    assert where.languages[0] == "en" and set(where.languages) == {"en", "de"}
+    assert where.flagged == 0  # nothing flagged: the page hides the filter
+    result = search.search(where, "harbour")
+    assert len(result.hits) == 6 and result.problems == []
+    assert [h.title for h in search.search(where, "harbour", language="de").hits] == ["Film"]
+    assert {h.title for h in search.search(where, "harbour", run=run_b).hits} == {"Episode", "Odd"}
+    assert search.search(where, "harbour", flagged=True).hits  # no flags at all: the switch is not there to apply
+    assert search.search(where, '"').error == 'nothing to search for in \'"\': type a word or "a phrase"'
+
+
+def test_result_rows_link_only_what_the_tool_builds_from_the_videos_own_url(searchable):
+    from bulk_transcribe.dashboard import search
+
+    roots, _ = searchable
+    hits = search.search(search.scope(roots), "harbour").hits
+    rows = {row["Title"]: row for row in search.table_rows(hits, roots.output_root)}
+    assert list(next(iter(rows.values()))) == list(search.TABLE_COLUMNS)
+    evil = rows["**Bold** [link](http://evil.example) \x1b[31m"]  # a cell shows text as it is: no markdown
+    assert evil["Link"] == "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=83" and evil["At"] == "1:23"
+    assert evil["Said"] == "the «harbour» at dawn" and evil["File"] == ""
+    assert rows["Episode"]["Link"] == "https://cdn.example.org/ep1.mp3#t=83"
+    assert rows["Odd"]["Link"] is None  # not http(s): no live link
+    assert rows["Local talk"]["Link"] is None
+    assert rows["Local talk"]["File"] == f"{roots.media_root / 'talks' / 'a.mp3'} @ 1:23"
+    assert rows["Episode"]["Folder"] == "pods/2026"
+
+
+def test_the_player_plays_only_media_inside_the_roots_from_the_hit(searchable, monkeypatch):
+    from bulk_transcribe.dashboard import search
+
+    roots, _ = searchable
+    hits = {h.title: h for h in search.search(search.scope(roots), "harbour").hits}
+    local = search.player_for(hits["Local talk"], roots)
+    assert (local.kind, local.path, local.start) == ("audio", roots.media_root / "talks" / "a.mp3", 83)
+    film = search.player_for(hits["Film"], roots)
+    assert (film.kind, film.start) == ("video", 83)
+    outside = search.player_for(hits["Outside"], roots)
+    assert outside.kind == "none" and outside.path is None and "outside the media folder" in outside.note
+    kept = search.player_for(hits["Episode"], roots)
+    assert kept.kind == "audio" and kept.path.parent == roots.output_root / "pods" / "2026" / "audio"
+    youtube = search.player_for(hits["**Bold** [link](http://evil.example) \x1b[31m"], roots)
+    assert (youtube.kind, youtube.url) == ("link", "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=83")
+    assert search.player_for(hits["Odd"], roots).kind == "none"
+    # A symlink in the media root pointing out of it is refused like any other escape.
+    (roots.media_root / "talks" / "a.mp3").unlink()
+    (roots.media_root / "talks" / "a.mp3").symlink_to(roots.media_root.parent / "secret.mp3")
+    assert search.player_for(hits["Local talk"], roots).kind == "none"
+    monkeypatch.setattr(search, "MAX_PLAYER_MB", 0)
+    big = search.player_for(hits["Film"], roots)
+    assert big.kind == "none" and "too large to play in the page" in big.note and "open it at 1:23" in big.note
+
+
+def test_the_selected_row_is_the_one_played():
+    from bulk_transcribe.dashboard import search
+
+    assert search.chosen_row({"selection": {"rows": [2], "columns": []}}, 3) == 2
+    assert search.chosen_row({"selection": {"rows": []}}, 3) == 0
+    assert search.chosen_row({"selection": {"rows": [7]}}, 3) == 0
+    assert search.chosen_row(None, 3) == 0

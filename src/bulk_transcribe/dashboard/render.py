@@ -15,6 +15,7 @@ from .text import plain
 
 HOME_SCRIPT = "streamlit_app.py"
 TRANSCRIBE_SCRIPT = "pages/02_Bulk_Transcribe.py"
+SEARCH_SCRIPT = "pages/03_Search.py"
 """Page scripts, relative to the entry script's folder (what st.page_link expects)."""
 
 REFRESH_S = 1.0
@@ -33,12 +34,13 @@ def page_setup(title: str) -> None:
     """What every page starts with: wide layout and our own page links.
 
     Streamlit's automatic menu is switched off (.streamlit/config.toml) because it names the entry script after
-    its file ("streamlit app"); these links say Home and Bulk Transcribe whichever page a visitor lands on.
+    its file ("streamlit app"); these links say Home, Bulk Transcribe and Search whichever page a visitor lands on.
     """
     st.set_page_config(page_title=f"{title} · Bulk Transcribe", page_icon=":material/subtitles:", layout="wide")
     with st.sidebar:
         st.page_link(HOME_SCRIPT, label="Home", icon=":material/home:")
         st.page_link(TRANSCRIBE_SCRIPT, label="Bulk Transcribe", icon=":material/subtitles:")
+        st.page_link(SEARCH_SCRIPT, label="Search", icon=":material/search:")
         st.divider()
 
 
