@@ -59,20 +59,23 @@ if query.strip():
             "Said": st.column_config.TextColumn("Said", width="large", help="The match is marked «like this»"),
             "Link": st.column_config.LinkColumn("Link", display_text=r"https?://(?:www\.)?([^/?#]+)",
                                                 help="The video's own page, from that moment"),
-            "File": st.column_config.TextColumn("File", help="A local file and the moment"),
+            "File": st.column_config.TextColumn("File", width="medium", help="A local file and the moment"),
             "Folder": st.column_config.TextColumn("Folder", width="small"),
         },
         hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="search-results",
     )
     hit = result.hits[search.chosen_row(picked, len(result.hits))]
-    st.subheader(plain(hit.title))
+    st.divider()
+    # Site text in text widgets only: a markdown widget turns a bare URL in a title into a live link even when
+    # every character is escaped (GFM autolinks).
+    st.text(hit.title)
     st.caption(plain(f"{hit.at} · {search.folder_label(hit.out_dir, settings.output_root)}"))
     st.text(hit.text)
     player = search.player_for(hit, settings)
     if player.kind == "video":
-        st.video(str(player.path), start_time=player.start)
+        st.video(str(player.path), format=player.mime, start_time=player.start)
     elif player.kind == "audio":
-        st.audio(str(player.path), start_time=player.start)
+        st.audio(str(player.path), format=player.mime, start_time=player.start)
     elif player.kind == "link":
         st.link_button(f"Open at {hit.at}", player.url, icon=":material/open_in_new:")
     else:

@@ -285,6 +285,7 @@ def test_the_search_page_finds_a_moment_and_plays_it_from_there(roots, speech_cl
     assert "«tomatoes»" in rows[0]["Said"] and rows[0]["File"] == f"{clip} @ 0:00" and rows[0]["Folder"] == "talks"
     assert at.query_params["q"] == "tomatoes"
     assert at.get("audio")[0].proto.start_time == 0  # the local file, from the hit
+    assert "garden" in [t.value for t in at.text] and not at.subheader  # the title as text, never markdown
     at.text_input(key="search-query").input('"').run()
     assert not at.exception and any("nothing to search for" in shown(w) for w in at.warning)
     at.text_input(key="search-query").input("zeppelin").run()

@@ -581,8 +581,8 @@ def test_result_rows_link_only_what_the_tool_builds_from_the_videos_own_url(sear
     assert evil["Link"] == "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=83" and evil["At"] == "1:23"
     assert evil["Said"] == "the «harbour» at dawn" and evil["File"] == ""
     assert rows["Episode"]["Link"] == "https://cdn.example.org/ep1.mp3#t=83"
-    assert rows["Odd"]["Link"] is None  # not http(s): no live link
-    assert rows["Local talk"]["Link"] is None
+    assert rows["Odd"]["Link"] == ""  # not http(s): no live link
+    assert rows["Local talk"]["Link"] == ""
     assert rows["Local talk"]["File"] == f"{roots.media_root / 'talks' / 'a.mp3'} @ 1:23"
     assert rows["Episode"]["Folder"] == "pods/2026"
 
@@ -593,9 +593,10 @@ def test_the_player_plays_only_media_inside_the_roots_from_the_hit(searchable, m
     roots, _ = searchable
     hits = {h.title: h for h in search.search(search.scope(roots), "harbour").hits}
     local = search.player_for(hits["Local talk"], roots)
-    assert (local.kind, local.path, local.start) == ("audio", roots.media_root / "talks" / "a.mp3", 83)
+    assert (local.kind, local.path, local.start, local.mime) == ("audio", roots.media_root / "talks" / "a.mp3", 83,
+                                                                 "audio/mpeg")
     film = search.player_for(hits["Film"], roots)
-    assert (film.kind, film.start) == ("video", 83)
+    assert (film.kind, film.start, film.mime) == ("video", 83, "video/mp4")
     outside = search.player_for(hits["Outside"], roots)
     assert outside.kind == "none" and outside.path is None and "outside the media folder" in outside.note
     kept = search.player_for(hits["Episode"], roots)

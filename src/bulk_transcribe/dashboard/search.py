@@ -10,6 +10,7 @@ OUT/audio, never a path the store merely names.
 
 from __future__ import annotations
 
+import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -77,12 +78,12 @@ def folder_label(out_dir: Path, output_root: Path) -> str:
 
 def table_rows(hits: list[Hit], output_root: Path) -> list[dict]:
     """One row per hit. "Link" holds only http(s) links built from the video's own URL (a LinkColumn makes them
-    live); a local file's place is plain text ("File")."""
+    live; "" otherwise); a local file's place is plain text ("File")."""
     return [{
         "Title": hit.title,
         "At": hit.at,
         "Said": hit.snippet,
-        "Link": hit.link if hit.kind == "url" and is_web_link(hit.link) else None,
+        "Link": hit.link if hit.kind == "url" and is_web_link(hit.link) else "",
         "File": hit.link if hit.kind == "file" else "",
         "Folder": folder_label(hit.out_dir, output_root),
     } for hit in hits]
@@ -111,6 +112,8 @@ class Player:
     start: int = 0
     """Whole seconds: where playback starts (the hit's start, rounded down)."""
     path: Path | None = None
+    mime: str = ""
+    """The file's media type, for the player (Streamlit would otherwise call every audio file audio/wav)."""
     url: str | None = None
     note: str = ""
     """Why there is nothing to play here, or where the file is when it is too large to play (shown as text)."""
@@ -164,4 +167,5 @@ def _playable(path: Path, start: int, *, audio: bool = False) -> Player:
         return Player("none", start, note=f"{path} is too large to play in the page ({size / 1024**2:.0f} MB); "
                                           f"open it at {clock(start)}")
     kind = "video" if not audio and path.suffix.lower() in VIDEO_EXTENSIONS else "audio"
-    return Player(kind, start, path=path)
+    mime = mimetypes.guess_type(path.name)[0] or ("video/mp4" if kind == "video" else "audio/mpeg")
+    return Player(kind, start, path=path, mime=mime)
