@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmarks import (bench_batching, bench_memory, bench_overlap, bench_scale, bench_scheduling,
+from benchmarks import (bench_batching, bench_library, bench_memory, bench_overlap, bench_scale, bench_scheduling,
                         bench_streaming, bench_throughput, common, corpus, run_all)
 
 
@@ -176,3 +176,27 @@ def test_streaming_finds_only_finished_transcripts(tmp_path):
     assert bench_streaming.find_transcript(tmp_path / "absent") is None
     (tmp_path / "Talk p0000" / "transcript.txt").write_text("words")
     assert bench_streaming.find_transcript(tmp_path) == tmp_path / "Talk p0000" / "transcript.txt"
+
+
+def test_library_corpus_is_zipf_shaped_and_its_figures_add_up(tmp_path):
+    import random
+
+    c = bench_library.Corpus.make(size=2_000)
+    assert c.english[0] == "the" and len(set(c.english)) == 2_000 and len(set(c.german)) == 2_000
+    assert c.cumulative[-1] == pytest.approx(1.0) and c.cumulative[0] > 0.05  # "the" is common, the tail rare
+    segments = c.segments(random.Random(1), 600.0, german=False)
+    assert segments[0]["start"] == 0.0 and segments[-1]["start"] < 600.0 <= segments[-1]["end"] + 31
+    assert all(1.0 <= s["end"] - s["start"] <= 30.0 for s in segments)
+    words = sum(len(s["text"].split()) for s in segments)
+    assert 0.6 * bench_library.WORDS_PER_S * 600 < words < 1.4 * bench_library.WORDS_PER_S * 600
+    assert bench_library.percentile([1, 2, 3, 4, 5], 0.5) == 3 and bench_library.percentile([10, 20], 0.95) == 19.5
+    mix = bench_library.query_mix(c, ["One two three four.", "Five six seven."], random.Random(0), ["r1", "r2"])
+    assert {kind for kind, _, _ in mix} >= {"common", "mid", "rare", "phrase", "prefix"}
+    assert {"run": "r2"} in [f for _, _, f in mix] and {"flagged": True} in [f for _, _, f in mix]
+    out = tmp_path / "out"
+    out.mkdir()
+    built = bench_library.build(out, c, 3, random.Random(2), total=3)
+    assert built.videos == 3 and built.segments > 0 and len(built.index_s) == 3
+    rows = bench_library.latencies(out, [("common", "the", {}), ("common", "the", {"run": built.runs[-1]})])
+    assert all(r["hits"] > 0 and r["ms"] > 0 for r in rows)
+    assert bench_library.index_pages(out / "bulk_transcribe.sqlite") > 0
