@@ -177,6 +177,22 @@ def test_a_video_redone_by_a_real_rerun_is_indexed_again_by_that_run(library_out
         assert count.fetchone()[0] == len(stored_segments(out, local.video_id))
 
 
+def test_a_video_whose_indexing_fails_is_still_done_and_search_says_it_is_not_indexed(tmp_path, speech_clips):
+    """The index is rebuildable, the transcript is not: a failed index write never fails the video."""
+    out = tmp_path / "out"
+    SessionStore(layout.state_db(out)).close()
+    conn = sqlite3.connect(layout.state_db(out))
+    conn.execute("CREATE TRIGGER broken BEFORE INSERT ON library_segments BEGIN SELECT RAISE(ABORT, 'broken'); END")
+    conn.commit()
+    conn.close()
+    result = transcribe(out, str(speech_clips["garden"].path))
+    assert result.counts["done"] == 1 and (out / "garden" / "transcript.txt").is_file()
+    found = library.find([out], "tomatoes")
+    assert found.hits == [] and found.notes == [
+        f"{out}: 1 finished video not indexed yet: run `bulk-transcribe index {out}`"]
+    assert library.rebuild(out) == 1 and len(library.search([out], "tomatoes")) == 1  # a rebuild drops the trigger
+
+
 def test_removing_a_video_removes_its_rows(library_out, tmp_path):
     out = copy_of(library_out[0], tmp_path)
     with SessionStore(layout.state_db(out)) as store:
