@@ -135,7 +135,7 @@ def build(out: Path, corpus: Corpus, count: int, rng: random.Random, built: Buil
           total: int | None = None) -> Built:
     """Add `count` videos to OUT's store through the real delivery path; `total` (the final size) sets the runs."""
     from bulk_transcribe.config import RunConfig
-    from bulk_transcribe.models import SourceKind, Transcript, VideoItem
+    from bulk_transcribe.models import EventKind, ProgressEvent, SourceKind, Transcript, VideoItem
     from bulk_transcribe.outputs.writers import transcript_from_dict
     from bulk_transcribe.session_manager import SessionStore
 
@@ -158,7 +158,7 @@ def build(out: Path, corpus: Corpus, count: int, rng: random.Random, built: Buil
             t = time.perf_counter()
             store.index_transcript(run_id, transcript)
             built.index_s.append(time.perf_counter() - t)
-            store.mark_done(item.video_id, {})
+            store.apply_event(ProgressEvent(item.video_id, EventKind.DONE, outputs={}))
             built.videos += 1
             built.audio_s += length
             built.segments += len(segments)

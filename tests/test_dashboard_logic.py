@@ -510,15 +510,14 @@ def _indexed(out: Path, videos: list[tuple[VideoItem, str, list]]) -> str:
     """A store in `out` holding `videos` done and indexed: (item, language, segments)."""
     from bulk_transcribe import library
     from bulk_transcribe.config import RunConfig
-    from bulk_transcribe.library.index import store_connection
     from bulk_transcribe.session_manager import SessionStore
 
     with SessionStore(out / "bulk_transcribe.sqlite") as store:
         run_id = store.begin_run(RunConfig(inputs=("x",), out_dir=out), "sequential")
         store.register_videos(run_id, [item for item, _, _ in videos])
         for item, language, segments in videos:
-            store.mark_done(item.video_id, {})
-            library.index_video(store_connection(store), item.video_id, run_id, segments, language)
+            store.apply_event(ProgressEvent(item.video_id, EventKind.DONE, outputs={}))
+            library.index_video(store.connection(), item.video_id, run_id, segments, language)
     return run_id
 
 

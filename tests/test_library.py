@@ -22,10 +22,10 @@ import media
 from bulk_transcribe import layout, library
 from bulk_transcribe.config import RunConfig, TranscribeOptions
 from bulk_transcribe.library import links, lookup, query
-from bulk_transcribe.library.index import store_connection
-from bulk_transcribe.models import Segment, SourceKind, VideoItem, VideoStatus
+from bulk_transcribe.models import EventKind, ProgressEvent, Segment, SourceKind, VideoItem, VideoStatus
 from bulk_transcribe.runs import run_batch
-from bulk_transcribe.session_manager import FolderBusy, OwnerLock, SessionStore
+from bulk_transcribe.folder_lock import FolderBusy, OwnerLock
+from bulk_transcribe.session_manager import SessionStore
 
 FIRST = "The weather today is sunny with a light breeze from the west."
 SECOND = "My grandmother grows tomatoes and beans in her small garden."
@@ -99,7 +99,7 @@ def test_a_sentence_said_in_the_talk_is_found_at_its_own_segment_with_a_link_to_
 def test_the_run_indexes_every_video_it_delivers(library_out):
     out, _ = library_out
     with SessionStore(layout.state_db(out), read_only=True) as store:
-        conn = store_connection(store)
+        conn = store.connection()
         done = {r.video_id for r in store.videos() if r.status is VideoStatus.DONE}
         indexed = {row[0] for row in conn.execute("SELECT video_id FROM library_videos")}
         per_video = dict(conn.execute("SELECT video_id, count(*) FROM library_segments GROUP BY video_id"))
@@ -121,7 +121,7 @@ def test_a_direct_link_with_a_password_links_to_the_moment_without_it(library_ou
     user, secret = media_server.auth
     hit = next(h for h in library.search([out], "grandmother") if h.kind == "url")
     assert hit.source == url.replace(f":{secret}@", ":***@")  # stored redacted
-    assert hit.link == media_server.url(f"auth/library_talk.mp3") + f"#t={int(hit.start)}"
+    assert hit.link == media_server.url("auth/library_talk.mp3") + f"#t={int(hit.start)}"
     assert secret not in hit.link and "***" not in hit.link and user not in hit.link
     assert int(hit.start) > 0
 
@@ -140,7 +140,7 @@ def test_only_finished_videos_are_found(library_out, tmp_path):
     out = copy_of(library_out[0], tmp_path)
     local = next(h for h in library.search([out], "tomatoes") if h.kind == "file")
     with SessionStore(layout.state_db(out)) as store:
-        assert store.reset(local.video_id)  # queued again: its old transcript is no answer any more
+        store.requeue(local.run_id, [local.video_id], [])  # queued again: its old transcript is no answer any more
     assert [h.kind for h in library.search([out], "tomatoes")] == ["url"]
 
 
@@ -149,7 +149,7 @@ def test_only_finished_videos_are_found(library_out, tmp_path):
 def test_a_redone_video_replaces_its_rows(library_out, tmp_path, talk):
     out = copy_of(library_out[0], tmp_path)
     with SessionStore(layout.state_db(out)) as store:
-        conn = store_connection(store)
+        conn = store.connection()
         video_id = next(h for h in library.search([out], "tomatoes") if h.kind == "file").video_id
         before = conn.execute("SELECT max(seg_id) FROM library_segments").fetchone()[0]
         assert library.index_video(conn, video_id, "run-2", [Segment(1.0, 2.5, "Completely different words."),
@@ -167,12 +167,12 @@ def test_a_video_redone_by_a_real_rerun_is_indexed_again_by_that_run(library_out
     out = copy_of(library_out[0], tmp_path)
     local = next(h for h in library.search([out], "tomatoes") if h.kind == "file")
     with SessionStore(layout.state_db(out)) as store:
-        store.reset(local.video_id)
+        store.requeue(local.run_id, [local.video_id], [])
     second = transcribe(out, local.source)
     again = [h for h in library.search([out], "tomatoes") if h.kind == "file"]
     assert len(again) == 1 and again[0].run_id == second.run_id != local.run_id
     with SessionStore(layout.state_db(out), read_only=True) as store:
-        conn = store_connection(store)
+        conn = store.connection()
         count = conn.execute("SELECT count(*) FROM library_segments WHERE video_id = ?", (local.video_id,))
         assert count.fetchone()[0] == len(stored_segments(out, local.video_id))
 
@@ -196,7 +196,7 @@ def test_a_video_whose_indexing_fails_is_still_done_and_search_says_it_is_not_in
 def test_removing_a_video_removes_its_rows(library_out, tmp_path):
     out = copy_of(library_out[0], tmp_path)
     with SessionStore(layout.state_db(out)) as store:
-        conn = store_connection(store)
+        conn = store.connection()
         video_id = library.search([out], "tomatoes")[0].video_id
         assert library.remove_video(conn, video_id) >= 2
         left = conn.execute("SELECT count(*) FROM library_segments WHERE video_id = ?", (video_id,)).fetchone()[0]
@@ -290,9 +290,9 @@ def synthetic(out: Path, videos: list[tuple[VideoItem, str, list[Segment]]], run
     with SessionStore(layout.state_db(out)) as store:
         run_id = run or store.begin_run(RunConfig(inputs=("x",), out_dir=out), "sequential")
         store.register_videos(run_id, [item for item, _, _ in videos])
-        conn = store_connection(store)
+        conn = store.connection()
         for item, language, segments in videos:
-            store.mark_done(item.video_id, {})
+            store.apply_event(ProgressEvent(item.video_id, EventKind.DONE, outputs={}))
             library.index_video(conn, item.video_id, run_id, segments, language)
     return run_id
 

@@ -14,8 +14,7 @@ import pytest
 from bulk_transcribe import layout, library
 from bulk_transcribe.cli import main
 from bulk_transcribe.config import RunConfig
-from bulk_transcribe.library.index import store_connection
-from bulk_transcribe.models import Segment, SourceKind, VideoItem
+from bulk_transcribe.models import EventKind, ProgressEvent, Segment, SourceKind, VideoItem
 from bulk_transcribe.session_manager import OwnerLock, SessionStore
 
 
@@ -39,9 +38,9 @@ def synthetic(out: Path, videos: list[tuple[VideoItem, list[Segment]]]) -> str:
     with SessionStore(layout.state_db(out)) as store:
         run_id = store.begin_run(RunConfig(inputs=("x",), out_dir=out), "sequential")
         store.register_videos(run_id, [item for item, _ in videos])
-        conn = store_connection(store)
+        conn = store.connection()
         for item, segments in videos:
-            store.mark_done(item.video_id, {})
+            store.apply_event(ProgressEvent(item.video_id, EventKind.DONE, outputs={}))
             library.index_video(conn, item.video_id, run_id, segments, "en")
     return run_id
 

@@ -248,6 +248,11 @@ class SessionStore:
                 self._all.append(conn)
         return conn
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for the search index's tables (library/) that live in this database: read
+        and written with the store's settings (busy timeout, WAL; read-only and immutable fallback for readers)."""
+        return self._conn()
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()

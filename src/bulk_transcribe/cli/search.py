@@ -19,7 +19,7 @@ from rich.text import Text
 
 from .. import layout
 from ..library import lookup
-from ..library.index import Reindexed, reindex
+from ..library.rebuild import Reindexed, reindex
 from .live import console_for, printable
 
 EXIT_HITS, EXIT_NONE, EXIT_USAGE = 0, 1, 2
@@ -164,7 +164,7 @@ def _piece(text: str) -> str:
 # ---- index --------------------------------------------------------------------------------------------------------
 
 def cmd_index(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from ..session_manager import FolderBusy
+    from ..folder_lock import FolderBusy
 
     for out in args.outs:
         problem = _batch_problem(out)

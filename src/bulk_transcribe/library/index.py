@@ -1,5 +1,5 @@
-"""Writing the index: one video's segments as it is delivered, its removal, and a whole folder rebuilt from the
-transcripts it already holds (folders transcribed before the index existed, or an index that was lost).
+"""Writing the index: one video's segments as it is delivered, and its removal. Plain SQL on the store's own
+connection: the store calls this as a transcript is delivered (rebuild.py redoes a whole folder).
 """
 
 from __future__ import annotations
@@ -7,17 +7,10 @@ from __future__ import annotations
 import sqlite3
 import time
 import unicodedata
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
-from .. import layout
 from .highlight import folded_words
-from .schema import FTS, INFO, SEGMENTS, VIDEOS, reset
-
-INDEX_COMMAND = "bulk-transcribe index"
-"""How a rebuild names itself in OUT's lock file (so a run refused meanwhile says who holds the folder)."""
-
+from .schema import INFO, SEGMENTS, VIDEOS
 
 def clean_text(text: str) -> str:
     """A segment's text as indexed: control characters gone (a terminal or a page never receives an escape
@@ -102,77 +95,3 @@ def _fields(seg: Any) -> tuple[float, float, str]:
     if isinstance(seg, dict):
         return float(seg.get("start") or 0.0), float(seg.get("end") or 0.0), str(seg.get("text") or "")
     return float(seg.start or 0.0), float(seg.end or 0.0), str(seg.text or "")
-
-
-# ---- a whole folder ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Reindexed:
-    """What a rebuild did in one folder."""
-
-    out_dir: Path
-    videos: int = 0
-    """Finished videos now in the index."""
-    segments: int = 0
-    missing: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    """(video_id, title) of finished videos with neither a stored transcript nor a readable JSON output."""
-
-
-def rebuild(out_dir: Path | str) -> int:
-    """Build OUT's index again from the transcripts it holds; returns how many videos are indexed.
-
-    For folders transcribed before the index existed (or whose index was lost). See `reindex` for the details
-    (and the errors it raises)."""
-    return reindex(out_dir).videos
-
-
-def reindex(out_dir: Path | str) -> Reindexed:
-    """Replace OUT's whole index, in one transaction (a search meanwhile sees the old index, then the new one),
-    with every finished video's segments: from its stored copy (`OUT/.transcripts/<id>.json.gz`), else its
-    `json` output.
-
-    Takes OUT like a run does (raises session_manager.FolderBusy while a run or another rebuild holds it): a live
-    run indexes its own videos as they finish, and two writers would only do the work twice. Raises
-    FileNotFoundError when OUT holds no store, OSError / sqlite3.Error when it cannot be written.
-    """
-    from ..models import VideoStatus
-    from ..outputs.writers import load_transcript
-    from ..session_manager import OwnerLock, SessionStore
-
-    out_dir = Path(out_dir)
-    db = layout.state_db(out_dir)
-    if not db.is_file():
-        raise FileNotFoundError(f"no batch in {out_dir} (missing {db.name})")
-    lock = OwnerLock(out_dir, INDEX_COMMAND).acquire()
-    try:
-        with SessionStore(db) as store:
-            done = [r for r in store.videos() if r.status is VideoStatus.DONE]
-            conn = store_connection(store)
-            videos = segments = 0
-            missing = []
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                reset(conn)
-                for record in done:
-                    transcript = load_transcript(out_dir, record.video_id, record.outputs)
-                    if transcript is None:
-                        missing.append((record.video_id, record.title))
-                        continue
-                    segments += index_video(conn, record.video_id, record.run_id, transcript.segments,
-                                            transcript.language)
-                    videos += 1
-                # Merge the index's b-trees into one: what a folder indexed in one go should look like to readers.
-                conn.execute(f"INSERT INTO {FTS}({FTS}) VALUES ('optimize')")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-    finally:
-        lock.release()
-    return Reindexed(out_dir, videos, segments, tuple(missing))
-
-
-def store_connection(store: Any) -> sqlite3.Connection:
-    """The store's own connection for this thread: the index tables live in its database and are read and
-    written with its settings (busy timeout, WAL; read-only and immutable fallback for readers)."""
-    return store._conn()

@@ -23,7 +23,7 @@ from typing import Iterable
 
 from .. import layout
 from .highlight import Phrase, marked, phrases
-from .index import normal_language, store_connection
+from .index import normal_language
 from .links import clock, moment_link
 from .query import Query, QueryError, describe, on_text, parse, terms
 from .rank import idf, scores
@@ -165,7 +165,7 @@ def _search_folder(out_dir: Path, query: Query, filters: Filters, limit: int, re
         result.problems.append(f"{out_dir}: cannot read {db.name}: {' '.join(str(exc).split())}")
         return []
     try:
-        conn = store_connection(store)
+        conn = store.connection()
         if not has_index(conn):
             result.notes.append(f"{out_dir} has no search index yet: run `bulk-transcribe index {out_dir}`")
             return []
@@ -424,7 +424,7 @@ def facets(out_dir: Path | str) -> FolderFacets:
         return FolderFacets()
     try:
         with SessionStore(db, read_only=True) as store:
-            conn = store_connection(store)
+            conn = store.connection()
             if not has_index(conn):
                 return FolderFacets()
             runs = tuple(r[0] for r in conn.execute(
