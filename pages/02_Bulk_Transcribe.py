@@ -61,6 +61,13 @@ with st.sidebar:
                                  help="30 s chunks decoded together (GPU speed-up; VAD chunking). "
                                       "1 = unbatched; 0 = per device (1 on CPU, 8 on CUDA).",
                                  **render.remember("batch_size", 0))
+    recheck = st.toggle("Recheck flagged transcripts",
+                        help="A transcript flagged as doubtful (wrong language, a loop, low confidence, speech "
+                             "missing, text on silence) is transcribed again with safer options; the better is kept.",
+                        **render.remember("recheck", False))
+    recheck_model = st.text_input("Recheck model", placeholder="same as Model",
+                                  help="A larger or multilingual model for rechecks (name or model folder); also used "
+                                       "by a finished run's Redo flagged.", **render.remember("recheck_model", ""))
     formats = st.multiselect("Output formats", list(DEFAULT_FORMATS), **render.remember("formats", list(DEFAULT_FORMATS)))
     rate_limit = st.number_input("Download rate limit (KiB/s)", min_value=0, step=100,
                                  help="Per download; 0 = unlimited.", **render.remember("rate_limit", 0))
@@ -104,7 +111,8 @@ if st.button("Start transcription", type="primary", icon=":material/play_arrow:"
         settings=RunSettings(parallel=parallel, workers=int(workers), model=model, language=language,
                              batch_size=int(batch_size),
                              formats=tuple(formats), rate_limit_kib=int(rate_limit), pause_s=float(pause),
-                             ray_address=ray_address, output_folder=output_folder),
+                             ray_address=ray_address, output_folder=output_folder, recheck=recheck,
+                             recheck_model=recheck_model),
     )
     checked = build_run(submission, settings)
     for problem in problems:
@@ -126,4 +134,4 @@ if st.button("Start transcription", type="primary", icon=":material/play_arrow:"
 if opened := opened_run():  # read again: Start has just named a new run
     run_id, out_dir = opened
     st.divider()
-    render.run_view(registry, run_id, out_dir, settings.output_root)
+    render.run_view(registry, run_id, out_dir, settings.output_root, render.recheck_model(recheck_model, settings))

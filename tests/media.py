@@ -164,9 +164,10 @@ def video_without_audio(path: Path, seconds: int = 2) -> Path:
     return path
 
 
-def speech(text: str, path: Path, *, speed: int = 160) -> Path:
-    """Speech in whatever container `path` names (.wav, .mp3, .m4a, .ogg/.opus, .flac, .mp4 with video)."""
-    wav = espeak_wav(text, path.with_suffix(".src.wav"), speed=speed)
+def speech(text: str, path: Path, *, speed: int = 160, voice: str = "en-us") -> Path:
+    """Speech in whatever container `path` names (.wav, .mp3, .m4a, .ogg/.opus, .flac, .mp4 with video), in
+    espeak-ng's `voice` (a language: de, es, fr ...)."""
+    wav = espeak_wav(text, path.with_suffix(".src.wav"), speed=speed, voice=voice)
     if path.suffix == ".wav":
         wav.rename(path)
         return path

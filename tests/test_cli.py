@@ -245,3 +245,37 @@ def test_status_reads_a_folder_whose_name_looks_like_a_uri(run_cli, tmp_path, sp
     assert code == 0, err
     assert "(sequential, finished)" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["talks #2 ?x=1"]  # no stray database beside it
+
+
+def test_a_mixed_language_batch_says_which_transcripts_not_to_trust(run_cli, tmp_path, mixed_languages):
+    """The bundled English-only model on English, German, Spanish and silence: every video is done, and exactly
+    the three bad transcripts are flagged, with a reason, in the table, the counts, the manifest, each
+    transcript.json and `status --json`."""
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("run", *map(str, mixed_languages.values()), "--out", str(out), "--formats",
+                                   "txt,json", "--cpu-threads", "2")
+    assert code == 0, stdout + stderr  # a flag is a reason to look, not a failure
+    assert "4 done, 3 need review" in stdout
+    table = {line.split()[1]: line for line in stdout.splitlines() if line[:3].strip().isdigit()}
+    assert "review: low confidence" in table["german"]  # the whole reason is in the manifest (below)
+    assert "review: speech expected, none transcribed" in table["spanish"]
+    assert "review: text on audio with no speech" in table["silence"]
+    assert "review" not in table["english"]
+
+    manifest = {v["title"]: v for v in json.loads((out / "manifest.json").read_text())["videos"]}
+    codes = {title: [f["code"] for f in v["quality"]["flags"]] for title, v in manifest.items()}
+    assert codes["english"] == [] and codes["german"][0] == "low_confidence"
+    assert "not English (bundled (tiny.en) is English-only)" in manifest["german"]["quality"]["flags"][0]["reason"]
+    assert codes["spanish"] == ["speech_missing"] and codes["silence"][0] == "no_speech_text"
+    assert manifest["english"]["quality"]["signals"]["mean_logprob"] > -0.75
+    assert {v["language"] for v in manifest.values()} == {"en"}
+    german = json.loads((out / manifest["german"]["outputs"]["json"]).read_text())
+    assert german["quality"]["flags"][0]["code"] == "low_confidence"
+    assert german["segments"][0]["avg_logprob"] < -0.75  # the doubtful stretch, per segment
+
+    code, stdout, _ = run_cli("status", str(out), "--json")
+    status = json.loads(stdout)
+    assert status["run"]["needs_review"] == 3
+    by_title = {v["title"]: v for v in status["videos"]}
+    assert [f["code"] for f in by_title["spanish"]["flags"]] == ["speech_missing"]
+    assert by_title["spanish"]["quality"]["signals"]["vad_speech_s"] > 3

@@ -290,3 +290,47 @@ def test_the_search_page_finds_a_moment_and_plays_it_from_there(roots, speech_cl
     assert not at.exception and any("nothing to search for" in shown(w) for w in at.warning)
     at.text_input(key="search-query").input("zeppelin").run()
     assert any(i.value == "No hits." for i in at.info)
+
+
+def test_flagged_transcripts_are_shown_and_redo_flagged_fixes_what_it_can(roots, mixed_languages, whisper_base):
+    """English and Spanish through the bundled English-only model: the Spanish row says why not to trust it,
+    Need review counts it, the filter finds it; "Redo 1 flagged" with Whisper base as the recheck model (a folder
+    in the media root) starts a new run that transcribes just that one again and keeps the better."""
+    import os
+    import shutil
+
+    media, out = roots
+    for name in ("english", "spanish"):
+        shutil.copy(mixed_languages[name], media / mixed_languages[name].name)
+    models = media / "models" / "whisper-base"
+    models.mkdir(parents=True)
+    for part in whisper_base.iterdir():  # hard links: the 145 MB model, inside the media root, for free
+        os.link(part, models / part.name)
+
+    at = page().run()
+    at.text_area[0].input(f"{media / 'english.mp3'}\n{media / 'spanish.mp3'}").run()
+    labelled(at.button, "Start transcription").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.query_params["run"]
+    assert render.shared_registry().get(run_id).wait_done(timeout=TIMEOUT)
+    at.run()
+    rows = {r["Title"]: r for r in at.dataframe[0].value.to_dict("records")}
+    assert rows["english"]["Quality"] == "ok" and rows["english"]["Language"] == "en"
+    assert rows["spanish"]["Quality"].startswith("needs review: speech expected, none transcribed")
+    figures = {m.label: m.value for m in at.metric}
+    assert figures["Done"] == "2" and figures["Need review"] == "1"
+    at.segmented_control(key="table-filter").set_value("Needs review").run()
+    assert at.dataframe[0].value["Title"].tolist() == ["spanish"]
+
+    labelled(at.sidebar.text_input, "Recheck model").input("models/whisper-base").run()
+    assert not at.warning, [w.value for w in at.warning]
+    labelled(at.button, "Redo 1 flagged").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    recheck_id = at.query_params["run"]
+    assert recheck_id != run_id and render.shared_registry().get(recheck_id).wait_done(timeout=TIMEOUT)
+    at.segmented_control(key="table-filter").set_value("All").run()
+    rows = {r["Title"]: r for r in at.dataframe[0].value.to_dict("records")}
+    assert rows["spanish"]["Quality"] == "ok" and rows["spanish"]["Language"] == "es"
+    assert "rechecked with safer options (whisper-base): kept the recheck" in rows["spanish"]["Note"]
+    assert rows["english"]["Quality"] == "ok"
+    assert not [b for b in at.button if b.label.startswith("Redo")]  # nothing left to recheck

@@ -565,7 +565,7 @@ def test_search_covers_every_store_under_the_output_root_and_offers_its_filters(
     assert len(result.hits) == 6 and result.problems == []
     assert [h.title for h in search.search(where, "harbour", language="de").hits] == ["Film"]
     assert {h.title for h in search.search(where, "harbour", run=run_b).hits} == {"Episode", "Odd"}
-    assert search.search(where, "harbour", flagged=True).hits  # no flags at all: the switch is not there to apply
+    assert search.search(where, "harbour", flagged=True).hits  # nothing flagged: the switch is not there to apply
     assert search.search(where, '"').error == 'nothing to search for in \'"\': type a word or "a phrase"'
 
 
@@ -619,3 +619,37 @@ def test_the_selected_row_is_the_one_played():
     assert search.chosen_row({"selection": {"rows": []}}, 3) == 0
     assert search.chosen_row({"selection": {"rows": [7]}}, 3) == 0
     assert search.chosen_row(None, 3) == 0
+
+
+def test_the_table_says_how_far_to_trust_each_finished_transcript():
+    """Quality column ('ok' or the reasons), the transcript's language, a Needs review filter, the count beside
+    Done, and how many a recheck may still help (a recheck that kept a flag is not offered again)."""
+    from bulk_transcribe.quality import Flag, Quality, Recheck
+
+    tracker, items = _tracker({"good": 10.0, "german": 5.0, "looped": 8.0, "running": 9.0})
+    ids = {k: v.video_id for k, v in items.items()}
+    german = Quality(flags=[Flag("low_confidence", "low confidence (mean log-probability -1.00)")])
+    looped = Quality(flags=[Flag("loop", "repetition loop (one line 3 times)")],
+                     recheck=Recheck("whisper-base", "original", [Flag("loop", "x")], [Flag("loop", "y")]))
+    for name, quality in (("good", Quality()), ("german", german), ("looped", looped)):
+        tracker.apply(ProgressEvent(ids[name], EventKind.DONE, language="en", quality=quality))
+    tracker.apply(ProgressEvent(ids["running"], EventKind.TRANSCRIBE_STARTED, worker="w0"))
+    snapshot = tracker.snapshot()
+    rows = {r["Title"]: r for r in views.status_rows(snapshot)}
+    assert rows["Good"]["Quality"] == "ok" and rows["Good"]["Language"] == "en"
+    assert rows["German"]["Quality"] == "needs review: low confidence (mean log-probability -1.00)"
+    assert rows["Running"]["Quality"] == "" and rows["Running"]["Language"] == ""
+    assert [r["Title"] for r in views.status_rows(snapshot, "Needs review")] == ["German", "Looped"]
+    s = views.summary(snapshot)
+    assert (s.done, s.needs_review, s.recheckable) == (3, 2, 1)
+
+
+def test_a_recheck_model_is_confined_and_checked_like_the_model(roots):
+    for typed in ("../outside", "/etc"):
+        result = build_run(Submission(videos_text="https://example.com/v/1",
+                                      settings=RunSettings(recheck_model=typed)), roots)
+        assert not result.ok and any(e.startswith("Recheck model: model folder") for e in result.errors), \
+            result.errors
+    plain_run = build_run(Submission(videos_text="https://example.com/v/1", settings=RunSettings(recheck=True)),
+                          roots)
+    assert plain_run.ok and plain_run.config.recheck and plain_run.config.recheck_model is None

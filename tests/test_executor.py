@@ -48,6 +48,10 @@ def test_parallel_outputs_match_sequential(make_config, ray_local, speech_clips,
     videos = SessionStore(tmp_path / "par" / STATE_DB_NAME).videos(par.run_id)
     workers = {v.worker for v in videos if v.status == VideoStatus.DONE}
     assert workers and workers <= {"worker-0", "worker-1"}, "each video records the worker that ran it"
+    # How far to trust each transcript crosses Ray whole: the same flags and signals as in-process.
+    seq_quality = {v.title: v.quality for v in SessionStore(tmp_path / "seq" / STATE_DB_NAME).videos(seq.run_id)}
+    assert {v.title: v.quality for v in videos} == seq_quality
+    assert all(v.quality is not None and v.quality.signals is not None for v in videos if v.status == VideoStatus.DONE)
 
 
 def _items(paths) -> list[VideoItem]:

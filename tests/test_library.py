@@ -297,6 +297,14 @@ def synthetic(out: Path, videos: list[tuple[VideoItem, str, list[Segment]]], run
     return run_id
 
 
+def flag(out: Path, video_id: str) -> None:
+    """A finished video's transcript as the store keeps it once quality.py flagged it (schema 5's flags_json)."""
+    with SessionStore(layout.state_db(out)) as store:
+        store.connection().execute("UPDATE videos SET flags_json = ? WHERE video_id = ?",
+                                   (json.dumps([{"code": "loop", "reason": "repetition loop (one line 3 times)"}]),
+                                    video_id))
+
+
 def url_item(url: str, title: str) -> VideoItem:
     return VideoItem(url, SourceKind.URL, url, title=title)
 
@@ -312,14 +320,9 @@ def test_run_language_and_flagged_filters(tmp_path):
     assert titles(run=first) == ["A", "B"] and titles(run=second) == ["C"] and titles(run="nope") == []
     assert titles(language="de") == ["B"] and titles(language="EN") == ["A", "C"] and titles(language="fr") == []
     assert titles(run=first, language="en") == ["A"]
-    # No flags in this store: nothing is flagged. Once the store has them, the filter follows them.
+    # Nothing flagged yet: the filter finds nothing. Once a transcript earns a flag, the filter follows it.
     assert titles(flagged=True) == [] and library.facets(out).flagged == 0
-    conn = sqlite3.connect(layout.state_db(out))
-    conn.execute("CREATE TABLE flags (video_id TEXT NOT NULL, note TEXT)")
-    conn.execute("INSERT INTO flags VALUES (?, 'check this')", (VideoItem("https://example.org/b.mp3", SourceKind.URL,
-                                                                        "x").video_id,))
-    conn.commit()
-    conn.close()
+    flag(out, VideoItem("https://example.org/b.mp3", SourceKind.URL, "x").video_id)
     assert titles(flagged=True) == ["B"] and library.facets(out).flagged == 1
     facets = library.facets(out)
     assert facets.runs == (second, first) and facets.languages == ("en", "de")
@@ -341,11 +344,7 @@ def test_common_words_rank_their_newest_matches_and_filters_still_reach_old_ones
     everything = library.find([out], "common", limit=40)
     assert len(everything.hits) == 33 and not [n for n in everything.notes if "most recent" in n]
 
-    conn = sqlite3.connect(layout.state_db(out))
-    conn.execute("CREATE TABLE flags (video_id TEXT NOT NULL)")
-    conn.execute("INSERT INTO flags VALUES (?)", (old.video_id,))
-    conn.commit()
-    conn.close()
+    flag(out, old.video_id)
     assert [h.title for h in library.search([out], "common", flagged=True, limit=10)] == ["Old"] * 3
     monkeypatch.setattr(lookup, "MAX_SPANS", 0)  # too scattered to seek to: checked on each match
     assert [h.title for h in library.search([out], "common", flagged=True, limit=3)] == ["Old"] * 3

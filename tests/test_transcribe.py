@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 import json
 from pathlib import Path
 
@@ -321,3 +322,26 @@ def test_no_segment_ends_past_the_audio(transcriber, tmp_path):
         last_cue_end = render_srt(t).strip().split("\n\n")[-1].split("\n")[1].split(" --> ")[1]
         h, m, rest = last_cue_end.split(":")
         assert int(h) * 3600 + int(m) * 60 + float(rest.replace(",", ".")) <= t.duration_s + 0.0005
+
+
+def test_a_multilingual_model_finds_each_videos_language_and_can_translate(whisper_base, mixed_languages):
+    """--language auto (the default) with a multilingual model: each video's own language, not the batch's first;
+    --task translate gives English text; a language the model is unsure of is flagged, not silently done."""
+    from bulk_transcribe.media.transcribe import Transcriber
+
+    options = TranscribeOptions(model=str(whisper_base), cpu_threads=2)
+    transcriber = Transcriber(options)
+    spanish = transcriber.transcribe(mixed_languages["spanish"], "es")
+    english = transcriber.transcribe(mixed_languages["english"], "en")
+    assert (spanish.language, english.language) == ("es", "en")
+    assert "tiempo" in spanish.text.lower() and "train" in english.text.lower()
+    assert spanish.quality.flags == [] and english.quality.flags == []
+    assert spanish.model == "whisper-base"  # a local folder is named by its own name, not the server's path
+
+    translated = transcriber.transcribe(mixed_languages["spanish"], "es", options=replace(options, task="translate"))
+    assert translated.language == "es" and "talk about" in translated.text.lower()
+
+    # espeak's German is not German enough for Whisper base: it says English, at 0.24.
+    german = transcriber.transcribe(mixed_languages["german"], "de")
+    assert german.quality.flags[0].code == "wrong_language"
+    assert german.quality.flags[0].reason.startswith("language unsure (transcribed as ")

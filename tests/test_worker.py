@@ -65,8 +65,12 @@ def test_worker_transcribes_with_one_loaded_model(worker_and_events, speech_clip
     t2 = worker.process(VideoItem(url, SourceKind.URL, url))
     assert "garden" in t2.text.lower()
     assert worker.processor.transcriber is model, "the model is loaded once for the worker's life"
-    kinds = [e.kind for e in events if e.video_id == t.video_id]
-    assert kinds[0] == EventKind.DOWNLOAD_STARTED and EventKind.TRANSCRIBE_STARTED in kinds
+    # A local file has nothing to download: it stays queued (with its probed length) until it is transcribed.
+    local = [e.kind for e in events if e.video_id == t.video_id]
+    assert local[0] == EventKind.QUEUED and EventKind.DOWNLOAD_STARTED not in local
+    assert EventKind.TRANSCRIBE_STARTED in local
+    fetched = [e.kind for e in events if e.video_id == t2.video_id]
+    assert fetched[0] == EventKind.DOWNLOAD_STARTED and EventKind.TRANSCRIBE_STARTED in fetched
 
 
 def test_prefetch_downloads_while_the_model_is_busy(worker_and_events, jfk_flac, speech_clips):
@@ -93,9 +97,10 @@ def test_prefetch_downloads_while_the_model_is_busy(worker_and_events, jfk_flac,
     a.join()
     b.join()
     order = [(e.video_id, e.kind) for e in events]
-    second_downloaded = order.index((second.video_id, EventKind.DOWNLOADED))
+    # A local file's fetch is its probe: it reports its length (QUEUED, duration) once its audio is ready.
+    second_ready = order.index((second.video_id, EventKind.QUEUED))
     second_transcribing = order.index((second.video_id, EventKind.TRANSCRIBE_STARTED))
-    assert second_downloaded < returned["first_done_at"], "the second video's audio was ready before the first ended"
+    assert second_ready < returned["first_done_at"], "the second video's audio was ready before the first ended"
     assert second_transcribing >= returned["first_done_at"], "only one transcription at a time per model"
     assert "breeze" in returned[second.video_id].text.lower()
 

@@ -174,6 +174,9 @@ class TranscribeOptions:
     """`transcribe` (speech in its own language) or `translate` (into English; multilingual models only)."""
     vad_filter: bool = False
     """Skip silence with Silero VAD before decoding."""
+    condition_on_previous_text: bool = True
+    """Give the model the previous text as a prompt (Whisper's default): more consistent wording, but a wrong line
+    can feed the next one (a repetition loop); a recheck turns it off."""
     word_timestamps: bool = False
     """Add per-word timings to the JSON output."""
     batch_size: int = 0
@@ -293,6 +296,12 @@ class RunConfig:
     """None = embedded local Ray; `auto`, HOST:PORT or ray://HOST:10001 joins an existing cluster."""
     max_attempts: int = 2
     """Attempts per video before it is marked failed."""
+    recheck: bool = False
+    """Transcribe a flagged transcript again with safer options (engine/pipeline.recheck_options), keep the better
+    of the two (quality.better) and record both; on a rerun, finished videos flagged before are rechecked too."""
+    recheck_model: str | None = None
+    """The model the recheck uses (a larger one, or a multilingual one for speech the default model cannot take);
+    None = the run's own model."""
     download_archive: str | None = None
     """yt-dlp-format archive file: videos listed are skipped, videos that finish are added."""
     output: OutputOptions = field(default_factory=OutputOptions)

@@ -13,6 +13,7 @@ from enum import Enum
 from urllib.parse import unquote, urlsplit
 
 from .errors import one_line
+from .quality import Flag, Quality
 
 
 class VideoStatus(str, Enum):
@@ -140,6 +141,12 @@ class Segment:
     end: float
     text: str
     words: list[Word] | None = None
+    # The model's own view of the segment (faster-whisper gives each segment its 30 s window's values): what
+    # quality.py measures a transcript by, and what transcript.json shows so a reader can find doubtful stretches.
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
+    temperature: float | None = None
 
 
 @dataclass
@@ -160,6 +167,8 @@ class Transcript:
     word timestamps are on), possibly shared with other videos of a bundle."""
     notes: list[str] = field(default_factory=list)
     """What a reader should know about a finished transcript (e.g. "audio track 1 of 2 has no speech; ...")."""
+    quality: Quality | None = None
+    """How far to trust it (quality.py): signals, flags with reasons, a recheck when one ran."""
 
     @property
     def text(self) -> str:
@@ -211,6 +220,10 @@ class ProgressEvent:
     attempt: int | None = None
     outputs: dict[str, str] | None = None
     speed_x: float | None = None
+    language: str | None = None
+    """With DONE: the transcript's language."""
+    quality: Quality | None = None
+    """With DONE: how far to trust the transcript (its flags are what the screens show)."""
 
 
 @dataclass
@@ -241,6 +254,16 @@ class VideoProgress:
     started_at: float | None = None
     finished_at: float | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    language: str | None = None
+    """The finished transcript's language."""
+    flags: list[Flag] = field(default_factory=list)
+    """Why its finished transcript may not be trusted (empty: nothing looks wrong)."""
+    rechecked: bool = False
+    """Its transcript was rechecked (the flags are then the kept transcript's): no second recheck is offered."""
+
+    @property
+    def needs_review(self) -> bool:
+        return self.status is VideoStatus.DONE and bool(self.flags)
 
 
 @dataclass
@@ -282,6 +305,11 @@ class Snapshot:
     def estimated(self) -> bool:
         """True while the global figures stand on a guess for videos of unknown length."""
         return self.lengths_unknown > 0 and not self.finished
+
+    @property
+    def needs_review(self) -> int:
+        """Finished videos whose transcript earned a flag (quality.py): the ones a person should look at."""
+        return sum(1 for v in self.videos if v.needs_review)
 
     @property
     def active(self) -> list[VideoProgress]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from .models import LOCAL_WORKER, EventKind, ProgressEvent, Snapshot, VideoItem, VideoProgress, VideoStatus
+from .quality import Quality
 
 DOWNLOAD_SHARE = 0.1
 """Share of one video's progress bar given to downloading; transcription fills the rest."""
@@ -48,6 +49,8 @@ class VideoState:
     transcribe_started_at: float | None = None
     download_s: float | None = None
     """How long its download took (a prefetched one then waits for the model: that wait is no work of its own)."""
+    quality: Quality | None = None
+    """A done video's whole trust record (the table shows its flags): kept for the store and the manifest."""
 
 
 def work_s(state: VideoState, until: float) -> float | None:
@@ -141,6 +144,10 @@ def advance(state: VideoState, event: ProgressEvent) -> bool:
             v.stage_progress = v.progress = 1.0
             if event.outputs is not None:
                 v.outputs = dict(event.outputs)
+            v.language = event.language or v.language
+            if event.quality is not None:
+                state.quality = event.quality
+                v.flags, v.rechecked = list(event.quality.flags), event.quality.recheck is not None
             if event.speed_x is not None:
                 v.speed_x = event.speed_x
             elif v.duration_s and state.transcribe_started_at is not None and t > state.transcribe_started_at:
@@ -213,10 +220,14 @@ def state_from_row(row: Any, clock: Callable[[], float] = time.time) -> VideoSta
         started_at=row.started_at,
         finished_at=row.finished_at,
         outputs=dict(row.outputs or {}),
+        language=getattr(row, "language", None),
     )
+    quality = getattr(row, "quality", None)
+    if quality is not None:
+        vp.flags, vp.rechecked = list(quality.flags), quality.recheck is not None
     # The stored fraction, not a recomputed one: a failed video keeps showing how far it got.
     vp.progress = row.progress if row.progress is not None else overall_fraction(status, vp.stage_progress)
-    return VideoState(vp, getattr(row, "transcribe_started_at", None), getattr(row, "download_s", None))
+    return VideoState(vp, getattr(row, "transcribe_started_at", None), getattr(row, "download_s", None), quality)
 
 
 class _Row:

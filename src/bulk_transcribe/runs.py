@@ -350,11 +350,6 @@ def run_batch(
     return handle.result
 
 
-def retry_failed(config: RunConfig, run_id: str) -> BatchHandle:
-    """Start a new run over the same inputs; failed and cancelled videos go back to the queue, done ones stay done."""
-    return start_batch(config)
-
-
 def attach_snapshot(out_dir: Path, run_id: str, ray_address: str | None = None) -> Snapshot | None:
     """Read a run this process did not start: from its live progress actor when it is parallel and still running,
     otherwise from the SQLite store in OUT (works after a crash or a server restart)."""

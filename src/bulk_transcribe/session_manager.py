@@ -27,11 +27,12 @@ from .config import RunConfig
 from .folder_lock import OwnerLock
 from .library.schema import ensure_schema as ensure_library_schema
 from .models import RunStatus, ProgressEvent, Snapshot, SourceKind, Transcript, VideoItem, VideoStatus
+from .quality import Flag, Quality
 from .naming import is_safe, numbered, safe_name
 from .progress import ProgressTracker, VideoState, advance, state_from_row
 from .redact import config_record
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bump with a new entry in _MIGRATIONS; PRAGMA user_version records what a database holds."""
 
 BUSY_TIMEOUT_MS = 30_000
@@ -119,12 +120,20 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX output_paths_video ON output_paths(video_id);
     """,
+    # How far to trust each finished transcript (quality.py): its language, the flags it earned (what "needs
+    # review" means everywhere, the search library's filter included), and the signals and recheck behind them.
+    5: """
+    ALTER TABLE videos ADD COLUMN language TEXT;
+    ALTER TABLE videos ADD COLUMN flags_json TEXT;
+    ALTER TABLE videos ADD COLUMN quality_json TEXT;
+    """,
 }
 
 _VIDEO_COLUMNS = (
     "video_id position input source kind title duration_s status attempts error worker progress stage_progress "
     "folder outputs_json started_at finished_at elapsed_s speed_x transcribe_started_at current_text "
-    "downloaded_bytes download_speed run_id updated_at meta_json note identity download_s retryable"
+    "downloaded_bytes download_speed run_id updated_at meta_json note identity download_s retryable language flags_json "
+    "quality_json"
 ).split()
 
 
@@ -164,6 +173,13 @@ class VideoRecord:
     download_s: float | None = None
     retryable: bool | None = None
     """For a failed video: whether another attempt may change anything (None: not known, an older store)."""
+    language: str | None = None
+    quality: Quality | None = None
+    """For a done video: its flags (empty: nothing looks wrong), signals and recheck."""
+
+    @property
+    def flags(self) -> list[Flag]:
+        return list(self.quality.flags) if self.quality is not None else []
 
     def to_item(self) -> VideoItem:
         """The VideoItem to schedule; a failed record keeps its error so it is not scheduled again in this run."""
@@ -581,7 +597,8 @@ class SessionStore:
                     "UPDATE videos SET status = 'queued', attempts = 0, error = NULL, note = NULL, worker = '', "
                     "progress = 0, stage_progress = 0, outputs_json = '{}', started_at = NULL, finished_at = NULL, "
                     "elapsed_s = NULL, speed_x = NULL, transcribe_started_at = NULL, download_s = NULL, "
-                    "retryable = NULL, current_text = '', run_id = ?, updated_at = ? WHERE video_id = ?",
+                    "retryable = NULL, language = NULL, flags_json = NULL, quality_json = NULL, current_text = '', "
+                    "run_id = ?, updated_at = ? WHERE video_id = ?",
                     (run_id, self._clock(), video_id))
         fresh = {r.video_id: r for r in self.videos(run_id) if r.video_id in ids}
         return [fresh.get(r.video_id, r) for r in records]
@@ -632,14 +649,14 @@ class SessionStore:
             "UPDATE videos SET duration_s = ?, status = ?, attempts = ?, error = ?, note = ?, worker = ?, progress = ?, "
             "stage_progress = ?, outputs_json = ?, started_at = ?, finished_at = ?, elapsed_s = ?, speed_x = ?, "
             "transcribe_started_at = ?, download_s = ?, retryable = ?, current_text = ?, downloaded_bytes = ?, "
-            "download_speed = ?, updated_at = ? "
+            "download_speed = ?, language = ?, flags_json = ?, quality_json = ?, updated_at = ? "
             "WHERE video_id = ?",
             (
                 v.duration_s, v.status.value, v.attempts, v.error, v.note, v.worker, v.progress, v.stage_progress,
                 json.dumps(v.outputs, sort_keys=True), v.started_at, v.finished_at, v.elapsed_s, v.speed_x,
                 state.transcribe_started_at, state.download_s,
                 None if v.retryable is None else int(v.retryable), v.current_text, v.downloaded_bytes,
-                v.download_speed, self._clock(),
+                v.download_speed, v.language, *_quality_columns(state.quality), self._clock(),
                 v.video_id,
             ),
         )
@@ -692,6 +709,9 @@ class SessionStore:
                 "finished_at": r.finished_at,
                 "elapsed_s": r.elapsed_s,
                 "speed_x": r.speed_x,
+                "language": r.language,
+                # How far to trust it: flags (empty: nothing looks wrong), signals, a recheck (null: not done yet).
+                "quality": r.quality.to_dict() if r.quality is not None else None,
             }
             for r in self.videos(run_id)
         ]
@@ -737,5 +757,22 @@ def _record(row: sqlite3.Row) -> VideoRecord:
         downloaded_bytes=row["downloaded_bytes"], download_speed=row["download_speed"],
         meta=json.loads(row["meta_json"] or "{}"), identity=row["identity"] or "", download_s=row["download_s"],
         retryable=None if row["retryable"] is None else bool(row["retryable"]),
+        language=row["language"], quality=_quality(row["flags_json"], row["quality_json"]),
     )
+
+
+def _quality(flags_json: str | None, quality_json: str | None) -> Quality | None:
+    """A done video's Quality from its two columns (flags apart: they are what every filter reads)."""
+    if flags_json is None:
+        return None
+    data = json.loads(quality_json or "{}")
+    data["flags"] = json.loads(flags_json)
+    return Quality.from_dict(data)
+
+
+def _quality_columns(quality: Quality | None) -> tuple[str | None, str | None]:
+    if quality is None:
+        return None, None
+    data = quality.to_dict()
+    return json.dumps(data.pop("flags"), ensure_ascii=False), json.dumps(data, ensure_ascii=False)
 

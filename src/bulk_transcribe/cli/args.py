@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'bundled' (tiny.en, English-only, works offline; the default), a local CTranslate2 "
                             "folder, or a faster-whisper name such as small or large-v3")
     model.add_argument("--language", default=None, metavar="CODE",
-                       help="spoken language as an ISO code such as de; detected when not given "
+                       help="spoken language as an ISO code such as de; 'auto' (the default) detects it per video "
                             "(English-only models accept only en)")
     model.add_argument("--task", default="transcribe", choices=["transcribe", "translate"],
                        help="translate: speech in any language to English text (multilingual models only)")
@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--beam-size", type=_positive_int, default=1, metavar="N",
                        help="beam search width; 1 is greedy decoding, the fastest (default: 1)")
     model.add_argument("--vad", action="store_true", help="skip silence with the Silero VAD filter")
+    model.add_argument("--recheck", action="store_true",
+                       help="transcribe flagged transcripts (wrong language, loops, low confidence, speech missing, "
+                            "text on silence) again with safer options and keep the better; a rerun rechecks "
+                            "videos flagged before")
+    model.add_argument("--recheck-model", default=None, metavar="NAME",
+                       help="the model a recheck uses, e.g. small or a local folder (implies --recheck; default: "
+                            "the run's model)")
     model.add_argument("--word-timestamps", action="store_true",
                        help="time every word (in the JSON, and for shaping subtitle lines)")
     model.add_argument("--batch-size", type=int, default=0, metavar="N",
@@ -251,7 +258,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         ),
         transcribe=TranscribeOptions(
             model=args.model, device=args.device, compute_type=args.compute_type, cpu_threads=args.cpu_threads,
-            beam_size=args.beam_size, language=args.language, task=args.task, vad_filter=args.vad,
+            beam_size=args.beam_size, language=None if args.language in (None, "auto") else args.language,
+            task=args.task, vad_filter=args.vad,
             word_timestamps=args.word_timestamps, timeout_factor=args.timeout_factor, batch_size=args.batch_size,
         ),
         parallel=args.parallel,
@@ -259,6 +267,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         gpus_per_worker=args.gpus_per_worker,
         ray_address=args.ray_address,
         max_attempts=args.max_attempts,
+        recheck=args.recheck or bool(args.recheck_model),
+        recheck_model=args.recheck_model,
         download_archive=str(args.download_archive) if args.download_archive else None,
         output=OutputOptions(
             template=args.output_template, beside_source=args.subtitles_beside_source,

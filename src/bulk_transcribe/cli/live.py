@@ -22,6 +22,7 @@ from rich.text import Text
 from .. import layout
 from ..models import LOCAL_WORKER, Snapshot, VideoStatus
 from ..progress import clock, current_work, describe_eta, describe_inputs, describe_progress
+from ..quality import review_line
 
 def ray_log_file(out_dir: Path) -> Path:
     """OUT/logs/ray.log (its folder created): for the Ray start-up to send Ray's WARNING/INFO lines to."""
@@ -42,6 +43,8 @@ def headline(snapshot: Snapshot) -> str:
     counts = snapshot.counts
     n = len(snapshot.videos)
     done = f"{counts.get(VideoStatus.DONE.value, 0)} of {n} done"
+    if snapshot.needs_review:
+        done += f" ({snapshot.needs_review} need{'s' if snapshot.needs_review == 1 else ''} review)"
     for status in (VideoStatus.FAILED, VideoStatus.CANCELLED, VideoStatus.SKIPPED):
         if counts.get(status.value):
             done += f", {counts[status.value]} {status.value}"
@@ -179,14 +182,23 @@ def summary_table(snapshot: Snapshot, width: int | None = None) -> Table:
     table.add_column("status", no_wrap=True)
     table.add_column("speed", justify="right", no_wrap=True)
     table.add_column("tries", justify="right", no_wrap=True)
+    languages = any(v.language for v in snapshot.videos)
+    if languages:
+        table.add_column("lang", no_wrap=True)
     table.add_column("error", ratio=3, overflow="fold")
+    review = snapshot.needs_review > 0
+    if review:
+        table.add_column("needs review", ratio=3, overflow="fold", style="magenta")
     notes = any(v.note for v in snapshot.videos)
     if notes:
         table.add_column("note", ratio=2, overflow="fold", style="dim")
     styles = {VideoStatus.DONE: "green", VideoStatus.FAILED: "red", VideoStatus.CANCELLED: "yellow"}
     for n, v in enumerate(snapshot.videos, 1):
         cells = [str(n), Text(printable(v.title)), clock(v.duration_s), Text(v.status.value, style=styles.get(v.status, "")),
-                 f"{v.speed_x:.1f}x" if v.speed_x else "-", str(v.attempts), Text(printable(v.error or ""))]
+                 f"{v.speed_x:.1f}x" if v.speed_x else "-", str(v.attempts),
+                 *([v.language or ""] if languages else []), Text(printable(v.error or ""))]
+        if review:
+            cells.append(Text(printable(review_line(v.flags) if v.needs_review else "")))
         table.add_row(*cells, *([Text(printable(v.note or ""))] if notes else []))
     return table
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import sys
+from dataclasses import replace
 from typing import BinaryIO, Sequence, TextIO
 
 from .. import layout
@@ -73,6 +74,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
             stdout.write(f"{len(prepared.duplicates)} duplicate input(s) ignored (each listed once)\n")
         if tally.archived:
             stdout.write(f"{tally.archived} video(s) skipped: already in the download archive\n")
+        if tally.recheck:
+            stdout.write(f"{tally.recheck} finished video(s) flagged before: transcribed again to recheck them\n")
         if tally.backfill.files or tally.backfill.redo:
             stdout.write(backfill_line(tally.backfill) + "\n")
         # A rerun with everything already done says so in one line (no table of finished videos).
@@ -134,6 +137,9 @@ def _start_up(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: B
     from ..media.model_check import check_model
 
     problem = check_model(config.transcribe)  # before Ray or the store: a bad model fails no video
+    if problem is None and config.recheck_model:
+        problem = check_model(replace(config.transcribe, model=config.recheck_model))
+        problem = problem and f"--recheck-model: {problem}"
     if problem:
         stderr.write(f"bulk-transcribe: error: {problem}\n")
         return EXIT_USAGE
@@ -206,7 +212,9 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
     snapshot = attach_snapshot(args.out, run_id, args.ray_address)
     if args.json:
-        stdout.write(status_json(run, snapshot, {r.video_id: r.folder for r in store.videos(run_id)}))
+        records = store.videos(run_id)
+        stdout.write(status_json(run, snapshot, {r.video_id: r.folder for r in records},
+                                 {r.video_id: r.quality for r in records}))
     else:
         stdout.write(f"Run {run.run_id} ({run.mode}, {run.status})\n")
         print_summary(stdout, snapshot, render_table(snapshot, shutil.get_terminal_size((120, 20)).columns))

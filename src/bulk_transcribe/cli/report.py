@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..models import Snapshot, VideoStatus
+from ..quality import Quality, review_line
 from .live import printable
 from ..session_manager import RunRecord
 
@@ -25,14 +26,18 @@ def status_exit_code(run: RunRecord, snapshot: Snapshot) -> int:
     return 1 if bad or run.status == "failed" else 0
 
 
-def status_dict(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | None = None) -> dict[str, Any]:
-    """Plain data: the run (id, mode, status, times, counts, totals) and one entry per video in input order."""
-    folders = folders or {}
+def status_dict(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | None = None,
+                qualities: dict[str, Quality | None] | None = None) -> dict[str, Any]:
+    """Plain data: the run (id, mode, status, times, counts, totals) and one entry per video in input order, with
+    its folder and, once done, its quality (flags, signals, recheck) when the store gave them."""
+    folders, qualities = folders or {}, qualities or {}
     videos = []
     for v in snapshot.videos:
         entry = asdict(v)
         entry["status"] = v.status.value
         entry["folder"] = folders.get(v.video_id)
+        quality = qualities.get(v.video_id)
+        entry["quality"] = quality.to_dict() if quality is not None and v.status is VideoStatus.DONE else None
         videos.append(entry)
     return {
         "version": JSON_VERSION,
@@ -43,13 +48,16 @@ def status_dict(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | No
             "videos": len(snapshot.videos), "progress": round(snapshot.progress, 4),
             "audio_total_s": snapshot.audio_total_s, "audio_done_s": snapshot.audio_done_s,
             "throughput_x": snapshot.throughput_x, "eta_s": snapshot.eta_s,
+            "needs_review": snapshot.needs_review,
         },
         "videos": videos,
     }
 
 
-def status_json(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | None = None) -> str:
-    return json.dumps(status_dict(run, snapshot, folders), ensure_ascii=False, indent=2, default=str) + "\n"
+def status_json(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | None = None,
+                qualities: dict[str, Quality | None] | None = None) -> str:
+    return json.dumps(status_dict(run, snapshot, folders, qualities), ensure_ascii=False, indent=2,
+                      default=str) + "\n"
 
 
 def _clock(seconds: float | None) -> str:
@@ -67,12 +75,15 @@ def _shorten(text: str, width: int) -> str:
 def render_table(snapshot: Snapshot, width: int = 120) -> str:
     """The final summary (and `status`): one line per video, then the totals."""
     title_w = max(16, width - 78)
-    lines = [f"{'#':>3}  {'title':<{title_w}} {'duration':>8} {'status':<12} {'speed':>7} {'tries':>5}  error / note"]
+    lines = [f"{'#':>3}  {'title':<{title_w}} {'duration':>8} {'status':<12} {'speed':>7} {'tries':>5} {'lang':<4}  "
+             "error / review / note"]
     for n, v in enumerate(snapshot.videos, 1):
         speed = f"{v.speed_x:.1f}x" if v.speed_x else "-"
+        aside = v.error or (f"review: {review_line(v.flags)}" if v.needs_review else "") or \
+            (f"note: {v.note}" if v.note else "")
         lines.append(
             f"{n:>3}  {_shorten(printable(v.title), title_w):<{title_w}} {_clock(v.duration_s):>8} {v.status.value:<12} "
-            f"{speed:>7} {v.attempts:>5}  {_shorten(printable(v.error or (f'note: {v.note}' if v.note else '')), 60)}"
+            f"{speed:>7} {v.attempts:>5} {(v.language or '-'):<4}  {_shorten(printable(aside), 60)}"
         )
     lines.append(summary_line(snapshot))
     return "\n".join(lines)
@@ -81,6 +92,8 @@ def render_table(snapshot: Snapshot, width: int = 120) -> str:
 def summary_line(snapshot: Snapshot) -> str:
     counts = snapshot.counts
     parts = [f"{counts.get(s.value, 0)} {s.value}" for s in VideoStatus if counts.get(s.value, 0)]
+    if snapshot.needs_review:
+        parts.insert(1, f"{snapshot.needs_review} need{'s' if snapshot.needs_review == 1 else ''} review")
     speed = f", {snapshot.throughput_x:.1f}x real time" if snapshot.throughput_x else ""
     n = len(snapshot.videos)
     return (f"{n} video{'' if n == 1 else 's'}: {', '.join(parts) or 'none'}; "

@@ -18,7 +18,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from typing import Callable
 from pathlib import Path
 
 from ..config import DownloadOptions, OutputOptions, RunConfig, TranscribeOptions
@@ -92,25 +93,39 @@ class RunRegistry:
 
     def retry_failed(self, run_id: str, out_dir: Path) -> StartResult:
         """Start again over the run's inputs: failed and cancelled videos run again, done ones stay done."""
+        return self._start_again(run_id, out_dir, lambda config: config, "retry")
+
+    def recheck_flagged(self, run_id: str, out_dir: Path, recheck_model: str | None = None) -> StartResult:
+        """Start again over the run's inputs with the recheck on: finished videos whose transcript was flagged
+        (and never rechecked) are transcribed again with safer options and `recheck_model` (else the run's own
+        recheck model, else its model); the better transcript of each is kept."""
+        return self._start_again(
+            run_id, out_dir,
+            lambda config: replace(config, recheck=True, recheck_model=recheck_model or config.recheck_model),
+            "recheck")
+
+    def _start_again(self, run_id: str, out_dir: Path, adjust: Callable[[RunConfig], RunConfig],
+                     what: str) -> StartResult:
         from .. import runs
 
         entry = self.get(run_id)
         if entry is not None and not entry.done:
-            return StartResult(error="The run is still going; cancel it or wait for it to finish before retrying.")
+            return StartResult(error=f"The run is still going; cancel it or wait for it to finish before a {what}.")
         config = entry.config if entry is not None else config_from_store(out_dir, run_id)
         if config is None:
-            return StartResult(error=f"Run {run_id} is not in {out_dir}; nothing to retry.")
+            return StartResult(error=f"Run {run_id} is not in {out_dir}; nothing to {what}.")
         from ..folder_lock import FolderBusy
 
+        config = adjust(config)
         try:
             runs.check_cluster(config)
-            handle = runs.retry_failed(config, run_id)
+            handle = runs.start_batch(config)
         except FolderBusy as exc:
             return StartResult(error=f"Not started: {exc}.")
         except ConnectionError as exc:
             return StartResult(error=_ray_error(exc))
         except Exception as exc:  # noqa: BLE001
-            return StartResult(error=f"Could not retry: {_one_line(exc)}")
+            return StartResult(error=f"Could not start the {what}: {_one_line(exc)}")
         new = RunEntry(handle.run_id, Path(config.out_dir), config, handle)
         self._add(new)
         return StartResult(entry=new)

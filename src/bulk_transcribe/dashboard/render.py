@@ -63,7 +63,8 @@ def remember(name: str, default) -> dict:
 
 FORM_FIELDS = {"parallel": "parallel", "workers": "workers", "model": "model", "language": "language",
                "batch_size": "batch_size", "formats": "formats", "rate_limit_kib": "rate_limit", "pause_s": "pause",
-               "ray_address": "ray_address", "output_folder": "output_folder"}
+               "ray_address": "ray_address", "output_folder": "output_folder", "recheck": "recheck",
+               "recheck_model": "recheck_model"}
 """RunSettings field -> the name its widget is remembered under (remember())."""
 
 
@@ -75,6 +76,19 @@ def seed_form_from_run(values: dict[str, object]) -> None:
     for field, name in FORM_FIELDS.items():
         if field in values:
             st.session_state[f"_form-{name}"] = values[field]
+
+
+def recheck_model(text: str, settings) -> str | None:
+    """The sidebar's Recheck model for a finished run's "Redo N flagged", checked as a new run's would be: None
+    when blank, or (with a warning on the page) when it cannot be used."""
+    from ..config import TranscribeOptions
+    from .submit import recheck_model_of
+
+    problems: list[str] = []
+    model = recheck_model_of(text, TranscribeOptions(), settings, problems)
+    for problem in problems:
+        st.warning(plain(problem))
+    return model
 
 
 def starting_text(config, inputs: int) -> str:
@@ -113,8 +127,11 @@ def column_config() -> dict:
         "Progress": cc.ProgressColumn("Progress", min_value=0, max_value=100, format="%d%%", width="small",
                                       help="Of the current stage (download, then transcription)"),
         "Error": cc.TextColumn("Error", width="large", help="Why it failed, was cancelled, or is being retried"),
+        "Quality": cc.TextColumn("Quality", width="medium",
+                                 help="How far to trust a finished transcript: ok, or why it needs review"),
         "Note": cc.TextColumn("Note", width="medium", help="What to know about a finished transcript"),
         "Duration": cc.TextColumn("Duration", help="Length of the audio"),
+        "Language": cc.TextColumn("Language", width="small", help="The finished transcript's language"),
         "Worker": cc.TextColumn("Worker"),
         "Speed": cc.TextColumn("Speed", help="Audio seconds per second of transcription"),
         "Elapsed": cc.TextColumn("Elapsed"),
@@ -140,7 +157,10 @@ def monitor(snapshot: Snapshot, batch_error: str | None = None, phase: tuple[str
                 icon=":material/hourglass_top:")
     with st.container(key="global-progress"):
         st.progress(s.progress, text=f"Overall: {plain(s.label)}")
-        figures = [("Done", s.done), ("Failed", s.failed), ("Cancelled", s.cancelled)]
+        figures = [("Done", s.done)]
+        if s.needs_review:
+            figures.append(("Need review", s.needs_review))
+        figures += [("Failed", s.failed), ("Cancelled", s.cancelled)]
         if s.skipped:
             figures.append(("Skipped", s.skipped))
         figures += [("In progress", s.in_progress), ("Waiting", s.waiting)]
@@ -169,6 +189,8 @@ def monitor(snapshot: Snapshot, batch_error: str | None = None, phase: tuple[str
 
 
 _METRIC_HELP = {
+    "Need review": "Done, but the transcript earned a quality flag (wrong language, a loop, low confidence, speech "
+                   "missing, text on silence): see the Quality column, or show Needs review",
     "Waiting": "Queued, or downloaded ahead for a worker (next up); not yet being transcribed",
     "In progress": "One per worker: the video it is downloading or transcribing now",
     "Throughput": "Audio seconds transcribed per second of wall time, whole run",
@@ -233,8 +255,10 @@ def results_block(snapshot: Snapshot, out_dir: Path) -> None:
         st.text(results.read_file(shown.path, out_dir).decode("utf-8", "replace"))
 
 
-def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Path) -> None:
-    """One run: header with its own settings, controls, the monitor (live while it runs) and its results."""
+def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Path,
+             recheck_model: str | None = None) -> None:
+    """One run: header with its own settings, controls, the monitor (live while it runs) and its results.
+    `recheck_model`: the form's checked Recheck model, for "Redo N flagged" (None: the run's own choice)."""
     from .history import run_query, run_settings
 
     snapshot = registry.snapshot(run_id, out_dir)
@@ -247,7 +271,7 @@ def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Pat
     # folder (its lock), else the run was stopped and can only be resumed.
     orphaned = entry is None and not snapshot.finished and stored.stopped
     live = registry.is_live(run_id) if entry is not None else not (snapshot.finished or orphaned)
-    head, cancel_col, retry_col = st.columns([3, 1, 1], vertical_alignment="bottom")
+    head, cancel_col, retry_col, recheck_col = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
     head.subheader(f"Run {plain(run_id)}")
     head.caption(run_header(snapshot, out_dir, stored.config, stored.duplicates))
     if registry.is_live(run_id):
@@ -265,6 +289,18 @@ def run_view(registry: RunRegistry, run_id: str, out_dir: Path, output_root: Pat
     if not live and label:
         if retry_col.button(label, icon=":material/replay:", key="retry-failed"):
             outcome = registry.retry_failed(run_id, out_dir)
+            if outcome.error:
+                st.error(plain(outcome.error))
+            else:
+                st.query_params.from_dict(run_query(outcome.entry.run_id, outcome.entry.out_dir, output_root))
+                st.rerun()
+    if not live and s.recheckable:
+        model = recheck_model or (stored.config or {}).get("recheck_model") or "the run's own model"
+        if recheck_col.button(f"Redo {s.recheckable} flagged", icon=":material/fact_check:", key="recheck-flagged",
+                              help=f"Transcribe the flagged transcripts again with safer options (VAD, no "
+                                   f"conditioning on earlier text) on {model}, and keep the better of each pair; "
+                                   "set Recheck model in the sidebar for a larger or multilingual one."):
+            outcome = registry.recheck_flagged(run_id, out_dir, recheck_model)
             if outcome.error:
                 st.error(plain(outcome.error))
             else:

@@ -7,7 +7,7 @@ that were skipped while the rest goes ahead), so the page shows them with st.err
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import (
@@ -54,6 +54,10 @@ class RunSettings:
     ray_address: str = ""
     """Blank = an embedded local Ray."""
     output_folder: str = DEFAULT_OUTPUT_FOLDER
+    recheck: bool = False
+    """Transcribe flagged transcripts again with safer options and keep the better (RunConfig.recheck)."""
+    recheck_model: str = ""
+    """Blank = the run's own model."""
 
 
 def settings_of_run(config: dict, output_root: Path) -> dict[str, object]:
@@ -70,6 +74,8 @@ def settings_of_run(config: dict, output_root: Path) -> dict[str, object]:
         "rate_limit_kib": int(download.get("rate_limit") or 0) // 1024,
         "pause_s": float(download.get("sleep_s") or 0.0),
         "ray_address": config.get("ray_address") or "",
+        "recheck": bool(config.get("recheck")),
+        "recheck_model": config.get("recheck_model") or "",
     }
     out = Path(str(config.get("out_dir") or ""))
     root = Path(output_root).resolve()
@@ -172,6 +178,7 @@ def build_run(submission: Submission, settings: DashboardSettings) -> SubmitResu
     run_settings = submission.settings
     out_dir = _output_dir(run_settings.output_folder, settings, config_errors)
     transcribe = _transcribe_options(run_settings, settings, config_errors)
+    recheck_model = recheck_model_of(run_settings.recheck_model, transcribe, settings, config_errors)
     if not 1 <= run_settings.workers <= MAX_WORKERS:
         config_errors.append(f"Workers must be between 1 and {MAX_WORKERS}.")
     ray_address = run_settings.ray_address.strip() or None
@@ -198,6 +205,8 @@ def build_run(submission: Submission, settings: DashboardSettings) -> SubmitResu
             workers=int(run_settings.workers),
             ray_address=ray_address,
             rejected=tuple(result.rejected),
+            recheck=bool(run_settings.recheck or recheck_model),
+            recheck_model=recheck_model,
         )
     except ValueError as exc:  # RunConfig's own checks (formats, workers) say what is wrong in one line
         result.errors.append(_sentence(_one_line(exc)))
@@ -242,6 +251,23 @@ def _transcribe_options(run: RunSettings, settings: DashboardSettings, errors: l
         if problem:
             errors.append(_sentence(problem))
     return options
+
+
+def recheck_model_of(text: str, transcribe: TranscribeOptions, settings: DashboardSettings,
+                     errors: list[str]) -> str | None:
+    """The recheck model typed in the form (None when blank: the run's own model), confined and checked up front
+    as the run's model is."""
+    if not text.strip():
+        return None
+    found: list[str] = []
+    model = _model(text, settings, found)
+    if not found:
+        from ..media.model_check import check_model
+
+        problem = check_model(replace(transcribe, model=model))
+        found += [_sentence(problem)] if problem else []
+    errors.extend(f"Recheck model: {e[:1].lower() + e[1:]}" for e in found)
+    return None if found else model
 
 
 def _model(text: str, settings: DashboardSettings, errors: list[str]) -> str:

@@ -11,12 +11,17 @@ from dataclasses import dataclass, field
 
 from ..models import LOCAL_WORKER, Snapshot, VideoProgress, VideoStatus
 from ..progress import clock, current_work, describe_eta, describe_inputs, describe_progress
+from ..quality import review_line
 
 TABLE_COLUMNS = (
-    "Title", "Status", "Progress", "Error", "Note", "Duration", "Worker", "Speed", "Elapsed", "ETA", "Attempts", "Source",
+    "Title", "Status", "Progress", "Error", "Quality", "Note", "Duration", "Language", "Worker", "Speed", "Elapsed",
+    "ETA", "Attempts", "Source",
 )
-"""Status table columns, in display order: what a person scans first (title, status, progress, why it failed)
-comes first, so the error is never the column cut off at the right edge."""
+"""Status table columns, in display order: what a person scans first (title, status, progress, why it failed, how
+far to trust a finished transcript) comes first, so the error is never the column cut off at the right edge."""
+
+QUALITY_OK = "ok"
+"""The Quality cell of a finished transcript that earned no flag."""
 
 STATUS_LABELS = {
     VideoStatus.QUEUED: "queued",
@@ -29,8 +34,15 @@ STATUS_LABELS = {
 }
 """Plain words: they sort, read aloud, and need no emoji font on the viewer's machine."""
 
-FILTERS = ("All", "Failed first", "Unfinished", "Failed", "Done")
-"""Ways to look at the table: a failed row among hundreds must be one click away."""
+FILTERS = ("All", "Failed first", "Unfinished", "Failed", "Needs review", "Done")
+"""Ways to look at the table: a failed row, or a transcript not to trust, among hundreds must be one click away."""
+
+
+def quality_cell(v: VideoProgress) -> str:
+    """'ok', or 'needs review: <reasons>' for a finished transcript; blank before it is finished."""
+    if v.status is not VideoStatus.DONE:
+        return ""
+    return f"needs review: {review_line(v.flags)}" if v.needs_review else QUALITY_OK
 
 
 def status_label(status: VideoStatus) -> str:
@@ -64,8 +76,10 @@ def status_rows(snapshot: Snapshot, show: str = "All") -> list[dict]:
             "Status": status,
             "Progress": percent,
             "Error": v.error or "",
+            "Quality": quality_cell(v),
             "Note": v.note or "",
             "Duration": clock(v.duration_s) if v.duration_s else "",
+            "Language": v.language or "",
             "Worker": v.worker or "",
             "Speed": f"{v.speed_x:.1f}×" if v.speed_x else "",
             "Elapsed": clock(v.elapsed_s) if v.elapsed_s is not None else "",
@@ -74,6 +88,7 @@ def status_rows(snapshot: Snapshot, show: str = "All") -> list[dict]:
             "Source": v.source,
             "_order": (_FAILED_FIRST.get(v.status, 3), index),
             "_status": v.status,
+            "_review": v.needs_review,
         })
     if show == "Failed first":
         rows.sort(key=lambda r: r["_order"])
@@ -81,10 +96,12 @@ def status_rows(snapshot: Snapshot, show: str = "All") -> list[dict]:
         rows = [r for r in rows if not r["_status"].is_terminal]
     elif show == "Failed":
         rows = [r for r in rows if r["_status"] in (VideoStatus.FAILED, VideoStatus.CANCELLED)]
+    elif show == "Needs review":
+        rows = [r for r in rows if r["_review"]]
     elif show == "Done":
         rows = [r for r in rows if r["_status"] is VideoStatus.DONE]
     for r in rows:
-        del r["_order"], r["_status"]
+        del r["_order"], r["_status"], r["_review"]
     return rows
 
 
@@ -121,6 +138,10 @@ class Summary:
     estimated: bool
     failed_for_good: int = 0
     """Failed videos a retry cannot change (the input itself is wrong: a missing file, a refused path, not media)."""
+    needs_review: int = 0
+    """Finished videos whose transcript earned a quality flag."""
+    recheckable: int = 0
+    """Of those, the ones never rechecked (a recheck that kept a flag is not offered again)."""
 
     @property
     def retryable_failed(self) -> int:
@@ -156,6 +177,8 @@ def summary(snapshot: Snapshot) -> Summary:
         mode=snapshot.mode,
         estimated=snapshot.estimated,
         failed_for_good=sum(1 for v in snapshot.videos if v.status is VideoStatus.FAILED and v.retryable is False),
+        needs_review=snapshot.needs_review,
+        recheckable=sum(1 for v in snapshot.videos if v.needs_review and not v.rechecked),
     )
 
 

@@ -47,6 +47,8 @@ class IntakeTally:
     archived: int = 0
     """Videos skipped (rows of their own, status skipped) because the download archive lists them."""
     backfill: BackfillResult = field(default_factory=BackfillResult)
+    recheck: int = 0
+    """Finished videos flagged in an earlier run, queued again because this run rechecks flagged transcripts."""
 
 
 class StoreIntake:
@@ -124,6 +126,14 @@ class StoreIntake:
         self._add_backfill(backfill)
         if backfill.redo:  # outputs gone, nothing stored to write them from: done again, not "nothing to do"
             records = self.store.requeue(self.run_id, backfill.redo, records)
+        if self.config.recheck:
+            # Flagged before and never rechecked: done again, now with the recheck (a recheck that kept a flag is
+            # not tried again on every rerun).
+            flagged = [r.video_id for r in records if r.status is VideoStatus.DONE and r.quality is not None
+                       and r.quality.needs_review and r.quality.recheck is None]
+            if flagged:
+                records = self.store.requeue(self.run_id, flagged, records)
+                self.tally.recheck += len(flagged)
         for record in records:
             self.folders[record.video_id] = record.folder
         self.records.extend(records)

@@ -20,6 +20,7 @@ from ..media.download import AudioDownloader, FetchedAudio
 from ..media.transcribe import Transcriber
 from ..models import LOCAL_WORKER, EventKind, ProgressEvent, SourceKind, Transcript, VideoItem
 from ..outputs.writers import Claim, store_transcript, write_beside_source, write_transcript
+from ..quality import Quality, Recheck, better
 
 Emit = Callable[[ProgressEvent], None]
 ShouldCancel = Callable[[], bool]
@@ -53,6 +54,14 @@ def safer_options(options: TranscribeOptions) -> TranscribeOptions:
     return replace(options, vad_filter=True, batch_size=1)
 
 
+def recheck_options(options: TranscribeOptions, model: str | None = None) -> TranscribeOptions:
+    """Options for a flagged transcript's second try: VAD drops the silence and noise that hallucinations and loops
+    feed on, no conditioning on the previous text (a wrong line no longer begets the next), unbatched so the
+    temperature fallback is there to break a loop; `model` when the run names a recheck model."""
+    return replace(options, vad_filter=True, condition_on_previous_text=False, batch_size=1,
+                   model=model or options.model)
+
+
 class VideoProcessor:
     """Holds one downloader and one loaded model for its whole life (a process, or a Ray actor)."""
 
@@ -74,6 +83,8 @@ class VideoProcessor:
             config.download, Path(work_dir), before_download=before_download, on_rate_limited=on_rate_limited
         )
         self.transcriber = Transcriber(self.options, device_index=device_index)
+        self.device_index = device_index
+        self._rechecker: Transcriber | None = None
 
     def fetch(self, item: VideoItem, emit: Emit, should_cancel: ShouldCancel = _never) -> FetchedAudio:
         """The video's audio on local disk, probed. A local file has nothing to download: it stays queued (not
@@ -135,9 +146,55 @@ class VideoProcessor:
             fetched.path, item.video_id, duration_s=duration, options=options,
             on_progress=on_progress, should_cancel=should_cancel,
         )
+        transcript = self.recheck_if_flagged(item, fetched, transcript, emit, should_cancel)
         transcript.download_s = fetched.download_s
         transcript.worker = self.worker
         return transcript
+
+    def recheck_if_flagged(self, item: VideoItem, fetched: FetchedAudio, transcript: Transcript, emit: Emit,
+                           should_cancel: ShouldCancel = _never) -> Transcript:
+        """With the run's recheck on, a flagged transcript is transcribed again with recheck_options (on the
+        recheck model when one is named); the better of the two by quality.better is kept, with both results'
+        flags in its quality.recheck and a note saying which was kept."""
+        judged = transcript.quality
+        if not self.config.recheck or judged is None or not judged.needs_review:
+            return transcript
+        rechecker = self._recheck_transcriber()
+        throttle = _Throttle()
+
+        def on_progress(_done_s: float, _duration_s: float, text: str) -> None:
+            if throttle.ready():  # the bar stays full: this is a second look at a finished transcription
+                emit(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_PROGRESS, worker=self.worker,
+                                   text=f"(recheck) {text}" if text else "(recheck)"))
+
+        on_progress(0.0, 0.0, "")
+        second = rechecker.transcribe(
+            fetched.path, item.video_id, duration_s=transcript.duration_s,
+            options=recheck_options(self.options, self.config.recheck_model), on_progress=on_progress,
+            should_cancel=should_cancel,
+        )
+        original, rechecked = judged.judged(), (second.quality or Quality()).judged()
+        kept = second if better(original, rechecked) is rechecked else transcript
+        kept.quality = Quality(
+            kept.quality.signals if kept.quality else None, list(kept.quality.flags) if kept.quality else [],
+            Recheck(model=rechecker.model_name, kept="recheck" if kept is second else "original",
+                    original_flags=list(original.flags), recheck_flags=list(rechecked.flags),
+                    original_logprob=original.signals.mean_logprob, recheck_logprob=rechecked.signals.mean_logprob),
+        )
+        kept.transcribe_s = transcript.transcribe_s + second.transcribe_s  # both passes were this video's work
+        still = "; still flagged" if kept.quality.flags else ""
+        kept.notes.append(f"rechecked with safer options ({rechecker.model_name}): kept the "
+                          f"{'recheck' if kept is second else 'first transcript'}{still}")
+        return kept
+
+    def _recheck_transcriber(self) -> Transcriber:
+        """The run's own model, or the recheck model, loaded once on first need and kept for later rechecks."""
+        model = self.config.recheck_model
+        if not model or model == self.options.model:
+            return self.transcriber
+        if self._rechecker is None:
+            self._rechecker = Transcriber(replace(self.options, model=model), device_index=self.device_index)
+        return self._rechecker
 
     def process(
         self, item: VideoItem, emit: Emit, should_cancel: ShouldCancel = _never, *, safer: bool = False
@@ -240,6 +297,8 @@ class VideoProcessor:
                         fetched[i].path, items[i].video_id, duration_s=durations[i],
                         options=replace(self.options, batch_size=1), should_cancel=should_cancel,
                     )
+                if i in pooled and isinstance(results[i], Transcript):
+                    results[i] = self.recheck_if_flagged(items[i], fetched[i], results[i], emit, should_cancel)
             except Cancelled:
                 raise
             except VideoError as exc:
@@ -269,6 +328,7 @@ def deliver(config: RunConfig, folder: str, item: VideoItem, transcript: Transcr
         item.video_id, EventKind.DONE, worker=worker or transcript.worker, progress=1.0,
         duration_s=transcript.duration_s, transcribed_s=transcript.duration_s, outputs=outputs,
         speed_x=transcript.speed_x, attempt=attempt, note="; ".join(transcript.notes) or None,
+        language=transcript.language or None, quality=transcript.quality,
     )
 
 

@@ -384,25 +384,15 @@ def unindexed(conn: sqlite3.Connection) -> int:
     ).fetchone()[0]
 
 
-_FLAG_SOURCES = (
-    # (table, column, SQL selecting the flagged video ids): the shapes a store may give the "flags" notion.
-    ("flags", "video_id", "SELECT video_id FROM flags"),
-    ("video_flags", "video_id", "SELECT video_id FROM video_flags"),
-    ("videos", "flags_json", "SELECT video_id FROM videos WHERE flags_json NOT IN ('', '[]', '{}', 'null')"),
-    ("videos", "flags", "SELECT video_id FROM videos WHERE flags IS NOT NULL AND flags NOT IN ('', '[]', '{}', 0)"),
-    ("videos", "flagged", "SELECT video_id FROM videos WHERE flagged"),
-)
-"""Flags are being added to the store by another change; whichever of these shapes a store has is what "flagged"
-means for it (the first found). A store with none has no flagged videos."""
+FLAGGED_SQL = "SELECT video_id FROM videos WHERE flags_json IS NOT NULL AND flags_json != '[]'"
+"""The videos whose transcript earned a quality flag (quality.py; the store's flags_json, schema 5)."""
 
 
 def flagged_videos_sql(conn: sqlite3.Connection) -> str | None:
-    """SQL selecting the ids of the store's flagged videos, or None when the store keeps no flags."""
-    for table, column, sql in _FLAG_SOURCES:
-        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column in columns:
-            return sql
-    return None
+    """SQL selecting the ids of the store's flagged videos, or None for a store older than its flags (read-only
+    opened, so not migrated)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(videos)")}
+    return FLAGGED_SQL if "flags_json" in columns else None
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,16 @@ def _to_file_time(seg, chunk: Chunk, speech: SpeechTimestampsMap, slot_s: float,
             words.append(models.Word(ws, min(max(place(w.end, is_end=True), ws), end), w.word, float(w.probability)))
         if words:  # like restore_speech_timestamps: with words, the segment spans its words
             start, end = words[0].start, max(words[-1].end, words[0].start)
-    return models.Segment(start, end, seg.text, words)
+    return models.Segment(start, end, seg.text, words, **model_view(seg))
+
+
+def model_view(seg) -> dict[str, float | None]:
+    """A faster-whisper segment's own scores, as models.Segment keeps them."""
+    def number(name: str) -> float | None:
+        value = getattr(seg, name, None)
+        return None if value is None else float(value)
+
+    return {name: number(name) for name in ("avg_logprob", "no_speech_prob", "compression_ratio", "temperature")}
 
 
 def decode_in_batches(

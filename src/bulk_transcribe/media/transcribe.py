@@ -8,6 +8,9 @@ or when a transcription overruns its time budget. With a batch size above 1 it d
 
 Audio is decoded here with PyAV rather than by faster-whisper, so a bad file fails with a reason the user can act
 on ("file is empty", "no audio track", "audio breaks off at 12.0 s of 95.0 s") instead of an IndexError.
+
+Every transcript leaves with its `Quality` (quality.py): the model's own signals, VAD's seconds of speech where they
+can change a flag, and the flags they earn, so nobody has to read 500 transcripts to know which not to trust.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 
-from .. import config, errors, models
+from .. import config, errors, models, quality
 from ..config import TranscribeOptions
 from . import batched
+from .batched import model_view
 from .audio import SAMPLE_RATE, AudioWindows, audio_duration, decode_audio  # decode_audio: re-exported
 
 TIMEOUT_GRACE_S = 60.0
@@ -86,8 +90,12 @@ def resolve_device(options: TranscribeOptions) -> tuple[str, str]:
 
 
 def _readable_model_name(name: str) -> str:
+    """How outputs, notes and flag reasons name a model: a local folder by its own name (a server's paths stay
+    out of shared transcripts)."""
     if name == config.BUNDLED_MODEL:
         return f"{config.BUNDLED_MODEL} (tiny.en)"
+    if name.startswith(_PATH_PREFIXES):
+        return Path(name).expanduser().name or name
     return name
 
 
@@ -154,7 +162,7 @@ class Transcriber:
             # and transcribed window by window below instead, so memory stays bounded whatever the length.
             transcript = self._transcribe_batched(audio, video_id, opts, on_progress, should_cancel)
             if transcript.segments:
-                return transcript
+                return transcript  # assessed by transcribe_bundle
             # No speech on the first track: the path below tries the file's other audio tracks (and notes it).
         cancelled = should_cancel or (lambda: False)
         started = time.perf_counter()
@@ -164,7 +172,7 @@ class Transcriber:
             Path(audio), video_id, 0, opts, duration_s, on_progress, cancelled, started
         )
         if transcript.segments or tracks < 2:
-            return transcript
+            return self._assessed(transcript, lambda: _speech_seconds(Path(audio), 0, cancelled))
         for track in range(1, tracks):
             other, _ = self._transcribe_track(
                 Path(audio), video_id, track, opts, duration_s, on_progress, cancelled, time.perf_counter()
@@ -174,9 +182,32 @@ class Transcriber:
                     f"audio track 1 of {tracks} has no speech; transcribed audio track {track + 1} instead"
                 )
                 other.transcribe_s = time.perf_counter() - started
-                return other
+                return self._assessed(other, lambda: _speech_seconds(Path(audio), track, cancelled))
         transcript.notes.append(f"no speech in any of the {tracks} audio tracks")
         transcript.transcribe_s = time.perf_counter() - started
+        return self._assessed(transcript, lambda: _speech_seconds(Path(audio), 0, cancelled))
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    def _assessed(self, transcript: models.Transcript, speech_s: Callable[[], float]) -> models.Transcript:
+        """The transcript with its Quality: signals from its segments, VAD's seconds of speech (`speech_s`, called
+        only where they can change a flag: quality.needs_vad), and the flags they earn."""
+        multilingual = self.multilingual
+        signals = quality.signals_from_segments(
+            transcript.segments, duration_s=transcript.duration_s,
+            # An English-only model's "en" is not a detection: nothing to weigh.
+            language=transcript.language if multilingual else None,
+            language_probability=transcript.language_probability if multilingual else None,
+        )
+        if quality.needs_vad(signals):
+            try:
+                signals = quality.with_vad(signals, speech_s())
+            except RuntimeError:  # the VAD model (onnxruntime) failing: the flags stand on the model's own signals
+                pass
+        flags = quality.assess(signals, english_only_model=not multilingual, model_name=self.model_name)
+        transcript.quality = quality.Quality(signals, flags)
         return transcript
 
     def _transcribe_track(
@@ -214,7 +245,8 @@ class Transcriber:
                 limit_s = (
                     opts.timeout_factor * window.duration_s + self.timeout_grace_s if opts.timeout_factor > 0 else None
                 )
-                prompt = last_text if (window.offset_s > 0 and last_text) else None
+                conditioned = opts.condition_on_previous_text and window.offset_s > 0 and last_text
+                prompt = last_text if conditioned else None
                 try:
                     segments_iter, info = self.model.transcribe(
                         window.samples,
@@ -224,6 +256,7 @@ class Transcriber:
                         vad_filter=opts.vad_filter,
                         word_timestamps=opts.word_timestamps,
                         initial_prompt=prompt,
+                        condition_on_previous_text=opts.condition_on_previous_text,
                     )
                 except RuntimeError as exc:
                     raise errors.TranscriptionError(f"model failed: {_one_line(exc)}") from exc
@@ -391,7 +424,7 @@ class Transcriber:
             if result is None:
                 if on_progress is not None and i not in has_chunks:
                     on_progress(i, durations[i], durations[i], "")  # silence: done, with no segments
-                result = models.Transcript(
+                result = self._assessed(models.Transcript(
                     video_id=video_id,
                     language=languages[i],
                     language_probability=probabilities[i],
@@ -400,7 +433,7 @@ class Transcriber:
                     model=self.model_name,
                     transcribe_s=wall * (durations[i] / total_s) if total_s else wall,
                     batch_size=batch_size,
-                )
+                ), lambda audio=audios[i]: quality.vad_speech_seconds(audio))
             out.append(result)
         return out
 
@@ -416,7 +449,13 @@ def _segment(seg, with_words: bool, offset: float = 0.0, window_end: float | Non
     words = None
     if with_words:
         words = [_word_inside(w, start, end, offset) for w in (seg.words or [])]
-    return models.Segment(start, end, seg.text, words)
+    return models.Segment(start, end, seg.text, words, **model_view(seg))
+
+
+def _speech_seconds(path: Path, track: int, should_cancel: Callable[[], bool]) -> float:
+    """Seconds of speech VAD finds in one audio track, decoded again window by window (memory stays bounded)."""
+    with AudioWindows(path, window_s=config.WINDOW_S, track=track, should_cancel=should_cancel) as windows:
+        return sum(quality.vad_speech_seconds(window.samples) for window in windows)
 
 
 def _word_inside(w, seg_start: float, seg_end: float, offset: float = 0.0) -> models.Word:

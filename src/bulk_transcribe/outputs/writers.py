@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from .. import config, layout
 from ..models import Segment, SourceKind, Transcript, VideoItem, Word
+from ..quality import Quality
 from ..config import DEFAULT_TEMPLATE, LineShape
 from .subtitles import shape_cues
 from .templates import render as render_template
@@ -137,6 +138,9 @@ def transcript_dict(t: Transcript, item: VideoItem, extra: dict[str, Any] | None
     segments = []
     for i, seg in enumerate(t.segments):
         entry: dict[str, Any] = {"id": i, "start": _r(seg.start), "end": _r(seg.end), "text": seg.text.strip()}
+        for score in SEGMENT_SCORES:  # the model's own view of the segment, where it gave one
+            if getattr(seg, score) is not None:
+                entry[score] = _r(getattr(seg, score))
         if seg.words is not None:
             entry["words"] = [
                 {"start": _r(w.start), "end": _r(w.end), "word": w.word, "probability": _r(w.probability)}
@@ -160,8 +164,14 @@ def transcript_dict(t: Transcript, item: VideoItem, extra: dict[str, Any] | None
     }
     if t.notes:  # only when there is something to say, so ordinary transcripts keep their exact shape
         data["notes"] = list(t.notes)
+    if t.quality is not None:  # how far to trust it: flags with reasons, the signals, a recheck
+        data["quality"] = t.quality.to_dict()
     data.update(extra)
     return data
+
+
+SEGMENT_SCORES = ("avg_logprob", "no_speech_prob", "compression_ratio", "temperature")
+"""models.Segment's scores from the model, written per segment in the JSON output and read back from it."""
 
 
 def render_json(t: Transcript, item: VideoItem, extra: dict[str, Any] | None = None) -> str:
@@ -285,13 +295,15 @@ def transcript_from_dict(data: dict[str, Any]) -> Transcript:
         words = None
         if seg.get("words") is not None:
             words = [Word(w["start"], w["end"], w["word"], w.get("probability") or 0.0) for w in seg["words"]]
-        segments.append(Segment(seg["start"], seg["end"], seg["text"], words))
+        segments.append(Segment(seg["start"], seg["end"], seg["text"], words,
+                                **{score: seg.get(score) for score in SEGMENT_SCORES}))
     timings = data.get("timings") or {}
     return Transcript(
         video_id=data["video_id"], language=data.get("language") or "", duration_s=data.get("duration") or 0.0,
         language_probability=data.get("language_probability") or 0.0, segments=segments,
         model=data.get("model") or "", transcribe_s=timings.get("transcribe_s") or 0.0,
         download_s=timings.get("download_s") or 0.0, worker=data.get("worker") or "",
+        notes=list(data.get("notes") or []), quality=Quality.from_dict(data.get("quality")),
     )
 
 
