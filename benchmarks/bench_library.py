@@ -137,12 +137,13 @@ def build(out: Path, corpus: Corpus, count: int, rng: random.Random, built: Buil
     from bulk_transcribe.config import RunConfig
     from bulk_transcribe.models import EventKind, ProgressEvent, SourceKind, Transcript, VideoItem
     from bulk_transcribe.outputs.writers import transcript_from_dict
+    from bulk_transcribe import layout
     from bulk_transcribe.session_manager import SessionStore
 
     total = total or count
     built = built or Built(out, [], index_s=[], sample_texts=[])
     per_run = max(1, total // RUNS)
-    with SessionStore.in_folder(out) as store:
+    with SessionStore(layout.state_db(out)) as store:
         for i in range(built.videos, built.videos + count):
             if i % per_run == 0 and len(built.runs) < RUNS or not built.runs:
                 built.runs.append(store.begin_run(RunConfig(inputs=("bench",), out_dir=out), "sequential"))
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         out.mkdir(parents=True)
         # The store's own pages before any index row: what the index adds is measured against this.
         from bulk_transcribe.session_manager import SessionStore
-        SessionStore.in_folder(out).close()
+        SessionStore(layout.state_db(out)).close()
         t0 = time.perf_counter()
         built = build(out, corpus, first, rng, total=total)
         points: dict[int, dict] = {}

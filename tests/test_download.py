@@ -402,7 +402,10 @@ def test_an_expired_media_url_is_extracted_afresh_once(media_server, media_dir, 
     (media_dir / name).unlink()
     with pytest.raises(errors.DownloadError) as caught:
         AudioDownloader(DownloadOptions(retries=3, backoff_s=0.01), work).fetch(item)
-    assert str(caught.value) == f"HTTP 404 Not Found: {item.source}"
+    # It names the media link that is gone and the page it came from.
+    message = str(caught.value)
+    assert message.startswith("HTTP 404 Not Found: ") and message.endswith(f" (from {item.source})"), message
+    assert "/signed/" in message, message
     assert media_server.count(f"page/{name}") == 3 and media_server.count(expired) == 2
 
 
