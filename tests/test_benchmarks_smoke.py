@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from benchmarks import (bench_batching, bench_library, bench_memory, bench_overlap, bench_scale, bench_scheduling,
-                        bench_streaming, bench_throughput, common, corpus, run_all)
+from benchmarks import (bench_batching, bench_library, bench_memory, bench_overlap, bench_quality, bench_scale,
+                        bench_scheduling, bench_streaming, bench_throughput, common, corpus, run_all)
 
 
 def test_ratios_line_round_trips():
@@ -200,3 +200,77 @@ def test_library_corpus_is_zipf_shaped_and_its_figures_add_up(tmp_path):
     rows = bench_library.latencies(out, [("common", "the", {}), ("common", "the", {"run": built.runs[-1]})])
     assert all(r["hits"] > 0 and r["ms"] > 0 for r in rows)
     assert bench_library.index_pages(out / "bulk_transcribe.sqlite") > 0
+
+
+def test_quality_labels_come_from_the_clip():
+    Clip, judge = bench_quality.Clip, bench_quality.judge
+    assert bench_quality.wer("Die Kinder spielen im Garten", "die kinder spielen im garten.") == 0.0
+    assert bench_quality.wer("Großmutter schläft", "Grossmutter schläft") == 0.5  # umlauts and ß are letters
+    english = Clip("en", "good_en", "en", "the next train leaves early")
+    tiny = dict(multilingual=False, language="en")
+    assert judge(english, dict(tiny, text="The next train leaves early.")) == (False, "WER 0.00", 0.0)
+    assert judge(english, dict(tiny, text=""))[:2] == (True, "WER 1.00")  # empty counts as all wrong
+    german = Clip("de", "foreign", "de", "die kinder spielen im garten")
+    assert judge(german, dict(tiny, text="The children play"))[0]  # non-English through tiny.en: always bad
+    base = dict(multilingual=True)
+    assert not judge(german, dict(base, language="de", text="die kinder spielen im garten"))[0]
+    assert judge(german, dict(base, language="en", text="die kinder spielen im garten"))[1] == "transcribed as en"
+    silence = Clip("silence", "no_speech", None)
+    assert judge(silence, dict(tiny, text="you"))[:2] == (True, "text on no speech")
+    assert judge(silence, dict(tiny, text=""))[0] is False
+
+
+def test_quality_set_covers_every_category_and_the_vad_gate(tmp_path):
+    clips = [clip for clip, _ in bench_quality.specs(tmp_path)]  # the specs only: no audio is made
+    assert len({c.name for c in clips}) == len(clips) == 61
+    for quick in (False, True):
+        chosen = [c for c in clips if c.quick or not quick]
+        assert {c.category for c in chosen} == set(bench_quality.CATEGORIES)
+        assert any(c.name.startswith("long_") for c in chosen)  # longer than VAD_ALWAYS_BELOW_S
+    assert all(c.text for c in clips if c.language) and not any(c.text for c in clips if c.language is None)
+
+
+def _outcome(text: str, duration_s: float, *, lp: float, nsp: float = 0.1, vad_s: float | None = None,
+             multilingual: bool = False, language: str = "en", model: str = "bundled (tiny.en)") -> dict:
+    """What bench_quality keeps of one transcript, made from a synthetic segment through quality.py."""
+    from types import SimpleNamespace
+
+    from bulk_transcribe import quality
+
+    segments = [SimpleNamespace(start=0.0, end=duration_s, text=text, avg_logprob=lp, compression_ratio=1.2,
+                                no_speech_prob=nsp, temperature=0.0)] if text else []
+    signals = quality.signals_from_segments(segments, duration_s=duration_s, vad_speech_s=vad_s)
+    flags = quality.assess(signals, english_only_model=not multilingual, model_name=model)
+    return dict(text=text, language=language, language_probability=0.9, duration_s=duration_s, model=model,
+                multilingual=multilingual, signals=signals.to_dict(), flags=[f.to_dict() for f in flags],
+                transcribe_s=1.0, quality_s=0.01)
+
+
+def test_quality_report_replays_without_a_model(capsys):
+    Clip = bench_quality.Clip
+    english = "the weather today is sunny with a light breeze from the west"
+    spanish = "hoy quiero hablar del tiempo"
+    clips = [Clip("en", "good_en", "en", english, seconds=5.0), Clip("es", "foreign", "es", spanish, seconds=5.0),
+             Clip("silence", "no_speech", None, seconds=15.0), Clip("long_en", "good_en", "en", english, seconds=40.0)]
+    recheck = _outcome(spanish, 5.0, lp=-0.3, vad_s=4.0, multilingual=True, language="es", model="whisper-base")
+    raw = {
+        "en": {"default": _outcome(english, 5.0, lp=-0.3, vad_s=4.5), "vad_always_speech_s": 4.5,
+               "vad_always_s": 0.02, "recheck": {}},
+        "es": {"default": _outcome("", 5.0, lp=-0.3, vad_s=4.0), "vad_always_speech_s": 4.0, "vad_always_s": 0.02,
+               "recheck": {"whisper-base": {"kept": "recheck", "recheck": recheck}}},
+        "silence": {"default": _outcome("you", 15.0, lp=-0.9, nsp=0.95, vad_s=0.0), "vad_always_speech_s": 0.0,
+                    "vad_always_s": 0.05, "recheck": {"tiny.en": {"kept": "recheck", "recheck": _outcome(
+                        "", 15.0, lp=-0.3, vad_s=0.0)}}},
+        "long_en": {"default": _outcome(english, 40.0, lp=-0.3), "vad_always_speech_s": 5.0, "vad_always_s": 0.1,
+                    "recheck": {}},  # 12 words in 40 s: few words, but the tool ran no VAD in this made-up record
+    }
+    ratios = bench_quality.report(clips, {"clips": raw, "base": "whisper-base", "loads_s": {}})
+    out = capsys.readouterr().out
+    assert ratios["precision"] == 1.0 and ratios["recall"] == 1.0 and ratios["bad"] == 2
+    assert ratios["flags_reproduced"] == 1.0
+    # Each recheck model fixed the one clip recorded for it: Whisper base the Spanish, tiny.en the silence.
+    assert ratios["fixed_kept_base"] == ratios["fixed_kept_tiny"] == 1
+    assert ratios["bad_recheck_base"] == ratios["bad_recheck_tiny"] == 1
+    assert ratios["wer_good_en"] == 0.0 and ratios["wer_good_en_recheck_base"] == 0.0
+    assert "not rechecked in this run" in out and "Goal (precision >= 0.9, recall >= 0.9" in out
+    assert ratios["gate_differs"] == 0 and ratios["vad_ran"] == 3
