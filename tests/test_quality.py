@@ -304,6 +304,19 @@ def test_confident_repetition_is_not_a_loop():
     assert "loop" in codes(assess(signals_from_segments(segments, duration_s=16, vad_speech_s=13), **TINY))
 
 
+def test_confident_repetition_faster_than_speech_is_a_loop():
+    """A confident loop is still a loop when no speech could say it: the tiny.en recheck that wrote "Boy, boy,
+    ..." 112 times at mean log-probability -0.11, compression ratio 29.4, 21 words per second of VAD speech."""
+    boys = " " + ", ".join(["Boy"] * 112) + "."
+    looped = signals_from_segments([seg(boys, 0, 6.4, lp=-0.11, cr=29.4, temperature=1.0)], duration_s=8.0,
+                                   vad_speech_s=5.3)
+    assert looped.words_per_speech_s > quality.LOOP_SPEECH_MAX_WORDS_PER_S
+    assert "repetition loop (one phrase 109 times)" in [f.reason for f in assess(looped, **TINY)]
+    # The rate alone decides too, without a compression figure and without VAD (words per second of audio).
+    fast = signals_from_segments([seg(boys, 0, 8, lp=-0.11)], duration_s=8.0)
+    assert "loop" in codes(assess(fast, **TINY))
+
+
 def test_text_where_vad_hears_nothing_is_no_speech_text():
     """no_speech_text: any text, even ".", on audio VAD finds no speech in."""
     signals = signals_from_segments([seg(" Thank you for watching!", 0, 2, lp=-0.4, nsp=0.3)], duration_s=8,

@@ -10,7 +10,7 @@ may depend on it, the seconds of speech Silero VAD finds in the audio; `assess` 
 
 Every threshold below was chosen on the labelled set that `bench_quality.py` builds (English espeak-ng speech and
 jfk.flac, German/French/Spanish/Italian/Dutch espeak-ng speech, provoked loops, synthetic noise, music and silence,
-all through the default path: bundled tiny.en, beam 1, int8, no VAD); REPORT.md has the per-clip tables. faster-
+all through the default path: bundled tiny.en, beam 1, int8, no VAD); benchmarks/README.md (Quality) has the study and bench_quality.py its per-clip tables. faster-
 whisper decodes audio in 30 s windows and gives every segment of a window the window's avg_logprob,
 compression_ratio, no_speech_prob and temperature, so "per segment" below means "per window, weighted by the time
 its segments cover".
@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Iterable, Protocol, Sequence
 
-# ---- thresholds (each measured on the labelled set; see REPORT.md) ---------------------------------------------
+# ---- thresholds (each measured on the labelled set; see benchmarks/README.md, Quality) ---------------------------------------------
 
 LOW_CONFIDENCE_LOGPROB = -0.75
 """Flag `low_confidence` when the duration-weighted mean avg_logprob is below this. Measured with tiny.en on the
@@ -45,6 +45,15 @@ its sentence four times decodes at -0.14 to -0.16 with tiny.en (faster-whisper's
 3.55-3.74 > 2.4, so compression ratio cannot tell it from a loop). All 34 repetitive transcripts that were wrong
 (tiny.en, whisper-base, translate, rechecks; two full runs) decode at -0.77 or lower. A confident loop (Whisper's
 "Thank you." x20 over silence) would be missed by this rule; VAD's no_speech_text is the net for that case."""
+
+LOOP_SPEECH_MAX_WORDS_PER_S = 8.0
+"""Confident repetition is excused as repeated audio only at a rate speech can have: good English here peaks at
+4.7 words per second of speech and the 400 wpm clip is 6.7. A tiny.en recheck sampled at temperature 1.0 wrote
+"Boy, boy, ..." 112 times at mean log-probability -0.11: 21 words per second of VAD speech."""
+
+LOOP_SPEECH_MAX_COMPRESSION = 10.0
+"""Nor above this window compression ratio: the clip whose audio says its sentence four times reaches 3.74, the
+"Boy, boy, ..." loop 29.4."""
 
 LOOP_NGRAM = 4
 """Words per n-gram when counting repeated phrases inside and across lines."""
@@ -81,7 +90,7 @@ flag `wrong_language` when the detector gives English less than this probability
 get P(en) 0.60-0.97 (0.60: 8 s of speech then 20 s of music; 0.61: white noise at 20 dB SNR), hard English
 0.53-0.75; German, French, Spanish, Italian and Dutch espeak-ng speech 0.01-0.46 (Dutch the highest). The top
 language is sometimes wrong (espeak French reads as Thai) but English is never likely. A narrow margin: see
-REPORT.md."""
+benchmarks/README.md, Quality."""
 
 LANGUAGE_PROBABILITY_MIN = 0.5
 """With a multilingual model that detected the language itself, flag `wrong_language` when the detected
@@ -259,7 +268,8 @@ def with_detector(signals: QualitySignals, all_language_probs: Iterable[tuple[st
 
 def vad_speech_seconds(audio, sampling_rate: int = 16000) -> float:
     """Seconds of speech Silero VAD finds in mono float32 `audio` (VAD_OPTIONS). Imports faster-whisper when
-    called; about 3-8 ms per second of audio on 2 CPU cores (REPORT.md)."""
+    called; 3-8 ms per second of decoded audio on 2 CPU cores, 10-12 ms with the file's second decode that the
+    transcriber does for it (benchmarks/README.md, Quality)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     chunks = get_speech_timestamps(audio, VadOptions(**VAD_OPTIONS), sampling_rate=sampling_rate)
@@ -271,8 +281,8 @@ VAD_ALWAYS_BELOW_S = 30.0
 
 
 def needs_vad(signals: QualitySignals) -> bool:
-    """Whether a VAD measurement can change this transcript's flags. VAD costs 3-8 ms per second of audio on 2 CPU
-    cores (10-20% of tiny.en's own time, most of a GPU's), so it runs only where it decides something: short
+    """Whether a VAD measurement can change this transcript's flags. VAD costs 10-12 ms per second of audio on 2 CPU
+    cores with its decode (8% of tiny.en's own time on fluent English, 12% on one long clip; most of a GPU's), so it runs only where it decides something: short
     audio, few words for the audio (speech dropped, or text on silence), or the model itself doubting there was
     speech. Otherwise there are at least SPEECH_MISSING_WORDS_PER_S words per second of audio, so as many per
     second of speech (speech_missing cannot fire), and fluent text the model is sure stands on speech is taken as
@@ -377,11 +387,19 @@ def _loop(signals: QualitySignals) -> Flag | None:
     lines, ngrams = signals.max_line_repeats, signals.max_ngram_repeats
     if max(lines, ngrams) < LOOP_MIN_REPEATS:
         return None
-    if signals.mean_logprob is not None and signals.mean_logprob > LOOP_CONFIDENT_LOGPROB:
+    if (signals.mean_logprob is not None and signals.mean_logprob > LOOP_CONFIDENT_LOGPROB
+            and _speech_like_rate(signals)):
         return None
     if lines >= LOOP_MIN_REPEATS:
         return Flag("loop", f"repetition loop (one line {lines} times)")
     return Flag("loop", f"repetition loop (one phrase {ngrams} times)")
+
+
+def _speech_like_rate(signals: QualitySignals) -> bool:
+    """Whether the text's density is one speech can have (see LOOP_SPEECH_MAX_WORDS_PER_S, ..._COMPRESSION)."""
+    rate = signals.words_per_speech_s if signals.words_per_speech_s is not None else signals.words_per_s
+    return (rate <= LOOP_SPEECH_MAX_WORDS_PER_S
+            and (signals.max_compression_ratio or 0.0) <= LOOP_SPEECH_MAX_COMPRESSION)
 
 
 def _no_speech_text(signals: QualitySignals) -> Flag | None:
