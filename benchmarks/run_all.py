@@ -1,6 +1,6 @@
 """Run every benchmark in turn, then print all their ratios together, save them and draw the plot.
 
-    python -m benchmarks.run_all [--quick] [--only throughput,scheduling,overlap,scale,memory,quality] [--plot-only]
+    python -m benchmarks.run_all [--quick] [--only throughput,startup,scheduling,overlap,scale,memory,quality] [--plot-only]
 
 Each benchmark runs in its own child process (its own Ray, its own memory), its output streamed as it goes. At
 the end one line per benchmark: `RATIOS <bench>.<name>=<value> ...`. Results land in benchmarks/results/
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import common
 
-BENCHMARKS = ("throughput", "scheduling", "overlap", "scale", "memory", "quality")
+BENCHMARKS = ("throughput", "startup", "scheduling", "overlap", "scale", "memory", "quality")
 REPO = Path(__file__).resolve().parents[1]
 
 

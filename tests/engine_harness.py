@@ -170,7 +170,8 @@ def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, 
 # ---- an executor in memory, for the driver's policy ---------------------------------------------------------
 
 OK, DIE, HANG = "ok", "die", "hang"
-"""Scripted outcomes of one attempt: a transcript, the worker dying under it, or no answer until a cancel."""
+"""Scripted outcomes of one attempt: a transcript, the worker dying under it, or no answer until a cancel (a
+threading.Event as the outcome: no answer until the test sets it, then a transcript)."""
 
 
 class ScriptedExecutor:
@@ -178,10 +179,14 @@ class ScriptedExecutor:
     as DownloadError), at once. No model, no Ray: the driver's policy (retry and back-off, safer retries, cancel,
     dead workers and their replacements, delivery) runs in milliseconds, beside the real executors' tests."""
 
-    def __init__(self, script: dict[str, list[Any]], *, planned: int = 2, starts_ok: int = 100) -> None:
+    def __init__(self, script: dict[str, list[Any]], *, planned: int = 2, starts_ok: int = 100,
+                 name: Callable[[int], str] = "worker-{}".format) -> None:
         self.script = {video_id: list(outcomes) for video_id, outcomes in script.items()}
         self.planned = planned
         self.starts_ok = starts_ok
+        self.name = name
+        """The n-th started worker's name."""
+        self.closed = False
         """Worker starts that succeed; past it a started worker never becomes ready (no resources left)."""
         self.started: list[str] = []
         self.alive: set[str] = set()
@@ -189,10 +194,11 @@ class ScriptedExecutor:
         """(worker, video_id, safer) of each attempt, in order."""
         self._reports: list[Any] = []
         self._hanging: dict[str, list[Any]] = {}  # worker -> assignments with no answer yet
+        self._released: list[tuple[threading.Event, str, Any]] = []
         self._starting = 0
 
     def start_worker(self) -> str:
-        name = f"worker-{len(self.started)}"
+        name = self.name(len(self.started))
         self.started.append(name)
         if len(self.started) <= self.starts_ok:
             self.alive.add(name)
@@ -204,6 +210,9 @@ class ScriptedExecutor:
     def ready_workers(self) -> list[str]:
         return sorted(self.alive)
 
+    def takes_ahead(self, worker: str) -> bool:
+        return True
+
     def submit(self, worker: str, assignments: Sequence[Any], safer: bool) -> None:
         for a in assignments:
             video_id = a.item.video_id
@@ -214,13 +223,23 @@ class ScriptedExecutor:
                 self._hanging.pop(worker, None)  # what it held dies with it: only WorkerLost says so
                 self._reports.append(WorkerLost(worker, "killed"))
                 return
-            if outcome == HANG:
+            if outcome == HANG or isinstance(outcome, threading.Event):
                 self._hanging.setdefault(worker, []).append(a)
+                if isinstance(outcome, threading.Event):  # answers OK once the test sets it
+                    self._released.append((outcome, worker, a))
                 continue
             result = _transcript(video_id) if outcome == OK else outcome
             self._reports.append(Finished(worker, [a], [result]))
 
     def wait(self, timeout: float) -> list[Any]:
+        for held in [h for h in self._released if h[0].is_set()]:
+            self._released.remove(held)
+            _, worker, a = held
+            if a in self._hanging.get(worker, []):
+                self._hanging[worker].remove(a)
+                if not self._hanging[worker]:
+                    del self._hanging[worker]
+                self._reports.append(Finished(worker, [a], [_transcript(a.item.video_id)]))
         reports, self._reports = self._reports, []
         if not reports and timeout > 0:
             import time
@@ -238,9 +257,10 @@ class ScriptedExecutor:
         for worker, held in self._hanging.items():
             self._reports += [Finished(worker, [a], [Cancelled("cancelled")]) for a in held]
         self._hanging.clear()
+        self._released.clear()
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 def _transcript(video_id: str) -> Transcript:

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from benchmarks import (bench_batching, bench_library, bench_memory, bench_overlap, bench_quality, bench_scale,
-                        bench_scheduling, bench_streaming, bench_throughput, common, corpus, run_all)
+                        bench_scheduling, bench_startup, bench_streaming, bench_throughput, common, corpus,
+                        run_all)
 
 
 def test_ratios_line_round_trips():
@@ -274,3 +275,19 @@ def test_quality_report_replays_without_a_model(capsys):
     assert ratios["wer_good_en"] == 0.0 and ratios["wer_good_en_recheck_base"] == 0.0
     assert "not rechecked in this run" in out and "Goal (precision >= 0.9, recall >= 0.9" in out
     assert ratios["gate_differs"] == 0 and ratios["vad_ran"] == 3
+
+
+def test_startup_short_set_and_phases(tmp_path):
+    clips = [corpus.Clip(tmp_path / f"{i}.wav", d, 50) for i, d in enumerate([25.0, 30.0, 20.0, 40.0])]
+    assert [c.duration_s for c in bench_startup.short_set(clips)] == [25.0, 30.0, 20.0]  # first >= 60 s
+    entries = [{"started_at": 102.0, "finished_at": 105.5}, {"started_at": 101.0, "finished_at": 109.0},
+               {"started_at": None, "finished_at": None}]
+    assert bench_startup.phases(entries, t0=100.0) == {"first_transcript_s": 5.5, "span_s": 8.0}
+    assert bench_startup.phases([], t0=100.0) == {"first_transcript_s": None, "span_s": None}
+    reports = {m: [{"wall_s": w, "span_s": s, "first_transcript_s": f}] for m, w, s, f in
+               [("R1", 30.0, None, None), ("RN", 20.0, None, None), ("seq", 28.0, None, 4.0), ("par", 21.0, 19.0, 3.0)]}
+    ratios = bench_startup.summarise({"short": clips[:3]}, {"short": reports})["ratios"]
+    assert ratios["short_par_over_seq"] == pytest.approx(28 / 21) and ratios["short_seq_over_r1"] == pytest.approx(30 / 28)
+    assert ratios["short_span_over_rn"] == pytest.approx(20 / 19)
+    assert ratios["short_first_transcript_par_over_seq"] == pytest.approx(0.75)
+

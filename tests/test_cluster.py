@@ -104,7 +104,8 @@ print(json.dumps({"run_id": snap.run_id, "videos": len(snap.videos), "mode": sna
 def test_attach_from_a_second_process_reads_and_cancels(make_config, three_nodes, long_clip, speech_clips, tmp_path):
     c, _ = three_nodes
     config = make_config(tmp_path, [long_clip, long_clip.with_name("missing.wav"),
-                                *[s.path for s in speech_clips.values()]], formats=("txt",), parallel=True, workers=2)
+                                *[s.path for s in speech_clips.values()]], formats=("txt",), parallel=True, workers=2,
+                         ray_address=c.address)  # on the cluster's actors from the start (no hand-over)
     prepared = prepare_batch(config)
     handle = start_batch(config, prepared)
     try:

@@ -38,7 +38,11 @@ def test_parallel_outputs_match_sequential(make_config, ray_local, speech_clips,
     inputs = [c.path for c in speech_clips.values()] + [bad_media["text_as_mp4"],
                                                         media_server.url(speech_clips["train"].path.name)]
     seq = run_batch(make_config(tmp_path / "seq", inputs, formats=("txt", "json"), workers=2, parallel=False))
-    par = run_batch(make_config(tmp_path / "par", inputs, formats=("txt", "json"), workers=2, parallel=True))
+    from bulk_transcribe.parallel import cluster
+
+    # The cluster's own address: Ray's workers from the start, no in-process hand-over (test_handover.py's).
+    par = run_batch(make_config(tmp_path / "par", inputs, formats=("txt", "json"), workers=2, parallel=True,
+                                ray_address=cluster.gcs_address()))
     assert par.error is None, par.error
     assert seq.counts == par.counts and par.counts["done"] == 5 and par.counts["failed"] == 1
     assert _texts(tmp_path / "seq") == _texts(tmp_path / "par")

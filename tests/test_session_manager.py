@@ -219,9 +219,9 @@ def test_snapshot_from_store_equals_the_live_tracker(tmp_path, store, clock):
     run0 = store.begin_run(config(tmp_path), "parallel")
     store.register_videos(run0, [old])
     store.apply_event(done(old, clock.t, {"txt": "old/old.txt"}))
-    clock.t = 1500
+    clock.t = 1990  # the run starts 10 s before its first video (Ray's start, say)
     run = store.begin_run(config(tmp_path), "parallel")
-    tracker = ProgressTracker(run, mode="parallel", clock=clock)
+    tracker = ProgressTracker(run, mode="parallel", clock=clock, started_at=store.run(run).created_at)
     tracker.add_videos(store.register_videos(run, [old] + items))
     a, b, c, _ = items
     script = [
@@ -256,7 +256,10 @@ def test_snapshot_from_store_equals_the_live_tracker(tmp_path, store, clock):
     final = store.snapshot(run)
     assert_same(final, tracker.snapshot())
     assert final.finished and final.counts["done"] == 3 and final.counts["failed"] == 2
-    assert final.throughput_x == pytest.approx(60 / 30)  # the resumed 50 s are not this run's work
+    # The resumed 50 s are not this run's work; its 60 s took 40 s of wall clock from its start, 30 s from the
+    # first video's.
+    assert final.throughput_x == pytest.approx(60 / 40) and final.processing_x == pytest.approx(60 / 30)
+    assert final.started_at == 1990
 
 
 def assert_same(from_store, live) -> None:

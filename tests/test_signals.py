@@ -36,6 +36,26 @@ def inputs(jfk_flac, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def many_inputs(inputs, tmp_path_factory) -> Path:
+    """Forty of them (~1 s each here): a parallel run works in this process while its Ray starts, some 20 s
+    (engine/handover.py), and is still going once Ray's workers have taken over."""
+    folder = tmp_path_factory.mktemp("signals-many")
+    for n, source in enumerate(sorted(inputs.iterdir()) * 10):
+        (folder / f"{n:02d}_{source.name}").write_bytes(source.read_bytes())
+    return folder
+
+
+def _on_ray(db: Path) -> bool:
+    """A video is being transcribed by one of Ray's workers (not the in-process one of the start-up)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return bool(conn.execute("SELECT 1 FROM videos WHERE status = 'transcribing' AND worker LIKE "
+                                     "'worker-%'").fetchall())
+    except sqlite3.Error:
+        return False
+
+
 def _rows(db: Path) -> list[tuple[str, str]]:
     if not db.is_file():
         return []
@@ -106,10 +126,11 @@ def test_first_signal_to_the_group_is_a_graceful_stop(tmp_path, inputs, signum):
     assert sorted(s for _, s in _rows(out / STATE_DB_NAME)) == ["done"] * 4
 
 
-def test_parallel_sigterm_to_the_group_stops_in_order_and_leaves_no_process(tmp_path, inputs):
+def test_parallel_sigterm_to_the_group_stops_in_order_and_leaves_no_process(tmp_path, many_inputs):
     out = tmp_path / "out"
-    proc = _start(["run", str(inputs), "--out", str(out), "--cpu-threads", "1", "--parallel", "--workers", "1"])
-    _wait_for(proc, lambda: _transcribing(out / STATE_DB_NAME), "a video was transcribing on Ray")
+    proc = _start(["run", str(many_inputs), "--out", str(out), "--cpu-threads", "1", "--parallel", "--workers",
+                   "1"])
+    _wait_for(proc, lambda: _on_ray(out / STATE_DB_NAME), "a video was transcribing on Ray")
     family = psutil.Process(proc.pid).children(recursive=True)
     assert family, "Ray started no process"
     os.killpg(proc.pid, signal.SIGTERM)
@@ -125,12 +146,13 @@ def test_parallel_sigterm_to_the_group_stops_in_order_and_leaves_no_process(tmp_
     assert not alive, [(p.pid, p.name()) for p in alive]
 
 
-def test_no_ray_process_outlives_a_killed_driver(tmp_path, inputs):
+def test_no_ray_process_outlives_a_killed_driver(tmp_path, many_inputs):
     """SIGKILL of the CLI mid-run (no cleanup can run): Ray's agents (which the raylet starts and which do not
     share its fate) are ended too, by the reaper that watches the driver."""
     out = tmp_path / "out"
-    proc = _start(["run", str(inputs), "--out", str(out), "--cpu-threads", "1", "--parallel", "--workers", "1"])
-    _wait_for(proc, lambda: _transcribing(out / STATE_DB_NAME), "a video was transcribing on Ray")
+    proc = _start(["run", str(many_inputs), "--out", str(out), "--cpu-threads", "1", "--parallel", "--workers",
+                   "1"])
+    _wait_for(proc, lambda: _on_ray(out / STATE_DB_NAME), "a video was transcribing on Ray")
     family = [p for p in psutil.Process(proc.pid).children(recursive=True)]
     assert any("DashboardAgent" in p.name() or "Agent" in " ".join(p.cmdline()) for p in family), \
         [p.name() for p in family]

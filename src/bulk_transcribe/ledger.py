@@ -32,11 +32,15 @@ class Ledger:
 
     def __init__(self, run_id: str, mode: str, store: SessionStore | None, *, observer: Observer | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.tracker = ProgressTracker(run_id, mode)
+        run = store.run(run_id) if store is not None else None
+        # Speeds are measured from the run's own start, whichever process holds the ledger and since when.
+        self.tracker = ProgressTracker(run_id, mode, started_at=run.created_at if run is not None else None)
         self.store = store
         self.observer = observer
         self._clock = clock
         self._last_write: dict[str, float] = {}
+        self._unwritten: set[str] = set()
+        """Videos whose latest progress tick was throttled: written by flush()."""
         self.applied = 0
         """Events accepted so far."""
         self.store_writes = 0
@@ -58,13 +62,27 @@ class Ledger:
         self.applied += 1
         if self.observer is not None:
             self.observer(event, before.status)
-        if self.store is None or self._throttled(event):
+        if self.store is None:
             return True
-        state = self.tracker.state_of(event.video_id)
+        if self._throttled(event):
+            self._unwritten.add(event.video_id)
+            return True
+        self._write(event.video_id)
+        return True
+
+    def _write(self, video_id: str) -> None:
+        state = self.tracker.state_of(video_id)
         if state is not None:
             self.store.save_state(state)
             self.store_writes += 1
-        return True
+        self._unwritten.discard(video_id)
+
+    def flush(self) -> None:
+        """Write the progress ticks the throttle held back: the store then holds every video as this ledger does
+        (another ledger, the progress actor, takes the run over from the store)."""
+        if self.store is not None:
+            for video_id in list(self._unwritten):
+                self._write(video_id)
 
     def _throttled(self, event: ProgressEvent) -> bool:
         if event.kind not in PROGRESS_KINDS:

@@ -275,7 +275,8 @@ class Snapshot:
     counts: dict[str, int]
     audio_total_s: float
     audio_done_s: float
-    throughput_x: float | None  # audio seconds per wall second since the run started
+    throughput_x: float | None
+    """Audio this run transcribed per second of wall-clock time since the run started (start-up included)."""
     eta_s: float | None
     started_at: float | None
     finished_at: float | None
@@ -291,6 +292,8 @@ class Snapshot:
     """Input lines (URLs, files, folders, list entries) resolved so far: videos keep arriving while this is below
     `inputs_total`, and the run cannot be finished before."""
     inputs_total: int = 0
+    processing_x: float | None = None
+    """The same audio per second since the first video started: the processing alone, start-up left out."""
 
     @property
     def resolving(self) -> bool:

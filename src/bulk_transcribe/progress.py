@@ -277,10 +277,14 @@ class ProgressTracker:
     Snapshots are shared read-only: do not mutate them.
     """
 
-    def __init__(self, run_id: str, mode: str = "sequential", clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, run_id: str, mode: str = "sequential", clock: Callable[[], float] = time.time, *,
+                 started_at: float | None = None) -> None:
+        """`started_at`: when the run began (its store row's created_at); speeds and ETA are measured against the
+        wall clock from then, start-up included. Without it, from the first video's start."""
         self.run_id = run_id
         self.mode = mode
         self._clock = clock
+        self._run_start = started_at
         self._rows: dict[str, _Row] = {}
         self._frozen: list[VideoProgress] = []  # the last published copy of each row, in input order
         self._dirty: set[int] = set()
@@ -393,9 +397,14 @@ class ProgressTracker:
         finished_at = self._finished_at if self._marked else (self._last_terminal if finished else None)
         end = finished_at if finished and finished_at is not None else now
 
-        throughput = None
+        # Audio this run transcribed (not what an earlier run did) over wall-clock time: from the run's start (what
+        # a person waited), and, named apart, from its first video's start (the processing alone).
+        this_run = max(0.0, self._audio_done - self._baseline_done)
+        start = self._run_start if self._run_start is not None else self._first_start
+        throughput = this_run / (end - start) if start is not None and end > start else None
+        processing = None
         if self._first_start is not None and end > self._first_start:
-            throughput = max(0.0, self._audio_done - self._baseline_done) / (end - self._first_start)
+            processing = this_run / (end - self._first_start)
         remaining: float | None = self._audio_remaining
         if self._pending_unknown:
             remaining = (
@@ -418,8 +427,9 @@ class ProgressTracker:
             audio_total_s=self._audio_total,
             audio_done_s=min(self._audio_done, self._audio_total),
             throughput_x=throughput,
+            processing_x=processing,
             eta_s=eta,
-            started_at=self._first_start,
+            started_at=start,
             finished_at=finished_at,
             mode=self.mode,
             finished=finished,

@@ -29,6 +29,7 @@ from .outputs.writers import write_manifest
 from .engine.driver import Driver, Executor, Recorder
 from .engine.intake import IntakeTally, StoreIntake
 from .inputs.archive import DownloadArchive
+from .engine.handover import HandoverExecutor, HandoverRecorder, HandoverTimes
 from .engine.local import LocalExecutor, LocalRecorder
 
 
@@ -79,6 +80,8 @@ class BatchResult:
     tally: IntakeTally = field(default_factory=IntakeTally)
     warnings: list[str] = field(default_factory=list)
     """What went wrong beside the videos, the run going on regardless (e.g. the archive could not be appended)."""
+    handover: HandoverTimes | None = None
+    """How an embedded parallel run's start went (engine/handover.py); None for the other runs."""
 
     @property
     def exit_code(self) -> int:
@@ -87,19 +90,22 @@ class BatchResult:
         return 1 if bad or self.error else 0
 
 
-def join_cluster(config: RunConfig, *, log_file: Path | None = None):
-    """For a parallel run, join (or start) Ray before the run registers, so an unreachable cluster fails fast and
-    clearly; None for a sequential one (which never imports Ray). Both front ends call this, then prepare_batch.
+def start_cluster(config: RunConfig, *, log_file: Path | None = None):
+    """For a parallel run, start (or join) Ray in the background at once, before the run registers, and return a
+    Future of its ClusterInfo; None for a sequential run (which never imports Ray). An explicit address is
+    checked first (check_cluster: ConnectionError in one line, in seconds). The run's own opening of the cluster
+    then waits for this start instead of beginning another; meanwhile an embedded run works in this process.
 
     The connection belongs to the calling process for its whole life (parallel.cluster runs ray.init on a thread
-    that never ends): a run's own thread never starts or stops Ray. Raises ConnectionError with one line.
+    that never ends): a run's own thread never starts or stops Ray.
     """
     config = config.with_env_overrides()  # the operator's override decides the mode, here as in the engine
     if not config.parallel:
         return None
-    from .parallel.cluster import connect  # a dead address fails its TCP pre-check in seconds, as ConnectionError
+    check_cluster(config)
+    from .parallel.cluster import connect
 
-    return connect(config.ray_address, log_file=log_file)
+    return connect(config.ray_address, log_file=log_file, wait=False)
 
 
 def check_cluster(config: RunConfig) -> None:
@@ -222,8 +228,16 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
     error = None
     recorder: Recorder = handle._local
     prepared.stream.start()  # resolution overlaps everything from here: Ray's start, the model's load
+    handover: HandoverExecutor | None = None
     try:
-        if config.parallel:
+        if config.parallel and config.ray_address is None:
+            # An embedded Ray takes 15-25 s to boot and load its workers' models: the in-process worker starts at
+            # once and hands over to them (engine/handover.py).
+            recorder = handle._recorder = HandoverRecorder(handle._local)
+            executor = handover = HandoverExecutor(
+                LocalExecutor(config, recorder), lambda: _open_cluster(config, run_id), recorder,
+                lambda: store.videos(run_id))
+        elif config.parallel:
             from .parallel.executor import open_run  # sequential never imports ray
 
             executor, recorder = open_run(config, run_id, handle._on_phase)
@@ -239,7 +253,7 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
     except (Exception, SystemExit) as exc:  # noqa: BLE001 — a batch-level failure is reported, not raised
         # Ray answers a call made after its shutdown (or the loss of its cluster) with SystemExit; in this run
         # thread that is a failed batch to report, not a reason to end the process.
-        error = RAY_GONE if isinstance(exc, SystemExit) else _one_line(exc)
+        error = RAY_GONE if isinstance(exc, SystemExit) or _ray_gone(exc) else _one_line(exc)
         _fail_unfinished(store, run_id, recorder, f"batch stopped: {error}")
     try:
         recorder.finish()  # every event applied (and in SQLite) from here
@@ -261,7 +275,17 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
         # thread that died; every write is atomic, so the outputs and manifest already there stay intact.
         error = error or f"cannot record the end of the run in {config.out_dir}: {_one_line(exc)}"
     warnings = [prepared.archive.problem] if prepared.archive is not None and prepared.archive.problem else []
-    return BatchResult(run_id, snapshot.counts, manifest, error, prepared.tally, warnings)
+    if handover is not None and handover.problem:
+        warnings.append(f"the embedded Ray could not start ({handover.problem}): the run went on in this process")
+    return BatchResult(run_id, snapshot.counts, manifest, error, prepared.tally, warnings,
+                       handover.times if handover is not None else None)
+
+
+def _open_cluster(config: RunConfig, run_id: str):
+    """The run's actors on an embedded Ray (started now unless this process has one), for a hand-over."""
+    from .parallel.executor import open_run  # sequential never imports ray
+
+    return open_run(config, run_id, lambda phase: None)  # no phase: videos flow in this process meanwhile
 
 
 def _fail_unfinished(store: SessionStore, run_id: str, recorder: Recorder, reason: str) -> None:
@@ -295,6 +319,13 @@ BATCH_ERROR_CHARS = 300
 
 
 RAY_GONE = "Ray shut down under the run (the cluster was stopped or lost)"
+
+def _ray_gone(exc: BaseException) -> bool:
+    """Whether `exc` is Ray's answer to a call made after it shut down ("Ray has not been started yet")."""
+    ray = sys.modules.get("ray")  # a sequential run never imports it
+    return (ray is not None and type(exc).__module__.startswith("ray.")
+            and not getattr(ray, "is_initialized", lambda: True)())
+
 
 _OWN_ERRORS = (RuntimeError, ConnectionError, OSError, ValueError)
 """Errors whose message says it all (the engine's own, Ray unreachable, a disk): shown without a class name."""

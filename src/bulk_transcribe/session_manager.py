@@ -682,10 +682,11 @@ class SessionStore:
         """The run as the live tracker would show it, built from the database alone (any process can call it)."""
         # Only the run's mode and end are needed: `run()` would also count statuses with a second join over every
         # video of the run (a third of the time at 10,000 videos), and the tracker counts them anyway.
-        run = self._conn().execute("SELECT mode, finished_at FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        run = self._conn().execute("SELECT mode, created_at, finished_at FROM runs WHERE run_id = ?",
+                                   (run_id,)).fetchone()
         if run is None:
             raise KeyError(f"no run {run_id!r} in {self.db_path}")
-        tracker = ProgressTracker(run_id, mode=run["mode"], clock=self._clock)
+        tracker = ProgressTracker(run_id, mode=run["mode"], clock=self._clock, started_at=run["created_at"])
         tracker.add_videos(self.videos(run_id))
         if run["finished_at"] is not None:
             tracker.mark_finished(at=run["finished_at"])

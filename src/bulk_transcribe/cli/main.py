@@ -19,7 +19,7 @@ from ..config import PARALLEL_ENV, RunConfig
 from ..folder_lock import FolderBusy
 from .args import build_parser, config_from_args
 from .live import RichProgress, live_view, nothing_to_do, print_summary, ray_log_file
-from .report import backfill_line, render_table
+from .report import backfill_line, handover_line, render_table
 from .signals import GracefulStop, SafeStream, exit_on_signal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -63,8 +63,19 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
             return EXIT_INTERRUPTED
         _describe_start(config, prepared, stdout)
         live = None if args.quiet else live_view(stdout)
+        announce = _cluster_announcer(getattr(args, "cluster", None), stdout)
+
+        def on_snapshot(snapshot) -> None:
+            line = announce()
+            if line and isinstance(live, RichProgress):
+                live.note(line)  # above the live bars
+            elif line:
+                stdout.write(line + "\n")
+            if live is not None:
+                live(snapshot)
+
         try:
-            result = run_batch(config, prepared=prepared, on_snapshot=live, cancel_event=stop.event)
+            result = run_batch(config, prepared=prepared, on_snapshot=on_snapshot, cancel_event=stop.event)
         finally:
             if live is not None:
                 live.close()  # leave the terminal's cursor and last frame in place before anything else prints
@@ -84,6 +95,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
             stdout.write(nothing_to_do(tally.done_before, config.out_dir, tally.archived) + "\n")
         elif tally.done_before:
             stdout.write(f"{tally.done_before} already finished before this run (kept as they were)\n")
+        if result.handover is not None:
+            stdout.write(handover_line(result.handover) + "\n")
         for warning in result.warnings:
             stderr.write(f"bulk-transcribe: {warning}\n")
         snapshot = prepared.store.snapshot(result.run_id)
@@ -109,7 +122,7 @@ def _start_up(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: B
     """Read the input lists, check the options and the model, join Ray (parallel), take OUT and register the run:
     the PreparedBatch, or an exit code after an error (said in one line)."""
     from ..inputs.lists import read_batch_files
-    from ..runs import join_cluster, prepare_batch
+    from ..runs import prepare_batch, start_cluster
 
     try:  # read once, up front: pipes, FIFOs and /dev/stdin cannot be read a second time
         args.inputs = [*args.inputs, *read_batch_files(args.input_file, stdin)]
@@ -148,19 +161,18 @@ def _start_up(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: B
         # Ray's session logs unless --verbose: they tore through the progress bars.
         quiet_ray = config.parallel and not getattr(args, "verbose", False)
         log_file = ray_log_file(config.out_dir) if quiet_ray else None
-        if config.parallel and not config.ray_address:
-            stdout.write("Starting an embedded local Ray…\n")
-            stdout.flush()
         was_connected = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-        info = join_cluster(config, log_file=log_file)
-        args.owns_ray = info is not None and not was_connected
+        # Ray starts in the background (an embedded one takes 15-25 s); an embedded run works in this process
+        # meanwhile and hands over to Ray's workers once they are ready (engine/handover.py).
+        args.cluster = start_cluster(config, log_file=log_file)
+        args.owns_ray = args.cluster is not None and not was_connected
     except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
         where = config.ray_address or "an embedded local Ray"
         stderr.write(f"bulk-transcribe: error: cannot start or reach {where}: {' '.join(str(exc).split())}\n"
                      f"  (rerun without --parallel, or with {PARALLEL_ENV}=0, to run sequentially)\n")
         return EXIT_FAILED
-    if info is not None and info.dashboard_url:
-        stdout.write(f"Ray dashboard: {info.dashboard_url}\n")
+    if args.owns_ray and not config.ray_address:
+        stdout.write("Starting an embedded local Ray in the background; videos start in this process meanwhile\n")
 
     try:
         prepared = prepare_batch(config)
@@ -175,6 +187,23 @@ def _start_up(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: B
                      f"{getattr(exc, 'strerror', None) or exc}\n")
         return EXIT_FAILED
     return prepared
+
+
+def _cluster_announcer(cluster, stdout: TextIO):
+    """Once the background Ray start is over, one line: its dashboard's address (or why there is none)."""
+    said = cluster is None
+
+    def announce() -> str | None:
+        nonlocal said
+        if said or not cluster.done():
+            return None
+        said = True
+        if cluster.exception() is not None:
+            return f"Ray could not start ({' '.join(str(cluster.exception()).split())}): the run goes on here"
+        info = cluster.result()
+        return f"Ray is up; its dashboard: {info.dashboard_url}" if info.dashboard_url else "Ray is up"
+
+    return announce
 
 
 def _describe_start(config: RunConfig, prepared, stdout: TextIO) -> None:

@@ -94,7 +94,9 @@ def summary_line(snapshot: Snapshot) -> str:
     parts = [f"{counts.get(s.value, 0)} {s.value}" for s in VideoStatus if counts.get(s.value, 0)]
     if snapshot.needs_review:
         parts.insert(1, f"{snapshot.needs_review} need{'s' if snapshot.needs_review == 1 else ''} review")
-    speed = f", {snapshot.throughput_x:.1f}x real time" if snapshot.throughput_x else ""
+    speed = f", {snapshot.throughput_x:.1f}x real time from the run's start" if snapshot.throughput_x else ""
+    if snapshot.processing_x and snapshot.throughput_x and snapshot.processing_x > snapshot.throughput_x * 1.05:
+        speed += f" ({snapshot.processing_x:.1f}x from its first video's)"
     n = len(snapshot.videos)
     return (f"{n} video{'' if n == 1 else 's'}: {', '.join(parts) or 'none'}; "
             f"audio {_clock(snapshot.audio_done_s)} / {_clock(snapshot.audio_total_s)}{speed}")
@@ -110,3 +112,14 @@ def backfill_line(backfill) -> str:
                      "transcribed again")
     line = "; ".join(parts)
     return line[:1].upper() + line[1:]
+
+
+def handover_line(times) -> str:
+    """How an embedded parallel run started (engine/handover.HandoverTimes), in one line."""
+    here = f"{times.in_process_videos} video(s) started in this process"
+    if times.cluster_open_s is None:
+        return f"Ray was not used: {here}, which did the whole run"
+    if times.first_cluster_worker_s is None:
+        return f"Ray was up after {times.cluster_open_s:.0f} s, its workers were not ready before the end: {here}"
+    return (f"Ray's first worker was ready {times.first_cluster_worker_s:.0f} s after the start "
+            f"(Ray up at {times.cluster_open_s:.0f} s); {here} meanwhile")

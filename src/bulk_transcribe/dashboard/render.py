@@ -92,15 +92,15 @@ def recheck_model(text: str, settings) -> str | None:
 
 
 def starting_text(config, inputs: int) -> str:
-    """What the page is waiting for while a run registers: Ray's first start takes seconds, resolution more."""
+    """What the page is waiting for while a run registers: joining a cluster takes seconds, resolution more. An
+    embedded Ray starts in the background while the run works in this process (engine/handover.py): nothing
+    waits for it here."""
     from ..parallel.cluster import is_connected
 
     what = f"Resolving {inputs} input{'' if inputs == 1 else 's'}…"
     effective = config.with_env_overrides()
-    if effective.parallel and not is_connected():
-        first = f"Joining the Ray cluster at {effective.ray_address}" if effective.ray_address else \
-            "Starting Ray on this machine"
-        return plain(f"{first}, then {what[0].lower()}{what[1:]}")
+    if effective.parallel and effective.ray_address and not is_connected():
+        return plain(f"Joining the Ray cluster at {effective.ray_address}, then {what[0].lower()}{what[1:]}")
     return plain(what)
 
 
@@ -193,7 +193,8 @@ _METRIC_HELP = {
                    "missing, text on silence): see the Quality column, or show Needs review",
     "Waiting": "Queued, or downloaded ahead for a worker (next up); not yet being transcribed",
     "In progress": "One per worker: the video it is downloading or transcribing now",
-    "Throughput": "Audio seconds transcribed per second of wall time, whole run",
+    "Throughput": "Audio this run transcribed per second of wall time since it started (start-up included; "
+                  "videos done by an earlier run left out)",
     "ETA": "Shown once the speed is measured; ~ marks an estimate while some lengths are unknown",
 }
 

@@ -64,7 +64,14 @@ class WorkerLost:
     why: str
 
 
-Report = Finished | WorkerReady | WorkerLost
+@dataclass
+class WorkerRetired:
+    """The worker left on purpose, holding nothing (the in-process worker once a cluster's workers took over)."""
+
+    worker: str
+
+
+Report = Finished | WorkerReady | WorkerLost | WorkerRetired
 
 
 class Executor(Protocol):
@@ -79,6 +86,9 @@ class Executor(Protocol):
 
     def ready_workers(self) -> list[str]:
         """Workers that have loaded their model and are alive."""
+
+    def takes_ahead(self, worker: str) -> bool:
+        """Whether `worker` may hold videos fetched ahead of the one it runs (not one about to hand over)."""
 
     def submit(self, worker: str, assignments: Sequence[Assignment], safer: bool) -> None:
         """Run one video (or a bundle of short ones) on `worker`; the answer comes back through `wait`."""
@@ -259,6 +269,8 @@ class Driver:
         # Known to the scheduler before it can ask: while a planned worker holds nothing, nobody gets a prefetch,
         # so the first workers to load their model cannot take the longest videos two at a time.
         self.scheduler.register(name)
+        if not self.executor.takes_ahead(name):
+            self.scheduler.one_at_a_time(name)
 
     def _start_workers_for_queue(self) -> None:
         """Workers start when there is work for them: a rerun with nothing left never loads a model."""
@@ -341,6 +353,9 @@ class Driver:
                     log.info("%s ready: %s", report.worker, report.info)
                 elif isinstance(report, WorkerLost):
                     self._on_lost(report)
+                elif isinstance(report, WorkerRetired):
+                    self.scheduler.retire(report.worker)
+                    log.info("%s retired", report.worker)
         self._finish_cancelled()
 
     def _finish_cancelled(self) -> None:

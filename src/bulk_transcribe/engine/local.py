@@ -56,6 +56,11 @@ class LocalRecorder:
         with self._lock:
             self.ledger.finish()
 
+    def flush(self) -> None:
+        """Every video's latest state in the store (the progress actor takes the run over from there)."""
+        with self._lock:
+            self.ledger.flush()
+
     def close(self) -> None:
         pass
 
@@ -110,6 +115,9 @@ class LocalExecutor:
 
     def ready_workers(self) -> list[str]:
         return [WORKER_NAME] if self.worker is not None else []
+
+    def takes_ahead(self, worker: str) -> bool:
+        return True
 
     def submit(self, worker: str, assignments: Sequence[Assignment], safer: bool) -> None:
         self._add_pending()

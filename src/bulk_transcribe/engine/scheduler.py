@@ -213,6 +213,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._held: dict[str, list[str]] = {}  # worker -> video ids it holds, oldest first
         self._busy_since: dict[str, float] = {}
+        self._one_at_a_time: set[str] = set()
         self._known_speed = _Mean()  # audio seconds per wall second, from videos of known length
         self._guess_speed = _Mean()  # guessed cost per wall second, from videos of unknown length
         self._bundle_ids = itertools.count(1)
@@ -262,6 +263,20 @@ class Scheduler:
         for worker in workers:
             self._held.setdefault(worker, [])
 
+    def one_at_a_time(self, worker: str) -> None:
+        """`worker` takes no video ahead of the one it runs (a worker about to hand over: what it held ahead would
+        wait for it instead of going to the workers that take over)."""
+        self._one_at_a_time.add(worker)
+
+    def retire(self, worker: str) -> None:
+        """A worker left on purpose, holding nothing: out of the rotation (an empty one would hold every prefetch
+        back). Anything it still held would go back to the queue, as for a death but with no suspects."""
+        held = self._held.get(worker)
+        if held:
+            self.worker_lost(worker, running=())
+        self._held.pop(worker, None)
+        self._busy_since.pop(worker, None)
+
     def dispatch(self, workers: Iterable[str]) -> list[Assignment]:
         """Fill `workers` (those that may take more) in one call: first a video (or bundle) for each one holding
         none, then prefetches, each to the worker projected to be free first, while that is one of `workers` and
@@ -306,7 +321,7 @@ class Scheduler:
     def _wants_more(self, worker: str) -> bool:
         """Room under max_held, and less than prefetch_ahead_s of compute queued behind the running unit."""
         held = self._held.get(worker, [])
-        if len(held) >= self.max_held:
+        if len(held) >= self.max_held or (held and worker in self._one_at_a_time):
             return False
         if not held:
             return True

@@ -76,13 +76,17 @@ class _RayOwner:
     def call(self, fn: Callable[[], Any]) -> Any:
         if threading.current_thread() is self._thread:
             return fn()
+        return self.submit(fn).result()
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        """Queue `fn` on the owner thread; its Future holds the result (requests run one at a time, in order)."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="ray-owner", daemon=True)
                 self._thread.start()
         future: Future = Future()
         self._requests.put((fn, future))
-        return future.result()
+        return future
 
     def _serve(self) -> None:
         while True:
@@ -181,8 +185,10 @@ def connect(
     object_store_memory: int | None = None,
     include_dashboard: bool = True,
     log_file: Path | None = None,
+    wait: bool = True,
 ) -> ClusterInfo:
-    """Start or join Ray once per process (on the owner thread); later calls return what is already there.
+    """Start or join Ray once per process (on the owner thread); later calls return what is already there. With
+    `wait=False` the start is queued and a Future of the ClusterInfo comes back at once (a later call waits for it).
 
     With `log_file`, Ray's own driver-side log lines (its token-authentication warning, "Started a local Ray
     instance") go to that file, and the workers' output stays in Ray's session logs instead of being streamed to
@@ -196,7 +202,9 @@ def connect(
 
     def start() -> ClusterInfo:
         if ray.is_initialized():
-            if address is not None and address != _state["address"]:
+            # The address of the cluster this process is on already (its GCS's HOST:PORT) names it too.
+            here = ray.get_runtime_context().gcs_address
+            if address is not None and address not in (_state["address"], here):
                 where = _state["address"] or "its embedded local Ray"
                 raise ConnectionError(
                     f"this process is already connected to {where}; restart it to use {address or 'a local Ray'}"
@@ -234,7 +242,12 @@ def connect(
         _state["address"] = address
         return ClusterInfo(_state["address"], _state["embedded"], _state["dashboard_url"], cluster_resources())
 
-    return _owner.call(start)
+    return _owner.call(start) if wait else _owner.submit(start)  # type: ignore[return-value]
+
+
+def on_owner_thread(fn: Callable[[], Any]) -> Any:
+    """Run `fn` on the thread that starts and stops Ray, in turn with every start and shutdown."""
+    return _owner.call(fn)
 
 
 def is_connected() -> bool:

@@ -128,6 +128,9 @@ class RayExecutor:
     def ready_workers(self) -> list[str]:
         return [w.name for w in self.workers.values() if w.ready and w.alive]
 
+    def takes_ahead(self, worker: str) -> bool:
+        return True
+
     def submit(self, worker: str, assignments: Sequence[Assignment], safer: bool) -> None:
         target = self.workers[worker]
         if len(assignments) == 1:
@@ -231,9 +234,20 @@ class RayExecutor:
 
 def open_run(config: RunConfig, run_id: str, on_phase: Callable[[str | None], None]) -> tuple[RayExecutor,
                                                                                                  RayRecorder]:
-    """Join (or start) Ray, plan the workers from the cluster's resources and create the run's named actors."""
+    """Join (or start) Ray, plan the workers from the cluster's resources and create the run's named actors.
+
+    All of it on Ray's owner thread (cluster.py), in turn with a shutdown: a run opening in the background (a
+    hand-over) while its CLI stops Ray at exit finds Ray stopped and says so, where Ray's core worker, called
+    during its shutdown from another thread, ended the whole process with status 1."""
+    return cluster.on_owner_thread(lambda: _open_run(config, run_id, on_phase))
+
+
+def _open_run(config: RunConfig, run_id: str, on_phase: Callable[[str | None], None]) -> tuple[RayExecutor,
+                                                                                                  RayRecorder]:
     on_phase("starting Ray")
     info = cluster.connect(config.ray_address)
+    if not ray.is_initialized():  # stopped in between (a start that was abandoned)
+        raise RuntimeError("Ray was stopped before the run's actors could start")
     plan = plan_workers(config, ray.cluster_resources())
     log.info("parallel run %s: %s; Ray dashboard: %s", run_id, plan.note, info.dashboard_url)
     download = config.download

@@ -1,0 +1,147 @@
+"""engine/handover.py: a parallel run works in this process at once and hands over to the cluster's workers.
+
+The policy runs on in-memory executors (tests/engine_harness.py) through the real Driver, intake, store and
+ledgers, in milliseconds; the last test is a real embedded-Ray run through runs.py with the bundled model.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine_harness import HANG, ListStream, ScriptedExecutor
+from bulk_transcribe.config import RunConfig
+from bulk_transcribe.engine.driver import Driver
+from bulk_transcribe.engine.handover import HandoverExecutor, HandoverRecorder
+from bulk_transcribe.engine.intake import StoreIntake
+from bulk_transcribe.engine.local import LocalRecorder
+from bulk_transcribe.engine.scheduler import Scheduler
+from bulk_transcribe.models import SourceKind, VideoItem, VideoStatus
+from bulk_transcribe.session_manager import SessionStore
+
+
+class Handover:
+    """One run through a HandoverExecutor: `local` answers as scripted, the cluster opens when `gate` is set (or
+    raises `fail`), and its executor `cluster` answers OK."""
+
+    def __init__(self, tmp_path, local_script, *, gate_open=True, fail: BaseException | None = None):
+        self.config = RunConfig(out_dir=tmp_path / "out", workers=2, formats=("txt",), parallel=True)
+        self.items = [VideoItem(f"/media/v{n}.mp3", SourceKind.FILE, f"v{n}.mp3", duration_s=10.0 * (n + 1))
+                      for n in range(4)]
+        self.store = SessionStore(self.config.state_db)
+        self.run_id = self.store.begin_run(self.config, "parallel")
+        self.local = ScriptedExecutor({self.items[n].video_id: o for n, o in local_script.items()}, planned=1,
+                                      name=lambda n: "local")
+        self.cluster = ScriptedExecutor({}, planned=2)
+        self.cluster_ledger = LocalRecorder(self.run_id, "parallel", self.store)  # the progress actor's ledger
+        self.gate = threading.Event()
+        if gate_open:
+            self.gate.set()
+        self.fail = fail
+        self.recorder = HandoverRecorder(LocalRecorder(self.run_id, "parallel", self.store))
+        self.executor = HandoverExecutor(self.local, self._open, self.recorder, lambda: self.store.videos(self.run_id))
+
+    def _open(self):
+        self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        return self.cluster, self.cluster_ledger
+
+    def run(self, *, action=None):
+        intake = StoreIntake(self.config, self.store, self.run_id, ListStream(self.items), self.recorder)
+        cancel = threading.Event()
+        driver = Driver(self.config, intake, self.executor, self.recorder, folders=intake.folders,
+                        cancel_event=cancel, scheduler=Scheduler(max_attempts=2, backoff_s=0.01),
+                        claim=self.store.claim_outputs)
+        if action is not None:
+            threading.Thread(target=action, args=(cancel,), daemon=True).start()
+        driver.run()
+        self.recorder.finish()
+        return {r.title: r for r in self.store.videos(self.run_id)}
+
+    def ran(self, executor) -> list[str]:
+        titles = {i.video_id: i.title for i in self.items}
+        return [titles[video_id] for _, video_id, _ in executor.calls]
+
+
+def test_work_starts_in_process_and_moves_to_the_cluster_once_it_is_ready(tmp_path):
+    """The in-process worker takes the longest video at once; the cluster's workers take the rest as soon as they
+    are ready (the in-process worker no new one), each video runs once, and from the switch on the cluster's
+    ledger (the progress actor's) holds the run: every row, including the one finished in process after it."""
+    release = threading.Event()
+    run = Handover(tmp_path, {3: [release]})
+    done = run.cluster_ledger.snapshot
+
+    def finish_the_first_when_the_others_are_done(_cancel):
+        while sum(1 for v in done().videos if v.status is VideoStatus.DONE) < 3:
+            threading.Event().wait(0.01)
+        release.set()
+
+    rows = run.run(action=finish_the_first_when_the_others_are_done)
+    assert run.ran(run.local) == ["v3.mp3"]
+    assert sorted(run.ran(run.cluster)) == ["v0.mp3", "v1.mp3", "v2.mp3"]
+    assert all(r.status is VideoStatus.DONE and r.attempts == 1 for r in rows.values())
+    assert rows["v3.mp3"].worker == "local"
+    assert {r.worker for t, r in rows.items() if t != "v3.mp3"} <= {"worker-0", "worker-1"}
+    assert run.recorder.current is run.cluster_ledger
+    final = run.cluster_ledger.snapshot()
+    assert final.counts["done"] == 4 and final.finished
+    assert run.local.closed  # the in-process model is freed once it has left
+
+
+def test_a_short_run_ends_before_the_cluster_is_up_and_never_switches(tmp_path):
+    run = Handover(tmp_path, {}, gate_open=False)
+    rows = run.run()
+    assert all(r.status is VideoStatus.DONE and r.worker == "local" for r in rows.values())
+    assert run.recorder.current is not run.cluster_ledger
+    run.gate.set()  # the cluster comes up after the run: its executor is closed at once, never used
+    run.executor._opener.join(5)
+    assert run.cluster.closed and run.cluster.calls == []
+
+
+def test_a_cancel_before_the_cluster_is_up_cancels_every_video_once(tmp_path):
+    run = Handover(tmp_path, {3: [HANG]}, gate_open=False)
+
+    def cancel_when_the_first_runs(cancel):
+        while not run.local.calls:
+            threading.Event().wait(0.01)
+        cancel.set()
+
+    rows = run.run(action=cancel_when_the_first_runs)
+    assert {r.status for r in rows.values()} == {VideoStatus.CANCELLED}
+    run.gate.set()
+    run.executor._opener.join(5)
+    assert run.cluster.closed and run.cluster.calls == []
+
+
+def test_a_cluster_that_cannot_start_leaves_the_run_in_process(tmp_path):
+    run = Handover(tmp_path, {}, fail=ConnectionError("raylet did not start"))
+    rows = run.run()
+    assert all(r.status is VideoStatus.DONE and r.worker == "local" for r in rows.values())
+    assert run.executor.problem == "raylet did not start"
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_real_parallel_run_hands_over_from_this_process_to_ray(make_config, speech_clips, jfk_flac, tmp_path):
+    """An embedded-Ray run through runs.py: the in-process worker starts at once, Ray's workers join, every video
+    is transcribed once (one start each) and ends done, and the run's actors are gone at its end."""
+    import shutil
+
+    import ray
+
+    from bulk_transcribe.runs import run_batch
+
+    clips = []
+    for n in range(10):
+        clips.append(shutil.copy(jfk_flac, tmp_path / f"talk-{n}.flac"))
+    config = make_config(tmp_path / "out", clips, formats=("txt",), workers=2, parallel=True)
+    result = run_batch(config)
+    assert result.error is None and result.counts["done"] == 10
+    videos = SessionStore(config.state_db).videos(result.run_id)
+    workers = {v.worker for v in videos}
+    assert "local" in workers and workers - {"local"} <= {"worker-0", "worker-1"}
+    assert workers - {"local"}, "Ray's workers took over"
+    assert all(v.attempts == 1 for v in videos)
+    named = [a for a in ray.util.list_named_actors(all_namespaces=True) if result.run_id in str(a)]
+    assert named == []
