@@ -25,7 +25,6 @@ Ratios: `par_over_seq` end to end per set (goal >= 1.25 on the corpus, >= 1.0 on
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import shutil
 import sys
 import tempfile
@@ -99,15 +98,7 @@ def _bulk_child(paths: list[str], settings: Settings, parallel: bool, out) -> No
 
 
 def run_bulk(clips: list[Clip], settings: Settings, parallel: bool) -> dict:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_bulk_child, args=([str(c.path) for c in clips], settings, parallel, out))
-    proc.start()
-    report = out.get()
-    proc.join()
-    if "error" in report:
-        raise RuntimeError(report["error"])
-    return report
+    return common.run_child(_bulk_child, [str(c.path) for c in clips], settings, parallel)
 
 
 def measure(sets: dict[str, list[Clip]], settings: Settings, repeats: int, log=print) -> dict:

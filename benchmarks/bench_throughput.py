@@ -168,15 +168,7 @@ def _bulk_child(clips_dir: str, settings: Settings, parallel: bool, out) -> None
 
 
 def run_bulk(clips: list[Clip], settings: Settings, parallel: bool) -> dict:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_bulk_child, args=(str(clips[0].path.parent), settings, parallel, out))
-    proc.start()
-    report = out.get()
-    proc.join()
-    if "error" in report:
-        raise RuntimeError(report["error"])
-    return report
+    return common.run_child(_bulk_child, str(clips[0].path.parent), settings, parallel)
 
 
 def measure(clips: list[Clip], settings: Settings, repeats: int, log=print) -> dict:

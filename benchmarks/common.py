@@ -111,3 +111,20 @@ def start_local_ray(num_cpus: int, *, num_gpus: int | None = None, namespace: st
         from bulk_transcribe.parallel.cluster import NAMESPACE as namespace
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=200 * 1024**2,
              include_dashboard=False, log_to_driver=False, namespace=namespace)
+
+
+def run_child(target, *args) -> dict:
+    """Run `target(*args, out)` in a fresh (spawned) process, nothing warm from this one, and return the one report
+    it puts on `out`; a report with an "error" is raised here."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, out))
+    proc.start()
+    report = out.get()
+    proc.join()
+    if "error" in report:
+        raise RuntimeError(report["error"])
+    return report
+

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 
 def normalise(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
 
 
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalise(reference), normalise(hypothesis)
+def wer(reference: str, hypothesis: str, words: Callable[[str], list[str]] = normalise) -> float:
+    """Word error rate of `hypothesis` against `reference`, both split into words by `words`."""
+    ref, hyp = words(reference), words(hypothesis)
     if not ref:
         return 0.0 if not hyp else 1.0
     prev = list(range(len(hyp) + 1))
