@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from bulk_transcribe.config import RunConfig, TranscribeOptions
-from bulk_transcribe.errors import MediaError, VideoError
+from bulk_transcribe.errors import Cancelled, MediaError, VideoError
 from bulk_transcribe.models import EventKind, SourceKind, VideoItem
-from bulk_transcribe.engine.pipeline import VideoProcessor, deliver, failure_reason, should_retry
+from bulk_transcribe.engine.pipeline import VideoProcessor, deliver, failure_reason, retry_may_help
 from textmetrics import wer
 
 
@@ -65,9 +65,9 @@ def test_failure_reason_and_retry_policy():
         reason = failure_reason(exc)
     assert reason.startswith("internal error: KeyError") and "test_pipeline.py" in reason
     assert failure_reason(VideoError("HTTP 500\n  Internal")) == "HTTP 500 Internal"
-    assert should_retry(VideoError("x"), 1, 2) and not should_retry(VideoError("x"), 2, 2)
-    assert not should_retry(MediaError("x"), 1, 3)
-    assert not should_retry(KeyError("x"), 1, 3)
+    assert retry_may_help(VideoError("x")) and not retry_may_help(Cancelled("cancelled"))
+    assert not retry_may_help(MediaError("x"))  # not media: the same file fails the same way
+    assert not retry_may_help(KeyError("x"))
 
 
 def test_a_downloaded_video_takes_its_audio_length_at_once(processor, media_server, media_dir, odd_layouts):

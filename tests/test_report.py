@@ -35,3 +35,30 @@ def test_status_exit_code_and_json_follow_the_run(run_cli, tmp_path, speech_clip
 
     code, text, _ = run_cli("status", str(good_out), "--json")
     assert code == 0 and json.loads(text)["run"]["counts"]["done"] == 1
+
+
+def test_summary_line_gives_the_wall_clock_speed_and_names_the_processing_one():
+    """The run's speed is its audio over the wall clock from its start; the processing-only figure stands beside it
+    only when start-up made a difference, and says what it is."""
+    from bulk_transcribe.cli.report import summary_line
+    from bulk_transcribe.models import Snapshot
+
+    def snapshot(throughput_x, processing_x):
+        return Snapshot("r", [], {"done": 3}, 600.0, 600.0, throughput_x, None, 0.0, 60.0,
+                        processing_x=processing_x)
+
+    line = summary_line(snapshot(10.0, 15.0))
+    assert line.endswith("audio 10:00 / 10:00, 10.0x real time from the run's start (15.0x from its first video's)")
+    assert "first video" not in summary_line(snapshot(10.0, 10.2))  # within 5 %: one figure is the truth
+
+
+def test_handover_line_says_how_a_parallel_run_started():
+    from bulk_transcribe.cli.report import handover_line
+    from bulk_transcribe.engine.handover import HandoverTimes
+
+    assert handover_line(HandoverTimes(14.2, 21.6, 3)) == (
+        "Ray's first worker was ready 22 s after the start (Ray up at 14 s); 3 video(s) started in this process "
+        "meanwhile")
+    assert handover_line(HandoverTimes(None, None, 5)) == (
+        "Ray was not used: 5 video(s) started in this process, which did the whole run")
+    assert handover_line(HandoverTimes(9.0, None, 2)).startswith("Ray was up after 9 s, its workers were not ready")

@@ -21,7 +21,7 @@ from ..errors import Cancelled, VideoError
 from ..inputs.archive import DownloadArchive
 from ..outputs.writers import Claim
 from ..models import EventKind, ProgressEvent, Snapshot, Transcript, VideoItem, VideoStatus
-from .pipeline import deliver, failure_reason, needs_safer_retry, should_retry
+from .pipeline import deliver, failure_reason, needs_safer_retry, retry_may_help
 from .scheduler import Assignment, Scheduler
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,7 @@ class Driver:
                                                  attempt=attempt))
             return
         reason = failure_reason(exc)
-        decision = self.scheduler.fail(video_id, worker, reason,
-                                       retryable=should_retry(exc, attempt, self.config.max_attempts))
+        decision = self.scheduler.fail(video_id, worker, reason, retryable=retry_may_help(exc))
         if decision is None:
             return  # a late answer for a video already re-queued elsewhere
         if decision.retry:

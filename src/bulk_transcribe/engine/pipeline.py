@@ -355,8 +355,10 @@ def failure_reason(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}{where}"
 
 
-def should_retry(exc: BaseException, attempt: int, max_attempts: int) -> bool:
-    if isinstance(exc, Cancelled) or attempt >= max_attempts:
+def retry_may_help(exc: BaseException) -> bool:
+    """Whether another attempt could end otherwise (a server error, a timeout), by the kind of failure alone; how
+    many attempts a video gets, and when, is the scheduler's (Scheduler.fail)."""
+    if isinstance(exc, Cancelled):
         return False
     return exc.retryable if isinstance(exc, VideoError) else False
 
