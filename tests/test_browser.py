@@ -183,6 +183,12 @@ def card_count(page) -> int:
     return page.locator('[class*="st-key-card-"]').count()
 
 
+def card_workers(page) -> list[str]:
+    """The worker each current-video card names ("transcribing · worker-1"), one entry per card."""
+    texts = page.locator('[class*="st-key-card-"]').all_inner_texts()
+    return [m.group(1) for text in texts for m in [re.search(r" · (local|worker-\d+)", text)] if m]
+
+
 def finished(page) -> bool:
     return page.get_by_role("button", name="Download all transcripts (zip)").count() > 0
 
@@ -217,7 +223,7 @@ def watch(page, *, on_sample=None) -> list[dict]:
         if time.monotonic() > deadline:
             pytest.fail(f"the run did not finish; last samples: {samples[-3:]}")
         sample = {"rows": table_rows(page), "cards": card_count(page), "percent": overall_percent(page),
-                  "label": overall_label(page)}
+                  "label": overall_label(page), "card_workers": card_workers(page)}
         samples.append(sample)
         if on_sample:
             on_sample(sample)
@@ -303,7 +309,14 @@ def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, 
     assert while_running, "the status table never showed while the run was going"
     assert max(len(s["rows"]) for s in while_running) == len(long_clips)  # every video listed during the run
     assert max(s["cards"] for s in samples) >= 2  # two workers, two current-video cards at the same moment
-    assert max(s["cards"] for s in samples) <= 2  # one card per worker: a prefetch is "next up", not a card
+    # One card per worker (a prefetch is "next up", not a card): Ray's two workers, and while Ray starts and
+    # takes over, the in-process worker ("local") that began the run at once (engine/handover.py).
+    # A sample can hold the previous pass's card beside the new one (Streamlit removes stale elements at the end
+    # of a pass): only what lasts three samples running is on screen for real.
+    crowded = [s["cards"] > 3 or len(s["card_workers"]) > len(set(s["card_workers"])) for s in samples]
+    assert not any(all(crowded[i:i + 3]) for i in range(len(samples) - 2)), [s["card_workers"] for s in samples]
+    assert any("local" in s["card_workers"] for s in samples), "the run did not start in-process while Ray booted"
+    assert any(len({w for w in s["card_workers"] if w.startswith("worker-")}) == 2 for s in samples)
     assert any(st.startswith("next up (worker-") for s in samples for st in statuses(s["rows"]))
     # Direct links have no length until they are probed: the bar never reads 100% while a video is unfinished,
     # and says when it is an estimate.

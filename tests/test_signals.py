@@ -146,6 +146,30 @@ def test_parallel_sigterm_to_the_group_stops_in_order_and_leaves_no_process(tmp_
     assert not alive, [(p.pid, p.name()) for p in alive]
 
 
+def test_parallel_stop_while_ray_is_still_starting_ends_without_waiting_for_it(tmp_path, many_inputs):
+    """Ctrl-C while the embedded Ray is still starting and the first videos run in this process (the hand-over's
+    first seconds): the run stops in order and the CLI leaves without waiting for Ray's start (it waited up to a
+    minute); the Ray processes started so far go with it (the reaper)."""
+    out = tmp_path / "out"
+    proc = _start(["run", str(many_inputs), "--out", str(out), "--cpu-threads", "1", "--parallel", "--workers",
+                   "1"])
+    _wait_for(proc, lambda: _transcribing(out / STATE_DB_NAME), "a video was transcribing in this process")
+    assert not _on_ray(out / STATE_DB_NAME)
+    os.killpg(proc.pid, signal.SIGINT)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    stdout, stderr = proc.communicate(timeout=CEILING_S)
+    _assert_stopped_cleanly(out, proc, stderr)
+    assert "Ray is up" not in stdout, "Ray was up before the signal: this test needs it still starting"
+    assert "Ray was still starting: it stops with this process" in stdout
+    assert "terminate called" not in stderr and "Fatal Python error" not in stderr, stderr[-2000:]
+    deadline = time.monotonic() + 30
+    alive = family
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.5)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+
 def test_no_ray_process_outlives_a_killed_driver(tmp_path, many_inputs):
     """SIGKILL of the CLI mid-run (no cleanup can run): Ray's agents (which the raylet starts and which do not
     share its fate) are ended too, by the reaper that watches the driver."""

@@ -38,8 +38,8 @@ def printable(text: str) -> str:
 
 
 def headline(snapshot: Snapshot) -> str:
-    """'3 of 12 done, 1 failed · 41% of the audio (4:10 of 10:00 transcribed) · 14.2x real time · ETA 1:52': the
-    same progress wording and ETA rule as the dashboard (progress.describe_progress / describe_eta)."""
+    """'3 of 12 done, 1 failed · 41% of the audio (4:10 of 10:00 transcribed) · 14.2x real time since the start ·
+    ETA 1:52': the same progress wording and ETA rule as the dashboard (progress.describe_progress / describe_eta)."""
     counts = snapshot.counts
     n = len(snapshot.videos)
     done = f"{counts.get(VideoStatus.DONE.value, 0)} of {n} done"
@@ -53,7 +53,7 @@ def headline(snapshot: Snapshot) -> str:
     if resolving:
         items.insert(1, resolving)
     if snapshot.throughput_x:
-        items.append(f"{snapshot.throughput_x:.1f}x real time")
+        items.append(f"{snapshot.throughput_x:.1f}x real time since the start")  # wall clock, start-up included
     eta = describe_eta(snapshot)
     if eta != "–":
         items.append(f"ETA {eta}")
@@ -90,8 +90,9 @@ class RichProgress:
             self.live.start()
             self._started = True
         self.head.plain = headline(snapshot)
+        n = len(snapshot.videos)
         self.progress.update(self.overall, completed=snapshot.progress * 100,
-                             description=f"all {len(snapshot.videos)} videos")
+                             description=f"{n} video{'' if n == 1 else 's'}" if n else "resolving inputs")
         # One bar per worker's current video (a video fetched ahead is named on its worker's bar, not drawn as
         # work in progress), each at its stage's progress: the figures the dashboard's cards show.
         current, next_up = current_work(snapshot)
@@ -220,4 +221,5 @@ def nothing_to_do(done_before: int, out_dir: Path, archived: int = 0) -> str:
         return f"Nothing to do: every video is already in the download archive ({archived})."
     what = "the video is" if done_before == 1 else f"all {done_before} videos are"
     aside = f", {archived} more in the download archive" if archived else ""
-    return f"Nothing to do: {what} already done in {out_dir}{aside} (bulk-transcribe status {out_dir} shows them)."
+    them = "it" if done_before + archived == 1 else "them"
+    return f"Nothing to do: {what} already done in {out_dir}{aside} (bulk-transcribe status {out_dir} shows {them})."

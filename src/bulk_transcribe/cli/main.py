@@ -95,8 +95,9 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
             stdout.write(nothing_to_do(tally.done_before, config.out_dir, tally.archived) + "\n")
         elif tally.done_before:
             stdout.write(f"{tally.done_before} already finished before this run (kept as they were)\n")
-        if result.handover is not None:
-            stdout.write(handover_line(result.handover) + "\n")
+        start_up = handover_line(result.handover) if result.handover is not None else None
+        if start_up:
+            stdout.write(start_up + "\n")
         for warning in result.warnings:
             stderr.write(f"bulk-transcribe: {warning}\n")
         snapshot = prepared.store.snapshot(result.run_id)
@@ -107,7 +108,14 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
         if not settled:
             stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
         stdout.flush()
-        if getattr(args, "owns_ray", False):
+        if getattr(args, "owns_ray", False) and not args.cluster.done():
+            # The run ended (a stop, or a short batch) while Ray was still starting: waiting for its start only to
+            # stop it took up to a minute. The program leaves at once (see main); the reaper
+            # (parallel/reaper.py) ends the Ray processes started so far.
+            args.ray_still_starting = True
+            stdout.write("Ray was still starting: it stops with this process\n")
+            stdout.flush()
+        elif getattr(args, "owns_ray", False):
             # Stopped here, while a signal is still a graceful stop: left to Ray's own exit hook, a signal landing
             # in its shutdown found the default handler and ended the CLI with a traceback.
             from ..parallel.cluster import shutdown
@@ -269,5 +277,12 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
             # it starts, and in the interpreter's teardown after it, Ray's exit hook among it), a stop signal exits
             # at once, quietly. GracefulStop restores this when it is done.
             exit_on_signal(EXIT_INTERRUPTED)
-        return cmd_run(args, stdout, stderr, stdin or sys.stdin.buffer)
+        code = cmd_run(args, stdout, stderr, stdin or sys.stdin.buffer)
+        if argv is None and getattr(args, "ray_still_starting", False):
+            # Ray's start is on a thread inside its own C++ code: the interpreter's normal teardown around it can
+            # abort ("terminate called without an active exception"). Everything of ours is written and closed.
+            stdout.flush()
+            stderr.flush()
+            os._exit(code)
+        return code
     return cmd_status(args, stdout, stderr)

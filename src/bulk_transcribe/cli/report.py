@@ -114,11 +114,13 @@ def backfill_line(backfill) -> str:
     return line[:1].upper() + line[1:]
 
 
-def handover_line(times) -> str:
-    """How an embedded parallel run started (engine/handover.HandoverTimes), in one line."""
+def handover_line(times) -> str | None:
+    """How an embedded parallel run started (engine/handover.HandoverTimes), in one line; None when there is
+    nothing to say (the run ended before any video started)."""
     here = f"{times.in_process_videos} video(s) started in this process"
     if times.cluster_open_s is None:
-        return f"Ray was not used: {here}, which did the whole run"
+        return f"Ray was still starting when the run ended: {here} did the whole run" if times.in_process_videos \
+            else None
     if times.first_cluster_worker_s is None:
         return f"Ray was up after {times.cluster_open_s:.0f} s, its workers were not ready before the end: {here}"
     return (f"Ray's first worker was ready {times.first_cluster_worker_s:.0f} s after the start "

@@ -153,6 +153,10 @@ class RunRegistry:
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for entry in live:
             entry.wait_done(max(0.0, deadline - time.monotonic()))
+        if "ray" in sys.modules:  # an embedded Ray (perhaps still starting) stops in order, on its owner thread
+            from ..parallel.cluster import shutdown
+
+            shutdown()
 
     # -- watching -----------------------------------------------------------------------------------------------
     def get(self, run_id: str) -> RunEntry | None:

@@ -136,7 +136,7 @@ class HandoverExecutor:
             self._opened.set()
             return
         with self._lock:
-            abandoned = self._closing
+            abandoned = self._closing or self._cancelled
             if not abandoned:
                 self.later, self._later_recorder = executor, recorder
                 self.times.cluster_open_s = time.monotonic() - self.started_at
@@ -217,7 +217,8 @@ class HandoverExecutor:
         return reports
 
     def busy(self) -> bool:
-        opening = not self._opened.is_set() and self._local_started
+        # A cancelled run does not wait for Ray to finish starting: the opener closes what it opens (see _open).
+        opening = not self._opened.is_set() and self._local_started and not self._cancelled
         local = self.local.busy() and not self._retire_reported
         return opening or local or (self._taken_over and self.later is not None and self.later.busy())
 
