@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 
@@ -91,6 +92,12 @@ def test_recheck_redoes_only_flagged_transcripts_and_keeps_the_better(run_cli, t
     common = ["--out", str(out), "--formats", "txt,json", "--cpu-threads", "2"]
     assert run_cli("run", *map(str, mixed_languages.values()), *common)[0] == 0
     before = {v["title"]: v for v in json.loads((out / "manifest.json").read_text())["videos"]}
+    texts = {t: (out / v["outputs"]["txt"]).read_text() for t, v in before.items()}
+    # Mark the stored German transcript (the copy OUT keeps): the recheck must weigh that one, not a new pass.
+    stored = out / ".transcripts" / f"{before['german']['video_id']}.json.gz"
+    data = json.loads(gzip.decompress(stored.read_bytes()))
+    data["quality"]["signals"]["mean_logprob"] = -2.5
+    stored.write_bytes(gzip.compress(json.dumps(data).encode()))
 
     code, stdout, stderr = run_cli("run", *map(str, mixed_languages.values()), *common, "--recheck-model",
                                    str(whisper_base))
@@ -103,6 +110,13 @@ def test_recheck_redoes_only_flagged_transcripts_and_keeps_the_better(run_cli, t
         recheck = after[title]["quality"]["recheck"]
         assert recheck["model"] == "whisper-base" and recheck["original_flags"], recheck
         assert "rechecked with safer options (whisper-base)" in after[title]["note"]
+        # What the recheck had to beat is the transcript the user had, not a fresh (and different) first pass.
+        assert recheck["original_flags"] == before[title]["quality"]["flags"], (recheck, before[title]["quality"])
+        if recheck["kept"] == "original":
+            assert (out / after[title]["outputs"]["txt"]).read_text() == texts[title]
+        else:  # both recorded: the text not kept stays readable beside the one kept
+            assert recheck["other_text"].strip() == texts[title].strip()
+    assert after["german"]["quality"]["recheck"]["original_logprob"] == -2.5
     # Whisper base hears the Spanish the English-only model dropped, and writes nothing on silence.
     spanish = after["spanish"]
     assert spanish["quality"]["recheck"]["kept"] == "recheck" and spanish["quality"]["flags"] == []

@@ -114,6 +114,10 @@ class VideoItem:
     identity: str = ""
     """What makes two items one video (media/urls.identity_of: a site's own id, or the media URL's canonical
     spelling, or a file's path): a later item with the same identity is a duplicate, never transcribed again."""
+    recheck_of: Transcript | None = field(default=None, compare=False, repr=False)
+    """In memory only: the finished, flagged transcript a `--recheck` rerun compares its recheck with (read from
+    OUT's stored copy by the intake). The video is then transcribed once, by the recheck alone: the transcript the
+    user already has is what the recheck must beat, not a fresh (and, under temperature fallback, different) one."""
 
     def __post_init__(self) -> None:
         if not self.video_id:

@@ -455,6 +455,11 @@ def better(a: Judged, b: Judged) -> Judged:
 # ---- what a transcript carries -------------------------------------------------------------------------------------
 
 
+OTHER_TEXT_MAX_CHARS = 4000
+"""How much of the transcript a recheck did not keep is kept beside the one it did (the manifest holds it for
+every rechecked video, so it stays small)."""
+
+
 @dataclass
 class Recheck:
     """A flagged transcript done again with safer options (and the recheck model, when given): both results'
@@ -468,6 +473,8 @@ class Recheck:
     recheck_flags: list[Flag] = field(default_factory=list)
     original_logprob: float | None = None
     recheck_logprob: float | None = None
+    other_text: str = ""
+    """The text of the one not kept, so a reader can still compare the two (cut at OTHER_TEXT_MAX_CHARS)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -479,6 +486,7 @@ class Recheck:
             original_flags=[Flag.from_dict(f) for f in data.get("original_flags") or []],
             recheck_flags=[Flag.from_dict(f) for f in data.get("recheck_flags") or []],
             original_logprob=_float(data.get("original_logprob")), recheck_logprob=_float(data.get("recheck_logprob")),
+            other_text=str(data.get("other_text") or ""),
         )
 
 

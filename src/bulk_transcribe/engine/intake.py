@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Sequence
 
 from ..outputs.backfill import BackfillResult, repair_unsafe_folders, write_missing_outputs
+from ..outputs.writers import load_transcript
 from ..config import RunConfig
 from ..media.urls import identity_of, kind_of
 from ..inputs.archive import SKIPPED_NOTE, DownloadArchive
-from ..models import EventKind, ProgressEvent, VideoItem, VideoStatus
+from ..models import EventKind, ProgressEvent, Transcript, VideoItem, VideoStatus
 from ..session_manager import SessionStore, VideoRecord
 
 
@@ -69,6 +70,7 @@ class StoreIntake:
         self._inputs: tuple[int, int] | None = None
         self._duplicates = 0
         self._forgotten: set[str] = set()  # lines whose old rows were already replaced in this run
+        self._recheck_of: dict[str, Transcript] = {}  # flagged finished transcripts this run rechecks, until taken
 
     def take(self, timeout: float = 0.0) -> list[VideoItem]:
         items = self._as_known(self.stream.take(timeout))
@@ -76,7 +78,8 @@ class StoreIntake:
         if not items:
             return []
         todo = {r.video_id for r in self._skip_archived(self.admit(items)) if r.status == VideoStatus.QUEUED}
-        return [item for item in items if item.video_id in todo]
+        return [replace(item, recheck_of=self._recheck_of.pop(item.video_id)) if item.video_id in self._recheck_of
+                else item for item in items if item.video_id in todo]
 
     def cancel(self) -> list[tuple[str, str]]:
         """Stop resolving. Videos already resolved still join the table, and every input line not resolved yet
@@ -132,8 +135,13 @@ class StoreIntake:
             flagged = [r.video_id for r in records if r.status is VideoStatus.DONE and r.quality is not None
                        and r.quality.needs_review and r.quality.recheck is None]
             if flagged:
+                outputs = {r.video_id: dict(r.outputs) for r in records}
                 records = self.store.requeue(self.run_id, flagged, records)
                 self.tally.recheck += len(flagged)
+                for video_id in flagged:  # the transcript the user has is what the recheck must beat
+                    stored = load_transcript(self.config.out_dir, video_id, outputs[video_id])
+                    if stored is not None and stored.quality is not None:
+                        self._recheck_of[video_id] = stored
         for record in records:
             self.folders[record.video_id] = record.folder
         self.records.extend(records)

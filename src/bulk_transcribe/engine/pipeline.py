@@ -20,7 +20,7 @@ from ..media.download import AudioDownloader, FetchedAudio
 from ..media.transcribe import Transcriber
 from ..models import LOCAL_WORKER, EventKind, ProgressEvent, SourceKind, Transcript, VideoItem
 from ..outputs.writers import Claim, store_transcript, write_beside_source, write_transcript
-from ..quality import Quality, Recheck, better
+from ..quality import OTHER_TEXT_MAX_CHARS, Quality, Recheck, better
 
 Emit = Callable[[ProgressEvent], None]
 ShouldCancel = Callable[[], bool]
@@ -131,6 +131,12 @@ class VideoProcessor:
     ) -> Transcript:
         duration = _audio_length(fetched) or item.duration_s or 0.0
         emit(ProgressEvent(item.video_id, EventKind.TRANSCRIBE_STARTED, worker=self.worker, duration_s=duration))
+        if item.recheck_of is not None:  # a finished transcript to recheck: the recheck is this run's one pass
+            first = replace(item.recheck_of, transcribe_s=0.0, notes=list(item.recheck_of.notes))
+            transcript = self.recheck_if_flagged(item, fetched, first, emit, should_cancel)
+            transcript.download_s = fetched.download_s
+            transcript.worker = self.worker
+            return transcript
         throttle = _Throttle()
 
         def on_progress(transcribed_s: float, duration_s: float, text: str) -> None:
@@ -179,7 +185,8 @@ class VideoProcessor:
             kept.quality.signals if kept.quality else None, list(kept.quality.flags) if kept.quality else [],
             Recheck(model=rechecker.model_name, kept="recheck" if kept is second else "original",
                     original_flags=list(original.flags), recheck_flags=list(rechecked.flags),
-                    original_logprob=original.signals.mean_logprob, recheck_logprob=rechecked.signals.mean_logprob),
+                    original_logprob=original.signals.mean_logprob, recheck_logprob=rechecked.signals.mean_logprob,
+                    other_text=(transcript if kept is second else second).text[:OTHER_TEXT_MAX_CHARS]),
         )
         kept.transcribe_s = transcript.transcribe_s + second.transcribe_s  # both passes were this video's work
         still = "; still flagged" if kept.quality.flags else ""
@@ -264,7 +271,10 @@ class VideoProcessor:
             except VideoError as exc:
                 results[i] = exc
         window = self.options.window_s
-        pooled = [i for i in durations if not window or window <= 0 or durations[i] <= window]
+        # A recheck of a finished transcript is no ordinary pass: it goes on its own (transcribe()), as do files
+        # longer than a window.
+        pooled = [i for i in durations if (not window or window <= 0 or durations[i] <= window)
+                  and items[i].recheck_of is None]
         for i in pooled:
             emit(ProgressEvent(items[i].video_id, EventKind.TRANSCRIBE_STARTED, worker=self.worker,
                                duration_s=durations[i]))
@@ -288,7 +298,7 @@ class VideoProcessor:
                 results[i] = outcome
         for i in durations:
             try:
-                if i not in pooled:  # longer than a window: on its own, window by window (bounded memory)
+                if i not in pooled:  # on its own: longer than a window (window by window: bounded memory), a recheck
                     results[i] = self.transcribe(items[i], fetched[i], emit, should_cancel)
                 elif isinstance(results[i], Transcript) and not results[i].segments:
                     # No speech in the pooled pass: as process() does, the unbatched path tries the file's other
