@@ -62,7 +62,9 @@ if query.strip():
             "File": st.column_config.TextColumn("File", width="medium", help="A local file and the moment"),
             "Folder": st.column_config.TextColumn("Folder", width="small"),
         },
-        hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="search-results",
+        hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+        # A new search is a new table: the row picked in the last one must not stay picked (and playing) here.
+        key=search.results_key(query, run, language, flagged),
     )
     hit = result.hits[search.chosen_row(picked, len(result.hits))]
     st.divider()

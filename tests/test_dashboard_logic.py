@@ -619,6 +619,12 @@ def test_the_selected_row_is_the_one_played():
     assert search.chosen_row({"selection": {"rows": []}}, 3) == 0
     assert search.chosen_row({"selection": {"rows": [7]}}, 3) == 0
     assert search.chosen_row(None, 3) == 0
+    # Each search is its own table: a row picked in one never stays picked (and playing) in the next.
+    key = search.results_key("purple elephant", "all", "any", False)
+    assert key == search.results_key(" purple elephant ", "all", "any", False)
+    assert len({key, search.results_key("clip number", "all", "any", False),
+                search.results_key("purple elephant", "all", "de", False),
+                search.results_key("purple elephant", "all", "any", True)}) == 4
 
 
 def test_the_table_says_how_far_to_trust_each_finished_transcript():

@@ -127,7 +127,7 @@ def column_config() -> dict:
         "Progress": cc.ProgressColumn("Progress", min_value=0, max_value=100, format="%d%%", width="small",
                                       help="Of the current stage (download, then transcription)"),
         "Error": cc.TextColumn("Error", width="large", help="Why it failed, was cancelled, or is being retried"),
-        "Quality": cc.TextColumn("Quality", width="medium",
+        "Quality": cc.TextColumn("Quality", width="large",
                                  help="How far to trust a finished transcript: ok, or why it needs review"),
         "Note": cc.TextColumn("Note", width="medium", help="What to know about a finished transcript"),
         "Duration": cc.TextColumn("Duration", help="Length of the audio"),

@@ -10,6 +10,8 @@ OUT/audio, never a path the store merely names.
 
 from __future__ import annotations
 
+import hashlib
+
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,12 @@ def table_rows(hits: list[Hit], output_root: Path) -> list[dict]:
         "File": hit.link if hit.kind == "file" else "",
         "Folder": folder_label(hit.out_dir, output_root),
     } for hit in hits]
+
+
+def results_key(query: str, run: str, language: str, flagged: bool) -> str:
+    """The results table's widget key: one per search, so a selection never carries over to other results."""
+    digest = hashlib.sha1(repr((query.strip(), run, language, bool(flagged))).encode()).hexdigest()[:12]
+    return f"search-results-{digest}"
 
 
 def chosen_row(selection: object, count: int) -> int:
