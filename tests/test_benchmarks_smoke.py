@@ -279,7 +279,7 @@ def test_quality_report_replays_without_a_model(capsys):
 
 def test_startup_short_set_and_phases(tmp_path):
     clips = [corpus.Clip(tmp_path / f"{i}.wav", d, 50) for i, d in enumerate([25.0, 30.0, 20.0, 40.0])]
-    assert [c.duration_s for c in bench_startup.short_set(clips)] == [25.0, 30.0, 20.0]  # first >= 60 s
+    assert [c.duration_s for c in bench_startup.short_set(clips)] == [20.0, 25.0, 30.0]  # shortest, to >= 60 s
     entries = [{"started_at": 102.0, "finished_at": 105.5}, {"started_at": 101.0, "finished_at": 109.0},
                {"started_at": None, "finished_at": None}]
     assert bench_startup.phases(entries, t0=100.0) == {"first_transcript_s": 5.5, "span_s": 8.0}

@@ -63,3 +63,18 @@ def test_handover_line_says_how_a_parallel_run_started():
         "Ray was still starting when the run ended: 5 video(s) started in this process did the whole run")
     assert handover_line(HandoverTimes(None, None, 0)) is None  # stopped before anything started: nothing to say
     assert handover_line(HandoverTimes(9.0, None, 2)).startswith("Ray was up after 9 s, its workers were not ready")
+
+
+def test_status_of_a_run_that_died_before_any_video_joined_is_not_success(run_cli, tmp_path):
+    """A CLI ended at once (a second Ctrl-C, a kill) before its inputs were resolved leaves a run with no rows:
+    `status` says it stopped, and its exit code is not the success of a finished run."""
+    from bulk_transcribe.config import RunConfig
+    from bulk_transcribe.layout import state_db
+    from bulk_transcribe.session_manager import SessionStore
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with SessionStore(state_db(out)) as store:
+        store.begin_run(RunConfig(inputs=("http://127.0.0.1:9/never",), out_dir=out), "parallel")
+    code, table, _ = run_cli("status", str(out))
+    assert code == 1 and "stopped" in table, table

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from ..models import Snapshot, VideoStatus
+from ..models import RunStatus, Snapshot, VideoStatus
 from ..quality import Quality, review_line
 from .live import printable
 from ..session_manager import RunRecord
@@ -21,9 +21,11 @@ BAD_STATUSES = (VideoStatus.FAILED, VideoStatus.CANCELLED)
 
 
 def status_exit_code(run: RunRecord, snapshot: Snapshot) -> int:
-    """0 when no video failed or was cancelled and the run itself did not fail; 1 otherwise (like `run`)."""
+    """0 when no video failed or was cancelled and the run itself neither failed nor ended early (cancelled, or
+    stopped: its process died before recording its end, maybe before any video joined); 1 otherwise (like `run`)."""
     bad = sum(snapshot.counts.get(s.value, 0) for s in BAD_STATUSES)
-    return 1 if bad or run.status == "failed" else 0
+    ended_early = run.status in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.STOPPED)
+    return 1 if bad or ended_early else 0
 
 
 def status_dict(run: RunRecord, snapshot: Snapshot, folders: dict[str, str] | None = None,
