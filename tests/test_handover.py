@@ -66,11 +66,11 @@ class Handover:
 
 
 def test_work_starts_in_process_and_moves_to_the_cluster_once_it_is_ready(tmp_path):
-    """The in-process worker takes the longest video at once; the cluster's workers take the rest as soon as they
+    """The in-process worker takes the shortest video at once; the cluster's workers take the rest as soon as they
     are ready (the in-process worker no new one), each video runs once, and from the switch on the cluster's
     ledger (the progress actor's) holds the run: every row, including the one finished in process after it."""
     release = threading.Event()
-    run = Handover(tmp_path, {3: [release]})
+    run = Handover(tmp_path, {0: [release]})
     done = run.cluster_ledger.snapshot
 
     def finish_the_first_when_the_others_are_done(_cancel):
@@ -79,11 +79,11 @@ def test_work_starts_in_process_and_moves_to_the_cluster_once_it_is_ready(tmp_pa
         release.set()
 
     rows = run.run(action=finish_the_first_when_the_others_are_done)
-    assert run.ran(run.local) == ["v3.mp3"]
-    assert sorted(run.ran(run.cluster)) == ["v0.mp3", "v1.mp3", "v2.mp3"]
+    assert run.ran(run.local) == ["v0.mp3"]
+    assert sorted(run.ran(run.cluster)) == ["v1.mp3", "v2.mp3", "v3.mp3"]
     assert all(r.status is VideoStatus.DONE and r.attempts == 1 for r in rows.values())
-    assert rows["v3.mp3"].worker == "local"
-    assert {r.worker for t, r in rows.items() if t != "v3.mp3"} <= {"worker-0", "worker-1"}
+    assert rows["v0.mp3"].worker == "local"
+    assert {r.worker for t, r in rows.items() if t != "v0.mp3"} <= {"worker-0", "worker-1"}
     assert run.recorder.current is run.cluster_ledger
     final = run.cluster_ledger.snapshot()
     assert final.counts["done"] == 4 and final.finished
@@ -101,7 +101,7 @@ def test_a_short_run_ends_before_the_cluster_is_up_and_never_switches(tmp_path):
 
 
 def test_a_cancel_before_the_cluster_is_up_cancels_every_video_once(tmp_path):
-    run = Handover(tmp_path, {3: [HANG]}, gate_open=False)
+    run = Handover(tmp_path, {0: [HANG]}, gate_open=False)
 
     def cancel_when_the_first_runs(cancel):
         while not run.local.calls:

@@ -178,6 +178,23 @@ def test_dispatch_is_longest_first_and_pull_based(clock):
     assert sched.assignments()[a.item.video_id] == ["a"]
 
 
+def test_a_worker_handing_over_takes_the_shortest_one_at_a_time_and_the_others_the_longest(clock):
+    """The in-process worker of a parallel run's first seconds (engine/handover.py): the shortest ready video, none
+    ahead, so the first transcript comes early and the workers taking over never wait on a long one it holds."""
+    sched = Scheduler(clock=clock)
+    sched.add(items_with([30, 120, 5, 60, 5]))
+    sched.register("local")
+    sched.handing_over("local")
+    (first,) = sched.dispatch(["local"])
+    assert (first.worker, first.cost) == ("local", 5)
+    assert first.item.source.endswith("v2.mp3")  # of two equal, the first queued
+    assert sched.dispatch(["local"]) == [], "nothing ahead while it holds one"
+    (ray,) = [a for a in sched.dispatch(["worker-0"]) if a.worker == "worker-0"][:1]
+    assert ray.cost == 120  # the others still take the longest
+    sched.complete(first.item.video_id, "local")
+    assert [a.cost for a in sched.dispatch(["local"])] == [5]
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_makespan_within_graham_bound_of_optimum(seed):
     rng = random.Random(seed)

@@ -13,12 +13,12 @@ import sys
 import threading
 import traceback
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from . import layout
-from .config import RunConfig
+from .config import RunConfig, available_cpus
 from .inputs import InputStream
 from .media.urls import kind_of
 from .models import EventKind, ProgressEvent, RunMode, RunStatus, Snapshot, VideoItem, VideoStatus
@@ -235,7 +235,7 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
             # once and hands over to them (engine/handover.py).
             recorder = handle._recorder = HandoverRecorder(handle._local)
             executor = handover = HandoverExecutor(
-                LocalExecutor(config, recorder), lambda: _open_cluster(config, run_id), recorder,
+                LocalExecutor(_one_workers_share(config), recorder), lambda: _open_cluster(config, run_id), recorder,
                 lambda: store.videos(run_id))
         elif config.parallel:
             from .parallel.executor import open_run  # sequential never imports ray
@@ -279,6 +279,16 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
         warnings.append(f"the embedded Ray could not start ({handover.problem}): the run went on in this process")
     return BatchResult(run_id, snapshot.counts, manifest, error, prepared.tally, warnings,
                        handover.times if handover is not None else None)
+
+
+def _one_workers_share(config: RunConfig) -> RunConfig:
+    """The in-process worker of a hand-over gets the CPU threads one of Ray's workers will get (cores / workers),
+    not every core: Ray's own start needs the rest, and on this machine two one-thread decoders do twice the work
+    of one two-thread decoder (benchmarks/README.md, Start-up). An explicit --cpu-threads stands."""
+    if config.transcribe.cpu_threads:
+        return config
+    threads = max(1, available_cpus() // max(1, config.workers))
+    return replace(config, transcribe=replace(config.transcribe, cpu_threads=threads))
 
 
 def _open_cluster(config: RunConfig, run_id: str):

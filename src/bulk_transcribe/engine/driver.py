@@ -269,7 +269,7 @@ class Driver:
         # so the first workers to load their model cannot take the longest videos two at a time.
         self.scheduler.register(name)
         if not self.executor.takes_ahead(name):
-            self.scheduler.one_at_a_time(name)
+            self.scheduler.handing_over(name)
 
     def _start_workers_for_queue(self) -> None:
         """Workers start when there is work for them: a rerun with nothing left never loads a model."""

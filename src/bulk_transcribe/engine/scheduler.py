@@ -213,7 +213,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._held: dict[str, list[str]] = {}  # worker -> video ids it holds, oldest first
         self._busy_since: dict[str, float] = {}
-        self._one_at_a_time: set[str] = set()
+        self._handing_over: set[str] = set()
         self._known_speed = _Mean()  # audio seconds per wall second, from videos of known length
         self._guess_speed = _Mean()  # guessed cost per wall second, from videos of unknown length
         self._bundle_ids = itertools.count(1)
@@ -263,10 +263,12 @@ class Scheduler:
         for worker in workers:
             self._held.setdefault(worker, [])
 
-    def one_at_a_time(self, worker: str) -> None:
-        """`worker` takes no video ahead of the one it runs (a worker about to hand over: what it held ahead would
-        wait for it instead of going to the workers that take over)."""
-        self._one_at_a_time.add(worker)
+    def handing_over(self, worker: str) -> None:
+        """`worker` is about to hand over to others (engine/handover.py): it takes no video ahead of the one it runs
+        (what it held ahead would wait for it instead of going to the workers that take over), and it takes the
+        shortest ready video rather than the longest (it is done with it soon, so the first transcript comes early
+        and the workers that take over never wait at the end on a long video it holds)."""
+        self._handing_over.add(worker)
 
     def retire(self, worker: str) -> None:
         """A worker left on purpose, holding nothing: out of the rotation (an empty one would hold every prefetch
@@ -321,7 +323,7 @@ class Scheduler:
     def _wants_more(self, worker: str) -> bool:
         """Room under max_held, and less than prefetch_ahead_s of compute queued behind the running unit."""
         held = self._held.get(worker, [])
-        if len(held) >= self.max_held or (held and worker in self._one_at_a_time):
+        if len(held) >= self.max_held or (held and worker in self._handing_over):
             return False
         if not held:
             return True
@@ -390,11 +392,26 @@ class Scheduler:
             heapq.heappop(self._ready)  # stale entry
         return bool(self._ready)
 
+    def _pop_shortest(self) -> str:
+        """The ready video of least cost (first queued among equals), out of the heap: a linear pass, taken only by
+        a worker handing over, for the few videos it does before it leaves."""
+        live = [k for k, entry in enumerate(self._ready) if self.tasks[entry[2]].state == TaskState.PENDING]
+        k = max(live, key=lambda i: (self._ready[i][0], -self._ready[i][1]))
+        entry = self._ready[k]
+        last = self._ready.pop()
+        if k < len(self._ready):
+            self._ready[k] = last
+            heapq.heapify(self._ready)
+        return entry[2]
+
     def _take(self, worker: str) -> Assignment | None:
-        """Hand `worker` the longest ready video."""
+        """Hand `worker` the longest ready video (the shortest to a worker handing over)."""
         if not self._has_ready():
             return None
-        _, _, video_id = heapq.heappop(self._ready)
+        if worker in self._handing_over:
+            video_id = self._pop_shortest()
+        else:
+            _, _, video_id = heapq.heappop(self._ready)
         task = self.tasks[video_id]
         now = self.clock()
         self._set_state(task, TaskState.ASSIGNED)
