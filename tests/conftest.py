@@ -11,6 +11,13 @@ import pytest
 
 import media
 from media_server import MediaServer
+from bulk_transcribe.config import RAY_MIN_AUDIO_ENV
+
+# The tests' batches are seconds to minutes of audio: far below what pays for an embedded Ray's start (a default
+# parallel run does them in process, config.ray_min_audio_s). The parallel tests are about Ray, so for them (and
+# the CLIs and dashboard servers they start, which inherit this) Ray starts at once; tests of the threshold itself
+# set it back (tests/test_handover.py).
+os.environ[RAY_MIN_AUDIO_ENV] = "0"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = REPO_ROOT / "samples"

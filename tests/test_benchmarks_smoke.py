@@ -285,9 +285,11 @@ def test_startup_short_set_and_phases(tmp_path):
     assert bench_startup.phases(entries, t0=100.0) == {"first_transcript_s": 5.5, "span_s": 8.0}
     assert bench_startup.phases([], t0=100.0) == {"first_transcript_s": None, "span_s": None}
     reports = {m: [{"wall_s": w, "span_s": s, "first_transcript_s": f}] for m, w, s, f in
-               [("R1", 30.0, None, None), ("RN", 20.0, None, None), ("seq", 28.0, None, 4.0), ("par", 21.0, 19.0, 3.0)]}
+               [("R1", 30.0, None, None), ("RN", 20.0, None, None), ("seq", 28.0, None, 4.0), ("par", 21.0, 19.0, 3.0),
+                ("par0", 40.0, 25.0, 6.0)]}
     ratios = bench_startup.summarise({"short": clips[:3]}, {"short": reports})["ratios"]
     assert ratios["short_par_over_seq"] == pytest.approx(28 / 21) and ratios["short_seq_over_r1"] == pytest.approx(30 / 28)
-    assert ratios["short_span_over_rn"] == pytest.approx(20 / 19)
+    assert ratios["short_par0_over_seq"] == pytest.approx(28 / 40)
+    assert ratios["short_par0_span_over_rn"] == pytest.approx(20 / 25)
     assert ratios["short_first_transcript_par_over_seq"] == pytest.approx(0.75)
 

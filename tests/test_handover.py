@@ -25,7 +25,8 @@ class Handover:
     """One run through a HandoverExecutor: `local` answers as scripted, the cluster opens when `gate` is set (or
     raises `fail`), and its executor `cluster` answers OK."""
 
-    def __init__(self, tmp_path, local_script, *, gate_open=True, fail: BaseException | None = None):
+    def __init__(self, tmp_path, local_script, *, gate_open=True, fail: BaseException | None = None,
+                 worth_it=None):
         self.config = RunConfig(out_dir=tmp_path / "out", workers=2, formats=("txt",), parallel=True)
         self.items = [VideoItem(f"/media/v{n}.mp3", SourceKind.FILE, f"v{n}.mp3", duration_s=10.0 * (n + 1))
                       for n in range(4)]
@@ -40,7 +41,8 @@ class Handover:
             self.gate.set()
         self.fail = fail
         self.recorder = HandoverRecorder(LocalRecorder(self.run_id, "parallel", self.store))
-        self.executor = HandoverExecutor(self.local, self._open, self.recorder, lambda: self.store.videos(self.run_id))
+        self.executor = HandoverExecutor(self.local, self._open, self.recorder, lambda: self.store.videos(self.run_id),
+                                         worth_it=worth_it)
 
     def _open(self):
         self.gate.wait()
@@ -120,6 +122,48 @@ def test_a_cluster_that_cannot_start_leaves_the_run_in_process(tmp_path):
     rows = run.run()
     assert all(r.status is VideoStatus.DONE and r.worker == "local" for r in rows.values())
     assert run.executor.problem == "raylet did not start"
+
+
+def test_the_cluster_starts_only_once_the_waiting_work_is_worth_it(tmp_path):
+    """Not worth it: the run is done in process and the cluster is never asked for. Worth it later (here: once the
+    first video is done): asked then, and it takes over from there."""
+    never = Handover(tmp_path / "never", {}, worth_it=lambda: False)
+    rows = never.run()
+    assert all(r.status is VideoStatus.DONE and r.worker == "local" for r in rows.values())
+    assert never.executor.times.cluster_asked_s is None and not never.executor._opener.is_alive()
+    assert never.cluster.calls == [] and never.recorder.current is not never.cluster_ledger
+
+    release = threading.Event()
+    later = Handover(tmp_path / "later", {0: [release]}, worth_it=lambda: bool(later.local.calls))
+
+    def release_once_the_cluster_has_the_rest(_cancel):
+        while len(later.cluster.calls) < 3:
+            threading.Event().wait(0.01)
+        release.set()
+
+    rows = later.run(action=release_once_the_cluster_has_the_rest)
+    assert all(r.status is VideoStatus.DONE and r.attempts == 1 for r in rows.values())
+    assert later.executor.times.cluster_asked_s is not None
+    assert later.ran(later.local) == ["v0.mp3"] and sorted(later.ran(later.cluster)) == ["v1.mp3", "v2.mp3", "v3.mp3"]
+
+
+def test_a_small_parallel_batch_by_default_never_starts_ray(run_cli, jfk_flac, tmp_path, monkeypatch):
+    """The default threshold (30 min of waiting audio): an 11 s clip in a --parallel run is done in this process,
+    the CLI says why Ray was not started, and this process never started it."""
+    import sys
+
+    from bulk_transcribe.config import DEFAULT_RAY_MIN_AUDIO_S, RAY_MIN_AUDIO_ENV
+
+    monkeypatch.setenv(RAY_MIN_AUDIO_ENV, str(DEFAULT_RAY_MIN_AUDIO_S))
+    was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    code, stdout, stderr = run_cli("run", str(jfk_flac), "--out", str(tmp_path / "out"), "--parallel",
+                                   "--cpu-threads", "2", "--formats", "txt")
+    assert code == 0, stdout + stderr
+    assert "an embedded local Ray starts once 30 min of audio waits" in stdout
+    assert "Ray was not started: too little audio waited to pay for its start; 1 video(s)" in stdout
+    assert "Ray is up" not in stdout
+    if not was_up:
+        assert not ("ray" in sys.modules and sys.modules["ray"].is_initialized())
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -56,13 +56,19 @@ def test_handover_line_says_how_a_parallel_run_started():
     from bulk_transcribe.cli.report import handover_line
     from bulk_transcribe.engine.handover import HandoverTimes
 
-    assert handover_line(HandoverTimes(14.2, 21.6, 3)) == (
+    def times(asked, up, ready, videos):
+        return HandoverTimes(cluster_asked_s=asked, cluster_open_s=up, first_cluster_worker_s=ready,
+                             in_process_videos=videos)
+
+    assert handover_line(times(0.0, 14.2, 21.6, 3)) == (
         "Ray's first worker was ready 22 s after the start (Ray up at 14 s); 3 video(s) started in this process "
         "meanwhile")
-    assert handover_line(HandoverTimes(None, None, 5)) == (
+    assert handover_line(times(0.0, None, None, 5)) == (
         "Ray was still starting when the run ended: 5 video(s) started in this process did the whole run")
-    assert handover_line(HandoverTimes(None, None, 0)) is None  # stopped before anything started: nothing to say
-    assert handover_line(HandoverTimes(9.0, None, 2)).startswith("Ray was up after 9 s, its workers were not ready")
+    assert handover_line(times(0.0, None, None, 0)) is None  # stopped before anything started: nothing to say
+    assert handover_line(times(0.0, 9.0, None, 2)).startswith("Ray was up after 9 s, its workers were not ready")
+    assert handover_line(times(None, None, None, 7)) == (
+        "Ray was not started: too little audio waited to pay for its start; 7 video(s) started in this process")
 
 
 def test_status_of_a_run_that_died_before_any_video_joined_is_not_success(run_cli, tmp_path):

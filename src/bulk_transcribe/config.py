@@ -48,6 +48,8 @@ DEFAULT_WORKERS = 2
 """Parallel workers when the user names none."""
 
 PARALLEL_ENV = "BULK_TRANSCRIBE_PARALLEL"
+RAY_MIN_AUDIO_ENV = "BULK_TRANSCRIBE_RAY_MIN_AUDIO_S"
+DEFAULT_RAY_MIN_AUDIO_S = 1800.0
 """Operator override for the parallel flag: 0 forces sequential, 1 forces parallel (instant rollback)."""
 
 MEDIA_EXTENSIONS = frozenset(
@@ -294,6 +296,11 @@ class RunConfig:
     """GPU share per worker on a GPU cluster; 0.5 packs two workers on one GPU."""
     ray_address: str | None = None
     """None = embedded local Ray; `auto`, HOST:PORT or ray://HOST:10001 joins an existing cluster."""
+    ray_min_audio_s: float = DEFAULT_RAY_MIN_AUDIO_S
+    """An embedded Ray starts once this much audio is waiting (not done yet); until then, and for a batch that
+    never holds that much, the run is done in this process at the sequential path's speed. Starting Ray costs
+    ~20 s of every core of a 2-core machine, and pays for itself there from about half an hour of audio
+    (benchmarks/README.md, Start-up). 0 starts it at once. Ignored with `ray_address` (a cluster already up)."""
     max_attempts: int = 2
     """Attempts per video before it is marked failed."""
     recheck: bool = False
@@ -331,10 +338,19 @@ class RunConfig:
         return layout.state_db(self.out_dir)
 
     def with_env_overrides(self, environ: dict[str, str] | None = None) -> "RunConfig":
-        """Apply BULK_TRANSCRIBE_PARALLEL, which beats both the config and the CLI flag."""
-        value = (os.environ if environ is None else environ).get(PARALLEL_ENV, "").strip().lower()
+        """Apply BULK_TRANSCRIBE_PARALLEL, which beats both the config and the CLI flag, and
+        BULK_TRANSCRIBE_RAY_MIN_AUDIO_S (seconds of waiting audio before an embedded Ray starts; 0: at once)."""
+        environ = os.environ if environ is None else environ
+        config = self
+        threshold = environ.get(RAY_MIN_AUDIO_ENV, "").strip()
+        if threshold:
+            try:
+                config = replace(config, ray_min_audio_s=max(0.0, float(threshold)))
+            except ValueError:
+                pass  # not a number: the default stands (a typo in the environment never stops a batch)
+        value = environ.get(PARALLEL_ENV, "").strip().lower()
         if value in ("0", "false", "no", "off"):
-            return replace(self, parallel=False)
+            return replace(config, parallel=False)
         if value in ("1", "true", "yes", "on"):
-            return replace(self, parallel=True)
-        return self
+            return replace(config, parallel=True)
+        return config

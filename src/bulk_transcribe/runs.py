@@ -103,9 +103,12 @@ def start_cluster(config: RunConfig, *, log_file: Path | None = None):
     if not config.parallel:
         return None
     check_cluster(config)
-    from .parallel.cluster import connect
+    from .parallel import cluster
 
-    return connect(config.ray_address, log_file=log_file, wait=False)
+    cluster.log_to(log_file)  # for a start the run makes later
+    if config.ray_address is None and config.ray_min_audio_s > 0:
+        return None  # an embedded Ray starts with the run, once enough audio waits for it (engine/handover.py)
+    return cluster.connect(config.ray_address, log_file=log_file, wait=False)
 
 
 def check_cluster(config: RunConfig) -> None:
@@ -234,9 +237,14 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
             # An embedded Ray takes 15-25 s to boot and load its workers' models: the in-process worker starts at
             # once and hands over to them (engine/handover.py).
             recorder = handle._recorder = HandoverRecorder(handle._local)
+            # The cluster starts once enough audio waits to pay for its start (config.ray_min_audio_s); until then
+            # the in-process worker is the sequential path, every core (one worker's share when Ray starts at once).
+            at_once = config.ray_min_audio_s <= 0
+            local_config = _one_workers_share(config) if at_once else config
             executor = handover = HandoverExecutor(
-                LocalExecutor(_one_workers_share(config), recorder), lambda: _open_cluster(config, run_id), recorder,
-                lambda: store.videos(run_id))
+                LocalExecutor(local_config, recorder), lambda: _open_cluster(config, run_id), recorder,
+                lambda: store.videos(run_id),
+                worth_it=None if at_once else lambda: _waiting_audio_s(recorder.snapshot()) >= config.ray_min_audio_s)
         elif config.parallel:
             from .parallel.executor import open_run  # sequential never imports ray
 
@@ -279,6 +287,11 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
         warnings.append(f"the embedded Ray could not start ({handover.problem}): the run went on in this process")
     return BatchResult(run_id, snapshot.counts, manifest, error, prepared.tally, warnings,
                        handover.times if handover is not None else None)
+
+
+def _waiting_audio_s(snapshot) -> float:
+    """Audio of the run not transcribed yet, as its ledger knows it now (unknown lengths at the mean known one)."""
+    return max(0.0, snapshot.audio_total_s - snapshot.audio_done_s)
 
 
 def _one_workers_share(config: RunConfig) -> RunConfig:

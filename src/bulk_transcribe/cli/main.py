@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
             return EXIT_INTERRUPTED
         _describe_start(config, prepared, stdout)
         live = None if args.quiet else live_view(stdout)
-        announce = _cluster_announcer(getattr(args, "cluster", None), stdout)
+        announce = _cluster_announcer(args, stdout)
 
         def on_snapshot(snapshot) -> None:
             line = announce()
@@ -108,14 +108,14 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
         if not settled:
             stdout.write(f"Transcripts: {config.out_dir.resolve()}\nManifest:    {result.manifest.resolve()}\n")
         stdout.flush()
-        if getattr(args, "owns_ray", False) and not args.cluster.done():
+        if getattr(args, "owns_ray", False) and _ray_still_starting(args):
             # The run ended (a stop, or a short batch) while Ray was still starting: waiting for its start only to
             # stop it took up to a minute. The program leaves at once (see main); the reaper
             # (parallel/reaper.py) ends the Ray processes started so far.
             args.ray_still_starting = True
             stdout.write("Ray was still starting: it stops with this process\n")
             stdout.flush()
-        elif getattr(args, "owns_ray", False):
+        elif getattr(args, "owns_ray", False) and _ray_started(args):
             # Stopped here, while a signal is still a graceful stop: left to Ray's own exit hook, a signal landing
             # in its shutdown found the default handler and ended the CLI with a traceback.
             from ..parallel.cluster import shutdown
@@ -173,14 +173,18 @@ def _start_up(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: B
         # Ray starts in the background (an embedded one takes 15-25 s); an embedded run works in this process
         # meanwhile and hands over to Ray's workers once they are ready (engine/handover.py).
         args.cluster = start_cluster(config, log_file=log_file)
-        args.owns_ray = args.cluster is not None and not was_connected
+        args.owns_ray = config.parallel and config.ray_address is None and not was_connected
     except Exception as exc:  # noqa: BLE001 — any failure to reach Ray is reported, never a traceback
         where = config.ray_address or "an embedded local Ray"
         stderr.write(f"bulk-transcribe: error: cannot start or reach {where}: {' '.join(str(exc).split())}\n"
                      f"  (rerun without --parallel, or with {PARALLEL_ENV}=0, to run sequentially)\n")
         return EXIT_FAILED
-    if args.owns_ray and not config.ray_address:
+    if args.owns_ray and args.cluster is not None:
         stdout.write("Starting an embedded local Ray in the background; videos start in this process meanwhile\n")
+    elif args.owns_ray:
+        stdout.write(f"Videos start in this process; an embedded local Ray starts once "
+                     f"{_minutes(config.ray_min_audio_s)} of audio waits (it costs ~20 s of every core of a small "
+                     f"machine)\n")
 
     try:
         prepared = prepare_batch(config)
@@ -197,19 +201,41 @@ def _start_up(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: B
     return prepared
 
 
-def _cluster_announcer(cluster, stdout: TextIO):
-    """Once the background Ray start is over, one line: its dashboard's address (or why there is none)."""
-    said = cluster is None
+def _ray_still_starting(args: argparse.Namespace) -> bool:
+    from ..parallel import cluster
+
+    future = getattr(args, "cluster", None)
+    return (future is not None and not future.done()) or cluster.starting()
+
+
+def _ray_started(args: argparse.Namespace) -> bool:
+    return getattr(args, "cluster", None) is not None or "ray" in sys.modules
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _cluster_announcer(args: argparse.Namespace, stdout: TextIO):
+    """Once a Ray this process starts is up (started in the background, or later by the run), one line: its
+    dashboard's address; or why it could not start."""
+    said = not getattr(args, "owns_ray", False)
+    future = getattr(args, "cluster", None)
 
     def announce() -> str | None:
         nonlocal said
-        if said or not cluster.done():
+        if said:
+            return None
+        if future is not None and future.done() and future.exception() is not None:
+            said = True
+            return f"Ray could not start ({' '.join(str(future.exception()).split())}): the run goes on here"
+        from ..parallel import cluster
+
+        if not cluster.is_connected():
             return None
         said = True
-        if cluster.exception() is not None:
-            return f"Ray could not start ({' '.join(str(cluster.exception()).split())}): the run goes on here"
-        info = cluster.result()
-        return f"Ray is up; its dashboard: {info.dashboard_url}" if info.dashboard_url else "Ray is up"
+        url = cluster.dashboard_url()
+        return f"Ray is up; its dashboard: {url}" if url else "Ray is up"
 
     return announce
 

@@ -120,6 +120,9 @@ def handover_line(times) -> str | None:
     """How an embedded parallel run started (engine/handover.HandoverTimes), in one line; None when there is
     nothing to say (the run ended before any video started)."""
     here = f"{times.in_process_videos} video(s) started in this process"
+    if times.cluster_asked_s is None:
+        return (f"Ray was not started: too little audio waited to pay for its start; {here}"
+                if times.in_process_videos else None)
     if times.cluster_open_s is None:
         return f"Ray was still starting when the run ended: {here} did the whole run" if times.in_process_videos \
             else None

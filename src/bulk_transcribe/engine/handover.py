@@ -28,12 +28,17 @@ log = logging.getLogger(__name__)
 POLL_SLICE_S = 0.05
 """While both executors may answer, each is asked in turns of at most this long."""
 
+WORTH_IT_EVERY_S = 1.0
+"""How often the driver's thread asks whether the waiting work is worth starting the cluster for."""
+
 
 @dataclass
 class HandoverTimes:
     """How a hand-over went, in seconds from the executor's start (None: it did not happen): for the run's result,
     the CLI's last lines and the start-up benchmark."""
 
+    cluster_asked_s: float | None = None
+    """The cluster's start asked for (at once, or once enough audio was waiting); None: never needed."""
     cluster_open_s: float | None = None
     """Ray up and the run's actors created (their models still loading)."""
     first_cluster_worker_s: float | None = None
@@ -104,7 +109,8 @@ class HandoverExecutor:
     only while the run has work: a run that ends first never switches, and the cluster's actors go at close."""
 
     def __init__(self, local: LocalExecutor, open_cluster: Callable[[], tuple[Executor, Recorder]],
-                 recorder: HandoverRecorder, records: Callable[[], Sequence[Any]]) -> None:
+                 recorder: HandoverRecorder, records: Callable[[], Sequence[Any]],
+                 worth_it: Callable[[], bool] | None = None) -> None:
         self.local = local
         self.recorder = recorder
         self.records = records
@@ -124,7 +130,28 @@ class HandoverExecutor:
         self._lock = threading.Lock()
         self._opener = threading.Thread(target=self._open, args=(open_cluster,), name="bt-cluster-open",
                                         daemon=True)
-        self._opener.start()
+        self._worth_it = worth_it
+        self._asked_at = 0.0
+        if worth_it is None:
+            self._ask()
+
+    def _ask(self) -> None:
+        """Start opening the cluster (once)."""
+        if not self._opener.is_alive() and not self._opened.is_set() and self.times.cluster_asked_s is None:
+            self.times.cluster_asked_s = time.monotonic() - self.started_at
+            self._opener.start()
+
+    def _ask_if_worth_it(self) -> None:
+        """On the driver's thread, at most once a second: open the cluster once the waiting work is worth it."""
+        if self.times.cluster_asked_s is not None or self._worth_it is None or self._cancelled:
+            return
+        now = time.monotonic()
+        if now - self._asked_at < WORTH_IT_EVERY_S:
+            return
+        self._asked_at = now
+        if self._worth_it():
+            log.info("enough audio is waiting: starting Ray for the run's workers")
+            self._ask()
 
     def _open(self, open_cluster: Callable[[], tuple[Executor, Recorder]]) -> None:
         try:
@@ -193,6 +220,7 @@ class HandoverExecutor:
 
     # ---- answers -----------------------------------------------------------------------------------------------
     def wait(self, timeout: float) -> list[Report]:
+        self._ask_if_worth_it()
         if self._opened.is_set():
             self._take_over()
         reports: list[Report] = self.local.wait(0.0)
@@ -218,7 +246,8 @@ class HandoverExecutor:
 
     def busy(self) -> bool:
         # A cancelled run does not wait for Ray to finish starting: the opener closes what it opens (see _open).
-        opening = not self._opened.is_set() and self._local_started and not self._cancelled
+        opening = (self.times.cluster_asked_s is not None and not self._opened.is_set() and self._local_started
+                   and not self._cancelled)
         local = self.local.busy() and not self._retire_reported
         return opening or local or (self._taken_over and self.later is not None and self.later.busy())
 

@@ -30,7 +30,8 @@ NAMESPACE = "bulk_transcribe"
 DEFAULT_OBJECT_STORE_BYTES = 512 * 1024**2
 """Object store of the embedded local Ray: transcripts are small, so a bounded store leaves RAM to the models."""
 
-_state: dict[str, Any] = {"dashboard_url": None, "address": None, "embedded": False}
+_state: dict[str, Any] = {"dashboard_url": None, "address": None, "embedded": False, "log_file": None,
+                          "starting": False}
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,13 @@ def connect(
                     f"this process is already connected to {where}; restart it to use {address or 'a local Ray'}"
                 )
             return ClusterInfo(_state["address"], _state["embedded"], _state["dashboard_url"], cluster_resources())
+        _state["starting"] = True
+        try:
+            return _start(log_file or _state["log_file"])
+        finally:
+            _state["starting"] = False
+
+    def _start(log_file: Path | None) -> ClusterInfo:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         _leave_stop_signals_to_the_driver()
         if log_file is not None:
@@ -243,6 +251,16 @@ def connect(
         return ClusterInfo(_state["address"], _state["embedded"], _state["dashboard_url"], cluster_resources())
 
     return _owner.call(start) if wait else _owner.submit(start)  # type: ignore[return-value]
+
+
+def log_to(path: Path | None) -> None:
+    """Where Ray's own log lines go when it is started later by a run (connect's `log_file` for that start)."""
+    _state["log_file"] = path
+
+
+def starting() -> bool:
+    """True while Ray is being started or joined on the owner thread."""
+    return bool(_state["starting"])
 
 
 def on_owner_thread(fn: Callable[[], Any]) -> Any:
