@@ -182,6 +182,7 @@ def _disk_full_by_rlimit(tmp_path, speech_clips, long_clips) -> None:
 
 RAY_HOST = textwrap.dedent("""
     import json, sys, time
+    from dataclasses import replace
     import ray
     from pathlib import Path
     from bulk_transcribe.runs import prepare_batch, start_batch
@@ -192,6 +193,8 @@ RAY_HOST = textwrap.dedent("""
     config = RunConfig(inputs=tuple(inputs), out_dir=out, parallel=True, workers=2,
                        transcribe=TranscribeOptions(cpu_threads=1))
     cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
+    # The batch goes to this Ray's workers at once (its address given: no in-process start, engine/handover.py).
+    config = replace(config, ray_address=ray.get_runtime_context().gcs_address)
     # Where Ray's core worker logs why it ended this process, if it does (see the test).
     print("SESSION " + ray._private.worker._global_node.get_session_dir_path(), flush=True)
     handle = start_batch(config, prepare_batch(config))
@@ -418,6 +421,8 @@ def test_soak_200_short_clips_in_parallel_memory_flat_and_store_consistent(tmp_p
     config = RunConfig(inputs=(str(folder),), out_dir=out, formats=("txt", "json"), parallel=True, workers=2,
                        transcribe=TranscribeOptions(cpu_threads=1))
     cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
+    # The batch goes to this Ray's workers at once (its address given: no in-process start, engine/handover.py).
+    config = replace(config, ray_address=ray.get_runtime_context().gcs_address)
     # Where Ray's core worker logs why it ended this process, if it does (see the test).
     print("SESSION " + ray._private.worker._global_node.get_session_dir_path(), flush=True)
     try:

@@ -134,17 +134,22 @@ def test_the_cluster_starts_only_once_the_waiting_work_is_worth_it(tmp_path):
     assert never.cluster.calls == [] and never.recorder.current is not never.cluster_ledger
 
     release = threading.Event()
-    later = Handover(tmp_path / "later", {0: [release]}, worth_it=lambda: bool(later.local.calls))
+    later = Handover(tmp_path / "later", {3: [release]}, worth_it=lambda: bool(later.local.calls))
 
-    def release_once_the_cluster_has_the_rest(_cancel):
-        while len(later.cluster.calls) < 3:
+    def release_once_the_cluster_is_ready(_cancel):
+        while later.executor.times.first_cluster_worker_s is None:
             threading.Event().wait(0.01)
         release.set()
 
-    rows = later.run(action=release_once_the_cluster_has_the_rest)
+    rows = later.run(action=release_once_the_cluster_is_ready)
     assert all(r.status is VideoStatus.DONE and r.attempts == 1 for r in rows.values())
     assert later.executor.times.cluster_asked_s is not None
-    assert later.ran(later.local) == ["v0.mp3"] and sorted(later.ran(later.cluster)) == ["v1.mp3", "v2.mp3", "v3.mp3"]
+    # Before Ray was asked for, the in-process worker worked as the sequential path does (the longest first, and
+    # ahead: with four short videos it held them all); the cluster took over the run's ledger and whatever was
+    # left: each video once, on one side.
+    here, there = later.ran(later.local), later.ran(later.cluster)
+    assert here[0] == "v3.mp3" and sorted(here + there) == ["v0.mp3", "v1.mp3", "v2.mp3", "v3.mp3"]
+    assert later.recorder.current is later.cluster_ledger and later.executor.times.first_cluster_worker_s is not None
 
 
 def test_a_small_parallel_batch_by_default_never_starts_ray(run_cli, jfk_flac, tmp_path, monkeypatch):

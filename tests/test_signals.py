@@ -158,7 +158,7 @@ def test_parallel_stop_while_ray_is_still_starting_ends_without_waiting_for_it(t
     os.killpg(proc.pid, signal.SIGINT)
     family = psutil.Process(proc.pid).children(recursive=True)
     stdout, stderr = proc.communicate(timeout=CEILING_S)
-    _assert_stopped_cleanly(out, proc, stderr)
+    _assert_stopped_cleanly(out, proc, stderr + stdout)
     assert "Ray is up" not in stdout, "Ray was up before the signal: this test needs it still starting"
     assert "Ray was still starting: it stops with this process" in stdout
     assert "terminate called" not in stderr and "Fatal Python error" not in stderr, stderr[-2000:]

@@ -261,7 +261,8 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
     except (Exception, SystemExit) as exc:  # noqa: BLE001 — a batch-level failure is reported, not raised
         # Ray answers a call made after its shutdown (or the loss of its cluster) with SystemExit; in this run
         # thread that is a failed batch to report, not a reason to end the process.
-        error = RAY_GONE if isinstance(exc, SystemExit) or _ray_gone(exc) else _one_line(exc)
+        on_ray = config.parallel and (handover is None or handover.times.cluster_open_s is not None)
+        error = RAY_GONE if isinstance(exc, SystemExit) or (on_ray and _ray_gone()) else _one_line(exc)
         _fail_unfinished(store, run_id, recorder, f"batch stopped: {error}")
     try:
         recorder.finish()  # every event applied (and in SQLite) from here
@@ -343,11 +344,11 @@ BATCH_ERROR_CHARS = 300
 
 RAY_GONE = "Ray shut down under the run (the cluster was stopped or lost)"
 
-def _ray_gone(exc: BaseException) -> bool:
-    """Whether `exc` is Ray's answer to a call made after it shut down ("Ray has not been started yet")."""
+def _ray_gone() -> bool:
+    """Whether Ray, which this run was using, has shut down: then whatever a call into it raised ("Ray has not
+    been started yet", or an AttributeError from inside Ray on its torn-down worker) means just that."""
     ray = sys.modules.get("ray")  # a sequential run never imports it
-    return (ray is not None and type(exc).__module__.startswith("ray.")
-            and not getattr(ray, "is_initialized", lambda: True)())
+    return ray is not None and not getattr(ray, "is_initialized", lambda: True)()
 
 
 _OWN_ERRORS = (RuntimeError, ConnectionError, OSError, ValueError)

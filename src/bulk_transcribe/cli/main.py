@@ -115,6 +115,9 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO, stdin: Bin
             args.ray_still_starting = True
             stdout.write("Ray was still starting: it stops with this process\n")
             stdout.flush()
+            # Closed now, so SQLite folds its write-ahead log into the file: after os._exit a reader opening the
+            # store read-only could not replay it, and saw the run still "running".
+            prepared.store.close()
         elif getattr(args, "owns_ray", False) and _ray_started(args):
             # Stopped here, while a signal is still a graceful stop: left to Ray's own exit hook, a signal landing
             # in its shutdown found the default handler and ended the CLI with a traceback.

@@ -174,6 +174,7 @@ class Driver:
         self.safer: set[str] = set()
         self.cancelling = False
         self.started = 0
+        self._handing_over: set[str] = set()  # workers the scheduler was told are handing over
         self.deaths: list[str] = []
 
     # ---- outcomes ------------------------------------------------------------------------------------------
@@ -268,8 +269,6 @@ class Driver:
         # Known to the scheduler before it can ask: while a planned worker holds nothing, nobody gets a prefetch,
         # so the first workers to load their model cannot take the longest videos two at a time.
         self.scheduler.register(name)
-        if not self.executor.takes_ahead(name):
-            self.scheduler.handing_over(name)
 
     def _start_workers_for_queue(self) -> None:
         """Workers start when there is work for them: a rerun with nothing left never loads a model."""
@@ -287,6 +286,10 @@ class Driver:
         ready = self.executor.ready_workers()
         if not ready:
             return
+        for worker in ready:  # a worker that will hand over (engine/handover.py) takes the shortest, none ahead
+            if worker not in self._handing_over and not self.executor.takes_ahead(worker):
+                self._handing_over.add(worker)
+                self.scheduler.handing_over(worker)
         for group in _bundles(self.scheduler.dispatch(ready)):
             safer = any(a.item.video_id in self.safer for a in group)
             self.executor.submit(group[0].worker, group, safer)

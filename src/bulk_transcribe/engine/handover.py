@@ -207,9 +207,12 @@ class HandoverExecutor:
         return own + cluster
 
     def takes_ahead(self, worker: str) -> bool:
-        # The in-process worker takes no video ahead: one fetched ahead would wait for it after the cluster's
-        # workers are ready, instead of going to them.
-        return worker != LOCAL_NAME and (self.later is None or self.later.takes_ahead(worker))
+        # The in-process worker takes videos ahead (downloads hidden behind transcription) as the sequential path
+        # does until the cluster is asked for; from then on none: one fetched ahead would wait for it after the
+        # cluster's workers are ready, instead of going to them.
+        if worker == LOCAL_NAME:
+            return self.times.cluster_asked_s is None
+        return self.later is None or self.later.takes_ahead(worker)
 
     def submit(self, worker: str, assignments: Sequence[Assignment], safer: bool) -> None:
         target = self.local if worker == LOCAL_NAME else self.later
