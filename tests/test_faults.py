@@ -421,10 +421,12 @@ def test_soak_200_short_clips_in_parallel_memory_flat_and_store_consistent(tmp_p
     config = RunConfig(inputs=(str(folder),), out_dir=out, formats=("txt", "json"), parallel=True, workers=2,
                        transcribe=TranscribeOptions(cpu_threads=1))
     cluster.connect(None, num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False)
-    # The batch goes to this Ray's workers at once (its address given: no in-process start, engine/handover.py).
+    # The batch goes to this Ray's workers at once (its address given: no in-process start, engine/handover.py),
+    # whose memory is what this test samples.
+    import ray
+    from dataclasses import replace
+
     config = replace(config, ray_address=ray.get_runtime_context().gcs_address)
-    # Where Ray's core worker logs why it ended this process, if it does (see the test).
-    print("SESSION " + ray._private.worker._global_node.get_session_dir_path(), flush=True)
     try:
         prepared = prepare_batch(config)
         samples: dict[int, list[tuple[int, int]]] = {}  # pid -> [(videos done, RSS kB)]
