@@ -90,6 +90,16 @@ def _transcribing(db: Path) -> bool:
     return any(status == "transcribing" for _, status in _rows(db))
 
 
+def _assert_gone(family: list) -> None:
+    """Every one of these processes ends within 30 s (a zombie about to be reaped by init counts as gone)."""
+    deadline = time.monotonic() + 30
+    alive = family
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.5)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+
 def _assert_stopped_cleanly(out: Path, proc: subprocess.Popen, stderr: str) -> None:
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
@@ -138,12 +148,7 @@ def test_parallel_sigterm_to_the_group_stops_in_order_and_leaves_no_process(tmp_
     _assert_stopped_cleanly(out, proc, stderr)
     assert "Ray shut down" not in stdout + stderr  # Ray's daemons did not get the group's signal
     # Nothing left behind: every process Ray started is gone (or a zombie about to be reaped by init).
-    deadline = time.monotonic() + 30
-    alive = family
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.5)
-    assert not alive, [(p.pid, p.name()) for p in alive]
+    _assert_gone(family)
 
 
 def test_parallel_stop_while_ray_is_still_starting_ends_without_waiting_for_it(tmp_path, many_inputs):
@@ -162,12 +167,7 @@ def test_parallel_stop_while_ray_is_still_starting_ends_without_waiting_for_it(t
     assert "Ray is up" not in stdout, "Ray was up before the signal: this test needs it still starting"
     assert "Ray was still starting: it stops with this process" in stdout
     assert "terminate called" not in stderr and "Fatal Python error" not in stderr, stderr[-2000:]
-    deadline = time.monotonic() + 30
-    alive = family
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.5)
-    assert not alive, [(p.pid, p.name()) for p in alive]
+    _assert_gone(family)
 
 
 def test_no_ray_process_outlives_a_killed_driver(tmp_path, many_inputs):
@@ -182,12 +182,7 @@ def test_no_ray_process_outlives_a_killed_driver(tmp_path, many_inputs):
         [p.name() for p in family]
     proc.kill()
     proc.communicate(timeout=60)
-    deadline = time.monotonic() + 30
-    alive = family
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.5)
-    assert not alive, [(p.pid, p.name()) for p in alive]
+    _assert_gone(family)
 
 
 def test_second_signal_exits_at_once_and_the_run_shows_as_stopped(tmp_path, inputs):
