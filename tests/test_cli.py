@@ -257,25 +257,27 @@ def test_a_mixed_language_batch_says_which_transcripts_not_to_trust(run_cli, tmp
     assert code == 0, stdout + stderr  # a flag is a reason to look, not a failure
     assert "4 done, 3 need review" in stdout
     table = {line.split()[1]: line for line in stdout.splitlines() if line[:3].strip().isdigit()}
-    assert "review: low confidence" in table["german"]  # the whole reason is in the manifest (below)
+    # German through tiny.en falls back to sampling (random): its flags are low confidence, sometimes with a loop.
+    assert "review: " in table["german"]  # the whole reason is in the manifest (below)
     assert "review: speech expected, none transcribed" in table["spanish"]
     assert "review: text on audio with no speech" in table["silence"]
     assert "review" not in table["english"]
 
     manifest = {v["title"]: v for v in json.loads((out / "manifest.json").read_text())["videos"]}
     codes = {title: [f["code"] for f in v["quality"]["flags"]] for title, v in manifest.items()}
-    assert codes["english"] == [] and codes["german"][0] == "low_confidence"
-    assert "not English (bundled (tiny.en) is English-only)" in manifest["german"]["quality"]["flags"][0]["reason"]
-    assert codes["spanish"] == ["speech_missing"] and codes["silence"][0] == "no_speech_text"
+    assert codes["english"] == [] and "low_confidence" in codes["german"]
+    german_reasons = [f["reason"] for f in manifest["german"]["quality"]["flags"]]
+    assert any("not English (bundled (tiny.en) is English-only)" in r for r in german_reasons), german_reasons
+    assert "speech_missing" in codes["spanish"] and "no_speech_text" in codes["silence"]
     assert manifest["english"]["quality"]["signals"]["mean_logprob"] > -0.75
     assert {v["language"] for v in manifest.values()} == {"en"}
     german = json.loads((out / manifest["german"]["outputs"]["json"]).read_text())
-    assert german["quality"]["flags"][0]["code"] == "low_confidence"
+    assert "low_confidence" in [f["code"] for f in german["quality"]["flags"]]
     assert german["segments"][0]["avg_logprob"] < -0.75  # the doubtful stretch, per segment
 
     code, stdout, _ = run_cli("status", str(out), "--json")
     status = json.loads(stdout)
     assert status["run"]["needs_review"] == 3
     by_title = {v["title"]: v for v in status["videos"]}
-    assert [f["code"] for f in by_title["spanish"]["flags"]] == ["speech_missing"]
+    assert "speech_missing" in [f["code"] for f in by_title["spanish"]["flags"]]
     assert by_title["spanish"]["quality"]["signals"]["vad_speech_s"] > 3
