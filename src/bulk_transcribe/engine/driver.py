@@ -174,7 +174,6 @@ class Driver:
         self.safer: set[str] = set()
         self.cancelling = False
         self.started = 0
-        self._handing_over: set[str] = set()  # workers the scheduler was told are handing over
         self.deaths: list[str] = []
 
     # ---- outcomes ------------------------------------------------------------------------------------------
@@ -287,9 +286,8 @@ class Driver:
         if not ready:
             return
         for worker in ready:  # a worker that will hand over (engine/handover.py) takes the shortest, none ahead
-            if worker not in self._handing_over and not self.executor.takes_ahead(worker):
-                self._handing_over.add(worker)
-                self.scheduler.handing_over(worker)
+            if not self.executor.takes_ahead(worker):
+                self.scheduler.handing_over(worker)  # idempotent: the scheduler keeps the set
         for group in _bundles(self.scheduler.dispatch(ready)):
             safer = any(a.item.video_id in self.safer for a in group)
             self.executor.submit(group[0].worker, group, safer)
