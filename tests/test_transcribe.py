@@ -48,6 +48,15 @@ def test_transcriber_reports_what_it_loaded(transcriber):
     assert transcriber.load_s > 0
 
 
+def test_a_loaded_model_leaves_numpy_one_blas_thread(transcriber):
+    """Ray's start forks while in-process workers run numpy: a threaded OpenBLAS call at that moment can hang the
+    fork for good (a parallel run hung so at its hand-over), so the transcriber keeps OpenBLAS on one thread."""
+    from threadpoolctl import threadpool_info
+
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
+
+
 def test_progress_is_monotonic_and_reaches_the_duration(transcriber, jfk_flac):
     calls = []
     t = transcriber.transcribe(jfk_flac, "jfk", duration_s=10.0, on_progress=lambda *a: calls.append(a))

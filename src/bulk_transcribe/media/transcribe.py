@@ -15,12 +15,12 @@ can change a flag, and the flags they earn, so nobody has to read 500 transcript
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
-import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 
@@ -28,6 +28,7 @@ from .. import config, errors, models, quality
 from ..config import TranscribeOptions
 from . import batched
 from .batched import model_view
+from .devices import cuda_devices
 from .audio import SAMPLE_RATE, AudioWindows, audio_duration, decode_audio  # decode_audio: re-exported
 
 TIMEOUT_GRACE_S = 60.0
@@ -76,10 +77,10 @@ def _checked_model_folder(folder: Path) -> Path:
 def resolve_device(options: TranscribeOptions) -> tuple[str, str]:
     """(device, compute_type): auto picks CUDA when CTranslate2 sees a GPU; default precision suits the device."""
     device = options.device.strip().lower()
-    cuda_devices = ctranslate2.get_cuda_device_count()
+    gpus = cuda_devices()
     if device == "auto":
-        device = "cuda" if cuda_devices > 0 else "cpu"
-    elif device == "cuda" and cuda_devices == 0:
+        device = "cuda" if gpus > 0 else "cpu"
+    elif device == "cuda" and gpus == 0:
         raise ValueError("device cuda was asked for but CTranslate2 sees no CUDA device; use --device cpu or auto")
     elif device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {options.device!r}; choose auto, cpu or cuda")
@@ -87,6 +88,20 @@ def resolve_device(options: TranscribeOptions) -> tuple[str, str]:
     if compute_type == "default":
         compute_type = "float16" if device == "cuda" else "int8"
     return device, compute_type
+
+
+@functools.cache
+def one_blas_thread() -> None:
+    """numpy's OpenBLAS on one thread in this process, from the first model on (once).
+
+    A fork while another thread is inside a threaded OpenBLAS call can hang the forking thread for good in OpenBLAS's
+    fork handler (OpenMathLib/OpenBLAS#2270 and kin), and Ray's start forks (its daemons get a preexec_fn) while the
+    in-process workers extract features (numpy matmuls): a parallel run hung so at its hand-over. One BLAS thread
+    takes the threaded path out; it costs nothing here, where the model's own threads (cpu_threads) hold the cores
+    and the feature extractor's matmul is a sliver of the work."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
 
 
 def _readable_model_name(name: str) -> str:
@@ -105,6 +120,7 @@ class Transcriber:
     def __init__(
         self, options: TranscribeOptions, *, device_index: int = 0, timeout_grace_s: float = TIMEOUT_GRACE_S
     ) -> None:
+        one_blas_thread()
         self.options = options
         self.timeout_grace_s = timeout_grace_s
         self.model_name = _readable_model_name(options.model)
