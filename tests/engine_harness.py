@@ -46,6 +46,14 @@ class ListStream:
         self._items = []
 
 
+class DripStream(ListStream):
+    """A stream that resolves one video per take: a list whose lines become videos one at a time."""
+
+    def take(self, timeout: float = 0.0) -> list[VideoItem]:
+        items, self._items = self._items[:1], self._items[1:]
+        return items
+
+
 class Recording:
     """A recorder that keeps every event sent through it (the driver's, and in-process workers') in order."""
 
@@ -111,7 +119,7 @@ class DriverRun:
 def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, worker: Any = None,
           when: Callable[[Snapshot], bool] | None = None,
           action: Callable[[Snapshot, Driver], None] | None = None,
-          executor: Any = None, scheduler: Scheduler | None = None) -> DriverRun:
+          executor: Any = None, scheduler: Scheduler | None = None, stream: Any = None) -> DriverRun:
     """Run `items` through the Driver with the "local" or "ray" executor, or `executor` (a ScriptedExecutor:
     `executor_kind` "scripted"); `action` runs once, the first time a snapshot satisfies `when` (snapshots polled
     every 50 ms from another thread, as a dashboard would)."""
@@ -130,7 +138,7 @@ def drive(config: RunConfig, items: Sequence[VideoItem], executor_kind: str, *, 
             if worker is not None:
                 worker.relay.target = recorder
             executor = LocalExecutor(config, recorder, worker=worker)
-    intake = StoreIntake(config, store, run_id, ListStream(items), recorder)
+    intake = StoreIntake(config, store, run_id, stream or ListStream(items), recorder)
     driver = Driver(config, intake, executor, recorder, folders=intake.folders, on_phase=phases.append,
                     scheduler=scheduler, claim=store.claim_outputs)
     run = DriverRun(store, run_id, driver, recorder.events, phases)
@@ -206,6 +214,14 @@ class ScriptedExecutor:
         else:
             self._starting += 1
         return name
+
+    @property
+    def names(self) -> list[str]:
+        """Every worker started (what an in-process executor tells a hand-over)."""
+        return list(self.started)
+
+    def owns(self, worker: str) -> bool:
+        return worker in self.started
 
     def ready_workers(self) -> list[str]:
         return sorted(self.alive)

@@ -203,6 +203,30 @@ def test_policy_cancel_ends_every_video_once(policy):
     assert all(s.is_terminal for s in result.statuses().values())
 
 
+def test_policy_a_list_that_resolves_a_line_at_a_time_still_gets_every_planned_worker(policy):
+    """Workers start as work arrives: the first video starts one; the next, arriving while that one is busy,
+    starts the second (a driver that sized its workers by the first take would run the batch on one)."""
+    import threading
+
+    from engine_harness import DripStream
+
+    config, items, run = policy
+    release = threading.Event()
+    result, executor = run({0: [release]}, stream=DripStream(items),
+                           when=lambda s: s.counts.get("done", 0) >= 3, action=lambda s, driver: release.set())
+    assert executor.started == ["worker-0", "worker-1"]
+    assert {w for w, _, _ in executor.calls} == {"worker-0", "worker-1"}
+    assert _ends(result, items) == [[EventKind.DONE]] * 4
+
+
+def test_policy_one_video_loads_one_model(policy):
+    from engine_harness import DripStream
+
+    config, items, run = policy
+    result, executor = run({}, stream=DripStream(items[:1]))
+    assert executor.started == ["worker-0"] and _ends(result, items[:1]) == [[EventKind.DONE]]
+
+
 def test_policy_a_dead_worker_is_replaced_and_its_videos_requeued(policy):
     from engine_harness import DIE
 

@@ -58,7 +58,8 @@ class RunMode(str, Enum):
 
 
 LOCAL_WORKER = "local"
-"""The name of the one in-process worker (sequential mode); Ray workers are `worker-N`."""
+"""The name of the in-process worker (sequential mode's only one; a parallel run's first while Ray starts, beside
+`local-2`...); Ray workers are `worker-N`."""
 
 
 class SourceKind(str, Enum):

@@ -234,15 +234,16 @@ def _execute(prepared: PreparedBatch, handle: BatchHandle) -> BatchResult:
     handover: HandoverExecutor | None = None
     try:
         if config.parallel and config.ray_address is None:
-            # An embedded Ray takes 15-25 s to boot and load its workers' models: the in-process worker starts at
-            # once and hands over to them (engine/handover.py).
+            # An embedded Ray takes 15-25 s to boot and load its workers' models: in-process workers start at
+            # once and hand over to them (engine/handover.py).
             recorder = handle._recorder = HandoverRecorder(handle._local)
             # The cluster starts once enough audio waits to pay for its start (config.ray_min_audio_s); until then
-            # the in-process worker is the sequential path, every core (one worker's share when Ray starts at once).
+            # (and meanwhile) the run's workers are in this process, as many as the cluster would get here.
             at_once = config.ray_min_audio_s <= 0
-            local_config = _one_workers_share(config) if at_once else config
+            local_config, local_workers = _in_process_plan(config)
             executor = handover = HandoverExecutor(
-                LocalExecutor(local_config, recorder), lambda: _open_cluster(config, run_id), recorder,
+                LocalExecutor(local_config, recorder, workers=local_workers),
+                lambda: _open_cluster(config, run_id), recorder,
                 lambda: store.videos(run_id),
                 worth_it=None if at_once else lambda: _waiting_audio_s(recorder.snapshot()) >= config.ray_min_audio_s)
         elif config.parallel:
@@ -295,14 +296,19 @@ def _waiting_audio_s(snapshot) -> float:
     return max(0.0, snapshot.audio_total_s - snapshot.audio_done_s)
 
 
-def _one_workers_share(config: RunConfig) -> RunConfig:
-    """The in-process worker of a hand-over gets the CPU threads one of Ray's workers will get (cores / workers),
-    not every core: Ray's own start needs the rest, and on this machine two one-thread decoders do twice the work
-    of one two-thread decoder (benchmarks/README.md, Start-up). An explicit --cpu-threads stands."""
-    if config.transcribe.cpu_threads:
-        return config
-    threads = max(1, available_cpus() // max(1, config.workers))
-    return replace(config, transcribe=replace(config.transcribe, cpu_threads=threads))
+def _in_process_plan(config: RunConfig) -> tuple[RunConfig, int]:
+    """The config and count of a parallel run's in-process workers: what the embedded Ray's plan would give on this
+    machine (parallel/plan.py), each worker its share of the cores. On this machine two one-thread models do ~1.5x
+    the work of one two-thread model (benchmarks/README.md, Start-up); an explicit --cpu-threads stands."""
+    from .media.devices import cuda_devices
+    from .parallel.plan import plan_workers  # no Ray in it
+
+    gpus = cuda_devices() if config.transcribe.device.strip().lower() in ("auto", "cuda") else 0
+    try:
+        plan = plan_workers(config, {"CPU": float(available_cpus()), "GPU": float(gpus)})
+    except ValueError:  # e.g. cuda asked for with no GPU: the worker's own load says so, in its words
+        return config, 1
+    return replace(config, transcribe=replace(config.transcribe, cpu_threads=plan.cpu_threads)), plan.workers
 
 
 def _open_cluster(config: RunConfig, run_id: str):

@@ -66,7 +66,7 @@ class WorkerLost:
 
 @dataclass
 class WorkerRetired:
-    """The worker left on purpose, holding nothing (the in-process worker once a cluster's workers took over)."""
+    """The worker left on purpose, holding nothing (an in-process worker once a cluster's workers took over)."""
 
     worker: str
 
@@ -270,11 +270,14 @@ class Driver:
         self.scheduler.register(name)
 
     def _start_workers_for_queue(self) -> None:
-        """Workers start when there is work for them: a rerun with nothing left never loads a model."""
-        if self.started or not self.scheduler.queue_length:
+        """Workers start when there is work for them, up to the plan: a rerun with nothing left never loads a
+        model, one video never loads two, and a list that resolves a line at a time still gets every planned
+        worker (one more each time the queue outgrows the workers holding nothing, loading ones included)."""
+        count = min(self.executor.planned - self.started, self.scheduler.queue_length - self.scheduler.idle_workers)
+        if count <= 0:
             return
-        count = min(self.executor.planned, max(1, self.scheduler.queue_length))
-        self.on_phase(f"loading the model on {count} worker{'' if count == 1 else 's'}")
+        if not self.started:
+            self.on_phase(f"loading the model on {count} worker{'' if count == 1 else 's'}")
         for _ in range(count):
             self._start_worker()
 

@@ -3,11 +3,12 @@ over to the cluster's workers. No Ray is imported here: the cluster arrives thro
 
 Starting an embedded Ray and loading a model in each of its workers takes 15-25 s on a small machine, during which
 a parallel run used to do nothing (and lost to a sequential one on every ordinary batch). Here the run's first
-worker is the sequential path's own (engine/local.py); the cluster opens on a thread meanwhile. Once it is open
-the run's events go to its progress actor (HandoverRecorder.switch: the in-process ledger's rows are handed over
-through the store), its workers start, and from the first of them that is ready the in-process worker takes no new
-video: it finishes what it holds and leaves (WorkerRetired), freeing its model. Nothing runs twice: a video is held
-by one worker at a time (the scheduler), whichever executor runs it.
+workers are the sequential path's own kind, in this process (engine/local.py: as many as the cluster would get on
+this machine, each its share of the cores); the cluster opens on a thread meanwhile. Once it is open the run's
+events go to its progress actor (HandoverRecorder.switch: the in-process ledger's rows are handed over through the
+store), its workers start, and from the first of them that is ready the in-process workers take no new video: each
+finishes what it holds and leaves (WorkerRetired), freeing its model. Nothing runs twice: a video is held by one
+worker at a time (the scheduler), whichever executor runs it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .driver import Executor, Recorder, Report, WorkerRetired
-from .local import WORKER_NAME as LOCAL_NAME
 from .local import LocalExecutor
 from .scheduler import Assignment
 
@@ -44,7 +44,7 @@ class HandoverTimes:
     first_cluster_worker_s: float | None = None
     """The first of the cluster's workers ready: from here the in-process worker takes no new video."""
     in_process_videos: int = 0
-    """Videos the in-process worker was given (ones it finished, or failed, before the cluster took over)."""
+    """Videos the in-process workers were given (ones they finished, or failed, before the cluster took over)."""
 
 
 class HandoverRecorder:
@@ -101,7 +101,7 @@ class HandoverRecorder:
 
 
 class HandoverExecutor:
-    """The in-process worker at once, the cluster's workers as they come (see the module's docstring).
+    """The in-process workers at once, the cluster's workers as they come (see the module's docstring).
 
     `open_cluster` runs on its own thread from construction and returns the cluster's Executor and Recorder once
     the cluster is up; when it raises, the run goes on in this process alone and `problem` says why. The
@@ -122,7 +122,6 @@ class HandoverExecutor:
         self.times = HandoverTimes()
         self._opened = threading.Event()
         self._taken_over = False
-        self._local_started = False
         self._retired = False
         self._retire_reported = False
         self._cancelled = False
@@ -173,49 +172,49 @@ class HandoverExecutor:
 
     @property
     def planned(self) -> int:
-        """One worker at first (the driver starts it: the in-process one); the cluster's plan once it has taken
-        over (the driver's replacement budget for dead workers counts from it)."""
-        return self.later.planned if self._taken_over and self.later is not None else 1
+        """The in-process plan at first (the driver starts those workers as work arrives); the cluster's once it
+        has taken over (the driver's replacement budget for dead workers counts from it)."""
+        return self.later.planned if self._taken_over and self.later is not None else self.local.planned
 
     # ---- workers -----------------------------------------------------------------------------------------------
     def start_worker(self) -> str:
-        if not self._local_started:
-            self._local_started = True
+        if not self._taken_over:
             return self.local.start_worker()
-        if self.later is None:
-            raise RuntimeError("no worker can start before the cluster is up")  # the driver starts one, first
+        assert self.later is not None
         return self.later.start_worker()
 
     def _take_over(self) -> None:
-        """On the driver's thread, once: the cluster is open and there is work (the in-process worker started),
-        so its workers start; the cluster's reports come through `wait` from here."""
-        if self._taken_over or self.later is None or not self._local_started or self._cancelled:
+        """On the driver's thread, once: the cluster is open and there is work (an in-process worker started), so
+        as many of its workers start as the driver started here (the driver starts the rest of the cluster's plan
+        as work arrives, through `start_worker`); the cluster's reports come through `wait` from here."""
+        started = len(self.local.names)
+        if self._taken_over or self.later is None or not started or self._cancelled:
             return
         assert self._later_recorder is not None
         self.recorder.switch(self._later_recorder, self.records)
         self._taken_over = True
-        for _ in range(self.later.planned):
+        for _ in range(min(started, self.later.planned)):
             self.later.start_worker()
 
     def ready_workers(self) -> list[str]:
         cluster = self.later.ready_workers() if self._taken_over and self.later is not None else []
         if cluster and not self._retired:
-            self._retired = True  # from the first cluster worker on, the in-process one takes no new video
+            self._retired = True  # from the first cluster worker on, the in-process ones take no new video
             self.times.first_cluster_worker_s = time.monotonic() - self.started_at
-            log.info("the cluster's first worker is ready: the in-process worker finishes what it holds and leaves")
+            log.info("the cluster's first worker is ready: the in-process workers finish what they hold and leave")
         own = [] if self._retired else self.local.ready_workers()
         return own + cluster
 
     def takes_ahead(self, worker: str) -> bool:
-        # The in-process worker takes videos ahead (downloads hidden behind transcription) as the sequential path
-        # does until the cluster is asked for; from then on none: one fetched ahead would wait for it after the
-        # cluster's workers are ready, instead of going to them.
-        if worker == LOCAL_NAME:
+        # The in-process workers take videos ahead (downloads hidden behind transcription) as the sequential path
+        # does until the cluster is asked for; from then on none: one fetched ahead would wait for its worker after
+        # the cluster's workers are ready, instead of going to them.
+        if self.local.owns(worker):
             return self.times.cluster_asked_s is None
         return self.later is None or self.later.takes_ahead(worker)
 
     def submit(self, worker: str, assignments: Sequence[Assignment], safer: bool) -> None:
-        target = self.local if worker == LOCAL_NAME else self.later
+        target = self.local if self.local.owns(worker) else self.later
         assert target is not None
         if target is self.local:
             self.times.in_process_videos += len(assignments)
@@ -243,13 +242,13 @@ class HandoverExecutor:
                         break  # the driver offers the new workers their first videos as they are ready
         if self._retired and not self._retire_reported and not self.local.busy():
             self._retire_reported = True
-            self.local.close()  # its model's memory goes back to the cluster's workers
-            reports.append(WorkerRetired(LOCAL_NAME))
+            self.local.close()  # their models' memory goes back to the cluster's workers
+            reports += [WorkerRetired(name) for name in self.local.names]
         return reports
 
     def busy(self) -> bool:
         # A cancelled run does not wait for Ray to finish starting: the opener closes what it opens (see _open).
-        opening = (self.times.cluster_asked_s is not None and not self._opened.is_set() and self._local_started
+        opening = (self.times.cluster_asked_s is not None and not self._opened.is_set() and bool(self.local.names)
                    and not self._cancelled)
         local = self.local.busy() and not self._retire_reported
         return opening or local or (self._taken_over and self.later is not None and self.later.busy())

@@ -1,7 +1,9 @@
 """The in-process executor and recorder: the default engine and the rollback path. No Ray is imported here.
 
-One worker holds one model. Like a Ray worker it runs each video it is handed on its own thread, and only one of
-them transcribes at a time (the worker's model lock): the others download meanwhile, so downloads hide behind
+One worker holds one model; a sequential run has one, a parallel run starts with a plan's worth here while its
+cluster boots (engine/handover.py; on this machine two one-thread models do ~1.5x the work of one two-thread model,
+benchmarks/README.md, Start-up). Like a Ray worker, each runs every video it is handed on its own thread, and only
+one of them transcribes at a time (the worker's model lock): the others download meanwhile, so downloads hide behind
 compute in sequential mode too, within the same download limiter rules (concurrency, spacing, 429 back-off).
 """
 
@@ -20,7 +22,11 @@ from .driver import Finished, Report, WorkerReady
 from .limiter import LocalLimiter
 from .scheduler import Assignment
 
-WORKER_NAME = LOCAL_WORKER
+
+def worker_name(index: int) -> str:
+    """The in-process workers' names: "local" (the sequential run's one), then "local-2", "local-3"..."""
+    return LOCAL_WORKER if index == 0 else f"{LOCAL_WORKER}-{index + 1}"
+
 
 class LocalRecorder:
     """The run's ledger (tracker + store) in this process, behind a lock: the driver's thread, the worker's video
@@ -66,55 +72,68 @@ class LocalRecorder:
 
 
 class LocalExecutor:
-    """One model-holding worker in this process; each video it runs gets a thread (the scheduler bounds how many)."""
-
-    planned = 1
+    """Model-holding workers in this process: one in a sequential run, a plan's worth while a parallel run starts
+    (engine/handover.py). Each video a worker runs gets a thread; the scheduler bounds how many each holds."""
 
     def __init__(self, config: RunConfig, recorder: Any, work_dir: Path | None = None, *,
-                 worker: Any = None) -> None:
-        """`worker`: a Worker already loaded (tests share one model across runs); else one is loaded
-        on a thread when the driver first has work."""
+                 worker: Any = None, workers: int = 1) -> None:
+        """`worker`: a Worker already loaded (tests share one model across runs), used as the first; the others
+        are loaded on threads when the driver first has work for them. `workers`: how many this executor may
+        start (each its own model; the config's cpu_threads is each one's share of the cores)."""
         self.config = config
         self.recorder = recorder
         self.work_dir = work_dir
+        self.planned = max(1, workers)
         download = config.download
+        # One limiter for every worker here: the download rules (concurrency, spacing, 429 back-off) are the run's.
         self.limiter = LocalLimiter(download.max_concurrent, download.sleep_s, max_interval_s=download.max_sleep_s)
         self._given = worker
-        self.worker: Any = None
+        self.workers: dict[str, Any] = {}
+        """Loaded workers by name, in the order they became ready."""
+        self.names: list[str] = []
+        """Every worker started, loaded or not."""
         self._reports: queue.Queue[Report | BaseException] = queue.Queue()
         self._pending = 0  # submitted work and worker starts that have not reported back
         self._working = 0  # submitted work only
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
 
-    def start_worker(self) -> str:
-        if self.worker is not None:
-            raise RuntimeError("the local executor runs one worker")
-        self._add_pending()
-        threading.Thread(target=self._load, name="bt-model-load", daemon=True).start()
-        return WORKER_NAME
+    def owns(self, worker: str) -> bool:
+        return worker in self.names
 
-    def _load(self) -> None:
+    def start_worker(self) -> str:
+        if len(self.names) >= self.planned:
+            raise RuntimeError(f"the in-process executor runs {self.planned} worker(s)")
+        name = worker_name(len(self.names))
+        self.names.append(name)
+        self._add_pending()
+        threading.Thread(target=self._load, args=(name,), name=f"bt-model-load-{name}", daemon=True).start()
+        return name
+
+    def _load(self, name: str) -> None:
         from .worker import Worker  # loads faster-whisper: only when there is work
 
-        if self._given is not None:
-            self.worker = self._given
+        if self._given is not None and name == LOCAL_WORKER:
             self._given.resume()
-            self._put(WorkerReady(WORKER_NAME, self._given.info()))
+            self._ready(name, self._given)
             return
         try:
-            worker = Worker(self.config, WORKER_NAME, progress=self.recorder, limiter=self.limiter,
-                                      work_dir=self.work_dir)
+            worker = Worker(self.config, name, progress=self.recorder, limiter=self.limiter, work_dir=self.work_dir)
         except BaseException as exc:  # noqa: BLE001 — handed to the driver's thread, which ends the run with it
             self._put(RuntimeError(f"the model could not load: {exc}"))
             return
-        self.worker = worker
+        self._ready(name, worker)
+
+    def _ready(self, name: str, worker: Any) -> None:
+        with self._lock:
+            self.workers[name] = worker
         if self._cancelled.is_set():
             worker.cancel()
-        self._put(WorkerReady(WORKER_NAME, worker.info()))
+        self._put(WorkerReady(name, worker.info()))
 
     def ready_workers(self) -> list[str]:
-        return [WORKER_NAME] if self.worker is not None else []
+        with self._lock:
+            return list(self.workers)
 
     def takes_ahead(self, worker: str) -> bool:
         return True
@@ -123,20 +142,21 @@ class LocalExecutor:
         self._add_pending()
         with self._lock:
             self._working += 1
-        threading.Thread(target=self._run, args=(list(assignments), safer), daemon=True,
+            target = self.workers[worker]
+        threading.Thread(target=self._run, args=(worker, target, list(assignments), safer), daemon=True,
                          name=f"bt-video-{assignments[0].item.video_id}").start()
 
-    def _run(self, assignments: list[Assignment], safer: bool) -> None:
+    def _run(self, name: str, worker: Any, assignments: list[Assignment], safer: bool) -> None:
         results: list[Any]
         try:
             if len(assignments) == 1:
                 a = assignments[0]
-                results = [self.worker.process(a.item, safer)]
+                results = [worker.process(a.item, safer)]
             else:
-                results = self.worker.process_bundle([a.item for a in assignments])
+                results = worker.process_bundle([a.item for a in assignments])
         except BaseException as exc:  # noqa: BLE001 — a video's failure is data for the driver
             results = [exc] * len(assignments)
-        self._put(Finished(WORKER_NAME, assignments, results))
+        self._put(Finished(name, assignments, results))
 
     def wait(self, timeout: float) -> list[Report]:
         reports: list[Report] = []
@@ -167,12 +187,17 @@ class LocalExecutor:
 
     def cancel(self) -> None:
         self._cancelled.set()
-        if self.worker is not None:
-            self.worker.cancel()
+        for worker in self.ready():
+            worker.cancel()
 
     def close(self) -> None:
-        if self.worker is not None and self.worker is not self._given:
-            self.worker.close()
+        for worker in self.ready():
+            if worker is not self._given:
+                worker.close()
+
+    def ready(self) -> list[Any]:
+        with self._lock:
+            return list(self.workers.values())
 
     def _add_pending(self) -> None:
         with self._lock:

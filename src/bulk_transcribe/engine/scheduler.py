@@ -582,6 +582,16 @@ class Scheduler:
         return self._counts[TaskState.PENDING]
 
     @property
+    def workers(self) -> list[str]:
+        """The workers in the rotation (registered, not lost or retired)."""
+        return list(self._held)
+
+    @property
+    def idle_workers(self) -> int:
+        """Workers in the rotation holding nothing (ones still loading their model included)."""
+        return sum(1 for held in self._held.values() if not held)
+
+    @property
     def in_flight(self) -> int:
         return self._counts[TaskState.ASSIGNED]
 
