@@ -164,6 +164,24 @@ def optimum(costs, m) -> float:
 
 # ---- longest first, by pull ----------------------------------------------------------------------------------
 
+def test_early_first_gives_the_second_worker_the_shortest_once(clock):
+    """A parallel run's option: the first transcript comes early (the second worker starts with the shortest),
+    then every pull is longest-first again; alone, a worker starts with the longest either way."""
+    sched = Scheduler(clock=clock, max_held=1, early_first=True)
+    sched.add(items_with([30, 120, 5, 60]))
+    sched.register("a", "b")
+    a, b = sched.dispatch(["a", "b"])
+    assert [(a.worker, a.cost), (b.worker, b.cost)] == [("a", 120), ("b", 5)]
+    clock.t = 5
+    sched.complete(b.item.video_id, "b")
+    assert [(x.worker, x.cost) for x in sched.dispatch(["a", "b"])] == [("b", 60)]
+
+    alone = Scheduler(clock=clock, max_held=1, early_first=True)
+    alone.add(items_with([30, 120, 5]))
+    alone.register("a")
+    assert [x.cost for x in alone.dispatch(["a"])] == [120]
+
+
 def test_dispatch_is_longest_first_and_pull_based(clock):
     sched = Scheduler(clock=clock, max_held=1)  # no prefetch: pure pull
     sched.add(items_with([30, 120, 5, 60]))

@@ -372,12 +372,13 @@ class Driver:
 
 def new_scheduler(config: RunConfig) -> Scheduler:
     """The run's scheduler. With an explicit batch size above 1, short videos go to a worker in bundles whose
-    chunks share the model's batches (a video shorter than batch_size x 30 s fills only part of one alone)."""
+    chunks share the model's batches (a video shorter than batch_size x 30 s fills only part of one alone). A
+    parallel run's second worker starts with the shortest video: its first transcript comes early."""
     batch_size = config.transcribe.batch_size
     bundles = batch_size > 1
     return Scheduler(max_attempts=config.max_attempts, backoff_s=RETRY_BACKOFF_S,
                      bundle_max_s=batch_size * CHUNK_S if bundles else 0.0,
-                     bundle_max_items=batch_size if bundles else 8)
+                     bundle_max_items=batch_size if bundles else 8, early_first=config.parallel)
 
 
 def _bundles(assignments: Sequence[Assignment]) -> list[list[Assignment]]:

@@ -164,6 +164,11 @@ class Scheduler:
     bundle_max_items) to pool their chunks in shared batches. Only videos of known length on their first try
     go in a bundle: a guessed length may be hours, and a retry may need the safer unbatched decode.
 
+    `early_first` (a parallel run's choice, engine/driver.new_scheduler): the first transcript comes early. While
+    nothing is done yet, a worker that asks while another already runs a video takes the shortest ready one, once:
+    people watching a parallel run see a transcript in seconds, and the makespan barely moves (one short video is
+    done first instead of last). A sequential run's one worker starts with the longest either way.
+
     Speed is learned separately for videos of known length (audio seconds per second) and for guessed ones (the
     guess per second: all guesses of a run are the same median, so this learns seconds per unknown video).
 
@@ -183,6 +188,7 @@ class Scheduler:
         bundle_max_s: float = 0.0,
         bundle_max_items: int = 8,
         cold_ahead: int = COLD_AHEAD,
+        early_first: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`max_held` defaults to MAX_HELD, or room for two full bundles when bundles are larger. A fixed depth
@@ -214,6 +220,7 @@ class Scheduler:
         self._held: dict[str, list[str]] = {}  # worker -> video ids it holds, oldest first
         self._busy_since: dict[str, float] = {}
         self._handing_over: set[str] = set()
+        self._first_short_given = not early_first  # see `early_first` above
         self._known_speed = _Mean()  # audio seconds per wall second, from videos of known length
         self._guess_speed = _Mean()  # guessed cost per wall second, from videos of unknown length
         self._bundle_ids = itertools.count(1)
@@ -394,7 +401,7 @@ class Scheduler:
 
     def _pop_shortest(self) -> str:
         """The ready video of least cost (first queued among equals), out of the heap: a linear pass, taken only by
-        a worker handing over, for the few videos it does before it leaves."""
+        a worker handing over, for the few videos it does before it leaves, and once for the run's first transcript."""
         live = [k for k, entry in enumerate(self._ready) if self.tasks[entry[2]].state == TaskState.PENDING]
         k = max(live, key=lambda i: (self._ready[i][0], -self._ready[i][1]))
         entry = self._ready[k]
@@ -405,10 +412,11 @@ class Scheduler:
         return entry[2]
 
     def _take(self, worker: str) -> Assignment | None:
-        """Hand `worker` the longest ready video (the shortest to a worker handing over)."""
+        """Hand `worker` the longest ready video (the shortest to a worker handing over, or for an early first
+        transcript)."""
         if not self._has_ready():
             return None
-        if worker in self._handing_over:
+        if worker in self._handing_over or self._early_first(worker):
             video_id = self._pop_shortest()
         else:
             _, _, video_id = heapq.heappop(self._ready)
@@ -423,6 +431,16 @@ class Scheduler:
             self._busy_since[worker] = now
         self._held[worker].append(video_id)
         return Assignment(task.item, task.attempts, worker, task.cost)
+
+    def _early_first(self, worker: str) -> bool:
+        """Whether `worker` takes the shortest ready video for the run's first transcript (once, while nothing is
+        done and another worker already runs something)."""
+        if self._first_short_given or self._counts[TaskState.DONE]:
+            return False
+        if not any(held for other, held in self._held.items() if other != worker):
+            return False
+        self._first_short_given = True
+        return True
 
     def _projected_free(self, worker: str) -> float:
         """When `worker` should run out of work, from the costs it holds and the speed seen so far."""
