@@ -186,7 +186,7 @@ def card_count(page) -> int:
 def card_workers(page) -> list[str]:
     """The worker each current-video card names ("transcribing · worker-1"), one entry per card."""
     texts = page.locator('[class*="st-key-card-"]').all_inner_texts()
-    return [m.group(1) for text in texts for m in [re.search(r" · (local|worker-\d+)", text)] if m]
+    return [m.group(1) for text in texts for m in [re.search(r" · (local(?:-\d+)?|worker-\d+)", text)] if m]
 
 
 def finished(page) -> bool:
@@ -296,27 +296,22 @@ def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, 
         if sample["cards"] >= 2 and "running" not in shots:
             shots["running"] = tmp_path / "parallel-running.png"
             page.screenshot(path=shots["running"], full_page=True)
-            # Meanwhile, in another tab: the home page lists the run and links the Ray dashboard of this server.
-            home = browser.new_page(viewport={"width": 1440, "height": 1000})
-            home.goto(base + "/")
-            home.get_by_role("link", name="Open the Ray dashboard").wait_for()
-            shots["home"] = tmp_path / "home.png"
-            home.screenshot(path=shots["home"], full_page=True)
-            home.close()
 
     samples = watch(page, on_sample=capture)
     while_running = [s for s in samples if s["rows"]]
     assert while_running, "the status table never showed while the run was going"
     assert max(len(s["rows"]) for s in while_running) == len(long_clips)  # every video listed during the run
     assert max(s["cards"] for s in samples) >= 2  # two workers, two current-video cards at the same moment
-    # One card per worker (a prefetch is "next up", not a card): Ray's two workers, and while Ray starts and
-    # takes over, the two in-process workers ("local", "local-2") that began the run at once (engine/handover.py).
+    # One card per worker (a prefetch is "next up", not a card): the two in-process workers ("local", "local-2")
+    # that begin the run at once while Ray starts (engine/handover.py), and Ray's two once they take over (on
+    # these six short clips the in-process workers may do them all first: test_handover proves the take-over).
     # A sample can hold the previous pass's card beside the new one (Streamlit removes stale elements at the end
     # of a pass): only what lasts three samples running is on screen for real.
     crowded = [s["cards"] > 4 or len(s["card_workers"]) > len(set(s["card_workers"])) for s in samples]
-    assert not any(all(crowded[i:i + 3]) for i in range(len(samples) - 2)), [s["card_workers"] for s in samples]
-    assert any("local" in s["card_workers"] for s in samples), "the run did not start in-process while Ray booted"
-    assert any(w.startswith("worker-") for s in samples for w in s["card_workers"]), "Ray's workers never took over"
+    assert not any(all(crowded[i:i + 3]) for i in range(len(samples) - 2)), \
+        [s["card_workers"] for s, c in zip(samples, crowded) if c]
+    assert any({"local", "local-2"} <= set(s["card_workers"]) for s in samples), \
+        "the run did not start on both in-process workers at once while Ray booted"
     # A prefetch shows as "next up (worker-N)" in the table (test_dashboard_logic pins the wording); whether one is
     # on screen here depends on how many videos the in-process worker did before Ray's workers were ready.
     # Direct links have no length until they are probed: the bar never reads 100% while a video is unfinished,
@@ -339,7 +334,20 @@ def test_parallel_run_shows_every_video_and_two_at_once(page, browser, app_url, 
     download_txt(page, out_root / "parallel", tmp_path)
     shots["done"] = tmp_path / "parallel-done.png"
     page.screenshot(path=shots["done"], full_page=True)
-    assert "home" in shots
+    # The home page lists the run and, once the Ray this run asked for is up (it goes on starting in the server
+    # after a short run, and stays for the server's life), links this server's Ray dashboard.
+    home = browser.new_page(viewport={"width": 1440, "height": 1000})
+    deadline = time.monotonic() + RUN_DEADLINE_S
+    while True:
+        home.goto(base + "/")
+        settle(home)
+        if home.get_by_role("link", name="Open the Ray dashboard").count():
+            break
+        assert time.monotonic() < deadline, "the home page never linked the Ray dashboard"
+        home.wait_for_timeout(2000)
+    shots["home"] = tmp_path / "home.png"
+    home.screenshot(path=shots["home"], full_page=True)
+    home.close()
     for name, path in shots.items():
         print(f"screenshot {name}: {path}")
 
