@@ -130,6 +130,11 @@ def test_formats_subset_and_status_of_missing_folder(run_cli, tmp_path, speech_c
     assert sorted(p.name for p in folders[0].iterdir()) == ["transcript.json", "transcript.txt"]
     code, _, err = run_cli("status", str(tmp_path / "elsewhere"))
     assert code == 2 and "no batch" in err
+    # `--out`, as `run` spells it, names the same folder; no folder at all is a one-line usage error.
+    code, stdout, _ = run_cli("status", "--out", str(out))
+    assert code == 0 and "1 video: 1 done" in stdout, stdout
+    code, _, err = run_cli("status")
+    assert code == 2 and err.strip() == "bulk-transcribe: error: status needs the batch's output folder: status OUT"
 
 
 def _done_ids(db: Path) -> set[str]:

@@ -64,7 +64,7 @@ def test_handover_line_says_how_a_parallel_run_started():
         "Ray's first worker was ready 22 s after the start (Ray up at 14 s); 3 video(s) started in this process "
         "meanwhile")
     assert handover_line(times(0.0, None, None, 5)) == (
-        "Ray was still starting when the run ended: 5 video(s) started in this process did the whole run")
+        "Ray was still starting when the run ended; 5 video(s) started in this process")
     assert handover_line(times(0.0, None, None, 0)) is None  # stopped before anything started: nothing to say
     assert handover_line(times(0.0, 9.0, None, 2)).startswith("Ray was up after 9 s, its workers were not ready")
     assert handover_line(times(None, None, None, 7)) == (

@@ -233,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the videos and state of a batch", formatter_class=_HelpFormatter,
                             description="Show a batch's latest run (or --run ID). Exit status: 0 when no video\n"
                                         "failed or was cancelled, 1 otherwise, 2 when OUT holds no batch.")
-    status.add_argument("out", type=Path, metavar="OUT", help="the batch's output folder")
+    status.add_argument("out", type=Path, metavar="OUT", nargs="?", help="the batch's output folder")
+    status.add_argument("--out", "-o", dest="out_option", type=Path, default=None, metavar="OUT",
+                        help="the same folder, spelled as `run` takes it")
     status.add_argument("--run", default=None, metavar="ID", help="a run id (default: the latest run)")
     status.add_argument("--ray-address", default=None, metavar="ADDRESS",
                         help="read a live parallel run from this cluster")

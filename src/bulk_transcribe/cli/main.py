@@ -256,6 +256,10 @@ def cmd_status(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from ..runs import attach_snapshot
     from ..session_manager import SessionStore
 
+    if args.out is None and args.out_option is None:
+        stderr.write("bulk-transcribe: error: status needs the batch's output folder: status OUT\n")
+        return EXIT_USAGE
+    args.out = args.out or args.out_option
     db = layout.state_db(args.out)
     if not db.is_file():
         stderr.write(f"bulk-transcribe: error: no batch in {args.out} (missing {db.name})\n")

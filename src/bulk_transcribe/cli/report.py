@@ -124,8 +124,7 @@ def handover_line(times) -> str | None:
         return (f"Ray was not started: too little audio waited to pay for its start; {here}"
                 if times.in_process_videos else None)
     if times.cluster_open_s is None:
-        return f"Ray was still starting when the run ended: {here} did the whole run" if times.in_process_videos \
-            else None
+        return f"Ray was still starting when the run ended; {here}" if times.in_process_videos else None
     if times.first_cluster_worker_s is None:
         return f"Ray was up after {times.cluster_open_s:.0f} s, its workers were not ready before the end: {here}"
     return (f"Ray's first worker was ready {times.first_cluster_worker_s:.0f} s after the start "
