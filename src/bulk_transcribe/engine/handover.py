@@ -42,7 +42,7 @@ class HandoverTimes:
     cluster_open_s: float | None = None
     """Ray up and the run's actors created (their models still loading)."""
     first_cluster_worker_s: float | None = None
-    """The first of the cluster's workers ready: from here the in-process worker takes no new video."""
+    """The first of the cluster's workers ready: from here the in-process workers take no new video."""
     in_process_videos: int = 0
     """Videos the in-process workers were given (ones they finished, or failed, before the cluster took over)."""
 
