@@ -1,6 +1,6 @@
 """The model-holding worker, the same class in both modes: the in-process executor (engine/local.py) runs one in
-this process (a plan's worth while a parallel run starts), and the Ray executor runs it as an actor (parallel/remote_worker.py), giving each the resources
-`parallel.plan.plan_workers` chose.
+this process (a plan's worth while a parallel run starts), and the Ray executor runs it as an actor
+(parallel/remote_worker.py), giving each the resources `parallel.plan.plan_workers` chose.
 
 A worker loads its model once and keeps it for life. It runs the videos the scheduler lets it hold (see
 Scheduler.max_held) on separate threads, but only one of them transcribes at a time (a lock around the model): the
