@@ -273,6 +273,8 @@ class Driver:
         """Workers start when there is work for them, up to the plan: a rerun with nothing left never loads a
         model, one video never loads two, and a list that resolves a line at a time still gets every planned
         worker (one more each time the queue outgrows the workers holding nothing, loading ones included)."""
+        if self.started >= self.executor.planned or not self.scheduler.queue_length:
+            return  # the usual case, every loop: no count of idle workers needed
         count = min(self.executor.planned - self.started, self.scheduler.queue_length - self.scheduler.idle_workers)
         if count <= 0:
             return

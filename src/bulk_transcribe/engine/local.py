@@ -187,15 +187,15 @@ class LocalExecutor:
 
     def cancel(self) -> None:
         self._cancelled.set()
-        for worker in self.ready():
+        for worker in self._loaded():
             worker.cancel()
 
     def close(self) -> None:
-        for worker in self.ready():
+        for worker in self._loaded():
             if worker is not self._given:
                 worker.close()
 
-    def ready(self) -> list[Any]:
+    def _loaded(self) -> list[Any]:
         with self._lock:
             return list(self.workers.values())
 
